@@ -1,0 +1,65 @@
+//! # ipckit: inter-process communication for Linux
+//!
+//! Every mechanism the kernel offers, behind one safe message API. Pick a
+//! mechanism with an [`Endpoint`] string, then send and receive messages;
+//! the same code runs over a FIFO, a Unix socket or TCP.
+//!
+//! ```
+//! use ipckit::{Endpoint, Receiver, Sender};
+//!
+//! let ep: Endpoint = format!("unix:@ipckit-doc-{}", std::process::id()).parse()?;
+//! let mut rx = Receiver::bind(&ep)?;
+//! let mut tx = Sender::connect(&ep)?;
+//! tx.send(b"hello")?;
+//! let msg = rx.recv()?;
+//! assert_eq!(msg.data, b"hello");
+//! assert_eq!(msg.meta.creds.unwrap().pid, std::process::id() as i32);
+//! # Ok::<(), ipckit::Error>(())
+//! ```
+//!
+//! ## The shape of every transport
+//!
+//! - Receiving fills the caller's buffer ([`Receiver::recv_into`]) and
+//!   returns the length and one [`Meta`] (priority, message type, passed
+//!   fds, credentials: whichever apply). [`Receiver::recv`] allocates a
+//!   buffer of exactly the message's size, never more than the maximum.
+//! - Every blocking call has three forms: blocking, `try_` (never waits:
+//!   `Full`/`Empty`) and `_timeout` (monotonic clock: `TimedOut`).
+//!   `EINTR` is retried with the deadline recomputed.
+//! - Connection-oriented transports have a [`socket::Listener`] yielding
+//!   two-way [`socket::Connection`]s; [`Sender`] and [`Receiver`] are the
+//!   one-direction views every transport offers.
+//! - A peer is not trusted: a frame length over the maximum is `TooLarge`
+//!   before anything is allocated; a dead peer is `Disconnected`, never a
+//!   hang and never `SIGPIPE` on sockets (see [`pipe`] for pipes).
+//! - Errors name the operation, the object and the cause:
+//!   `connect unix:/run/app.sock: no such socket at this path: no such file
+//!   or directory (ENOENT)`.
+//!
+//! ## Modules
+//!
+//! 1. [`pipe`]: anonymous pipes and FIFOs.
+//! 2. [`socket`]: Unix (stream, seqpacket, datagram) and TCP sockets.
+//! 3. [`framing`]: the `len32` and `lines` frame formats for byte streams.
+//! 4. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
+//! 5. [`endpoint`]: the endpoint grammar.
+//! 6. [`sys`]: the only code that calls the kernel.
+
+pub mod channel;
+pub mod endpoint;
+mod error;
+pub mod framing;
+mod meta;
+mod options;
+pub mod pipe;
+pub mod socket;
+pub mod sys;
+mod transport;
+mod wait;
+
+pub use channel::{Receiver, Sender};
+pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
+pub use error::{Error, ErrorKind, Result, errno_name};
+pub use framing::Framing;
+pub use meta::{Credentials, Message, Meta};
+pub use options::Options;

@@ -1,0 +1,83 @@
+//! Options for opening an endpoint, shared by every transport.
+
+use crate::framing::{DEFAULT_MAX_MESSAGE, Framing};
+
+/// How to open an endpoint. Options that belong to the object itself
+/// (permissions, queue sizes) are written in the endpoint's query instead.
+///
+/// ```
+/// use ipckit::{Framing, Options};
+/// let opts = Options::new().create(true).framing(Framing::Lines).max_message(64 * 1024);
+/// assert_eq!(opts.max_message_size(), 65536);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) framing: Framing,
+    pub(crate) max_message: usize,
+    pub(crate) create: bool,
+    pub(crate) exclusive: bool,
+    pub(crate) unlink_on_drop: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            framing: Framing::Len32,
+            max_message: DEFAULT_MAX_MESSAGE,
+            create: false,
+            exclusive: false,
+            unlink_on_drop: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: `len32` framing, 16 MiB maximum, open only.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Framing on byte streams (ignored where the kernel keeps message
+    /// boundaries).
+    pub fn framing(mut self, framing: Framing) -> Options {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest message this end sends or accepts. A peer's larger
+    /// message is rejected as `TooLarge` without allocating its size.
+    pub fn max_message(mut self, bytes: usize) -> Options {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Create the named object if it does not exist (FIFO; later: queues,
+    /// segments). Sockets are always created by the listening side.
+    pub fn create(mut self, yes: bool) -> Options {
+        self.create = yes;
+        self
+    }
+
+    /// With `create`: fail with `AlreadyExists` if the object exists.
+    pub fn exclusive(mut self, yes: bool) -> Options {
+        self.exclusive = yes;
+        self
+    }
+
+    /// Remove the named object (socket file, FIFO) when this handle, which
+    /// created it, is dropped.
+    pub fn unlink_on_drop(mut self, yes: bool) -> Options {
+        self.unlink_on_drop = yes;
+        self
+    }
+
+    /// The configured maximum message size.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message
+    }
+
+    /// The configured framing.
+    pub fn framing_kind(&self) -> Framing {
+        self.framing
+    }
+}

@@ -1,0 +1,151 @@
+//! A two-way message channel over a Unix stream, Unix seqpacket or TCP
+//! socket.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{tcp, unix};
+use crate::endpoint::{Endpoint, EndpointKind, UnixType};
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Credentials, Message, Meta};
+use crate::options::Options;
+use crate::sys;
+use crate::transport::packet::{PacketIo, PacketKind};
+use crate::transport::stream::{StreamIo, StreamKind};
+use crate::transport::{Io, finish, message_ops};
+use crate::wait::{Wait, until_peer_ready};
+
+/// A connected socket carrying messages both ways: from
+/// [`Listener::accept`](super::Listener::accept) or
+/// [`Connection::connect`].
+///
+/// On stream sockets messages are framed (see [`Framing`](crate::Framing));
+/// on seqpacket sockets the kernel keeps boundaries. The peer closing the
+/// connection is `Disconnected`. Sending never raises `SIGPIPE`
+/// (`MSG_NOSIGNAL`).
+#[derive(Debug)]
+pub struct Connection {
+    io: Io,
+}
+
+impl Connection {
+    pub(crate) fn from_io(io: Io) -> Connection {
+        Connection { io }
+    }
+
+    /// Connects once with default [`Options`]: `NotFound` if there is no
+    /// such socket, `Disconnected` if nothing listens.
+    pub fn connect(ep: &Endpoint) -> Result<Connection> {
+        Connection::connect_with(ep, &Options::default())
+    }
+
+    /// Connects once.
+    pub fn connect_with(ep: &Endpoint, opts: &Options) -> Result<Connection> {
+        Connection::connect_wait(ep, opts, Wait::Forever)
+    }
+
+    /// Connects, retrying while nothing listens yet, for at most `timeout`.
+    pub fn connect_timeout(ep: &Endpoint, opts: &Options, timeout: Duration) -> Result<Connection> {
+        until_peer_ready(Wait::timeout(timeout), "connect", ep, |w| Connection::connect_wait(ep, opts, w))
+    }
+
+    fn connect_wait(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Connection> {
+        let name: Arc<str> = ep.to_string().into();
+        let max = opts.max_message;
+        let io = match ep.kind() {
+            EndpointKind::Unix(UnixType::Stream, addr) => {
+                Io::Stream(StreamIo::new(unix::connect(ep, UnixType::Stream, addr)?, StreamKind::Unix, opts.framing, max, name))
+            }
+            EndpointKind::Unix(UnixType::Seqpacket, addr) => Io::Packet(PacketIo::new(
+                unix::connect(ep, UnixType::Seqpacket, addr)?,
+                PacketKind::Seqpacket,
+                max,
+                name,
+            )),
+            EndpointKind::Tcp { host, port } => {
+                Io::Stream(StreamIo::new(tcp::connect(ep, host, *port, wait)?, StreamKind::Tcp, opts.framing, max, name))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    "connect",
+                    ep,
+                    "only unix, unix-seqpacket and tcp endpoints make connections (see Sender for the others)",
+                ));
+            }
+        };
+        Ok(Connection { io })
+    }
+
+    fn send_wait(&mut self, parts: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
+        self.io.send(parts, fds, wait)
+    }
+
+    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
+        let got = self.io.recv_into(buf, wait);
+        finish(got, wait, "recv", self.io.name())
+    }
+
+    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
+        let got = self.io.recv(wait);
+        finish(got, wait, "recv", self.io.name())
+    }
+
+    message_ops!();
+
+    /// Sends one message with file descriptors (`SCM_RIGHTS`; Unix sockets
+    /// only, at most [`MAX_FDS`](super::MAX_FDS)). The receiver gets its own
+    /// descriptors in [`Meta::fds`].
+    pub fn send_with_fds(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.send_wait(&[IoSlice::new(msg)], fds, Wait::Forever)
+    }
+
+    /// Non-blocking form of [`send_with_fds`](Self::send_with_fds).
+    pub fn try_send_with_fds(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.send_wait(&[IoSlice::new(msg)], fds, Wait::Never)
+    }
+
+    /// Timed form of [`send_with_fds`](Self::send_with_fds).
+    pub fn send_with_fds_timeout(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<()> {
+        self.send_wait(&[IoSlice::new(msg)], fds, Wait::timeout(timeout))
+    }
+
+    /// The peer process (`SO_PEERCRED`, as it was when it connected), for
+    /// Unix sockets.
+    pub fn peer_credentials(&self) -> Option<Credentials> {
+        match &self.io {
+            Io::Stream(s) => s.peer_credentials(),
+            Io::Packet(p) => p.peer_credentials(),
+        }
+    }
+
+    /// Tells the peer no more messages follow (it reads `Disconnected` after
+    /// the last one); receiving still works.
+    pub fn shutdown_send(&self) -> Result<()> {
+        sys::net::shutdown_write(self.io.fd()).map_err(|e| Error::os("shutdown", self.io.name(), e))
+    }
+
+    /// Sets `O_NONBLOCK`, for use with poll/epoll or an async runtime. The
+    /// blocking forms keep working (they wait with `poll`).
+    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
+        sys::io::set_nonblocking(self.io.fd(), on).map_err(|e| Error::os("fcntl", self.io.name(), e))
+    }
+
+    pub(crate) fn into_io(self) -> Io {
+        self.io
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.fd()
+    }
+}
+
+impl From<Connection> for OwnedFd {
+    fn from(c: Connection) -> OwnedFd {
+        c.io.into_fd()
+    }
+}

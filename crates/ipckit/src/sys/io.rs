@@ -1,0 +1,83 @@
+//! Reading, writing and waiting on file descriptors.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+
+use crate::wait::Wait;
+
+/// Runs `f` again for as long as it fails with `EINTR`.
+#[inline]
+pub(crate) fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `poll` on one descriptor until `events` (or an error/hang-up condition)
+/// is reported or the wait runs out. Returns the reported events, or `None`
+/// when the wait ran out.
+pub(crate) fn poll(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<Option<PollFlags>, Errno> {
+    loop {
+        let timeout = wait.remaining().map(timespec);
+        let mut fds = [PollFd::from_borrowed_fd(fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => {
+                if wait.remaining() == Some(Duration::ZERO) {
+                    return Ok(None);
+                }
+                // Woken early (the kernel may round); wait for what is left.
+            }
+            Ok(_) => return Ok(Some(fds[0].revents())),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ }
+}
+
+/// `read`, retrying `EINTR`.
+#[inline]
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    retry(|| rustix::io::read(fd, &mut *buf))
+}
+
+/// `writev`, retrying `EINTR`.
+#[inline]
+pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> Result<usize, Errno> {
+    retry(|| rustix::io::writev(fd, bufs))
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: impl AsFd, on: bool) -> Result<(), Errno> {
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    let new = if on { flags | OFlags::NONBLOCK } else { flags - OFlags::NONBLOCK };
+    if new != flags {
+        rustix::fs::fcntl_setfl(&fd, new)?;
+    }
+    Ok(())
+}
+
+/// `poll` on several descriptors; returns how many reported events, 0 when
+/// the wait ran out. Retries `EINTR` with what is left of the wait.
+pub(crate) fn poll_many(fds: &mut [rustix::event::PollFd<'_>], wait: Wait) -> Result<usize, Errno> {
+    loop {
+        let timeout = wait.remaining().map(timespec);
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The only module that talks to the kernel.
+//!
+//! Everything here is a thin wrapper: it retries `EINTR` (recomputing what is
+//! left of a deadline), returns owned file descriptors, and reports a bare
+//! [`Errno`] that the caller turns into an [`Error`](crate::Error) naming the
+//! operation and the object. rustix first; libc only where rustix has
+//! nothing.
+
+pub(crate) mod fs;
+pub(crate) mod io;
+pub(crate) mod net;
+pub mod process;
+
+pub use rustix::io::Errno;

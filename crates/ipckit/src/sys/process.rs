@@ -1,0 +1,87 @@
+//! Handing file descriptors to child processes, and CPU pinning.
+//!
+//! A parent marks a descriptor for a child with [`pass_fd`]: in the child
+//! only (between `fork` and `exec`), the descriptor's close-on-exec flag is
+//! cleared, and its number is listed in the child's `IPCKIT_FDS`
+//! environment variable. The child claims it, once, with
+//! [`take_inherited_fd`], which accepts only numbers that list names. This is
+//! the `LISTEN_FDS` convention of systemd, and it keeps ownership single:
+//! the parent keeps its copy, the child gets its own.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::Mutex;
+
+use rustix::io::{Errno, FdFlags};
+
+/// The environment variable that lists descriptors passed by [`pass_fd`].
+pub const FDS_ENV: &str = "IPCKIT_FDS";
+
+static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Lets the child that `cmd` spawns inherit `fd` under the same number, and
+/// returns that number. The descriptor must stay open in the parent until
+/// the child is spawned (if it is closed, the spawn fails with `EBADF`).
+pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
+    let raw = fd.as_fd().as_raw_fd();
+    let list = match cmd.get_envs().find(|(k, _)| *k == FDS_ENV).and_then(|(_, v)| v) {
+        Some(prev) => format!("{},{raw}", prev.to_string_lossy()),
+        None => raw.to_string(),
+    };
+    cmd.env(FDS_ENV, list);
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called. It calls fcntl through
+    // rustix (a direct system call: no allocation, no locks) on a number it
+    // captured by value.
+    unsafe {
+        cmd.pre_exec(move || {
+            // SAFETY: `raw` is only used for this fcntl in the child; if it is
+            // not open, fcntl fails with EBADF and the spawn reports it.
+            let fd = rustix::fd::BorrowedFd::borrow_raw(raw);
+            rustix::io::fcntl_setfd(fd, FdFlags::empty()).map_err(std::io::Error::from)
+        });
+    }
+    raw
+}
+
+/// Claims descriptor `raw`, passed by the parent with [`pass_fd`]. Fails with
+/// `EBADF` unless `raw` is listed in `IPCKIT_FDS`, is open, and was not
+/// claimed before. The descriptor is made close-on-exec again.
+pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
+    let listed = std::env::var(FDS_ENV)
+        .map(|v| v.split(',').any(|n| n.trim().parse::<RawFd>() == Ok(raw)))
+        .unwrap_or(false);
+    if !listed || raw <= 2 {
+        return Err(Errno::BADF);
+    }
+    let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if taken.contains(&raw) {
+        return Err(Errno::BADF);
+    }
+    // SAFETY: only used for the F_GETFD probe below while `raw` is checked.
+    let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(raw) };
+    rustix::io::fcntl_getfd(borrowed)?;
+    taken.push(raw);
+    // SAFETY: `raw` is open (F_GETFD succeeded), was handed to this process
+    // for ipckit by its parent (listed in IPCKIT_FDS), and this is the only
+    // place that turns it into an owner, once (the TAKEN list).
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
+    Ok(owned)
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> Result<(), Errno> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Err(_) => vec![0],
+    }
+}

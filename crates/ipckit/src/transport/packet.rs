@@ -1,0 +1,209 @@
+//! Messages over sockets that keep boundaries: Unix seqpacket and datagram.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use rustix::event::PollFlags;
+
+use super::{Got, not_yet};
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Credentials, Message, Meta};
+use crate::sys::{self, Errno};
+use crate::wait::Wait;
+
+/// Which message socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PacketKind {
+    Seqpacket,
+    Dgram,
+}
+
+/// One end of a message socket.
+#[derive(Debug)]
+pub(crate) struct PacketIo {
+    fd: OwnedFd,
+    kind: PacketKind,
+    max: usize,
+    name: Arc<str>,
+    creds: Option<Credentials>,
+}
+
+impl PacketIo {
+    pub(crate) fn new(fd: OwnedFd, kind: PacketKind, max: usize, name: Arc<str>) -> PacketIo {
+        let creds = match kind {
+            PacketKind::Seqpacket => sys::net::peer_credentials(fd.as_fd()).ok().map(Credentials::from),
+            PacketKind::Dgram => None,
+        };
+        PacketIo { fd, kind, max, name, creds }
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn peer_credentials(&self) -> Option<Credentials> {
+        self.creds
+    }
+
+    fn os(&self, op: &'static str, e: Errno) -> Error {
+        Error::os(op, &*self.name, e)
+    }
+
+    /// Waits for `events` after an `EAGAIN`; `false` when the wait ran out.
+    fn wait_for(&self, events: PollFlags, wait: Wait, op: &'static str) -> Result<bool> {
+        if matches!(wait, Wait::Never) {
+            return Ok(false);
+        }
+        Ok(sys::io::poll(self.fd(), events, wait).map_err(|e| self.os(op, e))?.is_some())
+    }
+
+    pub(crate) fn send(&mut self, payload: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
+        let len: usize = payload.iter().map(|s| s.len()).sum();
+        if len > self.max {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "send",
+                &*self.name,
+                format!("message of {len} bytes exceeds the maximum of {} bytes", self.max),
+            ));
+        }
+        if fds.len() > sys::net::MAX_FDS {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "send",
+                &*self.name,
+                format!("{} file descriptors, the limit is {} a message", fds.len(), sys::net::MAX_FDS),
+            ));
+        }
+        loop {
+            match sys::net::send(self.fd(), payload, fds, !wait.is_forever()) {
+                Ok(_) => return Ok(()),
+                Err(Errno::AGAIN) => {
+                    if !self.wait_for(PollFlags::OUT, wait, "send")? {
+                        return Err(not_yet(wait, "send", &self.name, "message"));
+                    }
+                }
+                Err(Errno::MSGSIZE) => {
+                    return Err(self.os("send", Errno::MSGSIZE).with_detail(format!(
+                        "message of {len} bytes is over the socket's limit (SO_SNDBUF)"
+                    )));
+                }
+                Err(e) => return Err(self.os("send", e)),
+            }
+        }
+    }
+
+    /// The length of the next message without consuming it, waiting per
+    /// `wait`. `None`: nothing within the wait.
+    fn peek_len(&self, wait: Wait) -> Result<Option<usize>> {
+        loop {
+            match sys::net::recv(self.fd(), &mut [], !wait.is_forever(), true) {
+                Ok(r) => return Ok(Some(r.bytes)),
+                Err(Errno::AGAIN) => {
+                    if !self.wait_for(PollFlags::IN, wait, "recv")? {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(self.os("recv", e)),
+            }
+        }
+    }
+
+    /// Whether a zero-byte read on a seqpacket socket was the peer's close
+    /// rather than an empty message: after a close the socket reports
+    /// read hang-up.
+    fn is_eof(&self) -> bool {
+        self.kind == PacketKind::Seqpacket
+            && matches!(
+                sys::io::poll(self.fd(), PollFlags::RDHUP, Wait::Never),
+                Ok(Some(ev)) if ev.intersects(PollFlags::RDHUP | PollFlags::HUP)
+            )
+    }
+
+    pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        // A buffer smaller than the largest allowed message could truncate:
+        // learn the length first so that nothing is lost. A buffer of the
+        // maximum size needs no extra system call.
+        if buf.len() < self.max {
+            match self.peek_len(wait)? {
+                None => return Ok(Got::NotYet),
+                Some(len) if len > buf.len() && len <= self.max => {
+                    return Err(Error::new(
+                        ErrorKind::TooLarge,
+                        "recv",
+                        &*self.name,
+                        format!("message of {len} bytes does not fit the {}-byte buffer", buf.len()),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        loop {
+            match sys::net::recv(self.fd(), &mut [IoSliceMut::new(buf)], !wait.is_forever(), false) {
+                Ok(r) => {
+                    if r.control_truncated {
+                        return Err(Error::new(
+                            ErrorKind::TooLarge,
+                            "recv",
+                            &*self.name,
+                            format!(
+                                "file descriptors with the message were lost (MSG_CTRUNC: more than {} or over \
+                                 the file limit); every one received was closed and the message dropped",
+                                sys::net::MAX_FDS
+                            ),
+                        ));
+                    }
+                    if r.truncated {
+                        return Err(Error::new(
+                            ErrorKind::TooLarge,
+                            "recv",
+                            &*self.name,
+                            format!(
+                                "message over the {}-byte buffer was discarded (maximum {} bytes)",
+                                buf.len(),
+                                self.max
+                            ),
+                        ));
+                    }
+                    if r.bytes == 0 && self.is_eof() {
+                        return Ok(Got::Eof);
+                    }
+                    let creds = r.creds.map(Credentials::from).or(self.creds);
+                    return Ok(Got::Msg((r.bytes, Meta { fds: r.fds, creds, ..Meta::default() })));
+                }
+                Err(Errno::AGAIN) => {
+                    if !self.wait_for(PollFlags::IN, wait, "recv")? {
+                        return Ok(Got::NotYet);
+                    }
+                }
+                Err(e) => return Err(self.os("recv", e)),
+            }
+        }
+    }
+
+    pub(crate) fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
+        let Some(len) = self.peek_len(wait)? else {
+            return Ok(Got::NotYet);
+        };
+        // Never more than the maximum: a longer message is received into a
+        // maximum-sized buffer and reported (and dropped) as too large.
+        let mut data = vec![0u8; len.min(self.max)];
+        match self.recv_into(&mut data, wait)? {
+            Got::Msg((n, meta)) => {
+                data.truncate(n);
+                Ok(Got::Msg(Message { data, meta }))
+            }
+            Got::Eof => Ok(Got::Eof),
+            Got::NotYet => Ok(Got::NotYet),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Framed messages over a byte stream: pipe, FIFO, Unix stream socket, TCP.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use rustix::event::PollFlags;
+
+use super::{Got, not_yet};
+use crate::error::{Error, ErrorKind, Result};
+use crate::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, Framing, len32_header};
+use crate::meta::{Credentials, Message, Meta};
+use crate::sys::{self, Errno};
+use crate::wait::Wait;
+
+/// What kind of descriptor carries the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    /// Pipe or FIFO: `read`/`writev`.
+    Pipe,
+    /// Unix stream socket: `recvmsg`/`sendmsg`, with fds.
+    Unix,
+    /// TCP: `recvmsg`/`sendmsg`.
+    Tcp,
+}
+
+/// One end of a framed byte stream.
+#[derive(Debug)]
+pub(crate) struct StreamIo {
+    fd: OwnedFd,
+    kind: StreamKind,
+    framing: Framing,
+    decoder: Decoder,
+    name: Arc<str>,
+    /// A send failed after its first byte: the stream is out of step.
+    broken: bool,
+    /// Descriptors that arrived with the message being received.
+    fds: Vec<OwnedFd>,
+    /// Ancillary data of the message being received was truncated.
+    control_truncated: bool,
+    creds: Option<Credentials>,
+}
+
+impl StreamIo {
+    pub(crate) fn new(fd: OwnedFd, kind: StreamKind, framing: Framing, max: usize, name: Arc<str>) -> StreamIo {
+        let creds = match kind {
+            StreamKind::Unix => sys::net::peer_credentials(fd.as_fd()).ok().map(Credentials::from),
+            _ => None,
+        };
+        StreamIo {
+            fd,
+            kind,
+            framing,
+            decoder: Decoder::new(framing, max),
+            name,
+            broken: false,
+            fds: Vec::new(),
+            control_truncated: false,
+            creds,
+        }
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn peer_credentials(&self) -> Option<Credentials> {
+        self.creds
+    }
+
+    pub(crate) fn has_buffered_message(&self) -> bool {
+        self.decoder.has_buffered_message()
+    }
+
+    /// Sends one framed message. The wait applies to room for the first
+    /// byte; once a frame has started it is finished, or the stream is
+    /// reported broken.
+    pub(crate) fn send(&mut self, payload: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
+        let err = |kind, why: String| Error::new(kind, "send", &*self.name, why);
+        if self.broken {
+            return Err(err(ErrorKind::Disconnected, "an earlier send broke off in the middle of a frame".into()));
+        }
+        if !fds.is_empty() && self.kind != StreamKind::Unix {
+            return Err(err(ErrorKind::Unsupported, "only Unix sockets can pass file descriptors".into()));
+        }
+        if fds.len() > sys::net::MAX_FDS {
+            return Err(err(
+                ErrorKind::Invalid,
+                format!("{} file descriptors, the limit is {} a message", fds.len(), sys::net::MAX_FDS),
+            ));
+        }
+        let len: usize = payload.iter().map(|s| s.len()).sum();
+        let max = self.decoder.max();
+        if len > max {
+            return Err(err(ErrorKind::TooLarge, format!("message of {len} bytes exceeds the maximum of {max} bytes")));
+        }
+        let header;
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(payload.len() + 1);
+        match self.framing {
+            Framing::Len32 => {
+                header = len32_header(len).expect("max is at most u32::MAX");
+                iov.push(IoSlice::new(&header));
+                iov.extend_from_slice(payload);
+            }
+            Framing::Lines => {
+                if payload.iter().any(|s| s.contains(&b'\n')) {
+                    return Err(err(ErrorKind::Invalid, "a message sent with lines framing cannot contain '\\n'".into()));
+                }
+                iov.extend_from_slice(payload);
+                iov.push(IoSlice::new(b"\n"));
+            }
+        }
+        let total = len + if self.framing == Framing::Len32 { 4 } else { 1 };
+        let mut rest: &mut [IoSlice<'_>] = &mut iov;
+        let mut written = 0;
+        loop {
+            let first = written == 0;
+            let r = self.write_once(rest, if first { fds } else { &[] }, first && !wait.is_forever());
+            match r {
+                Ok(n) => {
+                    written += n;
+                    if written == total {
+                        return Ok(());
+                    }
+                    IoSlice::advance_slices(&mut rest, n);
+                }
+                Err(Errno::AGAIN) if first => {
+                    if matches!(wait, Wait::Never) {
+                        return Err(not_yet(wait, "send", &self.name, "message"));
+                    }
+                    let ready = sys::io::poll(self.fd(), PollFlags::OUT, wait).map_err(|e| self.os("send", e))?;
+                    if ready.is_none() {
+                        return Err(not_yet(wait, "send", &self.name, "room for the message"));
+                    }
+                }
+                // The descriptor was made non-blocking by its owner; the
+                // frame has started, so wait for room whatever the deadline.
+                Err(Errno::AGAIN) => {
+                    sys::io::poll(self.fd(), PollFlags::OUT, Wait::Forever).map_err(|e| self.os("send", e))?;
+                }
+                Err(e) if first => return Err(self.os("send", e)),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(self.os("send", e).with_detail(format!(
+                        "connection broken after {written} of {total} bytes of a frame"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn write_once(&self, iov: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], nowait: bool) -> Result<usize, Errno> {
+        match self.kind {
+            StreamKind::Pipe => {
+                if nowait && sys::io::poll(self.fd(), PollFlags::OUT, Wait::Never)?.is_none() {
+                    return Err(Errno::AGAIN);
+                }
+                sys::io::writev(self.fd(), iov)
+            }
+            StreamKind::Unix | StreamKind::Tcp => sys::net::send(self.fd(), iov, fds, nowait),
+        }
+    }
+
+    fn os(&self, op: &'static str, e: Errno) -> Error {
+        Error::os(op, &*self.name, e)
+    }
+
+    fn decode_error(&mut self, e: DecodeError) -> Error {
+        self.fds.clear();
+        self.control_truncated = false;
+        let kind = match e {
+            DecodeError::TooLarge { .. } | DecodeError::BufferTooSmall { .. } => ErrorKind::TooLarge,
+            DecodeError::EofMidFrame { .. } => ErrorKind::Disconnected,
+            DecodeError::Os(errno) => return self.os("recv", errno),
+        };
+        Error::new(kind, "recv", &*self.name, e.to_string())
+    }
+
+    fn source(&mut self, wait: Wait) -> (&mut Decoder, FdSource<'_>) {
+        let src = FdSource {
+            fd: self.fd.as_fd(),
+            kind: self.kind,
+            wait,
+            fds: &mut self.fds,
+            control_truncated: &mut self.control_truncated,
+        };
+        (&mut self.decoder, src)
+    }
+
+    fn complete(&mut self) -> Result<Meta> {
+        let fds = std::mem::take(&mut self.fds);
+        if std::mem::take(&mut self.control_truncated) {
+            drop(fds);
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "recv",
+                &*self.name,
+                format!(
+                    "file descriptors with the message were lost (MSG_CTRUNC: more than {} or over the \
+                     file limit); every one received was closed and the message dropped",
+                    sys::net::MAX_FDS
+                ),
+            ));
+        }
+        Ok(Meta { fds, creds: self.creds, ..Meta::default() })
+    }
+
+    pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        let (decoder, mut src) = self.source(wait);
+        match decoder.decode_into(&mut src, buf) {
+            Ok(Decoded::Message(n)) => Ok(Got::Msg((n, self.complete()?))),
+            Ok(Decoded::Eof) => Ok(Got::Eof),
+            Ok(Decoded::NotYet) => Ok(Got::NotYet),
+            Err(e) => Err(self.decode_error(e)),
+        }
+    }
+
+    pub(crate) fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
+        let (decoder, mut src) = self.source(wait);
+        let len = match decoder.next_len(&mut src) {
+            Ok(Decoded::Message(n)) => n,
+            Ok(Decoded::Eof) => return Ok(Got::Eof),
+            Ok(Decoded::NotYet) => return Ok(Got::NotYet),
+            Err(e) => return Err(self.decode_error(e)),
+        };
+        // Bounded: the decoder rejected anything over the maximum.
+        let mut data = vec![0u8; len];
+        match self.recv_into(&mut data, wait)? {
+            Got::Msg((n, meta)) => {
+                data.truncate(n);
+                Ok(Got::Msg(Message { data, meta }))
+            }
+            Got::Eof => Ok(Got::Eof),
+            Got::NotYet => Ok(Got::NotYet),
+        }
+    }
+}
+
+/// The descriptor as a [`ByteSource`] for the decoder, honouring a wait.
+struct FdSource<'a> {
+    fd: BorrowedFd<'a>,
+    kind: StreamKind,
+    wait: Wait,
+    fds: &'a mut Vec<OwnedFd>,
+    control_truncated: &'a mut bool,
+}
+
+impl FdSource<'_> {
+    fn read_once(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let nowait = !self.wait.is_forever();
+        match self.kind {
+            StreamKind::Pipe => {
+                if nowait && sys::io::poll(self.fd, PollFlags::IN, Wait::Never)?.is_none() {
+                    return Err(Errno::AGAIN);
+                }
+                sys::io::read(self.fd, buf)
+            }
+            StreamKind::Unix | StreamKind::Tcp => {
+                let r = sys::net::recv(self.fd, &mut [IoSliceMut::new(buf)], nowait, false)?;
+                self.fds.extend(r.fds);
+                *self.control_truncated |= r.control_truncated;
+                Ok(r.bytes)
+            }
+        }
+    }
+}
+
+impl ByteSource for FdSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<Chunk, Errno> {
+        loop {
+            match self.read_once(buf) {
+                Ok(0) => return Ok(Chunk::Eof),
+                Ok(n) => return Ok(Chunk::Data(n)),
+                // A reset connection ends the stream like a close does; the
+                // decoder tells a clean end from one inside a frame.
+                Err(Errno::CONNRESET) => return Ok(Chunk::Eof),
+                Err(Errno::AGAIN) => {
+                    if matches!(self.wait, Wait::Never) {
+                        return Ok(Chunk::WouldBlock);
+                    }
+                    if sys::io::poll(self.fd, PollFlags::IN, self.wait)?.is_none() {
+                        return Ok(Chunk::WouldBlock);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
