@@ -1,1 +1,102 @@
-fn main() {}
+//! `ipckit`: send, receive, remove and benchmark Linux IPC from the shell.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage (bad arguments or endpoint),
+//! 3 timed out.
+
+mod bench;
+mod recv;
+mod send;
+mod units;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ipckit::{Endpoint, ErrorKind, Framing};
+
+/// Inter-process communication for Linux: every mechanism, one command.
+#[derive(Parser, Debug)]
+#[command(name = "ipckit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send messages: each argument is one message; with none, each line of
+    /// standard input is one.
+    Send(send::SendArgs),
+    /// Receive messages and print them, one per line.
+    Recv(recv::RecvArgs),
+    /// Remove a named object (FIFO, socket file).
+    Rm {
+        /// The endpoint naming the object.
+        endpoint: String,
+    },
+    /// Measure every mechanism on this machine: round-trip latency beside
+    /// a raw loop of the same system calls.
+    Bench(bench::BenchArgs),
+    /// Internal: the peer process of `ipckit bench`.
+    #[command(hide = true)]
+    BenchPeer(bench::PeerArgs),
+}
+
+/// Options shared by `send` and `recv`.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Give up after this long (e.g. 500ms, 2s); exit 3.
+    #[arg(long, value_parser = units::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Create the named object (FIFO) if it does not exist.
+    #[arg(long)]
+    pub create: bool,
+    /// Message framing on byte streams.
+    #[arg(long, default_value = "len32", value_parser = parse_framing)]
+    pub framing: Framing,
+    /// Largest message accepted or sent (e.g. 64KiB).
+    #[arg(long, default_value = "16MiB", value_parser = units::parse_size)]
+    pub max_size: usize,
+}
+
+fn parse_framing(s: &str) -> Result<Framing, String> {
+    s.parse()
+}
+
+impl Common {
+    pub fn options(&self) -> ipckit::Options {
+        ipckit::Options::new().create(self.create).framing(self.framing).max_message(self.max_size)
+    }
+}
+
+/// Parses an endpoint argument.
+pub fn endpoint(text: &str) -> ipckit::Result<Endpoint> {
+    text.parse()
+}
+
+/// The exit code for an error, per DESIGN.md.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ipckit::Error>().map(ipckit::Error::kind) {
+        Some(ErrorKind::TimedOut) => 3,
+        Some(ErrorKind::Invalid) => 2,
+        _ => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Send(args) => send::run(args),
+        Command::Recv(args) => recv::run(args),
+        Command::Rm { endpoint } => self::endpoint(&endpoint).and_then(|ep| ipckit::remove(&ep)).map_err(Into::into),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchPeer(args) => bench::peer(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipckit: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

@@ -71,6 +71,30 @@ pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     Ok(owned)
 }
 
+/// Claims descriptor `raw` that the user named on the command line (as in
+/// `--ready-fd 3` with `3>file`): for a program's entry point. Fails with
+/// `EBADF` for standard streams, closed numbers, and numbers claimed before
+/// through this module.
+pub fn take_fd_named_by_user(raw: RawFd) -> Result<OwnedFd, Errno> {
+    if raw <= 2 {
+        return Err(Errno::BADF);
+    }
+    let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if taken.contains(&raw) {
+        return Err(Errno::BADF);
+    }
+    // SAFETY: only used for the F_GETFD probe below while `raw` is checked.
+    let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(raw) };
+    rustix::io::fcntl_getfd(borrowed)?;
+    taken.push(raw);
+    // SAFETY: `raw` is open (F_GETFD succeeded) and was given to this program
+    // by the user who started it, for it to use; this module hands out each
+    // number at most once (the TAKEN list).
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
+    Ok(owned)
+}
+
 /// Pins the calling thread to one CPU.
 pub fn pin_to_cpu(cpu: usize) -> Result<(), Errno> {
     let mut set = rustix::thread::CpuSet::new();

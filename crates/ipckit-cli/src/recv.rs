@@ -1,0 +1,105 @@
+//! `ipckit recv`.
+
+use std::io::Write;
+use std::time::Instant;
+
+use base64::Engine;
+use clap::Args;
+use ipckit::{EndpointKind, ErrorKind, Message, Receiver, UnixAddr};
+
+use crate::Common;
+
+#[derive(Args, Debug)]
+pub struct RecvArgs {
+    /// Where to receive (e.g. unix:/tmp/app.sock, fifo:/tmp/f, tcp:127.0.0.1:7000).
+    pub endpoint: String,
+    /// Stop after this many messages (default: run until killed).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Print one JSON object per message: data (UTF-8) or data_b64, len,
+    /// and the transport's metadata.
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Write the payload bytes exactly, with nothing added.
+    #[arg(long)]
+    pub raw: bool,
+    /// When ready to receive, write "ready ENDPOINT\n" to this descriptor
+    /// and close it (in addition to the "ipckit: ready ENDPOINT" line on
+    /// standard error).
+    #[arg(long, value_name = "N")]
+    pub ready_fd: Option<i32>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The line `recv` writes to standard error once it can receive.
+pub const READY_PREFIX: &str = "ipckit: ready ";
+
+pub fn run(args: RecvArgs) -> anyhow::Result<()> {
+    let ep = crate::endpoint(&args.endpoint)?;
+    // A socket file this command creates is this command's to remove.
+    let owns_file = matches!(ep.kind(), EndpointKind::Unix(_, UnixAddr::Path(_)));
+    let opts = args.common.options().unlink_on_drop(owns_file);
+    let ready_fd = args
+        .ready_fd
+        .map(|n| {
+            ipckit::sys::process::take_fd_named_by_user(n)
+                .map_err(|e| ipckit::Error::os("--ready-fd", n, e).with_kind(ErrorKind::Invalid))
+        })
+        .transpose()?;
+    let mut rx = Receiver::bind_with(&ep, &opts)?;
+    eprintln!("{READY_PREFIX}{}", rx.name());
+    if let Some(fd) = ready_fd {
+        let mut f = std::fs::File::from(fd);
+        // The announcement is best effort: a reader that went away does not
+        // stop the receiver.
+        let _ = writeln!(f, "ready {}", rx.name());
+    }
+    let deadline = args.common.timeout.map(|t| Instant::now() + t);
+    let stdout = std::io::stdout();
+    let mut received = 0u64;
+    while args.count.is_none_or(|c| received < c) {
+        let msg = match deadline {
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now()))?,
+            None => rx.recv()?,
+        };
+        let mut out = stdout.lock();
+        print_message(&mut out, &msg, args.json, args.raw)?;
+        out.flush()?;
+        received += 1;
+    }
+    Ok(())
+}
+
+fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> std::io::Result<()> {
+    if raw {
+        return out.write_all(&msg.data);
+    }
+    if !json {
+        out.write_all(&msg.data)?;
+        return out.write_all(b"\n");
+    }
+    let mut obj = serde_json::Map::new();
+    match std::str::from_utf8(&msg.data) {
+        Ok(s) => obj.insert("data".into(), s.into()),
+        Err(_) => obj.insert("data_b64".into(), base64::engine::general_purpose::STANDARD.encode(&msg.data).into()),
+    };
+    obj.insert("len".into(), msg.data.len().into());
+    let meta = &msg.meta;
+    if let Some(p) = meta.priority {
+        obj.insert("priority".into(), p.into());
+    }
+    if let Some(t) = meta.msg_type {
+        obj.insert("type".into(), t.into());
+    }
+    if !meta.fds.is_empty() {
+        obj.insert("fds".into(), meta.fds.len().into());
+    }
+    if let Some(c) = meta.creds {
+        obj.insert("pid".into(), c.pid.into());
+        obj.insert("uid".into(), c.uid.into());
+        obj.insert("gid".into(), c.gid.into());
+    }
+    serde_json::to_writer(&mut *out, &obj)?;
+    out.write_all(b"\n")
+}

@@ -1,0 +1,58 @@
+//! `ipckit send`.
+
+use std::io::Read;
+use std::time::Instant;
+
+use clap::Args;
+use ipckit::Sender;
+
+use crate::Common;
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Where to send (e.g. unix:/tmp/app.sock, fifo:/tmp/f, tcp:127.0.0.1:7000).
+    pub endpoint: String,
+    /// Messages, one per argument. With none, standard input is read.
+    pub messages: Vec<String>,
+    /// Send all of standard input as one message instead of one per line.
+    #[arg(long)]
+    pub stdin_whole: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(args: SendArgs) -> anyhow::Result<()> {
+    let ep = crate::endpoint(&args.endpoint)?;
+    let opts = args.common.options();
+    let deadline = args.common.timeout.map(|t| Instant::now() + t);
+    let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let mut tx = match left() {
+        Some(t) => Sender::connect_timeout(&ep, &opts, t)?,
+        None => Sender::connect_with(&ep, &opts)?,
+    };
+    let mut send = |msg: &[u8]| -> ipckit::Result<()> {
+        match left() {
+            Some(t) => tx.send_timeout(msg, t),
+            None => tx.send(msg),
+        }
+    };
+    if !args.messages.is_empty() {
+        for m in &args.messages {
+            send(m.as_bytes())?;
+        }
+        return Ok(());
+    }
+    let mut input = Vec::new();
+    std::io::stdin().lock().read_to_end(&mut input)?;
+    if args.stdin_whole {
+        return Ok(send(&input)?);
+    }
+    if input.is_empty() {
+        return Ok(());
+    }
+    let body = input.strip_suffix(b"\n").unwrap_or(&input);
+    for line in body.split(|&b| b == b'\n') {
+        send(line)?;
+    }
+    Ok(())
+}
