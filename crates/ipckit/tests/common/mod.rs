@@ -82,7 +82,10 @@ pub fn rerun(test: &str, role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "--include-ignored"])
         .env("IPCKIT_CHILD", role)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        // The harness's own report would mix with the parent's; a child's
+        // failure shows on stderr and in its exit status.
+        .stdout(Stdio::null());
     cmd
 }
 

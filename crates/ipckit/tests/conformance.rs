@@ -1,0 +1,272 @@
+//! One conformance suite, written once, run on every transport: the same
+//! checks through `Sender`/`Receiver`, plus a two-process run of 10,000
+//! messages of random sizes with checksums (none lost, none duplicated,
+//! order kept).
+//!
+//! Later transports join by adding a line to `transports()`.
+
+mod common;
+
+use std::io::IoSlice;
+use std::time::Duration;
+
+use common::{Guarded, Rng, Scratch, checksum, child_role, rerun};
+use ipckit::pipe;
+use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender};
+
+/// Largest message the suite sends: fits every transport of the foundation
+/// issue (a Unix datagram up to the default SO_SNDBUF of 208 KiB).
+const BIG: usize = 64 * 1024;
+
+/// A transport under test: how to make a connected receiver/sender pair.
+struct Transport {
+    label: String,
+    /// `None` for anonymous pipes (no endpoint string).
+    endpoint: Option<String>,
+}
+
+fn transports(scratch: &Scratch) -> Vec<Transport> {
+    let mut all = vec![Transport { label: "pipe".into(), endpoint: None }];
+    for ep in scratch.endpoints() {
+        all.push(Transport { label: ep.clone(), endpoint: Some(ep) });
+    }
+    all
+}
+
+fn opts() -> Options {
+    Options::new().create(true).max_message(BIG)
+}
+
+/// A bound receiver and a connected sender.
+fn pair(t: &Transport) -> (Receiver, Sender) {
+    match &t.endpoint {
+        None => {
+            let (r, w) = pipe::pipe_with(&opts()).expect("pipe");
+            (Receiver::from(r), Sender::from(w))
+        }
+        Some(text) => {
+            let ep: Endpoint = text.parse().expect("endpoint");
+            let rx = Receiver::bind_with(&ep, &opts()).unwrap_or_else(|e| panic!("bind {text}: {e}"));
+            let real: Endpoint = rx.name().parse().expect("receiver name parses");
+            let tx = Sender::connect_with(&real, &opts()).unwrap_or_else(|e| panic!("connect {text}: {e}"));
+            (rx, tx)
+        }
+    }
+}
+
+fn remove(t: &Transport) {
+    if let Some(text) = &t.endpoint {
+        let ep: Endpoint = text.parse().unwrap();
+        if ep.path().is_some_and(|p| p.exists()) {
+            ipckit::remove(&ep).unwrap_or_else(|e| panic!("rm {text}: {e}"));
+        }
+    }
+}
+
+/// Runs `check` on every transport with a fresh pair each.
+fn each_transport(test: &str, check: impl Fn(&Transport, &mut Receiver, &mut Sender)) {
+    let scratch = Scratch::new(test);
+    for t in transports(&scratch) {
+        let (mut rx, mut tx) = pair(&t);
+        check(&t, &mut rx, &mut tx);
+        drop((rx, tx));
+        remove(&t);
+    }
+}
+
+#[test]
+fn sizes_round_trip_exactly() {
+    each_transport("sizes", |t, rx, tx| {
+        let sizes = [0, 1, 3, 4, 5, 100, 4095, 4096, 4097, 65535, BIG];
+        let message = |size: usize| {
+            let mut msg = vec![0u8; size];
+            Rng(size as u64).fill(&mut msg);
+            msg
+        };
+        // A sending thread: a 64 KiB message does not fit in a pipe's buffer.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for size in sizes {
+                    tx.send(&message(size)).unwrap_or_else(|e| panic!("{}: send {size}: {e}", t.label));
+                }
+            });
+            for size in sizes {
+                let got = rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: recv {size}: {e}", t.label));
+                assert_eq!(got.data.len(), size, "{}", t.label);
+                assert!(got.data == message(size), "{}: {size}-byte message corrupted", t.label);
+            }
+        });
+    });
+}
+
+#[test]
+fn order_is_kept_and_vectored_sends_join() {
+    each_transport("order", |t, rx, tx| {
+        // A sending thread: a Unix datagram receiver queues at most
+        // net.unix.max_dgram_qlen (10) messages before senders block.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0u32..50 {
+                    let head = i.to_le_bytes();
+                    tx.send_vectored(&[IoSlice::new(&head), IoSlice::new(b"-"), IoSlice::new(b"tail")]).unwrap();
+                }
+            });
+            let mut buf = [0u8; 64];
+            for i in 0u32..50 {
+                let (n, _) = rx.recv_into_timeout(&mut buf, common::HANG_GUARD).unwrap();
+                assert_eq!(&buf[..n], [&i.to_le_bytes()[..], b"-tail"].concat(), "{}", t.label);
+            }
+        });
+    });
+}
+
+#[test]
+fn empty_and_timeout_forms() {
+    each_transport("empty", |t, rx, tx| {
+        let e = rx.try_recv().expect_err("nothing sent yet");
+        assert_eq!(e.kind(), ErrorKind::Empty, "{}: {e}", t.label);
+        let e = rx.recv_timeout(Duration::from_millis(20)).expect_err("nothing sent yet");
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{}: {e}", t.label);
+        let mut buf = [0u8; 8];
+        let e = rx.try_recv_into(&mut buf).expect_err("nothing sent yet");
+        assert_eq!(e.kind(), ErrorKind::Empty, "{}: {e}", t.label);
+        tx.try_send(b"now").unwrap();
+        assert_eq!(rx.recv_timeout(common::HANG_GUARD).unwrap().data, b"now", "{}", t.label);
+    });
+}
+
+#[test]
+fn oversized_send_is_refused_and_sends_nothing() {
+    each_transport("oversize", |t, rx, tx| {
+        let e = tx.send(&vec![1u8; BIG + 1]).expect_err("over the maximum");
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{}: {e}", t.label);
+        tx.send(b"next").unwrap();
+        assert_eq!(rx.recv_timeout(common::HANG_GUARD).unwrap().data, b"next", "{}", t.label);
+    });
+}
+
+#[test]
+fn small_buffer_loses_nothing() {
+    each_transport("smallbuf", |t, rx, tx| {
+        tx.send(b"0123456789").unwrap();
+        let mut small = [0u8; 4];
+        // The message may not have arrived yet on every transport: wait for
+        // the error, which must be TooLarge, not a truncated message.
+        let e = rx.recv_into_timeout(&mut small, common::HANG_GUARD).expect_err("buffer too small");
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{}: {e}", t.label);
+        let mut big = [0u8; 16];
+        let (n, _) = rx.recv_into_timeout(&mut big, common::HANG_GUARD).unwrap();
+        assert_eq!(&big[..n], b"0123456789", "{}", t.label);
+    });
+}
+
+#[test]
+fn dead_receiver_is_disconnected_for_the_sender() {
+    each_transport("deadrx", |t, rx, tx| {
+        let rx = std::mem::replace(rx, {
+            // A stand-in so the closure can drop the real receiver.
+            let (r, _w) = pipe::pipe().unwrap();
+            Receiver::from(r)
+        });
+        drop(rx);
+        // TCP reports the reset on the send after the one the peer refused.
+        let mut last = None;
+        for _ in 0..100 {
+            match tx.send(b"anyone?") {
+                Ok(()) => continue,
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = last.unwrap_or_else(|| panic!("{}: sends to a dead receiver kept succeeding", t.label));
+        assert!(
+            matches!(e.kind(), ErrorKind::Disconnected | ErrorKind::NotFound),
+            "{}: {e} ({:?})",
+            t.label,
+            e.kind()
+        );
+    });
+}
+
+/// The child side of `ten_thousand_messages_between_processes`.
+#[test]
+#[ignore = "child process entry point"]
+fn child_sender() {
+    let Some(role) = child_role() else { return };
+    assert_eq!(role, "sender");
+    let count: u32 = std::env::var("IPCKIT_COUNT").unwrap().parse().unwrap();
+    let seed: u64 = std::env::var("IPCKIT_SEED").unwrap().parse().unwrap();
+    let mut tx = match std::env::var("IPCKIT_EP") {
+        Ok(text) => {
+            let ep: Endpoint = text.parse().unwrap();
+            Sender::connect_timeout(&ep, &opts(), common::HANG_GUARD).unwrap()
+        }
+        Err(_) => {
+            let fd: i32 = std::env::var("IPCKIT_PIPE_FD").unwrap().parse().unwrap();
+            Sender::from(pipe::PipeWriter::from_inherited(fd, &opts()).unwrap())
+        }
+    };
+    let mut rng = Rng(seed);
+    let mut msg = vec![0u8; BIG];
+    for seq in 0..count {
+        let size = 12 + if rng.below(16) == 0 { rng.below((BIG - 12) as u64) } else { rng.below(2048) } as usize;
+        let body = &mut msg[..size];
+        rng.fill(&mut body[12..]);
+        let sum = checksum(&body[12..]);
+        body[..4].copy_from_slice(&seq.to_le_bytes());
+        body[4..12].copy_from_slice(&sum.to_le_bytes());
+        tx.send(body).unwrap_or_else(|e| panic!("send #{seq}: {e}"));
+    }
+}
+
+#[test]
+fn ten_thousand_messages_between_processes() {
+    const COUNT: u32 = 10_000;
+    let scratch = Scratch::new("tenk");
+    for (i, t) in transports(&scratch).iter().enumerate() {
+        let seed = 0x5EED + i as u64;
+        let mut cmd = rerun("child_sender", "sender");
+        cmd.env("IPCKIT_COUNT", COUNT.to_string()).env("IPCKIT_SEED", seed.to_string());
+        let mut rx = match &t.endpoint {
+            None => {
+                let (r, w) = pipe::pipe_with(&opts()).unwrap();
+                let fd = w.pass_to(&mut cmd);
+                cmd.env("IPCKIT_PIPE_FD", fd.to_string());
+                let child = Guarded::spawn(&mut cmd);
+                drop(w);
+                receive_all(&t.label, Receiver::from(r), COUNT, seed, child);
+                continue;
+            }
+            Some(text) => Receiver::bind_with(&text.parse().unwrap(), &opts()).unwrap(),
+        };
+        cmd.env("IPCKIT_EP", rx.name());
+        let child = Guarded::spawn(&mut cmd);
+        rx = receive_all(&t.label, rx, COUNT, seed, child);
+        drop(rx);
+        remove(t);
+    }
+}
+
+/// Receives `count` messages and checks sequence and checksums; returns the
+/// receiver once the child has exited successfully.
+fn receive_all(label: &str, mut rx: Receiver, count: u32, seed: u64, child: Guarded) -> Receiver {
+    let mut buf = vec![0u8; BIG];
+    for expect in 0..count {
+        let (n, _) = rx
+            .recv_into_timeout(&mut buf, common::HANG_GUARD)
+            .unwrap_or_else(|e| panic!("{label} (seed {seed}): message #{expect}: {e}"));
+        assert!(n >= 12, "{label}: short message #{expect}: {n} bytes");
+        let seq = u32::from_le_bytes(buf[..4].try_into().unwrap());
+        let sum = u64::from_le_bytes(buf[4..12].try_into().unwrap());
+        assert_eq!(seq, expect, "{label} (seed {seed}): lost, duplicated or reordered");
+        assert_eq!(sum, checksum(&buf[12..n]), "{label} (seed {seed}): message #{seq} corrupted");
+    }
+    let status = child.wait();
+    assert!(status.success(), "{label}: sender child failed: {status}");
+    // Nothing beyond the count.
+    let e = rx.try_recv().expect_err("no extra message");
+    assert!(matches!(e.kind(), ErrorKind::Empty | ErrorKind::Disconnected), "{label}: {e}");
+    rx
+}
