@@ -178,6 +178,11 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, iov: &mut [IoSliceMut<'_>], dontwait: boo
             _ => {}
         }
     }
+    // The buffer has slack beyond MAX_FDS (credentials space, alignment):
+    // hold peers to the documented limit.
+    if out.fds.len() > MAX_FDS {
+        out.control_truncated = true;
+    }
     if out.control_truncated {
         // Closing them here means no error path can leak them.
         out.fds.clear();

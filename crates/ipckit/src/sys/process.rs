@@ -95,6 +95,18 @@ pub fn take_fd_named_by_user(raw: RawFd) -> Result<OwnedFd, Errno> {
     Ok(owned)
 }
 
+/// Restores the kernel's default action for `SIGPIPE` (terminate the
+/// process), which Rust programs replace with "ignore" at start-up. For
+/// programs that want shell-like behaviour, and for tests that prove a
+/// transport never raises `SIGPIPE`.
+pub fn set_sigpipe_default() -> Result<(), Errno> {
+    // SAFETY: installing SIG_DFL runs no handler code in this process, so no
+    // async-signal-safety requirement arises; `signal` only changes the
+    // process's disposition table.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if previous == libc::SIG_ERR { Err(Errno::INVAL) } else { Ok(()) }
+}
+
 /// Pins the calling thread to one CPU.
 pub fn pin_to_cpu(cpu: usize) -> Result<(), Errno> {
     let mut set = rustix::thread::CpuSet::new();
