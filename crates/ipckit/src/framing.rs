@@ -371,6 +371,8 @@ impl Decoder {
             // Room for one more chunk, never more than max + 1 bytes kept.
             let cap = (self.end + LINE_CHUNK).min(self.max + 1).max(self.end + 1);
             if self.line.len() < cap {
+                // Exact: amortised doubling would overshoot the maximum.
+                self.line.reserve_exact(cap - self.line.len());
                 self.line.resize(cap, 0);
             }
             match src.read(&mut self.line[self.end..cap])? {

@@ -1,0 +1,65 @@
+//! File-descriptor passing and peer credentials between real processes.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+
+use common::{HANG_GUARD, Scratch, child_role, rerun};
+use ipckit::{Endpoint, Options, Receiver, Sender};
+
+/// Child: creates a memfd, writes into it, and sends it with a message.
+#[test]
+#[ignore = "child process entry point"]
+fn child_memfd_sender() {
+    let Some(_) = child_role() else { return };
+    let text = std::env::var("IPCKIT_EP").unwrap();
+    let ep: Endpoint = text.parse().unwrap();
+    let memfd = rustix::fs::memfd_create("ipckit-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let mut file = std::fs::File::from(memfd);
+    write!(file, "written by {}", std::process::id()).unwrap();
+    let mut tx = Sender::connect_timeout(&ep, &Options::new(), HANG_GUARD).unwrap();
+    tx.send_with_fds(b"here is a memfd", &[file.as_fd()]).unwrap();
+    drop(file);
+    // Stay until the parent has read it, so that credentials name a live pid.
+    tx.send(b"bye").unwrap();
+}
+
+#[test]
+fn memfd_sent_over_each_unix_socket_type_is_readable_by_the_receiver() {
+    let s = Scratch::new("memfd");
+    for text in [
+        format!("unix:{}", s.path("s.sock").display()),
+        format!("unix-seqpacket:{}", s.path("q.sock").display()),
+        format!("unix-dgram:{}", s.path("d.sock").display()),
+    ] {
+        let mut rx = Receiver::bind(&text.parse().unwrap()).unwrap();
+        let child = common::Guarded::spawn(rerun("child_memfd_sender", "memfd").env("IPCKIT_EP", &text));
+        let pid = child.0.as_ref().unwrap().id() as i32;
+        let mut msg = rx.recv_timeout(HANG_GUARD).unwrap();
+        assert_eq!(msg.data, b"here is a memfd", "{text}");
+        assert_eq!(msg.meta.fds.len(), 1, "{text}");
+        let creds = msg.meta.creds.expect("credentials");
+        assert_eq!(creds.pid, pid, "{text}: credentials name the sender");
+        assert_eq!(creds.uid, rustix::process::geteuid().as_raw(), "{text}");
+        let mut file = std::fs::File::from(msg.meta.fds.pop().unwrap());
+        // Close-on-exec, as received with MSG_CMSG_CLOEXEC.
+        let flags = rustix::io::fcntl_getfd(&file).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC), "{text}");
+        let mut content = String::new();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_to_string(&mut content).unwrap();
+        assert_eq!(content, format!("written by {pid}"), "{text}");
+        assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"bye", "{text}");
+        let status = child.wait();
+        assert!(status.success(), "{text}: {status}");
+    }
+}
+
+#[test]
+fn descriptors_are_refused_where_they_cannot_travel() {
+    let (_r, w) = ipckit::pipe::pipe().unwrap();
+    let mut tx = Sender::from(w);
+    let e = tx.send_with_fds(b"x", &[std::io::stdin().as_fd()]).unwrap_err();
+    assert_eq!(e.kind(), ipckit::ErrorKind::Unsupported, "{e}");
+}
