@@ -127,7 +127,8 @@ fn raw_read(calls: Calls, fd: BorrowedFd<'_>, buf: &mut [u8]) -> usize {
     }
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS), ScmCredentials(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let msg = rustix::net::recvmsg(fd, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC).expect("recvmsg");
+    let msg =
+        rustix::net::recvmsg(fd, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC).expect("recvmsg");
     control.drain().for_each(drop);
     msg.bytes
 }

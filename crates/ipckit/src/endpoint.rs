@@ -35,16 +35,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub const UNIX_ADDR_MAX: usize = 107;
 
 /// The schemes ipckit knows, in the order the documentation lists them.
-pub const SCHEMES: &[&str] = &[
-    "fifo",
-    "mq",
-    "sysv-mq",
-    "unix",
-    "unix-seqpacket",
-    "unix-dgram",
-    "tcp",
-    "shm",
-];
+pub const SCHEMES: &[&str] = &["fifo", "mq", "sysv-mq", "unix", "unix-seqpacket", "unix-dgram", "tcp", "shm"];
 
 /// A parsed endpoint string: the mechanism, its address, and its options.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -144,8 +135,7 @@ impl SysvKey {
             let value = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
                 u32::from_str_radix(hex, 16).map_err(|_| invalid("not a hexadecimal number"))?
             } else {
-                text.parse::<u32>()
-                    .map_err(|_| invalid("expected a nonzero number, 0xHEX, or an absolute path"))?
+                text.parse::<u32>().map_err(|_| invalid("expected a nonzero number, 0xHEX, or an absolute path"))?
             };
             if value == 0 {
                 return Err(invalid("key 0 is IPC_PRIVATE, which cannot be named"));
@@ -338,10 +328,7 @@ impl FromStr for Endpoint {
                 EndpointKind::Shm(addr.to_string())
             }
             other => {
-                return Err(invalid(format!(
-                    "unknown scheme {other:?} (expected one of {})",
-                    SCHEMES.join(", ")
-                )));
+                return Err(invalid(format!("unknown scheme {other:?} (expected one of {})", SCHEMES.join(", "))));
             }
         };
         let allowed = allowed_options(scheme, &kind);

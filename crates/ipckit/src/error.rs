@@ -87,9 +87,7 @@ impl ErrorKind {
             Errno::INVAL | Errno::NAMETOOLONG | Errno::BADF | Errno::NOTSOCK => ErrorKind::Invalid,
             Errno::OWNERDEAD => ErrorKind::OwnerDied,
             Errno::NOTRECOVERABLE => ErrorKind::NotRecoverable,
-            Errno::NOSYS | Errno::OPNOTSUPP | Errno::PROTONOSUPPORT | Errno::AFNOSUPPORT => {
-                ErrorKind::Unsupported
-            }
+            Errno::NOSYS | Errno::OPNOTSUPP | Errno::PROTONOSUPPORT | Errno::AFNOSUPPORT => ErrorKind::Unsupported,
             _ => ErrorKind::Io,
         }
     }
@@ -131,13 +129,7 @@ impl Error {
         object: impl fmt::Display,
         detail: impl Into<Cow<'static, str>>,
     ) -> Error {
-        Error {
-            kind,
-            op: op.into(),
-            object: object.to_string(),
-            errno: None,
-            detail: Some(detail.into()),
-        }
+        Error { kind, op: op.into(), object: object.to_string(), errno: None, detail: Some(detail.into()) }
     }
 
     /// Replaces the kind, keeping everything else (e.g. `EAGAIN` is `Full`

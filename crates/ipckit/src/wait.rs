@@ -61,7 +61,12 @@ pub(crate) fn until_peer_ready<T>(
                     if matches!(wait, Wait::Never) {
                         return Err(e);
                     }
-                    return Err(Error::new(ErrorKind::TimedOut, op, name, format!("peer not ready within the timeout ({e})")));
+                    return Err(Error::new(
+                        ErrorKind::TimedOut,
+                        op,
+                        name,
+                        format!("peer not ready within the timeout ({e})"),
+                    ));
                 }
                 std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
                 pause = (pause * 2).min(Duration::from_millis(50));

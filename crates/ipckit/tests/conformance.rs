@@ -91,7 +91,8 @@ fn sizes_round_trip_exactly() {
                 }
             });
             for size in sizes {
-                let got = rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: recv {size}: {e}", t.label));
+                let got =
+                    rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: recv {size}: {e}", t.label));
                 assert_eq!(got.data.len(), size, "{}", t.label);
                 assert!(got.data == message(size), "{}: {size}-byte message corrupted", t.label);
             }
@@ -181,12 +182,7 @@ fn dead_receiver_is_disconnected_for_the_sender() {
             }
         }
         let e = last.unwrap_or_else(|| panic!("{}: sends to a dead receiver kept succeeding", t.label));
-        assert!(
-            matches!(e.kind(), ErrorKind::Disconnected | ErrorKind::NotFound),
-            "{}: {e} ({:?})",
-            t.label,
-            e.kind()
-        );
+        assert!(matches!(e.kind(), ErrorKind::Disconnected | ErrorKind::NotFound), "{}: {e} ({:?})", t.label, e.kind());
     });
 }
 

@@ -188,7 +188,8 @@ fn socket_and_fifo_files_get_exactly_their_mode() {
     let s = Scratch::new("modes");
     let _a = Listener::bind(&ep(&format!("unix:{}", s.path("a.sock").display()))).unwrap();
     let _b = Receiver::bind(&ep(&format!("unix-dgram:{}?mode=0660", s.path("b.sock").display()))).unwrap();
-    let _c = Receiver::bind_with(&ep(&format!("fifo:{}", s.path("c").display())), &Options::new().create(true)).unwrap();
+    let _c =
+        Receiver::bind_with(&ep(&format!("fifo:{}", s.path("c").display())), &Options::new().create(true)).unwrap();
     let mode = |name: &str| std::fs::metadata(s.path(name)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("a.sock"), 0o600);
     assert_eq!(mode("b.sock"), 0o660);
@@ -227,9 +228,14 @@ fn child_writer_to_dead_reader() {
 #[test]
 fn dead_reader_is_disconnected_and_never_sigpipe_on_sockets() {
     let s = Scratch::new("sigpipe");
-    for text in [format!("unix:{}", s.path("s.sock").display()), "tcp:127.0.0.1:0".into(), format!("unix-seqpacket:@{}", s.name("q"))] {
+    for text in [
+        format!("unix:{}", s.path("s.sock").display()),
+        "tcp:127.0.0.1:0".into(),
+        format!("unix-seqpacket:@{}", s.name("q")),
+    ] {
         let mut rx = Receiver::bind(&ep(&text)).unwrap();
-        let mut child = common::Guarded::spawn(rerun("child_writer_to_dead_reader", "writer").env("IPCKIT_EP", rx.name()));
+        let mut child =
+            common::Guarded::spawn(rerun("child_writer_to_dead_reader", "writer").env("IPCKIT_EP", rx.name()));
         assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"first");
         drop(rx);
         let status = child.child().wait().unwrap();
@@ -267,8 +273,11 @@ fn child_fd_receiver() {
         let open = open_fds() as u64;
         let limit = rustix::process::Rlimit { current: Some(open + 2), maximum: None };
         let max = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
-        rustix::process::setrlimit(rustix::process::Resource::Nofile, rustix::process::Rlimit { maximum: max, ..limit })
-            .unwrap();
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit { maximum: max, ..limit },
+        )
+        .unwrap();
     }
     conn.send(b"ready").unwrap();
     let before = open_fds();
@@ -301,8 +310,11 @@ fn truncated_descriptors_are_an_error_and_none_leak() {
             let e = conn.send_with_fds(b"fds", &[borrowed.clone(), borrowed.clone()].concat()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
         }
-        let extra: Vec<_> =
-            if role == "many" { [borrowed.clone(), borrowed.clone(), borrowed[..4].to_vec()].concat() } else { borrowed };
+        let extra: Vec<_> = if role == "many" {
+            [borrowed.clone(), borrowed.clone(), borrowed[..4].to_vec()].concat()
+        } else {
+            borrowed
+        };
         raw_send_fds(&conn, &extra);
         conn.send(b"plain").unwrap();
         assert_eq!(conn.recv_timeout(HANG_GUARD).unwrap().data, b"checked", "{role}");

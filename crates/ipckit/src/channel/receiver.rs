@@ -138,7 +138,8 @@ impl Receiver {
             Flavor::Pipe(io) | Flavor::Dgram(io) => f(io, wait)?,
             Flavor::Fifo { io, endpoint, path, opts, fresh } => loop {
                 if *fresh && !io.has_buffered_message() {
-                    let readable = sys::net::wait_readable(io.fd(), wait).map_err(|e| Error::os("poll", &*self.name, e))?;
+                    let readable =
+                        sys::net::wait_readable(io.fd(), wait).map_err(|e| Error::os("poll", &*self.name, e))?;
                     if !readable {
                         break Got::NotYet;
                     }
@@ -148,7 +149,13 @@ impl Receiver {
                     Got::Eof => {
                         // Every writer closed: wait for the next one.
                         let fd = fifo::open_read(endpoint, path)?;
-                        *io = Io::Stream(StreamIo::new(fd, StreamKind::Pipe, opts.framing, opts.max_message, self.name.clone()));
+                        *io = Io::Stream(StreamIo::new(
+                            fd,
+                            StreamKind::Pipe,
+                            opts.framing,
+                            opts.max_message,
+                            self.name.clone(),
+                        ));
                         *fresh = true;
                     }
                     other => break other,

@@ -53,8 +53,9 @@ fn check_pipe(fd: &OwnedFd, what: &str) -> Result<()> {
 }
 
 fn take(raw: RawFd, what: &str) -> Result<OwnedFd> {
-    let fd = sys::process::take_inherited_fd(raw)
-        .map_err(|e| Error::os("take inherited fd", format!("{what} {raw}"), e).with_detail("not passed with pass_to"))?;
+    let fd = sys::process::take_inherited_fd(raw).map_err(|e| {
+        Error::os("take inherited fd", format!("{what} {raw}"), e).with_detail("not passed with pass_to")
+    })?;
     check_pipe(&fd, what)?;
     Ok(fd)
 }

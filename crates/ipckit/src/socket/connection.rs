@@ -55,18 +55,26 @@ impl Connection {
         let name: Arc<str> = ep.to_string().into();
         let max = opts.max_message;
         let io = match ep.kind() {
-            EndpointKind::Unix(UnixType::Stream, addr) => {
-                Io::Stream(StreamIo::new(unix::connect(ep, UnixType::Stream, addr)?, StreamKind::Unix, opts.framing, max, name))
-            }
+            EndpointKind::Unix(UnixType::Stream, addr) => Io::Stream(StreamIo::new(
+                unix::connect(ep, UnixType::Stream, addr)?,
+                StreamKind::Unix,
+                opts.framing,
+                max,
+                name,
+            )),
             EndpointKind::Unix(UnixType::Seqpacket, addr) => Io::Packet(PacketIo::new(
                 unix::connect(ep, UnixType::Seqpacket, addr)?,
                 PacketKind::Seqpacket,
                 max,
                 name,
             )),
-            EndpointKind::Tcp { host, port } => {
-                Io::Stream(StreamIo::new(tcp::connect(ep, host, *port, wait)?, StreamKind::Tcp, opts.framing, max, name))
-            }
+            EndpointKind::Tcp { host, port } => Io::Stream(StreamIo::new(
+                tcp::connect(ep, host, *port, wait)?,
+                StreamKind::Tcp,
+                opts.framing,
+                max,
+                name,
+            )),
             _ => {
                 return Err(Error::new(
                     ErrorKind::Invalid,

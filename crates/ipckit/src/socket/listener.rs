@@ -87,8 +87,7 @@ impl Listener {
     }
 
     fn accept_wait(&self, wait: Wait) -> Result<Option<Connection>> {
-        let Some(fd) = sys::net::accept(self.fd.as_fd(), wait).map_err(|e| Error::os("accept", &*self.name, e))?
-        else {
+        let Some(fd) = sys::net::accept(self.fd.as_fd(), wait).map_err(|e| Error::os("accept", &*self.name, e))? else {
             return Ok(None);
         };
         Ok(Some(self.wrap(fd)?))
@@ -97,8 +96,12 @@ impl Listener {
     pub(crate) fn wrap(&self, fd: OwnedFd) -> Result<Connection> {
         let max = self.opts.max_message;
         let io = match self.kind {
-            ListenKind::Unix(UnixType::Seqpacket) => Io::Packet(PacketIo::new(fd, PacketKind::Seqpacket, max, self.name.clone())),
-            ListenKind::Unix(_) => Io::Stream(StreamIo::new(fd, StreamKind::Unix, self.opts.framing, max, self.name.clone())),
+            ListenKind::Unix(UnixType::Seqpacket) => {
+                Io::Packet(PacketIo::new(fd, PacketKind::Seqpacket, max, self.name.clone()))
+            }
+            ListenKind::Unix(_) => {
+                Io::Stream(StreamIo::new(fd, StreamKind::Unix, self.opts.framing, max, self.name.clone()))
+            }
             ListenKind::Tcp => {
                 tcp::accepted(&fd).map_err(|e| Error::os("accept", &*self.name, e))?;
                 Io::Stream(StreamIo::new(fd, StreamKind::Tcp, self.opts.framing, max, self.name.clone()))

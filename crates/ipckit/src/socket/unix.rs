@@ -110,7 +110,8 @@ fn bind_path(fd: &OwnedFd, ep: &Endpoint, ty: UnixType, path: &Path) -> Result<(
             "socket path leaves no room for the temporary name used to set its mode; use a shorter path",
         ));
     }
-    sys::net::bind(fd.as_fd(), &tmp_addr).map_err(|e| Error::os("bind", ep, e).with_detail(format!("binding {}", tmp.display())))?;
+    sys::net::bind(fd.as_fd(), &tmp_addr)
+        .map_err(|e| Error::os("bind", ep, e).with_detail(format!("binding {}", tmp.display())))?;
     let result = (|| {
         sys::fs::chmod(&tmp, mode).map_err(|e| Error::os("chmod", ep, e))?;
         for _ in 0..8 {
@@ -118,10 +119,20 @@ fn bind_path(fd: &OwnedFd, ep: &Endpoint, ty: UnixType, path: &Path) -> Result<(
                 Ok(()) => return Ok(()),
                 Err(Errno::EXIST) => {
                     if sys::fs::file_type(path).ok() != Some(sys::fs::Kind::Socket) {
-                        return Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "the path exists and is not a socket"));
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            "bind",
+                            ep,
+                            "the path exists and is not a socket",
+                        ));
                     }
                     if is_live(path, ty) {
-                        return Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "a live listener owns this socket"));
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            "bind",
+                            ep,
+                            "a live listener owns this socket",
+                        ));
                     }
                     // Stale: its listener is gone. Replace it.
                     match sys::fs::unlink(path) {

@@ -8,12 +8,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::event::PollFlags;
 use rustix::io::Errno;
+pub(crate) use rustix::net::UCred;
+use rustix::net::addr::SocketAddrArg;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, Shutdown, SocketAddrUnix, SocketFlags, SocketType,
 };
-pub(crate) use rustix::net::UCred;
-use rustix::net::addr::SocketAddrArg;
 
 use super::io::{poll, retry};
 use crate::wait::Wait;
@@ -57,12 +57,10 @@ pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
 pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &impl SocketAddrArg, wait: Wait) -> Result<(), Errno> {
     match rustix::net::connect(fd, addr) {
         Ok(()) => Ok(()),
-        Err(Errno::INPROGRESS | Errno::INTR | Errno::ALREADY) => {
-            match poll(fd, PollFlags::OUT, wait)? {
-                None => Err(Errno::TIMEDOUT),
-                Some(_) => rustix::net::sockopt::socket_error(fd)?,
-            }
-        }
+        Err(Errno::INPROGRESS | Errno::INTR | Errno::ALREADY) => match poll(fd, PollFlags::OUT, wait)? {
+            None => Err(Errno::TIMEDOUT),
+            Some(_) => rustix::net::sockopt::socket_error(fd)?,
+        },
         Err(e) => Err(e),
     }
 }
@@ -116,7 +114,12 @@ pub(crate) fn local_inet_addr(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
 
 /// `sendmsg` with `MSG_NOSIGNAL` (a dead reader is `EPIPE`, never
 /// `SIGPIPE`), optional fds, retrying `EINTR`.
-pub(crate) fn send(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], dontwait: bool) -> Result<usize, Errno> {
+pub(crate) fn send(
+    fd: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    dontwait: bool,
+) -> Result<usize, Errno> {
     let mut flags = SendFlags::NOSIGNAL;
     if dontwait {
         flags |= SendFlags::DONTWAIT;
@@ -154,7 +157,12 @@ pub(crate) struct Received {
 ///
 /// `dontwait` adds `MSG_DONTWAIT`; `peek` adds `MSG_PEEK | MSG_TRUNC`, so
 /// that `bytes` is the full length of the next datagram.
-pub(crate) fn recv(fd: BorrowedFd<'_>, iov: &mut [IoSliceMut<'_>], dontwait: bool, peek: bool) -> Result<Received, Errno> {
+pub(crate) fn recv(
+    fd: BorrowedFd<'_>,
+    iov: &mut [IoSliceMut<'_>],
+    dontwait: bool,
+    peek: bool,
+) -> Result<Received, Errno> {
     let mut flags = RecvFlags::CMSG_CLOEXEC;
     if dontwait {
         flags |= RecvFlags::DONTWAIT;

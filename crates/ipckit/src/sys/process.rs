@@ -49,9 +49,8 @@ pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
 /// `EBADF` unless `raw` is listed in `IPCKIT_FDS`, is open, and was not
 /// claimed before. The descriptor is made close-on-exec again.
 pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
-    let listed = std::env::var(FDS_ENV)
-        .map(|v| v.split(',').any(|n| n.trim().parse::<RawFd>() == Ok(raw)))
-        .unwrap_or(false);
+    let listed =
+        std::env::var(FDS_ENV).map(|v| v.split(',').any(|n| n.trim().parse::<RawFd>() == Ok(raw))).unwrap_or(false);
     if !listed || raw <= 2 {
         return Err(Errno::BADF);
     }

@@ -93,9 +93,9 @@ impl PacketIo {
                     }
                 }
                 Err(Errno::MSGSIZE) => {
-                    return Err(self.os("send", Errno::MSGSIZE).with_detail(format!(
-                        "message of {len} bytes is over the socket's limit (SO_SNDBUF)"
-                    )));
+                    return Err(self
+                        .os("send", Errno::MSGSIZE)
+                        .with_detail(format!("message of {len} bytes is over the socket's limit (SO_SNDBUF)")));
                 }
                 Err(e) => return Err(self.os("send", e)),
             }

@@ -112,7 +112,10 @@ impl StreamIo {
             }
             Framing::Lines => {
                 if payload.iter().any(|s| s.contains(&b'\n')) {
-                    return Err(err(ErrorKind::Invalid, "a message sent with lines framing cannot contain '\\n'".into()));
+                    return Err(err(
+                        ErrorKind::Invalid,
+                        "a message sent with lines framing cannot contain '\\n'".into(),
+                    ));
                 }
                 iov.extend_from_slice(payload);
                 iov.push(IoSlice::new(b"\n"));
@@ -149,9 +152,9 @@ impl StreamIo {
                 Err(e) if first => return Err(self.os("send", e)),
                 Err(e) => {
                     self.broken = true;
-                    return Err(self.os("send", e).with_detail(format!(
-                        "connection broken after {written} of {total} bytes of a frame"
-                    )));
+                    return Err(self
+                        .os("send", e)
+                        .with_detail(format!("connection broken after {written} of {total} bytes of a frame")));
                 }
             }
         }
