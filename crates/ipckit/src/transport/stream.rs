@@ -102,14 +102,9 @@ impl StreamIo {
         if len > max {
             return Err(err(ErrorKind::TooLarge, format!("message of {len} bytes exceeds the maximum of {max} bytes")));
         }
-        let header;
-        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(payload.len() + 1);
-        match self.framing {
-            Framing::Len32 => {
-                header = len32_header(len).expect("max is at most u32::MAX");
-                iov.push(IoSlice::new(&header));
-                iov.extend_from_slice(payload);
-            }
+        let header = len32_header(len).expect("max is at most u32::MAX");
+        let (before, after): (&[u8], &[u8]) = match self.framing {
+            Framing::Len32 => (&header, &[]),
             Framing::Lines => {
                 if payload.iter().any(|s| s.contains(&b'\n')) {
                     return Err(err(
@@ -117,12 +112,25 @@ impl StreamIo {
                         "a message sent with lines framing cannot contain '\\n'".into(),
                     ));
                 }
-                iov.extend_from_slice(payload);
-                iov.push(IoSlice::new(b"\n"));
+                (&[], b"\n")
             }
-        }
-        let total = len + if self.framing == Framing::Len32 { 4 } else { 1 };
-        let mut rest: &mut [IoSlice<'_>] = &mut iov;
+        };
+        let total = before.len() + len + after.len();
+        // The frame as one gather list, on the stack for the common case.
+        let mut stack = [IoSlice::new(&[]); 8];
+        let mut heap = Vec::new();
+        let iov: &mut [IoSlice<'_>] = if payload.len() + 2 <= stack.len() {
+            stack[0] = IoSlice::new(before);
+            stack[1..=payload.len()].copy_from_slice(payload);
+            stack[payload.len() + 1] = IoSlice::new(after);
+            &mut stack[..payload.len() + 2]
+        } else {
+            heap.push(IoSlice::new(before));
+            heap.extend_from_slice(payload);
+            heap.push(IoSlice::new(after));
+            &mut heap
+        };
+        let mut rest: &mut [IoSlice<'_>] = iov;
         let mut written = 0;
         loop {
             let first = written == 0;
