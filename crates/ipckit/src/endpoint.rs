@@ -418,6 +418,25 @@ impl fmt::Display for Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: parsing never panics, and whatever parses prints back
+        /// as the same text.
+        #[test]
+        fn parse_never_panics_and_round_trips(
+            text in r"(fifo|mq|sysv-mq|unix|unix-seqpacket|unix-dgram|tcp|shm|x)?:?[@/\[\]:0-9a-zA-Z.x-]{0,12}(\?[a-z]{0,7}=?[0-9a-z]{0,5}(&[a-z]{0,7}=[0-9]{0,4})?)?"
+        ) {
+            if let Ok(ep) = text.parse::<Endpoint>() {
+                prop_assert_eq!(ep.to_string(), text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(text in ".{0,64}") {
+            let _ = text.parse::<Endpoint>();
+        }
+    }
 
     #[test]
     fn every_scheme_round_trips() {
