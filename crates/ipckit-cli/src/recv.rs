@@ -59,9 +59,19 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut received = 0u64;
     while args.count.is_none_or(|c| received < c) {
-        let msg = match deadline {
-            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now()))?,
-            None => rx.recv()?,
+        let result = match deadline {
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => rx.recv(),
+        };
+        let msg = match result {
+            Ok(msg) => msg,
+            // One sender's fault (a torn or oversized message) is reported
+            // and the receiver goes on serving the others.
+            Err(e) if is_one_senders_fault(&e) => {
+                eprintln!("ipckit: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         };
         let mut out = stdout.lock();
         print_message(&mut out, &msg, args.json, args.raw)?;
@@ -69,6 +79,13 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
         received += 1;
     }
     Ok(())
+}
+
+/// Errors that concern one sender's message, after which the receiver is
+/// still in step: a message over the maximum, or a sender that broke off
+/// inside a frame.
+fn is_one_senders_fault(e: &ipckit::Error) -> bool {
+    matches!(e.kind(), ErrorKind::TooLarge | ErrorKind::Disconnected | ErrorKind::Corrupt)
 }
 
 fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> std::io::Result<()> {

@@ -203,8 +203,6 @@ fn empty_message_unix_path() {
 }
 
 #[test]
-#[ignore = "bug: a 0-byte seqpacket message is taken for end-of-stream once the sender has closed \
-            (PacketIo::is_eof polls RDHUP), so it and every later message of that sender are lost"]
 fn empty_message_unix_seqpacket() {
     empty_message_then_sender_exits("unix-seqpacket");
 }
@@ -223,8 +221,6 @@ fn empty_message_tcp() {
 /// peer) must not stop the receiver that serves every other sender: the
 /// library reports it once as `Disconnected` and keeps serving.
 #[test]
-#[ignore = "bug: ipckit recv exits 1 on the first per-sender error (Disconnected mid-frame, TooLarge), \
-            so one broken sender stops the receiver for every other sender"]
 fn recv_survives_a_sender_that_breaks_off_mid_frame() {
     use std::io::Write;
     let scratch = Scratch::new("broken-sender");

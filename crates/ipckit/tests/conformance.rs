@@ -266,3 +266,20 @@ fn receive_all(label: &str, mut rx: Receiver, count: u32, seed: u64, child: Guar
     assert!(matches!(e.kind(), ErrorKind::Empty | ErrorKind::Disconnected), "{label}: {e}");
     rx
 }
+
+#[test]
+fn empty_message_just_before_close_is_delivered() {
+    let scratch = Scratch::new("emptyclose");
+    for t in transports(&scratch) {
+        let (mut rx, mut tx) = pair(&t);
+        tx.send(b"").unwrap();
+        tx.send(b"after").unwrap();
+        drop(tx);
+        let first = rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", t.label));
+        assert_eq!(first.data, b"", "{}", t.label);
+        let second = rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", t.label));
+        assert_eq!(second.data, b"after", "{}", t.label);
+        drop(rx);
+        remove(&t);
+    }
+}

@@ -29,8 +29,16 @@ fn socket_type(ty: UnixType) -> sys::net::Type {
     }
 }
 
+/// A new socket of type `ty`. Seqpacket sockets get `SO_PASSCRED` (accepted
+/// ones inherit it from the listener): then every message carries the
+/// sender's credentials, and a zero-byte read without them is the peer's
+/// close, never to be confused with an empty message.
 fn new_socket(ty: UnixType, ep: &Endpoint, op: &'static str) -> Result<OwnedFd> {
-    sys::net::socket(sys::net::Family::UNIX, socket_type(ty)).map_err(|e| Error::os(op, ep, e))
+    let fd = sys::net::socket(sys::net::Family::UNIX, socket_type(ty)).map_err(|e| Error::os(op, ep, e))?;
+    if ty == UnixType::Seqpacket {
+        sys::net::set_passcred(fd.as_fd()).map_err(|e| Error::os("setsockopt SO_PASSCRED", ep, e))?;
+    }
+    Ok(fd)
 }
 
 fn address(addr: &UnixAddr, ep: &Endpoint, op: &'static str) -> Result<SocketAddrUnix> {
@@ -101,7 +109,6 @@ pub(crate) fn bind(ep: &Endpoint, ty: UnixType, addr: &UnixAddr) -> Result<(Owne
 fn bind_path(fd: &OwnedFd, ep: &Endpoint, ty: UnixType, path: &Path) -> Result<()> {
     let mode = ep.mode()?.unwrap_or(0o600);
     let tmp = temp_name(path);
-    let tmp_addr = sys::net::unix_path(&tmp).map_err(|e| Error::os("bind", ep, e))?;
     if tmp.as_os_str().len() > crate::endpoint::UNIX_ADDR_MAX {
         return Err(Error::new(
             ErrorKind::Invalid,
@@ -110,45 +117,54 @@ fn bind_path(fd: &OwnedFd, ep: &Endpoint, ty: UnixType, path: &Path) -> Result<(
             "socket path leaves no room for the temporary name used to set its mode; use a shorter path",
         ));
     }
+    let tmp_addr = sys::net::unix_path(&tmp).map_err(|e| Error::os("bind", ep, e))?;
     sys::net::bind(fd.as_fd(), &tmp_addr)
         .map_err(|e| Error::os("bind", ep, e).with_detail(format!("binding {}", tmp.display())))?;
-    let result = (|| {
-        sys::fs::chmod(&tmp, mode).map_err(|e| Error::os("chmod", ep, e))?;
-        for _ in 0..8 {
-            match sys::fs::rename_noreplace(&tmp, path) {
-                Ok(()) => return Ok(()),
-                Err(Errno::EXIST) => {
-                    if sys::fs::file_type(path).ok() != Some(sys::fs::Kind::Socket) {
-                        return Err(Error::new(
-                            ErrorKind::AlreadyExists,
-                            "bind",
-                            ep,
-                            "the path exists and is not a socket",
-                        ));
-                    }
-                    if is_live(path, ty) {
-                        return Err(Error::new(
-                            ErrorKind::AlreadyExists,
-                            "bind",
-                            ep,
-                            "a live listener owns this socket",
-                        ));
-                    }
-                    // Stale: its listener is gone. Replace it.
-                    match sys::fs::unlink(path) {
-                        Ok(()) | Err(Errno::NOENT) => {}
-                        Err(e) => return Err(Error::os("unlink stale socket", ep, e)),
-                    }
-                }
-                Err(e) => return Err(Error::os("bind", ep, e)),
-            }
-        }
-        Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "another process keeps creating this socket"))
-    })();
+    let result = sys::fs::chmod(&tmp, mode)
+        .map_err(|e| Error::os("chmod", ep, e))
+        .and_then(|()| move_into_place(ep, ty, &tmp, path));
     if result.is_err() {
         let _ = sys::fs::unlink(&tmp);
     }
     result
+}
+
+/// Renames the bound temporary socket to `path`, replacing a stale socket
+/// file but never a live one or another kind of file.
+fn move_into_place(ep: &Endpoint, ty: UnixType, tmp: &Path, path: &Path) -> Result<()> {
+    match sys::fs::rename_noreplace(tmp, path) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(Error::os("bind", ep, e)),
+    }
+    // Check and replace under a lock on the directory, so that two ipckit
+    // processes finding the same stale file cannot both replace it (the
+    // second would remove the first's live socket). A directory that cannot
+    // be opened for reading is handled without the lock.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let _lock = sys::fs::lock_dir(dir).ok();
+    for _ in 0..8 {
+        match sys::fs::rename_noreplace(tmp, path) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(Error::os("bind", ep, e)),
+        }
+        if sys::fs::file_type(path).ok() != Some(sys::fs::Kind::Socket) {
+            return Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "the path exists and is not a socket"));
+        }
+        if is_live(path, ty) {
+            return Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "a live listener owns this socket"));
+        }
+        // Stale: its listener is gone. Replace it.
+        match sys::fs::unlink(path) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(Error::os("unlink stale socket", ep, e)),
+        }
+    }
+    Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "another process keeps creating a socket file here"))
 }
 
 /// Connects a Unix socket of type `ty` to the endpoint's address.

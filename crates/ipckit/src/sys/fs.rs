@@ -47,3 +47,12 @@ pub(crate) fn fd_file_type(fd: impl AsFd) -> Result<FileType, Errno> {
 }
 
 pub(crate) use rustix::fs::FileType as Kind;
+
+/// Opens directory `dir` and takes an exclusive `flock` on it, released
+/// when the returned descriptor is closed. Serialises check-then-replace
+/// sequences among ipckit processes working in the same directory.
+pub(crate) fn lock_dir(dir: &Path) -> Result<OwnedFd, Errno> {
+    let fd = open(dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    retry(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))?;
+    Ok(fd)
+}

@@ -118,17 +118,6 @@ impl PacketIo {
         }
     }
 
-    /// Whether a zero-byte read on a seqpacket socket was the peer's close
-    /// rather than an empty message: after a close the socket reports
-    /// read hang-up.
-    fn is_eof(&self) -> bool {
-        self.kind == PacketKind::Seqpacket
-            && matches!(
-                sys::io::poll(self.fd(), PollFlags::RDHUP, Wait::Never),
-                Ok(Some(ev)) if ev.intersects(PollFlags::RDHUP | PollFlags::HUP)
-            )
-    }
-
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
         // A buffer smaller than the largest allowed message could truncate:
         // learn the length first so that nothing is lost. A buffer of the
@@ -174,7 +163,10 @@ impl PacketIo {
                             ),
                         ));
                     }
-                    if r.bytes == 0 && self.is_eof() {
+                    // Seqpacket sockets have SO_PASSCRED on (see
+                    // `socket::unix`): every message, even an empty one,
+                    // carries credentials; the peer's close carries none.
+                    if r.bytes == 0 && self.kind == PacketKind::Seqpacket && r.creds.is_none() {
                         return Ok(Got::Eof);
                     }
                     let creds = r.creds.map(Credentials::from).or(self.creds);
