@@ -62,6 +62,6 @@ pub use channel::{Receiver, Sender};
 pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
 pub use error::{Error, ErrorKind, Result, errno_name};
 pub use framing::Framing;
-pub use meta::{Credentials, Message, Meta};
+pub use meta::{Credentials, Message, Meta, SendMeta};
 pub use options::Options;
 pub use remove::remove;

@@ -1,6 +1,6 @@
 //! What arrives with a message, for every transport.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Metadata of one received message. Each transport fills what applies:
 /// priority (POSIX queues), type (System V queues), passed file
@@ -18,6 +18,10 @@ pub struct Meta {
     /// The sending process, as the kernel reports it (`SO_PEERCRED` for
     /// connections, `SCM_CREDENTIALS` for datagrams).
     pub creds: Option<Credentials>,
+    /// The message was cut to the buffer's size (System V queues opened
+    /// with `MSG_NOERROR` only; everywhere else a message that does not fit
+    /// is `TooLarge` and stays queued).
+    pub truncated: bool,
 }
 
 /// A process's identity as checked by the kernel.
@@ -44,4 +48,72 @@ pub struct Message {
     pub data: Vec<u8>,
     /// What came with it.
     pub meta: Meta,
+}
+
+/// What travels with an outgoing message, where the transport carries it:
+/// a priority (POSIX queues), a type (System V queues), file descriptors
+/// (Unix sockets). A transport that cannot carry what is asked refuses the
+/// send (`Unsupported`) rather than drop it silently.
+///
+/// ```
+/// use ipckit::SendMeta;
+/// let meta = SendMeta::new().priority(7);
+/// assert_eq!(meta.priority_value(), Some(7));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendMeta<'a> {
+    pub(crate) priority: Option<u32>,
+    pub(crate) msg_type: Option<i64>,
+    pub(crate) fds: &'a [BorrowedFd<'a>],
+}
+
+impl<'a> SendMeta<'a> {
+    /// Nothing but the message.
+    pub fn new() -> SendMeta<'a> {
+        SendMeta::default()
+    }
+
+    /// A POSIX message-queue priority (0 to 32767; higher is received first).
+    pub fn priority(mut self, priority: u32) -> SendMeta<'a> {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// A System V message type (positive).
+    pub fn msg_type(mut self, msg_type: i64) -> SendMeta<'a> {
+        self.msg_type = Some(msg_type);
+        self
+    }
+
+    /// File descriptors to pass (Unix sockets; at most
+    /// [`MAX_FDS`](crate::socket::MAX_FDS)).
+    pub fn fds(mut self, fds: &'a [BorrowedFd<'a>]) -> SendMeta<'a> {
+        self.fds = fds;
+        self
+    }
+
+    /// The priority asked for.
+    pub fn priority_value(&self) -> Option<u32> {
+        self.priority
+    }
+
+    /// The message type asked for.
+    pub fn msg_type_value(&self) -> Option<i64> {
+        self.msg_type
+    }
+
+    /// Refuses a priority or a type: for transports that carry neither.
+    pub(crate) fn only_fds(&self, op: &'static str, name: &str) -> crate::Result<&'a [BorrowedFd<'a>]> {
+        let what = match (self.priority, self.msg_type) {
+            (Some(_), _) => "a priority",
+            (_, Some(_)) => "a message type",
+            _ => return Ok(self.fds),
+        };
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            op,
+            name,
+            format!("this transport cannot carry {what} (POSIX queues carry priorities, System V queues types)"),
+        ))
+    }
 }

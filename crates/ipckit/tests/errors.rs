@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{HANG_GUARD, Scratch, child_role, open_fds, rerun};
 use ipckit::socket::{Connection, Listener};
-use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender, pipe};
+use ipckit::{Endpoint, ErrorKind, Options, Receiver, SendMeta, Sender, pipe};
 
 fn ep(text: &str) -> Endpoint {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -307,7 +307,8 @@ fn truncated_descriptors_are_an_error_and_none_leak() {
         if role == "many" {
             // The sender refuses more than MAX_FDS itself: send through a raw
             // socket to make the kernel truncate.
-            let e = conn.send_with_fds(b"fds", &[borrowed.clone(), borrowed.clone()].concat()).unwrap_err();
+            let both = [borrowed.clone(), borrowed.clone()].concat();
+            let e = conn.send_with(b"fds", &SendMeta::new().fds(&both)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
         }
         let extra: Vec<_> = if role == "many" {

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 
 use common::{HANG_GUARD, Scratch, child_role, rerun};
-use ipckit::{Endpoint, Options, Receiver, Sender};
+use ipckit::{Endpoint, Options, Receiver, SendMeta, Sender};
 
 /// Child: creates a memfd, writes into it, and sends it with a message.
 #[test]
@@ -19,7 +19,7 @@ fn child_memfd_sender() {
     let mut file = std::fs::File::from(memfd);
     write!(file, "written by {}", std::process::id()).unwrap();
     let mut tx = Sender::connect_timeout(&ep, &Options::new(), HANG_GUARD).unwrap();
-    tx.send_with_fds(b"here is a memfd", &[file.as_fd()]).unwrap();
+    tx.send_with(b"here is a memfd", &SendMeta::new().fds(&[file.as_fd()])).unwrap();
     drop(file);
     // Stay until the parent has read it, so that credentials name a live pid.
     tx.send(b"bye").unwrap();
@@ -60,6 +60,9 @@ fn memfd_sent_over_each_unix_socket_type_is_readable_by_the_receiver() {
 fn descriptors_are_refused_where_they_cannot_travel() {
     let (_r, w) = ipckit::pipe::pipe().unwrap();
     let mut tx = Sender::from(w);
-    let e = tx.send_with_fds(b"x", &[std::io::stdin().as_fd()]).unwrap_err();
+    let e = tx.send_with(b"x", &SendMeta::new().fds(&[std::io::stdin().as_fd()])).unwrap_err();
+    assert_eq!(e.kind(), ipckit::ErrorKind::Unsupported, "{e}");
+    // Nor does a socket carry a priority or a type: refused, not dropped.
+    let e = tx.send_with(b"x", &SendMeta::new().priority(3)).unwrap_err();
     assert_eq!(e.kind(), ipckit::ErrorKind::Unsupported, "{e}");
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::endpoint::{Endpoint, EndpointKind, UnixType};
 use crate::error::{Error, ErrorKind, Result};
+use crate::meta::SendMeta;
 use crate::options::Options;
 use crate::pipe::{PipeWriter, fifo};
 use crate::socket::Connection;
@@ -83,26 +84,11 @@ impl Sender {
         Ok(Sender { io })
     }
 
-    fn send_wait(&mut self, parts: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
-        self.io.send(parts, fds, wait)
+    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        self.io.send(parts, meta, wait)
     }
 
     send_ops!();
-
-    /// Sends one message with file descriptors (Unix sockets only).
-    pub fn send_with_fds(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_wait(&[IoSlice::new(msg)], fds, Wait::Forever)
-    }
-
-    /// Non-blocking form of [`send_with_fds`](Self::send_with_fds).
-    pub fn try_send_with_fds(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_wait(&[IoSlice::new(msg)], fds, Wait::Never)
-    }
-
-    /// Timed form of [`send_with_fds`](Self::send_with_fds).
-    pub fn send_with_fds_timeout(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<()> {
-        self.send_wait(&[IoSlice::new(msg)], fds, Wait::timeout(timeout))
-    }
 
     /// What this sender is connected to.
     pub fn name(&self) -> &str {

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::meta::SendMeta;
 use crate::meta::{Message, Meta};
 use crate::options::Options;
 use crate::sys;
@@ -128,8 +129,8 @@ impl PipeWriter {
         sys::process::pass_fd(cmd, self.io.fd())
     }
 
-    fn send_wait(&mut self, parts: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
-        self.io.send(parts, fds, wait)
+    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        self.io.send(parts, meta.only_fds("send", self.io.name())?, wait)
     }
 
     send_ops!();

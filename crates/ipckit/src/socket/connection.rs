@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{tcp, unix};
 use crate::endpoint::{Endpoint, EndpointKind, UnixType};
 use crate::error::{Error, ErrorKind, Result};
+use crate::meta::SendMeta;
 use crate::meta::{Credentials, Message, Meta};
 use crate::options::Options;
 use crate::sys;
@@ -87,8 +88,8 @@ impl Connection {
         Ok(Connection { io })
     }
 
-    fn send_wait(&mut self, parts: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
-        self.io.send(parts, fds, wait)
+    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        self.io.send(parts, meta, wait)
     }
 
     fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
@@ -102,23 +103,6 @@ impl Connection {
     }
 
     message_ops!();
-
-    /// Sends one message with file descriptors (`SCM_RIGHTS`; Unix sockets
-    /// only, at most [`MAX_FDS`](super::MAX_FDS)). The receiver gets its own
-    /// descriptors in [`Meta::fds`].
-    pub fn send_with_fds(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_wait(&[IoSlice::new(msg)], fds, Wait::Forever)
-    }
-
-    /// Non-blocking form of [`send_with_fds`](Self::send_with_fds).
-    pub fn try_send_with_fds(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_wait(&[IoSlice::new(msg)], fds, Wait::Never)
-    }
-
-    /// Timed form of [`send_with_fds`](Self::send_with_fds).
-    pub fn send_with_fds_timeout(&mut self, msg: &[u8], fds: &[BorrowedFd<'_>], timeout: Duration) -> Result<()> {
-        self.send_wait(&[IoSlice::new(msg)], fds, Wait::timeout(timeout))
-    }
 
     /// The peer process (`SO_PEERCRED`, as it was when it connected), for
     /// Unix sockets.

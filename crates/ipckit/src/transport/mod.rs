@@ -15,7 +15,7 @@ use std::io::IoSlice;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Message, Meta};
+use crate::meta::{Message, Meta, SendMeta};
 use crate::wait::Wait;
 
 /// The result of one receive attempt.
@@ -79,10 +79,10 @@ impl Io {
         }
     }
 
-    pub(crate) fn send(&mut self, iov: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
+    pub(crate) fn send(&mut self, iov: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
         match self {
-            Io::Stream(s) => s.send(iov, fds, wait),
-            Io::Packet(p) => p.send(iov, fds, wait),
+            Io::Stream(s) => s.send(iov, meta.only_fds("send", s.name())?, wait),
+            Io::Packet(p) => p.send(iov, meta.only_fds("send", p.name())?, wait),
         }
     }
 
@@ -111,37 +111,41 @@ impl Io {
 
 /// Generates the public blocking, `try_` and `_timeout` forms of send and
 /// receive from three private methods that take a [`Wait`]:
-/// `send_wait(&mut self, &[IoSlice], &[BorrowedFd], Wait) -> Result<()>`,
+/// `send_wait(&mut self, &[IoSlice], &SendMeta, Wait) -> Result<()>`,
 /// `recv_into_wait(&mut self, &mut [u8], Wait) -> Result<(usize, Meta)>` and
 /// `recv_wait(&mut self, Wait) -> Result<Message>`.
 macro_rules! send_ops {
     () => {
         /// Sends one message, waiting as long as it takes for room.
         pub fn send(&mut self, msg: &[u8]) -> $crate::Result<()> {
-            self.send_wait(&[std::io::IoSlice::new(msg)], &[], $crate::wait::Wait::Forever)
+            self.send_wait(&[std::io::IoSlice::new(msg)], &$crate::SendMeta::new(), $crate::wait::Wait::Forever)
         }
 
         /// Sends one message if there is room now; `Full` otherwise (and
         /// nothing is sent).
         pub fn try_send(&mut self, msg: &[u8]) -> $crate::Result<()> {
-            self.send_wait(&[std::io::IoSlice::new(msg)], &[], $crate::wait::Wait::Never)
+            self.send_wait(&[std::io::IoSlice::new(msg)], &$crate::SendMeta::new(), $crate::wait::Wait::Never)
         }
 
         /// Sends one message, waiting at most `timeout` for room before the
         /// first byte (`TimedOut`, nothing sent); a started message is
         /// always finished.
         pub fn send_timeout(&mut self, msg: &[u8], timeout: std::time::Duration) -> $crate::Result<()> {
-            self.send_wait(&[std::io::IoSlice::new(msg)], &[], $crate::wait::Wait::timeout(timeout))
+            self.send_wait(
+                &[std::io::IoSlice::new(msg)],
+                &$crate::SendMeta::new(),
+                $crate::wait::Wait::timeout(timeout),
+            )
         }
 
         /// Sends one message gathered from several buffers.
         pub fn send_vectored(&mut self, parts: &[std::io::IoSlice<'_>]) -> $crate::Result<()> {
-            self.send_wait(parts, &[], $crate::wait::Wait::Forever)
+            self.send_wait(parts, &$crate::SendMeta::new(), $crate::wait::Wait::Forever)
         }
 
         /// Non-blocking form of [`send_vectored`](Self::send_vectored).
         pub fn try_send_vectored(&mut self, parts: &[std::io::IoSlice<'_>]) -> $crate::Result<()> {
-            self.send_wait(parts, &[], $crate::wait::Wait::Never)
+            self.send_wait(parts, &$crate::SendMeta::new(), $crate::wait::Wait::Never)
         }
 
         /// Timed form of [`send_vectored`](Self::send_vectored).
@@ -150,7 +154,29 @@ macro_rules! send_ops {
             parts: &[std::io::IoSlice<'_>],
             timeout: std::time::Duration,
         ) -> $crate::Result<()> {
-            self.send_wait(parts, &[], $crate::wait::Wait::timeout(timeout))
+            self.send_wait(parts, &$crate::SendMeta::new(), $crate::wait::Wait::timeout(timeout))
+        }
+
+        /// Sends one message with a priority, a type or file descriptors
+        /// (see [`SendMeta`]($crate::SendMeta)); a transport that cannot carry
+        /// them refuses with `Unsupported`.
+        pub fn send_with(&mut self, msg: &[u8], meta: &$crate::SendMeta<'_>) -> $crate::Result<()> {
+            self.send_wait(&[std::io::IoSlice::new(msg)], meta, $crate::wait::Wait::Forever)
+        }
+
+        /// Non-blocking form of [`send_with`](Self::send_with).
+        pub fn try_send_with(&mut self, msg: &[u8], meta: &$crate::SendMeta<'_>) -> $crate::Result<()> {
+            self.send_wait(&[std::io::IoSlice::new(msg)], meta, $crate::wait::Wait::Never)
+        }
+
+        /// Timed form of [`send_with`](Self::send_with).
+        pub fn send_with_timeout(
+            &mut self,
+            msg: &[u8],
+            meta: &$crate::SendMeta<'_>,
+            timeout: std::time::Duration,
+        ) -> $crate::Result<()> {
+            self.send_wait(&[std::io::IoSlice::new(msg)], meta, $crate::wait::Wait::timeout(timeout))
         }
     };
 }
