@@ -48,9 +48,13 @@ pub struct Common {
     /// Give up after this long (e.g. 500ms, 2s); exit 3.
     #[arg(long, value_parser = units::parse_duration)]
     pub timeout: Option<Duration>,
-    /// Create the named object (FIFO) if it does not exist.
+    /// Create the named object (FIFO, queue) if it does not exist, with the
+    /// endpoint's attributes (`?mode=`, `?maxmsg=`, ...).
     #[arg(long)]
     pub create: bool,
+    /// Create the named object, failing if it exists already.
+    #[arg(long)]
+    pub exclusive: bool,
     /// Message framing on byte streams.
     #[arg(long, default_value = "len32", value_parser = parse_framing)]
     pub framing: Framing,
@@ -65,7 +69,11 @@ fn parse_framing(s: &str) -> Result<Framing, String> {
 
 impl Common {
     pub fn options(&self) -> ipckit::Options {
-        ipckit::Options::new().create(self.create).framing(self.framing).max_message(self.max_size)
+        ipckit::Options::new()
+            .create(self.create || self.exclusive)
+            .exclusive(self.exclusive)
+            .framing(self.framing)
+            .max_message(self.max_size)
     }
 }
 

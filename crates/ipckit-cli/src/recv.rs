@@ -23,6 +23,14 @@ pub struct RecvArgs {
     /// Write the payload bytes exactly, with nothing added.
     #[arg(long)]
     pub raw: bool,
+    /// System V queues: which message to take. 0: the first; N > 0: the
+    /// first of type N; N < 0: the first of the lowest type at most |N|.
+    #[arg(long = "type", value_name = "RULE", allow_negative_numbers = true, default_value_t = 0)]
+    pub msg_type: i64,
+    /// System V queues: cut messages longer than --max-size instead of
+    /// refusing them (a cut message is reported, with "truncated" in --json).
+    #[arg(long)]
+    pub noerror: bool,
     /// When ready to receive, write "ready ENDPOINT\n" to this descriptor
     /// and close it (in addition to the "ipckit: ready ENDPOINT" line on
     /// standard error).
@@ -39,7 +47,7 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let ep = crate::endpoint(&args.endpoint)?;
     // A socket file this command creates is this command's to remove.
     let owns_file = matches!(ep.kind(), EndpointKind::Unix(_, UnixAddr::Path(_)));
-    let opts = args.common.options().unlink_on_drop(owns_file);
+    let opts = args.common.options().unlink_on_drop(owns_file).msg_type(args.msg_type).noerror(args.noerror);
     let ready_fd = args
         .ready_fd
         .map(|n| {
@@ -108,6 +116,9 @@ fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> 
     }
     if let Some(t) = meta.msg_type {
         obj.insert("type".into(), t.into());
+    }
+    if meta.truncated {
+        obj.insert("truncated".into(), true.into());
     }
     if !meta.fds.is_empty() {
         obj.insert("fds".into(), meta.fds.len().into());

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::time::Instant;
 
 use clap::Args;
-use ipckit::Sender;
+use ipckit::{SendMeta, Sender};
 
 use crate::Common;
 
@@ -17,6 +17,12 @@ pub struct SendArgs {
     /// Send all of standard input as one message instead of one per line.
     #[arg(long)]
     pub stdin_whole: bool,
+    /// Priority of every message (POSIX queues, `mq:`; 0 to 32767).
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// Type of every message (System V queues, `sysv-mq:`; positive).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub msg_type: Option<i64>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -30,10 +36,17 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         Some(t) => Sender::connect_timeout(&ep, &opts, t)?,
         None => Sender::connect_with(&ep, &opts)?,
     };
+    let mut meta = SendMeta::new();
+    if let Some(p) = args.priority {
+        meta = meta.priority(p);
+    }
+    if let Some(t) = args.msg_type {
+        meta = meta.msg_type(t);
+    }
     let mut send = |msg: &[u8]| -> ipckit::Result<()> {
         match left() {
-            Some(t) => tx.send_timeout(msg, t),
-            None => tx.send(msg),
+            Some(t) => tx.send_with_timeout(msg, &meta, t),
+            None => tx.send_with(msg, &meta),
         }
     };
     if !args.messages.is_empty() {

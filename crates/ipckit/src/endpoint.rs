@@ -230,8 +230,10 @@ fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str]
     match (scheme, kind) {
         ("fifo", _) => &["mode"],
         ("mq", _) => &["maxmsg", "msgsize", "mode"],
-        ("sysv-mq", EndpointKind::SysvMq(k)) if matches!(k.source, SysvKeySource::Path(..)) => &["id", "mode"],
-        ("sysv-mq", _) => &["mode"],
+        ("sysv-mq", EndpointKind::SysvMq(k)) if matches!(k.source, SysvKeySource::Path(..)) => {
+            &["id", "mode", "maxbytes"]
+        }
+        ("sysv-mq", _) => &["mode", "maxbytes"],
         (_, EndpointKind::Unix(_, UnixAddr::Path(_))) => &["mode"],
         ("shm", _) => &["size", "mode"],
         _ => &[],

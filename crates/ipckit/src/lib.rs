@@ -40,16 +40,18 @@
 //!
 //! 1. [`pipe`]: anonymous pipes and FIFOs.
 //! 2. [`socket`]: Unix (stream, seqpacket, datagram) and TCP sockets.
-//! 3. [`framing`]: the `len32` and `lines` frame formats for byte streams.
-//! 4. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
-//! 5. [`endpoint`]: the endpoint grammar.
-//! 6. [`sys`]: the only code that calls the kernel.
+//! 3. [`mq`]: POSIX and System V message queues.
+//! 4. [`framing`]: the `len32` and `lines` frame formats for byte streams.
+//! 5. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
+//! 6. [`endpoint`]: the endpoint grammar.
+//! 7. [`sys`]: the only code that calls the kernel.
 
 pub mod channel;
 pub mod endpoint;
 mod error;
 pub mod framing;
 mod meta;
+pub mod mq;
 mod options;
 pub mod pipe;
 mod remove;

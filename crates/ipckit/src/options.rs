@@ -17,6 +17,8 @@ pub struct Options {
     pub(crate) create: bool,
     pub(crate) exclusive: bool,
     pub(crate) unlink_on_drop: bool,
+    pub(crate) msg_type: i64,
+    pub(crate) noerror: bool,
 }
 
 impl Default for Options {
@@ -27,6 +29,8 @@ impl Default for Options {
             create: false,
             exclusive: false,
             unlink_on_drop: false,
+            msg_type: 0,
+            noerror: false,
         }
     }
 }
@@ -68,6 +72,22 @@ impl Options {
     /// created it, is dropped.
     pub fn unlink_on_drop(mut self, yes: bool) -> Options {
         self.unlink_on_drop = yes;
+        self
+    }
+
+    /// System V queues: which message a receiver takes. 0 (the default):
+    /// the first; `n > 0`: the first of type `n`; `n < 0`: the first of the
+    /// lowest type at most `|n|`.
+    pub fn msg_type(mut self, rule: i64) -> Options {
+        self.msg_type = rule;
+        self
+    }
+
+    /// System V queues: cut a message that does not fit the receive buffer
+    /// (`MSG_NOERROR`) instead of leaving it queued with `TooLarge`. A cut
+    /// message is reported in [`Meta::truncated`](crate::Meta::truncated).
+    pub fn noerror(mut self, yes: bool) -> Options {
+        self.noerror = yes;
         self
     }
 

@@ -5,8 +5,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::fifo;
 use crate::sys::{self, Errno};
 
-/// Removes the named object an endpoint refers to: a FIFO, or a Unix
-/// socket file. Checks the kind of file first, so that `fifo:/etc/passwd`
+/// Removes the named object an endpoint refers to: a FIFO, a Unix socket
+/// file, a POSIX queue (`mq_unlink`) or a System V queue (`IPC_RMID`). Checks the kind of file first, so that `fifo:/etc/passwd`
 /// removes nothing. Objects without a name (abstract sockets, TCP ports)
 /// are `Invalid`.
 pub fn remove(ep: &Endpoint) -> Result<()> {
@@ -24,7 +24,11 @@ pub fn remove(ep: &Endpoint) -> Result<()> {
             "an abstract socket name has no file; it disappears with its socket",
         )),
         EndpointKind::Tcp { .. } => Err(Error::new(ErrorKind::Invalid, "rm", ep, "a TCP port is not a named object")),
-        EndpointKind::Mq(_) | EndpointKind::SysvMq(_) | EndpointKind::Shm(_) => {
+        EndpointKind::Mq(name) => {
+            crate::sys::mq::mq_unlink(name).map_err(|e| Error::os("rm", ep, e).with_detail("mq_unlink"))
+        }
+        EndpointKind::SysvMq(_) => crate::mq::SysvQueue::remove(ep),
+        EndpointKind::Shm(_) => {
             Err(Error::os("rm", ep, Errno::NOSYS).with_detail("this transport is not implemented yet"))
         }
     }

@@ -10,13 +10,14 @@ use rustix::event::{PollFd, PollFlags};
 use crate::endpoint::{Endpoint, EndpointKind, UnixType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Message, Meta};
+use crate::mq::{PosixQueue, Queue, SysvQueue};
 use crate::options::Options;
 use crate::pipe::{PipeReader, fifo};
 use crate::socket::{Listener, unix};
 use crate::sys;
 use crate::transport::packet::{PacketIo, PacketKind};
 use crate::transport::stream::{StreamIo, StreamKind};
-use crate::transport::{Got, Io, not_yet, recv_ops};
+use crate::transport::{Got, Io, finish, not_yet, recv_ops};
 use crate::wait::Wait;
 
 /// The most connections a socket receiver serves at once; further senders
@@ -60,6 +61,7 @@ enum Flavor {
         conns: Vec<Io>,
         next: usize,
     },
+    Queue(Queue),
 }
 
 impl Receiver {
@@ -99,7 +101,9 @@ impl Receiver {
                 let listener = Listener::bind_with(ep, opts)?;
                 Flavor::Listen { listener, conns: Vec::new(), next: 0 }
             }
-            EndpointKind::Mq(_) | EndpointKind::SysvMq(_) | EndpointKind::Shm(_) => {
+            EndpointKind::Mq(_) => Flavor::Queue(Queue::Posix(PosixQueue::open(ep, opts)?)),
+            EndpointKind::SysvMq(_) => Flavor::Queue(Queue::Sysv(SysvQueue::open(ep, opts)?)),
+            EndpointKind::Shm(_) => {
                 return Err(Error::new(ErrorKind::Unsupported, "bind", ep, "this transport is not implemented yet"));
             }
         };
@@ -124,10 +128,16 @@ impl Receiver {
     }
 
     fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
+        if let Flavor::Queue(q) = &mut self.flavor {
+            return finish(q.recv_into(buf, wait), wait, "recv", &self.name);
+        }
         self.next(wait, |io, w| io.recv_into(buf, w))
     }
 
     fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
+        if let Flavor::Queue(q) = &mut self.flavor {
+            return finish(q.recv(wait), wait, "recv", &self.name);
+        }
         self.next(wait, |io, w| io.recv(w))
     }
 
@@ -162,6 +172,7 @@ impl Receiver {
                 }
             },
             Flavor::Listen { listener, conns, next } => serve(listener, conns, next, wait, &self.name, f)?,
+            Flavor::Queue(_) => unreachable!("queues are served by recv_into_wait and recv_wait"),
         };
         match got {
             Got::Msg(m) => Ok(m),
@@ -252,14 +263,16 @@ impl From<PipeReader> for Receiver {
     }
 }
 
-impl AsFd for Receiver {
-    /// The descriptor to poll for readiness: the listening socket, the
-    /// datagram socket, or the pipe. A FIFO receiver reopens its FIFO when
-    /// every writer has gone, so its descriptor changes then.
-    fn as_fd(&self) -> BorrowedFd<'_> {
+impl Receiver {
+    /// The descriptor to poll for readiness, where the transport has one
+    /// (every transport but System V queues): the listening socket, the
+    /// datagram socket, the pipe or the queue. A FIFO receiver reopens its
+    /// FIFO when every writer has gone, so its descriptor changes then.
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.flavor {
-            Flavor::Pipe(io) | Flavor::Dgram(io) | Flavor::Fifo { io, .. } => io.fd(),
-            Flavor::Listen { listener, .. } => listener.as_fd(),
+            Flavor::Pipe(io) | Flavor::Dgram(io) | Flavor::Fifo { io, .. } => Some(io.fd()),
+            Flavor::Listen { listener, .. } => Some(listener.as_fd()),
+            Flavor::Queue(q) => q.fd(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::endpoint::{Endpoint, EndpointKind, UnixType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::SendMeta;
+use crate::mq::{PosixQueue, Queue, SysvQueue};
 use crate::options::Options;
 use crate::pipe::{PipeWriter, fifo};
 use crate::socket::Connection;
@@ -28,7 +29,16 @@ use crate::wait::{Wait, until_peer_ready};
 /// ```
 #[derive(Debug)]
 pub struct Sender {
-    io: Io,
+    flavor: Flavor,
+}
+
+/// The transports a sender dispatches over.
+#[derive(Debug)]
+enum Flavor {
+    /// Byte streams and message sockets.
+    Io(Io),
+    /// POSIX and System V queues.
+    Queue(Queue),
 }
 
 impl Sender {
@@ -77,44 +87,54 @@ impl Sender {
                 Io::Packet(PacketIo::new(fd, PacketKind::Dgram, opts.max_message, name))
             }
             EndpointKind::Unix(..) | EndpointKind::Tcp { .. } => Connection::connect_with(ep, opts)?.into_io(),
-            EndpointKind::Mq(_) | EndpointKind::SysvMq(_) | EndpointKind::Shm(_) => {
+            EndpointKind::Mq(_) => {
+                return Ok(Sender { flavor: Flavor::Queue(Queue::Posix(PosixQueue::open(ep, opts)?)) });
+            }
+            EndpointKind::SysvMq(_) => {
+                return Ok(Sender { flavor: Flavor::Queue(Queue::Sysv(SysvQueue::open(ep, opts)?)) });
+            }
+            EndpointKind::Shm(_) => {
                 return Err(Error::new(ErrorKind::Unsupported, "connect", ep, "this transport is not implemented yet"));
             }
         };
-        Ok(Sender { io })
+        Ok(Sender { flavor: Flavor::Io(io) })
     }
 
     fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
-        self.io.send(parts, meta, wait)
+        match &mut self.flavor {
+            Flavor::Io(io) => io.send(parts, meta, wait),
+            Flavor::Queue(q) => q.send(parts, meta, wait),
+        }
     }
 
     send_ops!();
 
     /// What this sender is connected to.
     pub fn name(&self) -> &str {
-        self.io.name()
+        match &self.flavor {
+            Flavor::Io(io) => io.name(),
+            Flavor::Queue(q) => q.name(),
+        }
     }
 
-    /// Sets `O_NONBLOCK`; the blocking forms keep working.
-    pub fn set_nonblocking(&self, on: bool) -> Result<()> {
-        sys::io::set_nonblocking(self.io.fd(), on).map_err(|e| Error::os("fcntl", self.io.name(), e))
+    /// The descriptor to poll for room (writable), where the transport has
+    /// one: every transport but System V queues.
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.flavor {
+            Flavor::Io(io) => Some(io.fd()),
+            Flavor::Queue(q) => q.fd(),
+        }
     }
 }
 
 impl From<PipeWriter> for Sender {
     fn from(w: PipeWriter) -> Sender {
-        Sender { io: Io::Stream(w.io) }
+        Sender { flavor: Flavor::Io(Io::Stream(w.io)) }
     }
 }
 
 impl From<Connection> for Sender {
     fn from(c: Connection) -> Sender {
-        Sender { io: c.into_io() }
-    }
-}
-
-impl AsFd for Sender {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.fd()
+        Sender { flavor: Flavor::Io(c.into_io()) }
     }
 }

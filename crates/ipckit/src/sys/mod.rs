@@ -8,6 +8,7 @@
 
 pub(crate) mod fs;
 pub(crate) mod io;
+pub(crate) mod mq;
 pub(crate) mod net;
 pub mod process;
 

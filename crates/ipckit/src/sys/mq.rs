@@ -49,9 +49,7 @@ pub(crate) fn mq_open(name: &str, flags: i32, mode: u32, attr: Option<(i64, i64)
         // arguments are the mode (as c_uint, the promoted mode_t) and a
         // pointer that is null or points to a live mq_attr, as mq_open(3)
         // expects when O_CREAT is given (and ignores otherwise).
-        let fd = unsafe {
-            libc::mq_open(cname.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint, attr_ptr)
-        };
+        let fd = unsafe { libc::mq_open(cname.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint, attr_ptr) };
         if fd < 0 { Err(last_errno()) } else { Ok(fd) }
     })?;
     // SAFETY: mq_open returned a new descriptor that nothing else owns.

@@ -1,0 +1,336 @@
+//! POSIX message queues (`mq:/name`): messages with priorities.
+//!
+//! A queue descriptor is a file descriptor on Linux, so waits use `poll`
+//! on the monotonic clock (never `mq_timedsend`'s wall-clock deadline). A
+//! queue handle holds two descriptors of the same queue: one blocking, for
+//! the blocking forms (exactly the system call a C program makes), one
+//! non-blocking, for the `try_` and `_timeout` forms and for readiness with
+//! poll/epoll ([`AsFd`]).
+//!
+//! Kernel limits apply: `/proc/sys/fs/mqueue/msg_max` messages (10 by
+//! default) of `msgsize_max` bytes (8 KiB) unless the endpoint asks for
+//! fewer (`mq:/jobs?maxmsg=5&msgsize=512`); larger attributes are `Invalid`,
+//! naming the limit.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use rustix::event::PollFlags;
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Message, Meta, SendMeta};
+use crate::options::Options;
+use crate::sys::{self, Errno};
+use crate::transport::{Got, finish, message_ops, not_yet};
+use crate::wait::Wait;
+
+pub use crate::sys::mq::MqAttr;
+
+/// The highest priority plus one (`MQ_PRIO_MAX` on Linux).
+pub const PRIO_MAX: u32 = 32768;
+
+const MSG_MAX_PATH: &str = "/proc/sys/fs/mqueue/msg_max";
+const MSGSIZE_MAX_PATH: &str = "/proc/sys/fs/mqueue/msgsize_max";
+
+/// An open POSIX message queue.
+#[derive(Debug)]
+pub struct PosixQueue {
+    name: String,
+    label: Arc<str>,
+    blocking: OwnedFd,
+    nonblocking: OwnedFd,
+    msgsize: usize,
+    max: usize,
+    /// Receive buffer for callers whose buffer is smaller than `msgsize`
+    /// (`mq_receive` refuses those).
+    scratch: Vec<u8>,
+    /// A message received for a buffer it did not fit: handed out first.
+    pending: Option<(Vec<u8>, u32)>,
+    unlink_on_drop: bool,
+}
+
+/// Validates requested attributes against the kernel's limits.
+fn check_attr(ep: &Endpoint, maxmsg: u64, msgsize: u64) -> Result<()> {
+    for (value, name, path) in [(maxmsg, "maxmsg", MSG_MAX_PATH), (msgsize, "msgsize", MSGSIZE_MAX_PATH)] {
+        if let Some(limit) = sys::mq::proc_limit(path) {
+            if value > limit {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    "mq_open",
+                    ep,
+                    format!("{name}={value} exceeds the kernel limit {limit} ({path})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl PosixQueue {
+    /// Opens the queue an `mq:` endpoint names. With `opts.create`, creates
+    /// it if missing (with the endpoint's `maxmsg`, `msgsize`, `mode`, 0600
+    /// by default); with `opts.exclusive` too, fails if it exists. An
+    /// existing queue must belong to the caller's user.
+    pub fn open(ep: &Endpoint, opts: &Options) -> Result<PosixQueue> {
+        let crate::EndpointKind::Mq(name) = ep.kind() else {
+            return Err(Error::new(ErrorKind::Invalid, "mq_open", ep, "not an mq: endpoint"));
+        };
+        let mode = ep.mode()?.unwrap_or(0o600);
+        let maxmsg = ep.number_option("maxmsg")?;
+        let msgsize = ep.number_option("msgsize")?;
+        let attr = match (maxmsg, msgsize) {
+            (None, None) => None,
+            (m, s) => {
+                let m = m.or_else(|| sys::mq::proc_limit("/proc/sys/fs/mqueue/msg_default")).unwrap_or(10);
+                let s = s.or_else(|| sys::mq::proc_limit("/proc/sys/fs/mqueue/msgsize_default")).unwrap_or(8192);
+                check_attr(ep, m, s)?;
+                Some((m as i64, s as i64))
+            }
+        };
+        let mut flags = libc::O_RDWR;
+        if opts.create {
+            flags |= libc::O_CREAT;
+            if opts.exclusive {
+                flags |= libc::O_EXCL;
+            }
+        }
+        let blocking = sys::mq::mq_open(name, flags, mode, attr).map_err(|e| open_error(ep, e, opts.create))?;
+        let st = rustix::fs::fstat(&blocking).map_err(|e| Error::os("fstat", ep, e))?;
+        let me = rustix::process::geteuid().as_raw();
+        if st.st_uid != me {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "mq_open",
+                ep,
+                format!("the queue belongs to uid {}, not to this user (uid {me})", st.st_uid),
+            ));
+        }
+        let nonblocking =
+            sys::mq::mq_open(name, libc::O_RDWR | libc::O_NONBLOCK, 0, None).map_err(|e| open_error(ep, e, false))?;
+        let st2 = rustix::fs::fstat(&nonblocking).map_err(|e| Error::os("fstat", ep, e))?;
+        if st2.st_ino != st.st_ino {
+            return Err(Error::new(ErrorKind::Corrupt, "mq_open", ep, "the queue was replaced while it was opened"));
+        }
+        let attr = sys::mq::mq_getattr(blocking.as_fd()).map_err(|e| Error::os("mq_getattr", ep, e))?;
+        let msgsize = attr.msgsize.max(0) as usize;
+        Ok(PosixQueue {
+            name: name.clone(),
+            label: ep.to_string().into(),
+            blocking,
+            nonblocking,
+            msgsize,
+            max: msgsize.min(opts.max_message),
+            scratch: Vec::new(),
+            pending: None,
+            unlink_on_drop: opts.unlink_on_drop,
+        })
+    }
+
+    /// `mq_unlink`: removes the queue's name (open handles keep working).
+    pub fn unlink(name: &str) -> Result<()> {
+        crate::endpoint::check_mq_name(name).map_err(|why| Error::new(ErrorKind::Invalid, "mq_unlink", name, why))?;
+        sys::mq::mq_unlink(name).map_err(|e| Error::os("mq_unlink", format!("mq:{name}"), e))
+    }
+
+    /// The queue's attributes now (`mq_getattr`).
+    pub fn attributes(&self) -> Result<MqAttr> {
+        sys::mq::mq_getattr(self.blocking.as_fd()).map_err(|e| Error::os("mq_getattr", &*self.label, e))
+    }
+
+    /// The queue name (`/name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.blocking.as_fd(), self.nonblocking.as_fd())
+    }
+
+    fn os(&self, op: &'static str, e: Errno) -> Error {
+        Error::os(op, &*self.label, e)
+    }
+
+    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        self.send_raw(parts, meta, wait)
+    }
+
+    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
+        let got = self.recv_into_raw(buf, wait);
+        finish(got, wait, "recv", &self.label)
+    }
+
+    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
+        let got = self.recv_raw(wait);
+        finish(got, wait, "recv", &self.label)
+    }
+
+    message_ops!();
+
+    pub(crate) fn send_raw(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        if meta.msg_type.is_some() || !meta.fds.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "mq_send",
+                &*self.label,
+                "a POSIX queue carries a priority, not a message type or file descriptors",
+            ));
+        }
+        let priority = meta.priority.unwrap_or(0);
+        if priority >= PRIO_MAX {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "mq_send",
+                &*self.label,
+                format!("priority {priority} is out of range (0 to {})", PRIO_MAX - 1),
+            ));
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "mq_send",
+                &*self.label,
+                format!("message of {len} bytes exceeds the queue's message size of {} bytes", self.max),
+            ));
+        }
+        // One contiguous buffer: mq_send has no gather form.
+        let joined;
+        let msg: &[u8] = match parts {
+            [one] => one,
+            _ => {
+                joined = parts.iter().flat_map(|p| p.iter().copied()).collect::<Vec<u8>>();
+                &joined
+            }
+        };
+        let r = with_wait(self.fds(), wait, PollFlags::OUT, |fd| sys::mq::mq_send(fd, msg, priority));
+        match r.map_err(|e| self.os("mq_send", e))? {
+            Some(()) => Ok(()),
+            None => Err(not_yet(wait, "send", &self.label, "message")),
+        }
+    }
+
+    pub(crate) fn recv_into_raw(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        if let Some((msg, priority)) = self.pending.take() {
+            if msg.len() > buf.len() {
+                let len = msg.len();
+                self.pending = Some((msg, priority));
+                return Err(self.too_small(len, buf.len()));
+            }
+            buf[..msg.len()].copy_from_slice(&msg);
+            return Ok(Got::Msg((msg.len(), Meta { priority: Some(priority), ..Meta::default() })));
+        }
+        if buf.len() >= self.msgsize {
+            let r = with_wait(self.fds(), wait, PollFlags::IN, |fd| sys::mq::mq_receive(fd, buf));
+            return Ok(match r.map_err(|e| self.os("mq_receive", e))? {
+                Some((n, priority)) => Got::Msg((n, Meta { priority: Some(priority), ..Meta::default() })),
+                None => Got::NotYet,
+            });
+        }
+        // mq_receive refuses buffers under the queue's message size: receive
+        // into our own, and keep a message that does not fit the caller's.
+        let Some((n, priority)) = self.recv_scratch(wait)? else {
+            return Ok(Got::NotYet);
+        };
+        if n > buf.len() {
+            self.pending = Some((self.scratch[..n].to_vec(), priority));
+            return Err(self.too_small(n, buf.len()));
+        }
+        buf[..n].copy_from_slice(&self.scratch[..n]);
+        Ok(Got::Msg((n, Meta { priority: Some(priority), ..Meta::default() })))
+    }
+
+    fn recv_scratch(&mut self, wait: Wait) -> Result<Option<(usize, u32)>> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // Bounded by the kernel's msgsize_max, not by a peer.
+        scratch.resize(self.msgsize, 0);
+        let r = with_wait(self.fds(), wait, PollFlags::IN, |fd| sys::mq::mq_receive(fd, &mut scratch));
+        self.scratch = scratch;
+        r.map_err(|e| self.os("mq_receive", e))
+    }
+
+    fn too_small(&self, len: usize, cap: usize) -> Error {
+        Error::new(
+            ErrorKind::TooLarge,
+            "mq_receive",
+            &*self.label,
+            format!("message of {len} bytes does not fit the {cap}-byte buffer (it stays queued)"),
+        )
+    }
+
+    pub(crate) fn recv_raw(&mut self, wait: Wait) -> Result<Got<Message>> {
+        if let Some((data, priority)) = self.pending.take() {
+            return Ok(Got::Msg(Message { data, meta: Meta { priority: Some(priority), ..Meta::default() } }));
+        }
+        let Some((n, priority)) = self.recv_scratch(wait)? else {
+            return Ok(Got::NotYet);
+        };
+        if n > self.max {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "mq_receive",
+                &*self.label,
+                format!("message of {n} bytes over the maximum of {} bytes was dropped", self.max),
+            ));
+        }
+        let data = self.scratch[..n].to_vec();
+        Ok(Got::Msg(Message { data, meta: Meta { priority: Some(priority), ..Meta::default() } }))
+    }
+}
+
+/// Runs `op` on the descriptor that suits `wait` (blocking, or
+/// non-blocking and waiting for `events` with poll while it reports
+/// `EAGAIN`). `None`: the wait ran out.
+fn with_wait<T>(
+    (blocking, nonblocking): (BorrowedFd<'_>, BorrowedFd<'_>),
+    wait: Wait,
+    events: PollFlags,
+    mut op: impl FnMut(BorrowedFd<'_>) -> Result<T, Errno>,
+) -> Result<Option<T>, Errno> {
+    if wait.is_forever() {
+        return op(blocking).map(Some);
+    }
+    loop {
+        match op(nonblocking) {
+            Ok(v) => return Ok(Some(v)),
+            Err(Errno::AGAIN) => {
+                if matches!(wait, Wait::Never) || sys::io::poll(nonblocking, events, wait)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn open_error(ep: &Endpoint, e: Errno, create: bool) -> Error {
+    let err = Error::os("mq_open", ep, e);
+    match e {
+        Errno::NOENT => err.with_detail("no such queue (create it with --create)"),
+        Errno::EXIST => err.with_detail("the queue exists (--exclusive)"),
+        Errno::MFILE if create => err.with_detail("too many queues for this user (RLIMIT_MSGQUEUE) or open files"),
+        Errno::INVAL => err.with_kind(ErrorKind::Invalid).with_detail("attributes rejected by the kernel"),
+        _ => err,
+    }
+}
+
+impl AsFd for PosixQueue {
+    /// The non-blocking descriptor, for poll/epoll readiness: readable when
+    /// a message is queued, writable when there is room.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.nonblocking.as_fd()
+    }
+}
+
+impl Drop for PosixQueue {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            let _ = sys::mq::mq_unlink(&self.name);
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! System V message queues (`sysv-mq:KEY`): messages with types.
+//!
+//! A receiver selects by type with the kernel's three rules: 0 takes the
+//! first message; a positive `n` the first message of type `n`; a negative
+//! `n` the first message of the lowest type at most `|n|`
+//! ([`Options::msg_type`]).
+//!
+//! System V queues have no file descriptor, so nothing can `poll` them:
+//! the `_timeout` forms retry with `IPC_NOWAIT`, sleeping between tries
+//! from 20 µs doubling up to 2 ms. They are lossless and exact about the
+//! deadline, but a message that arrives during a sleep waits for its end:
+//! on a quiet queue a timed call adds up to 2 ms of latency (the blocking
+//! and `try_` forms add none). This is the documented exception to "every
+//! transport is `AsFd`".
+//!
+//! Kernel limits: one message is at most `/proc/sys/kernel/msgmax` bytes
+//! (8 KiB by default) and a queue holds `msgmnb` bytes (16 KiB); the
+//! endpoint may ask for a smaller byte limit (`?maxbytes=`).
+
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::endpoint::{Endpoint, EndpointKind, SysvKey, SysvKeySource};
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Message, Meta, SendMeta};
+use crate::options::Options;
+use crate::sys::mq::MTYPE_SIZE;
+use crate::sys::{self, Errno};
+use crate::transport::{Got, finish, message_ops, not_yet};
+use crate::wait::Wait;
+
+pub use crate::sys::mq::MsqStat;
+
+const MSGMAX_PATH: &str = "/proc/sys/kernel/msgmax";
+const MSGMNB_PATH: &str = "/proc/sys/kernel/msgmnb";
+
+/// The status of a queue with the kernel's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// What `msgctl(IPC_STAT)` reports.
+    pub stat: MsqStat,
+    /// The largest message the kernel accepts (`msgmax`).
+    pub max_message: u64,
+    /// The default queue byte limit for new queues (`msgmnb`).
+    pub default_max_bytes: u64,
+}
+
+/// An open System V message queue.
+#[derive(Debug)]
+pub struct SysvQueue {
+    id: i32,
+    key: i32,
+    label: Arc<str>,
+    recv_type: i64,
+    noerror: bool,
+    msgmax: usize,
+    max: usize,
+    /// `struct msgbuf` for the system calls: type, then text.
+    scratch: Vec<u8>,
+    remove_on_drop: bool,
+}
+
+/// The key an endpoint's `KEY` stands for (`ftok` for a path).
+pub fn resolve_key(key: &SysvKey, ep: &dyn std::fmt::Display) -> Result<i32> {
+    match key.source() {
+        SysvKeySource::Number(n) => Ok(*n),
+        SysvKeySource::Path(path, id) => sys::mq::ftok(path, *id)
+            .map_err(|e| Error::os("ftok", ep, e).with_detail(format!("key path {}", path.display()))),
+    }
+}
+
+fn kernel_limit(path: &str, default: u64) -> u64 {
+    sys::mq::proc_limit(path).unwrap_or(default)
+}
+
+impl SysvQueue {
+    /// Opens the queue a `sysv-mq:` endpoint names. With `opts.create`,
+    /// creates it if missing (mode from the endpoint, 0600 by default;
+    /// `?maxbytes=` sets its byte limit); with `opts.exclusive` too, fails
+    /// if it exists. An existing queue must belong to the caller's user.
+    pub fn open(ep: &Endpoint, opts: &Options) -> Result<SysvQueue> {
+        let EndpointKind::SysvMq(k) = ep.kind() else {
+            return Err(Error::new(ErrorKind::Invalid, "msgget", ep, "not a sysv-mq: endpoint"));
+        };
+        let key = resolve_key(k, ep)?;
+        let mode = ep.mode()?.unwrap_or(0o600) as i32;
+        let max_bytes = ep.number_option("maxbytes")?;
+        let msgmnb = kernel_limit(MSGMNB_PATH, 16384);
+        if let Some(b) = max_bytes {
+            if b > msgmnb {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    "msgget",
+                    ep,
+                    format!("maxbytes={b} exceeds the kernel limit {msgmnb} ({MSGMNB_PATH})"),
+                ));
+            }
+        }
+        let open_existing = || {
+            sys::mq::msgget(key, 0).map_err(|e| match e {
+                Errno::NOENT => {
+                    Error::os("msgget", ep, e).with_detail("no queue with this key (create it with --create)")
+                }
+                e => Error::os("msgget", ep, e),
+            })
+        };
+        let (id, created) = if opts.create {
+            match sys::mq::msgget(key, mode | libc::IPC_CREAT | libc::IPC_EXCL) {
+                Ok(id) => (id, true),
+                Err(Errno::EXIST) if !opts.exclusive => (open_existing()?, false),
+                Err(e) => return Err(Error::os("msgget", ep, e)),
+            }
+        } else {
+            (open_existing()?, false)
+        };
+        let stat = sys::mq::msg_stat(id).map_err(|e| Error::os("msgctl IPC_STAT", ep, e))?;
+        let me = rustix::process::geteuid().as_raw();
+        if stat.uid != me {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "msgget",
+                ep,
+                format!("the queue belongs to uid {}, not to this user (uid {me})", stat.uid),
+            ));
+        }
+        if let (true, Some(b)) = (created, max_bytes) {
+            sys::mq::msg_set_max_bytes(id, b).map_err(|e| Error::os("msgctl IPC_SET", ep, e))?;
+        }
+        let msgmax = kernel_limit(MSGMAX_PATH, 8192) as usize;
+        Ok(SysvQueue {
+            id,
+            key,
+            label: ep.to_string().into(),
+            recv_type: opts.msg_type,
+            noerror: opts.noerror,
+            msgmax,
+            max: msgmax.min(opts.max_message),
+            scratch: Vec::new(),
+            remove_on_drop: opts.unlink_on_drop,
+        })
+    }
+
+    /// Removes the queue an endpoint names (`msgctl(IPC_RMID)`): blocked
+    /// senders and receivers wake with `Disconnected`.
+    pub fn remove(ep: &Endpoint) -> Result<()> {
+        let EndpointKind::SysvMq(k) = ep.kind() else {
+            return Err(Error::new(ErrorKind::Invalid, "rm", ep, "not a sysv-mq: endpoint"));
+        };
+        let key = resolve_key(k, ep)?;
+        let id = sys::mq::msgget(key, 0).map_err(|e| Error::os("rm", ep, e))?;
+        sys::mq::msg_remove(id).map_err(|e| Error::os("rm", ep, e))
+    }
+
+    /// The queue's status and the kernel's limits.
+    pub fn status(&self) -> Result<QueueStatus> {
+        let stat = sys::mq::msg_stat(self.id).map_err(|e| self.os("msgctl IPC_STAT", e))?;
+        Ok(QueueStatus { stat, max_message: self.msgmax as u64, default_max_bytes: kernel_limit(MSGMNB_PATH, 16384) })
+    }
+
+    /// The key and the queue id.
+    pub fn key_and_id(&self) -> (i32, i32) {
+        (self.key, self.id)
+    }
+
+    /// Sets the selection rule for receiving (see the module docs).
+    pub fn set_recv_type(&mut self, msg_type: i64) {
+        self.recv_type = msg_type;
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn os(&self, op: &'static str, e: Errno) -> Error {
+        let err = Error::os(op, &*self.label, e);
+        match e {
+            Errno::IDRM | Errno::INVAL => err.with_kind(ErrorKind::Disconnected).with_detail("the queue was removed"),
+            _ => err,
+        }
+    }
+
+    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        self.send_raw(parts, meta, wait)
+    }
+
+    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
+        let got = self.recv_into_raw(buf, wait);
+        finish(got, wait, "recv", &self.label)
+    }
+
+    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
+        let got = self.recv_raw(wait);
+        finish(got, wait, "recv", &self.label)
+    }
+
+    message_ops!();
+
+    pub(crate) fn send_raw(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        if meta.priority.is_some() || !meta.fds.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "msgsnd",
+                &*self.label,
+                "a System V queue carries a message type, not a priority or file descriptors",
+            ));
+        }
+        let msg_type = meta.msg_type.unwrap_or(1);
+        if msg_type < 1 {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "msgsnd",
+                &*self.label,
+                format!("message type {msg_type} must be positive"),
+            ));
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "msgsnd",
+                &*self.label,
+                format!("message of {len} bytes exceeds the limit of {} bytes (msgmax)", self.max),
+            ));
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&(msg_type as libc::c_long).to_ne_bytes());
+        for p in parts {
+            self.scratch.extend_from_slice(p);
+        }
+        let (id, buf) = (self.id, &self.scratch);
+        match with_backoff(wait, Errno::AGAIN, |nowait| sys::mq::msgsnd(id, buf, nowait)) {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(not_yet(wait, "send", &self.label, "message")),
+            Err(e) => Err(self.os("msgsnd", e)),
+        }
+    }
+
+    /// Receives into the scratch buffer at most `cap` text bytes (`cap + 1`
+    /// with `MSG_NOERROR`, to detect truncation). `None`: nothing within the
+    /// wait.
+    fn recv_scratch(&mut self, cap: usize, wait: Wait) -> Result<Option<(usize, i64)>> {
+        let room = if self.noerror { cap.saturating_add(1) } else { cap }.min(self.msgmax);
+        self.scratch.clear();
+        // Bounded by msgmax, the kernel's limit, not by a peer.
+        self.scratch.resize(MTYPE_SIZE + room, 0);
+        let (id, msgtyp, noerror, buf) = (self.id, self.recv_type, self.noerror, &mut self.scratch);
+        match with_backoff(wait, Errno::NOMSG, |nowait| sys::mq::msgrcv(id, buf, msgtyp, nowait, noerror)) {
+            Ok(Some(n)) => {
+                let msg_type = libc::c_long::from_ne_bytes(self.scratch[..MTYPE_SIZE].try_into().expect("MTYPE_SIZE"));
+                Ok(Some((n, msg_type as i64)))
+            }
+            Ok(None) => Ok(None),
+            Err(Errno::TOOBIG) => Err(Error::new(
+                ErrorKind::TooLarge,
+                "msgrcv",
+                &*self.label,
+                format!("the next message does not fit the {cap}-byte buffer (it stays queued)"),
+            )),
+            Err(e) => Err(self.os("msgrcv", e)),
+        }
+    }
+
+    pub(crate) fn recv_into_raw(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        let Some((n, msg_type)) = self.recv_scratch(buf.len(), wait)? else {
+            return Ok(Got::NotYet);
+        };
+        let truncated = n > buf.len();
+        let len = n.min(buf.len());
+        buf[..len].copy_from_slice(&self.scratch[MTYPE_SIZE..MTYPE_SIZE + len]);
+        Ok(Got::Msg((len, Meta { msg_type: Some(msg_type), truncated, ..Meta::default() })))
+    }
+
+    pub(crate) fn recv_raw(&mut self, wait: Wait) -> Result<Got<Message>> {
+        // Every message fits msgmax, so none is left queued; one over this
+        // receiver's maximum is cut (MSG_NOERROR) or refused.
+        let cap = if self.noerror { self.max } else { self.msgmax };
+        let Some((n, msg_type)) = self.recv_scratch(cap, wait)? else {
+            return Ok(Got::NotYet);
+        };
+        let truncated = n > self.max;
+        if truncated && !self.noerror {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "msgrcv",
+                &*self.label,
+                format!("message of {n} bytes over the maximum of {} bytes was dropped", self.max),
+            ));
+        }
+        let data = self.scratch[MTYPE_SIZE..MTYPE_SIZE + n.min(self.max)].to_vec();
+        Ok(Got::Msg(Message { data, meta: Meta { msg_type: Some(msg_type), truncated, ..Meta::default() } }))
+    }
+}
+
+/// Runs `op(nowait)` per `wait`: blocking once, non-blocking once, or
+/// non-blocking repeatedly with sleeps from 20 µs doubling to 2 ms until
+/// the deadline. `busy` is the errno that means "not now". `None`: the
+/// wait ran out.
+fn with_backoff<T>(wait: Wait, busy: Errno, mut op: impl FnMut(bool) -> Result<T, Errno>) -> Result<Option<T>, Errno> {
+    if wait.is_forever() {
+        return op(false).map(Some);
+    }
+    let mut pause = Duration::from_micros(20);
+    loop {
+        match op(true) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if e == busy => {}
+            Err(e) => return Err(e),
+        }
+        let left = wait.remaining().unwrap_or(pause);
+        if left.is_zero() {
+            return Ok(None);
+        }
+        std::thread::sleep(left.min(pause));
+        pause = (pause * 2).min(Duration::from_millis(2));
+    }
+}
+
+impl Drop for SysvQueue {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = sys::mq::msg_remove(self.id);
+        }
+    }
+}
