@@ -21,10 +21,12 @@ pub const HANG_GUARD: Duration = Duration::from_secs(30);
 /// The prefix of every object the tests create.
 pub const PREFIX: &str = "ipckit-t-";
 
-/// A per-test scratch area; removes everything in it on drop.
+/// A per-test scratch area; removes everything in it on drop, and every
+/// queue made with [`Scratch::mq`] or [`Scratch::sysv_mq`].
 pub struct Scratch {
     dir: PathBuf,
     tag: String,
+    queues: std::cell::RefCell<Vec<String>>,
 }
 
 impl Scratch {
@@ -33,7 +35,24 @@ impl Scratch {
         let dir = std::env::temp_dir().join(&tag);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch { dir, tag }
+        Scratch { dir, tag, queues: Default::default() }
+    }
+
+    /// A POSIX queue endpoint unique to this test (`mq:/ipckit-t-...`),
+    /// removed on drop. `query` is appended as is (e.g. `?maxmsg=5`).
+    pub fn mq(&self, name: &str, query: &str) -> String {
+        let base = format!("mq:/{}", self.name(name));
+        self.queues.borrow_mut().push(base.clone());
+        format!("{base}{query}")
+    }
+
+    /// A System V queue endpoint unique to this test: `ftok` of the scratch
+    /// directory with project id `id` (1 to 255), removed on drop. `query`
+    /// is appended after `?id=N` (e.g. `&maxbytes=4096`).
+    pub fn sysv_mq(&self, id: u8, query: &str) -> String {
+        let base = format!("sysv-mq:{}?id={id}", self.dir.display());
+        self.queues.borrow_mut().push(base.clone());
+        format!("{base}{query}")
     }
 
     /// A path inside the scratch directory.
@@ -67,6 +86,12 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // Queues first: a System V key is derived from the directory.
+        for q in self.queues.borrow().iter() {
+            if let Ok(ep) = q.parse::<ipckit::Endpoint>() {
+                let _ = ipckit::remove(&ep);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
