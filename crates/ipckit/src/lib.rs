@@ -55,6 +55,7 @@ pub mod mq;
 mod options;
 pub mod pipe;
 mod remove;
+pub mod shm;
 pub mod socket;
 pub mod sys;
 mod transport;

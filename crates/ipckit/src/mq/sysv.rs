@@ -247,8 +247,10 @@ impl SysvQueue {
         let (id, msgtyp, noerror, buf) = (self.id, self.recv_type, self.noerror, &mut self.scratch);
         match with_backoff(wait, Errno::NOMSG, |nowait| sys::mq::msgrcv(id, buf, msgtyp, nowait, noerror)) {
             Ok(Some(n)) => {
-                let msg_type = libc::c_long::from_ne_bytes(self.scratch[..MTYPE_SIZE].try_into().expect("MTYPE_SIZE"));
-                Ok(Some((n, msg_type as i64)))
+                // c_long is i64 on 64-bit Linux, i32 elsewhere.
+                let msg_type: i64 =
+                    libc::c_long::from_ne_bytes(self.scratch[..MTYPE_SIZE].try_into().expect("MTYPE_SIZE")) as _;
+                Ok(Some((n, msg_type)))
             }
             Ok(None) => Ok(None),
             Err(Errno::TOOBIG) => Err(Error::new(

@@ -11,5 +11,6 @@ pub(crate) mod io;
 pub(crate) mod mq;
 pub(crate) mod net;
 pub mod process;
+pub(crate) mod shm;
 
 pub use rustix::io::Errno;

@@ -2,6 +2,8 @@
 //! (`msgget`/`msgsnd`/`msgrcv`/`msgctl`, an integer id and no descriptor).
 //! Neither is in rustix: these wrap libc.
 
+// libc field types differ between architectures; the casts are needed on some.
+#![allow(clippy::unnecessary_cast)]
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;

@@ -1,0 +1,251 @@
+//! The header every ipckit shared-memory object starts with, and the
+//! race-free create-or-open that uses it.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic     b"IPCKIT\0\x01"
+//!      8     4  version   layout version of the object kind
+//!     12     4  state     0 empty, 1 initialising, 2 ready (atomic)
+//!     16     8  abi       ABI tag (e.g. the pthread layout a lock uses)
+//!     24     4  kind      what the object is (lock, channel, ...)
+//!     28     4  reserved  0
+//!     32     8  size      total size of the object in bytes
+//!     40    24  reserved  0
+//!     64        payload
+//! ```
+//!
+//! Creating is exclusive (`O_EXCL`/`IPC_EXCL`): of any number of processes
+//! racing to create-or-open one object, exactly one creates it. The creator
+//! holds a shared `flock` on the object (as every participant does), marks
+//! it initialising, writes the header and the payload, and publishes it by
+//! storing "ready" with release ordering. An opener waits (bounded) for
+//! "ready" with acquire ordering, then checks magic, version, ABI and kind.
+//! If the creator died while initialising, nobody holds a lock on the
+//! object any more: the opener's exclusive `flock` succeeds, and it reports
+//! `Corrupt` at once instead of waiting out the deadline. (System V
+//! segments have no descriptor to lock: an opener of a half-initialised one
+//! waits out the deadline, then reports `Corrupt`.)
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rustix::fs::FlockOperation;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::region::Region;
+use super::segment::{Opened, Segment, ShmName};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, Errno};
+
+/// The magic bytes at offset 0.
+pub const MAGIC: [u8; 8] = *b"IPCKIT\0\x01";
+/// The header's size; the payload starts here.
+pub const HEADER_SIZE: usize = 64;
+/// Byte offset of the state word.
+pub const STATE_OFFSET: usize = 12;
+
+/// `state`: fresh, zero-filled.
+pub const STATE_EMPTY: u32 = 0;
+/// `state`: the creator is writing the header and payload.
+pub const STATE_INITIALISING: u32 = 1;
+/// `state`: published; the header and payload are valid.
+pub const STATE_READY: u32 = 2;
+
+/// The header, as copied out of an object.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// Layout version of the object kind.
+    pub version: u32,
+    /// One of the `STATE_*` values.
+    pub state: u32,
+    /// ABI tag.
+    pub abi: u64,
+    /// Object kind.
+    pub kind: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Total size in bytes.
+    pub size: u64,
+    /// Zero.
+    pub reserved2: [u64; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
+
+/// What an object is: checked by every opener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// Object kind (an ipckit-wide number per kind of object).
+    pub kind: u32,
+    /// Layout version of that kind.
+    pub version: u32,
+    /// ABI tag (e.g. a hash of the pthread layout it embeds).
+    pub abi: u64,
+    /// Payload bytes after the header.
+    pub payload: usize,
+}
+
+/// An initialised ipckit object: a region whose header is ready.
+#[derive(Debug)]
+pub struct Object {
+    region: Region,
+}
+
+impl Object {
+    /// The mapped object, header included; the payload starts at
+    /// [`HEADER_SIZE`].
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The header as it is now.
+    pub fn header(&self) -> Result<Header> {
+        self.region.read::<Header>(0)
+    }
+
+    /// Creates the object `seg` names (mode and removal from `seg`), or
+    /// opens it if another process created it. `init` fills the payload of
+    /// a new object before it is published. Waits at most `timeout` for a
+    /// creator that is still initialising.
+    pub fn create_or_open(
+        seg: &Segment,
+        spec: ObjectSpec,
+        timeout: Duration,
+        init: impl FnOnce(&Region) -> Result<()>,
+    ) -> Result<(Object, Opened)> {
+        let total = HEADER_SIZE + spec.payload;
+        let seg = seg.clone().size(total);
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(10);
+        loop {
+            match seg.create() {
+                Ok(region) => return Ok((Object::initialise(region, spec, total, init)?, Opened::Created)),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            match seg.open() {
+                Ok(region) => return Ok((Object::await_ready(region, spec, deadline)?, Opened::Existing)),
+                // Removed between our create and open (a failed creator
+                // cleans up): try to create again.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                // Created but not yet sized: the creator is between open
+                // and ftruncate.
+                Err(e) if e.kind() == ErrorKind::Corrupt && Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(ErrorKind::Corrupt, "open", seg_label(&seg), "never became ready"));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    fn initialise(
+        region: Region,
+        spec: ObjectSpec,
+        total: usize,
+        init: impl FnOnce(&Region) -> Result<()>,
+    ) -> Result<Object> {
+        if let Some(fd) = region.fd() {
+            sys::shm::flock(fd, FlockOperation::LockShared).map_err(|e| Error::os("flock", region.name(), e))?;
+        }
+        region.atomic_u32(STATE_OFFSET)?.store(STATE_INITIALISING, Ordering::Relaxed);
+        let header = Header {
+            magic: MAGIC,
+            version: spec.version,
+            state: STATE_INITIALISING,
+            abi: spec.abi,
+            kind: spec.kind,
+            reserved: 0,
+            size: total as u64,
+            reserved2: [0; 3],
+        };
+        region.write_at(0, &header.as_bytes()[..STATE_OFFSET])?;
+        region.write_at(STATE_OFFSET + 4, &header.as_bytes()[STATE_OFFSET + 4..])?;
+        init(&region)?;
+        // Publish: everything written above happens-before an opener's
+        // acquire load that sees READY.
+        region.atomic_u32(STATE_OFFSET)?.store(STATE_READY, Ordering::Release);
+        Ok(Object { region })
+    }
+
+    fn await_ready(region: Region, spec: ObjectSpec, deadline: Instant) -> Result<Object> {
+        let corrupt = |why: String| Error::new(ErrorKind::Corrupt, "open", region.name(), why);
+        if region.len() < HEADER_SIZE {
+            return Err(corrupt(format!("{} bytes is too small for an ipckit object", region.len())));
+        }
+        let state = region.atomic_u32(STATE_OFFSET)?;
+        let mut pause = Duration::from_micros(10);
+        loop {
+            match state.load(Ordering::Acquire) {
+                STATE_READY => break,
+                STATE_EMPTY | STATE_INITIALISING => {}
+                other => return Err(corrupt(format!("state word {other} is not a valid state"))),
+            }
+            if state.load(Ordering::Acquire) == STATE_INITIALISING && creator_gone(&region)? {
+                return Err(corrupt("its creator died while initialising it".into()));
+            }
+            if Instant::now() >= deadline {
+                return Err(corrupt("not initialised before the deadline (did its creator die?)".into()));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+        let h = region.read::<Header>(0)?;
+        if h.magic != MAGIC {
+            return Err(corrupt(format!("not an ipckit object (magic {:02x?})", h.magic)));
+        }
+        let invalid = |why: String| Error::new(ErrorKind::Invalid, "open", region.name(), why);
+        if h.kind != spec.kind {
+            return Err(invalid(format!("object kind {} is not the expected {}", h.kind, spec.kind)));
+        }
+        if h.version != spec.version {
+            return Err(invalid(format!("layout version {} is not the supported {}", h.version, spec.version)));
+        }
+        if h.abi != spec.abi {
+            return Err(invalid(format!("ABI tag {:#x} does not match this build's {:#x}", h.abi, spec.abi)));
+        }
+        let total = (HEADER_SIZE + spec.payload) as u64;
+        if h.size != total || (region.len() as u64) < total {
+            return Err(corrupt(format!("size {} (mapped {}) is not the expected {total}", h.size, region.len())));
+        }
+        if let Some(fd) = region.fd() {
+            sys::shm::flock(fd, FlockOperation::LockShared).map_err(|e| Error::os("flock", region.name(), e))?;
+        }
+        Ok(Object { region })
+    }
+}
+
+/// True when nobody holds a lock on the object: its creator is gone.
+fn creator_gone(region: &Region) -> Result<bool> {
+    let Some(fd) = region.fd() else { return Ok(false) };
+    match sys::shm::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = sys::shm::flock(fd, FlockOperation::Unlock);
+            Ok(true)
+        }
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(Error::os("flock", region.name(), e)),
+    }
+}
+
+fn seg_label(seg: &Segment) -> String {
+    seg.name().to_string()
+}
+
+/// Whether a named ipckit object is stale: no participant holds its
+/// `flock` (System V segments: no process attached). `ipckit clean`
+/// removes exactly these.
+pub fn is_stale(name: &ShmName) -> Result<bool> {
+    match name {
+        ShmName::Sysv(_) => Ok(super::segment::info(name)?.sysv.is_some_and(|(attached, _, _)| attached == 0)),
+        _ => {
+            let region = Segment::new(name.clone()).read_only().open()?;
+            creator_gone(&region)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Anonymous shared memory: sealed memfds, passed over Unix sockets.
+//!
+//! A memfd made here is sealed against shrinking and growing
+//! (`F_SEAL_SHRINK | F_SEAL_GROW`), so a receiver that maps it can never be
+//! hit by `SIGBUS` from a truncation. [`Region::seal_writes`] adds
+//! `F_SEAL_FUTURE_WRITE` for read-only sharing: the creator's own mapping
+//! stays writable, every later mapping is read-only.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::region::{Backing, Region};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::shm::{Mapping, Seals};
+use crate::sys::{self, Errno};
+
+/// What a receiver demands of a descriptor before mapping it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Only a memfd sealed against shrinking and growing (the default
+    /// choice: a sender cannot make the mapping fault later).
+    SealedOnly,
+    /// Any shared-memory descriptor: the caller trusts the sender not to
+    /// truncate it (a truncation would raise `SIGBUS` on access).
+    TrustSender,
+}
+
+impl Region {
+    /// `memfd_create` + `ftruncate` + seals: a new anonymous region of
+    /// `size` bytes, sealed against shrinking and growing, to pass to other
+    /// processes with [`SendMeta::fds`](crate::SendMeta::fds).
+    pub fn memfd(name: &str, size: usize) -> Result<Region> {
+        let label = format!("memfd:{name}");
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "memfd_create",
+                &label,
+                "size 0: a segment needs at least one byte",
+            ));
+        }
+        let fd = sys::shm::memfd(name).map_err(|e| Error::os("memfd_create", &label, e))?;
+        sys::shm::set_len(fd.as_fd(), size as u64).map_err(|e| Error::os("ftruncate", &label, e))?;
+        sys::shm::reserve(fd.as_fd(), size as u64).map_err(|e| Error::os("fallocate", &label, e))?;
+        sys::shm::add_seals(fd.as_fd(), Seals::SHRINK | Seals::GROW)
+            .map_err(|e| Error::os("F_ADD_SEALS", &label, e))?;
+        let map = Mapping::map_fd(fd.as_fd(), size, true).map_err(|e| Error::os("mmap", &label, e))?;
+        Ok(Region::new(map, Backing::Memfd { fd }, true, label))
+    }
+
+    /// Adds `F_SEAL_FUTURE_WRITE` to a memfd region: from now on nobody can
+    /// map it writable or write it with `write(2)`; this region's own mapping
+    /// stays writable.
+    pub fn seal_writes(&self) -> Result<()> {
+        let Backing::Memfd { fd } = self.backing() else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "F_ADD_SEALS",
+                self.name(),
+                "only memfd regions can be sealed",
+            ));
+        };
+        sys::shm::add_seals(fd.as_fd(), Seals::FUTURE_WRITE).map_err(|e| Error::os("F_ADD_SEALS", self.name(), e))
+    }
+
+    /// Maps a descriptor received from another process, announced as
+    /// `len` bytes. Before mapping, checks that it is at least `len` bytes
+    /// and, with [`Trust::SealedOnly`], that it is a memfd sealed against
+    /// shrinking and growing; anything else is refused and closed. A memfd
+    /// sealed against writes is mapped read-only.
+    pub fn from_received_fd(fd: OwnedFd, len: usize, trust: Trust) -> Result<Region> {
+        let label = "received memfd".to_string();
+        let refuse = |why: String| Error::new(ErrorKind::PermissionDenied, "map", &label, why);
+        if len == 0 {
+            return Err(Error::new(ErrorKind::Invalid, "map", &label, "announced length 0"));
+        }
+        let (size, _, _) = sys::shm::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
+        if size < len as u64 {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "map",
+                &label,
+                format!("the descriptor has {size} bytes, fewer than the {len} announced; refused before mapping"),
+            ));
+        }
+        let seals = match sys::shm::seals(fd.as_fd()) {
+            Ok(s) => s,
+            Err(Errno::INVAL) => Seals::empty(),
+            Err(e) => return Err(Error::os("F_GET_SEALS", &label, e)),
+        };
+        let sealed = seals.contains(Seals::SHRINK | Seals::GROW);
+        if trust == Trust::SealedOnly && !sealed {
+            return Err(refuse(format!(
+                "not sealed against shrinking and growing (seals {seals:?}): a sender could truncate it and \
+                 make access fault; refused before mapping (use Trust::TrustSender to accept it)"
+            )));
+        }
+        let writable = !seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE);
+        let map = Mapping::map_fd(fd.as_fd(), len, writable).map_err(|e| Error::os("mmap", &label, e))?;
+        Ok(Region::new(map, Backing::Memfd { fd }, writable, label))
+    }
+}

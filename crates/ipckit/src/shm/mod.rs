@@ -1,0 +1,59 @@
+//! Shared memory: every kind Linux offers, behind one [`Region`] type.
+//!
+//! 1. `segment`: named segments, [`Segment::new`] with a [`ShmName`]:
+//!    POSIX objects (`/name`, `shm_open`), System V segments (`sysv:KEY`,
+//!    `shmget`/`shmat`), and mapped files (`file:/path`).
+//! 2. `memfd`: anonymous sealed memfds ([`Region::memfd`]) and mapping a
+//!    received descriptor ([`Region::from_received_fd`]).
+//! 3. `region`: [`Region`], the mapping, with copy-in/copy-out access,
+//!    typed access for zerocopy types, and shared atomics.
+//! 4. `header`: the ipckit object header and race-free
+//!    [`Object::create_or_open`].
+//!
+//! # Safety of the defaults
+//!
+//! POSIX objects and files are created exclusively with mode 0600 (exactly,
+//! whatever the umask), their pages reserved at creation with
+//! `posix_fallocate` (a full `/dev/shm` is `ENOSPC` then, not `SIGBUS` on a
+//! later store). Opening checks that the object belongs to the caller's user
+//! (`PermissionDenied` otherwise), that it is at least the expected size
+//! (`Corrupt` otherwise, before mapping), and warns of permissions wider
+//! than 0600 ([`Region::warnings`], [`Region::deny_warnings`]). System V
+//! segments have no descriptor, hence no reservation: the kernel allocates
+//! their pages on first touch, and an exhausted `shmall` shows at `shmget`.
+//!
+//! # Trust model
+//!
+//! - **A crashing peer** can leave data half-written and locks held: ipckit
+//!   reports it (`Disconnected`, `OwnerDied`, `Corrupt` for an object whose
+//!   creator died initialising it), never more.
+//! - **A hostile peer of the same user** can do what its permissions allow:
+//!   - scribble on the bytes: readers get wrong data. ipckit's safe API
+//!     never hands out references into shared memory, only copies and
+//!     atomics, and every index or length a peer could write is read once
+//!     and checked, so scribbling is never undefined behaviour in ipckit;
+//!   - truncate an unsealed POSIX object or file: a later access to the
+//!     lost pages raises `SIGBUS`. Opening checks the size before mapping,
+//!     but a truncation after that cannot be prevented for these kinds;
+//!   - a memfd sealed against shrinking and growing cannot be resized
+//!     (`EPERM`), which is why [`Region::from_received_fd`] refuses unsealed
+//!     descriptors unless the caller trusts the sender;
+//!   - remove a System V segment (`IPC_RMID`): attached processes keep
+//!     their mapping until they detach.
+//! - **Another user** cannot open the objects ipckit creates (0600), and an
+//!   object another user planted under an expected name is refused.
+
+mod header;
+mod memfd;
+mod region;
+mod segment;
+
+pub use header::{
+    HEADER_SIZE, Header, MAGIC, Object, ObjectSpec, STATE_EMPTY, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
+    is_stale,
+};
+pub use memfd::Trust;
+pub use region::Region;
+pub use segment::{Info, Opened, Segment, ShmName, info, remove};
+
+pub use crate::sys::shm::ShmStat;

@@ -1,0 +1,220 @@
+//! Shared memory: POSIX objects, System V segments, memfd, file mappings,
+//! and the one type that owns a mapping.
+
+// libc field types differ between architectures; the casts are needed on some.
+#![allow(clippy::unnecessary_cast)]
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use rustix::fs::{FallocateFlags, Mode, SealFlags};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, MsyncFlags, ProtFlags};
+
+use super::io::retry;
+
+fn last_errno() -> Errno {
+    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
+}
+
+/// How a [`Mapping`] is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unmap {
+    Munmap,
+    Shmdt,
+}
+
+/// A shared mapping of `len` bytes at `ptr`, undone on drop.
+///
+/// The memory may be written by other processes at any time: the mapping
+/// hands out only a raw pointer, never a reference to its bytes.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    unmap: Unmap,
+}
+
+// SAFETY: a Mapping is an owned address range; it can be moved to and used
+// from any thread (every access goes through raw pointers and atomics).
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` gives out only a raw pointer.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `mmap(len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`.
+    pub(crate) fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool) -> Result<Mapping, Errno> {
+        if len == 0 {
+            return Err(Errno::INVAL);
+        }
+        let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
+        // SAFETY: a fresh mapping at an address the kernel chooses (null
+        // hint) cannot overlap any existing Rust object; the result is owned
+        // by the returned Mapping and unmapped exactly once, on drop.
+        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
+        Ok(Mapping { ptr, len, unmap: Unmap::Munmap })
+    }
+
+    /// `shmat(id, NULL, 0 or SHM_RDONLY)`.
+    pub(crate) fn attach_sysv(id: i32, len: usize, writable: bool) -> Result<Mapping, Errno> {
+        let flags = if writable { 0 } else { libc::SHM_RDONLY };
+        // SAFETY: a null address lets the kernel choose a free range, so no
+        // existing object is overlapped; the attachment is owned by the
+        // returned Mapping and detached exactly once, on drop.
+        let ptr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
+        if ptr as isize == -1 {
+            return Err(last_errno());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
+        Ok(Mapping { ptr, len, unmap: Unmap::Shmdt })
+    }
+
+    /// The first byte.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `msync(MS_SYNC)` of `offset..offset+len` (rounded out to pages).
+    pub(crate) fn flush(&self, offset: usize, len: usize) -> Result<(), Errno> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Errno::INVAL);
+        }
+        let page = rustix::param::page_size();
+        let start = offset / page * page;
+        let end = offset + len;
+        // SAFETY: `start..end` lies within this mapping (checked above, and
+        // `start` rounds down to the page that contains `offset`, which the
+        // page-aligned mapping also contains); msync does not change memory.
+        unsafe { rustix::mm::msync(self.ptr.as_ptr().add(start).cast(), end - start, MsyncFlags::SYNC) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        match self.unmap {
+            Unmap::Munmap => {
+                // SAFETY: `ptr..ptr+len` is exactly the range mmap returned,
+                // and nothing can use it after this (the Mapping is gone and
+                // every borrow of it has ended).
+                let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+            }
+            Unmap::Shmdt => {
+                // SAFETY: `ptr` is the address shmat returned; as above.
+                let _ = unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+            }
+        }
+    }
+}
+
+/// `shm_open(name, flags, mode)`, close-on-exec.
+pub(crate) fn shm_open(name: &str, flags: rustix::shm::OFlags, mode: u32) -> Result<OwnedFd, Errno> {
+    retry(|| rustix::shm::open(name, flags, Mode::from_raw_mode(mode)))
+}
+
+/// `shm_unlink(name)`.
+pub(crate) fn shm_unlink(name: &str) -> Result<(), Errno> {
+    rustix::shm::unlink(name)
+}
+
+/// `fchmod`: the exact mode, whatever the umask was at creation.
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+}
+
+/// `posix_fallocate(fd, 0, len)`: reserves the pages now, so that a full
+/// file system is `ENOSPC` here and not `SIGBUS` on a later store.
+pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
+    retry(|| rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len))
+}
+
+/// `ftruncate(fd, len)`.
+pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
+    retry(|| rustix::fs::ftruncate(fd, len))
+}
+
+/// Size, owner and mode of an open file.
+pub(crate) fn fstat(fd: impl AsFd) -> Result<(u64, u32, u32), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_size as u64, st.st_uid, st.st_mode & 0o7777))
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
+pub(crate) fn memfd(name: &str) -> Result<OwnedFd, Errno> {
+    rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+}
+
+/// Adds seals to a memfd.
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: SealFlags) -> Result<(), Errno> {
+    rustix::fs::fcntl_add_seals(fd, seals)
+}
+
+/// The seals of a memfd (`EINVAL` for files that cannot be sealed).
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> Result<SealFlags, Errno> {
+    rustix::fs::fcntl_get_seals(fd)
+}
+
+pub(crate) use rustix::fs::SealFlags as Seals;
+
+/// `open(path)` for a mapped file, close-on-exec.
+pub(crate) fn open_file(path: &Path, flags: rustix::fs::OFlags, mode: u32) -> Result<OwnedFd, Errno> {
+    retry(|| rustix::fs::open(path, flags | rustix::fs::OFlags::CLOEXEC, Mode::from_raw_mode(mode)))
+}
+
+/// `flock(fd, op)`, retrying `EINTR`.
+pub(crate) fn flock(fd: BorrowedFd<'_>, op: rustix::fs::FlockOperation) -> Result<(), Errno> {
+    retry(|| rustix::fs::flock(fd, op))
+}
+
+/// `shmget(key, size, flags)`.
+pub(crate) fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Errno> {
+    // SAFETY: shmget takes plain integers.
+    let id = unsafe { libc::shmget(key, size, flags) };
+    if id < 0 { Err(last_errno()) } else { Ok(id) }
+}
+
+/// The status of a System V segment (`shmctl(IPC_STAT)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Processes attached now.
+    pub attached: u64,
+    /// The creating process.
+    pub creator_pid: i32,
+    /// The process that attached or detached last.
+    pub last_pid: i32,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// `shmctl(IPC_STAT)`.
+pub(crate) fn shm_stat(id: i32) -> Result<ShmStat, Errno> {
+    // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is a valid out-pointer for IPC_STAT.
+    if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } < 0 {
+        return Err(last_errno());
+    }
+    Ok(ShmStat {
+        size: ds.shm_segsz as u64,
+        attached: ds.shm_nattch as u64,
+        creator_pid: ds.shm_cpid,
+        last_pid: ds.shm_lpid,
+        uid: ds.shm_perm.uid,
+        mode: ds.shm_perm.mode as u32 & 0o777,
+    })
+}
+
+/// `shmctl(IPC_RMID)`: the segment goes when the last process detaches.
+pub(crate) fn shm_remove(id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer argument.
+    if unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } < 0 { Err(last_errno()) } else { Ok(()) }
+}
