@@ -6,6 +6,7 @@
 mod bench;
 mod recv;
 mod send;
+mod shm;
 mod units;
 
 use std::process::ExitCode;
@@ -29,11 +30,14 @@ enum Command {
     Send(send::SendArgs),
     /// Receive messages and print them, one per line.
     Recv(recv::RecvArgs),
-    /// Remove a named object (FIFO, socket file).
+    /// Remove a named object: an endpoint's FIFO, socket file or queue, or
+    /// a shared-memory segment (`/name`, `sysv:KEY`, `file:/path`).
     Rm {
-        /// The endpoint naming the object.
+        /// The endpoint or object name.
         endpoint: String,
     },
+    /// Shared memory: create, write, read, info, rm.
+    Shm(shm::ShmArgs),
     /// Measure every mechanism on this machine: round-trip latency beside
     /// a raw loop of the same system calls.
     Bench(bench::BenchArgs),
@@ -82,6 +86,18 @@ pub fn endpoint(text: &str) -> ipckit::Result<Endpoint> {
     text.parse()
 }
 
+/// Removes what `text` names: an endpoint's object, or a shared-memory
+/// segment when `text` is not an endpoint.
+fn remove(text: &str) -> ipckit::Result<()> {
+    match endpoint(text) {
+        Ok(ep) => ipckit::remove(&ep),
+        Err(e) if text.starts_with('/') || text.starts_with("sysv:") || text.starts_with("file:") => {
+            shm::remove_name(text).map_err(|shm_err| if shm_err.kind() == ErrorKind::Invalid { e } else { shm_err })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The exit code for an error, per DESIGN.md.
 fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<ipckit::Error>().map(ipckit::Error::kind) {
@@ -96,7 +112,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
-        Command::Rm { endpoint } => self::endpoint(&endpoint).and_then(|ep| ipckit::remove(&ep)).map_err(Into::into),
+        Command::Rm { endpoint } => remove(&endpoint).map_err(Into::into),
+        Command::Shm(args) => shm::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
     };
