@@ -306,6 +306,14 @@ impl Segment {
                 Err(Errno::EXIST) if !exclusive => {
                     (sys::shm::shmget(key, 0, 0).map_err(|e| open_error("shmget", &label, e))?, Opened::Existing)
                 }
+                Err(e @ (Errno::NOMEM | Errno::INVAL | Errno::NOSPC)) => {
+                    let limit = |p: &str| sys::mq::proc_limit(p).map_or("?".into(), |v| v.to_string());
+                    return Err(Error::os("shmget", &label, e).with_kind(ErrorKind::Invalid).with_detail(format!(
+                        "size {size} is beyond what the kernel grants (shmmax={}, shmall={} pages, memory)",
+                        limit("/proc/sys/kernel/shmmax"),
+                        limit("/proc/sys/kernel/shmall"),
+                    )));
+                }
                 Err(e) => return Err(open_error("shmget", &label, e)),
             },
         };
