@@ -73,7 +73,7 @@ impl Pair for Channel {
         self.1.recv_into(buf).expect("recv").0
     }
     fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.0.as_fd(), self.1.as_fd())
+        (self.0.poll_fd().expect("sender fd"), self.1.poll_fd().expect("receiver fd"))
     }
 }
 
