@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Full,
     /// A non-blocking receive found no message.
     Empty,
+    /// A non-blocking lock or wait found the resource taken.
+    Busy,
     /// A deadline passed while waiting.
     TimedOut,
     /// The peer is gone: closed, crashed, or nobody is listening.
@@ -58,6 +60,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Full => "full",
             ErrorKind::Empty => "empty",
+            ErrorKind::Busy => "busy",
             ErrorKind::TimedOut => "timed out",
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::TooLarge => "too large",
@@ -196,7 +199,7 @@ impl From<Error> for io::Error {
             ErrorKind::NotFound => io::ErrorKind::NotFound,
             ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
             ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
-            ErrorKind::Full | ErrorKind::Empty => io::ErrorKind::WouldBlock,
+            ErrorKind::Full | ErrorKind::Empty | ErrorKind::Busy => io::ErrorKind::WouldBlock,
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
             ErrorKind::Invalid => io::ErrorKind::InvalidInput,

@@ -41,10 +41,13 @@
 //! 1. [`pipe`]: anonymous pipes and FIFOs.
 //! 2. [`socket`]: Unix (stream, seqpacket, datagram) and TCP sockets.
 //! 3. [`mq`]: POSIX and System V message queues.
-//! 4. [`framing`]: the `len32` and `lines` frame formats for byte streams.
-//! 5. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
-//! 6. [`endpoint`]: the endpoint grammar.
-//! 7. [`sys`]: the only code that calls the kernel.
+//! 4. [`shm`]: shared memory of every kind, with safe access.
+//! 5. [`sync`]: robust mutexes, condition variables, semaphores, futex
+//!    events.
+//! 6. [`framing`]: the `len32` and `lines` frame formats for byte streams.
+//! 7. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
+//! 8. [`endpoint`]: the endpoint grammar.
+//! 9. [`sys`]: the only code that calls the kernel.
 
 pub mod channel;
 pub mod endpoint;
@@ -57,6 +60,7 @@ pub mod pipe;
 mod remove;
 pub mod shm;
 pub mod socket;
+pub mod sync;
 pub mod sys;
 mod transport;
 mod wait;

@@ -144,6 +144,23 @@ impl Object {
         }
     }
 
+    /// Opens an existing object (`NotFound` if there is none), waiting at
+    /// most `timeout` for a creator that is still initialising it.
+    pub fn open(seg: &Segment, spec: ObjectSpec, timeout: Duration) -> Result<Object> {
+        let deadline = Instant::now() + timeout;
+        let seg = seg.clone().size(HEADER_SIZE + spec.payload);
+        let mut pause = Duration::from_micros(10);
+        loop {
+            match seg.open() {
+                Ok(region) => return Object::await_ready(region, spec, deadline),
+                Err(e) if e.kind() == ErrorKind::Corrupt && Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
     fn initialise(
         region: Region,
         spec: ObjectSpec,

@@ -12,5 +12,6 @@ pub(crate) mod mq;
 pub(crate) mod net;
 pub mod process;
 pub(crate) mod shm;
+pub(crate) mod sync;
 
 pub use rustix::io::Errno;

@@ -70,6 +70,28 @@ pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     Ok(owned)
 }
 
+/// Makes the child that `cmd` spawns receive `SIGKILL` when the spawning
+/// thread's process dies (`prctl(PR_SET_PDEATHSIG)`), so that a command run
+/// under a lock never outlives the lock's holder. A parent that dies between
+/// fork and the prctl is caught by checking the parent pid afterwards.
+pub fn kill_with_parent(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec; prctl and
+    // getppid are direct system calls through rustix (async-signal-safe: no
+    // allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)?;
+            if rustix::process::getppid() != Some(parent) {
+                // The parent died before the prctl took effect.
+                return Err(std::io::Error::from(Errno::SRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Claims descriptor `raw` that the user named on the command line (as in
 /// `--ready-fd 3` with `3>file`): for a program's entry point. Fails with
 /// `EBADF` for standard streams, closed numbers, and numbers claimed before

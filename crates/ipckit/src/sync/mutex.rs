@@ -1,0 +1,282 @@
+//! A robust, process-shared mutex with its data, in shared memory.
+//!
+//! # Layout (for C programs that lock the same mutex)
+//!
+//! ```text
+//! offset  size  content
+//!      0    64  ipckit object header (kind 1, version 1; see shm::Header)
+//!     64    64  pthread_mutex_t: PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST,
+//!               PTHREAD_MUTEX_ERRORCHECK (40 bytes on x86_64 glibc; rest 0)
+//!    128     n  the data, T
+//! ```
+//!
+//! A C program maps the object (`shm_open` of the name, `mmap`), waits for
+//! the header's state word (offset 12) to read 2, and calls
+//! `pthread_mutex_lock((pthread_mutex_t *)(base + 64))`, handling
+//! `EOWNERDEAD` with `pthread_mutex_consistent`.
+//!
+//! The trust model's one exception: glibc keeps robust-list pointers
+//! inside the mutex, so the mutex is safe against peers that crash, not
+//! against peers that scribble on it.
+
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::{INIT_TIMEOUT, abi_tag, kind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::{HEADER_SIZE, Object, ObjectSpec, Opened, Segment, ShmName};
+use crate::sys::Errno;
+use crate::sys::sync::{self as raw, LockWait, PTHREAD_MUTEX_SIZE};
+
+/// Offset of the `pthread_mutex_t` in a mutex object.
+pub const MUTEX_OFFSET: usize = HEADER_SIZE;
+/// Offset of the data in a mutex object.
+pub const MUTEX_DATA_OFFSET: usize = HEADER_SIZE + 64;
+
+const _: () = assert!(PTHREAD_MUTEX_SIZE <= 64);
+
+/// A process-shared robust mutex protecting a `T` in shared memory.
+///
+/// `T` must be plain data that any bytes make valid (`FromBytes`), because
+/// another process shares it.
+///
+/// ```
+/// use ipckit::sync::Mutex;
+/// let name = format!("/ipckit-doc-mutex-{}", std::process::id()).parse()?;
+/// let (counter, _) = Mutex::<u64>::open_or_create(&name, 0)?;
+/// *counter.lock()? += 1;
+/// assert_eq!(*counter.lock()?, 1);
+/// ipckit::shm::remove(&name)?;
+/// # Ok::<(), ipckit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Mutex<T> {
+    obj: Arc<Object>,
+    _data: PhantomData<fn() -> T>,
+}
+
+/// A held lock. It keeps the mapping alive (even if forgotten, so the
+/// kernel's robust list never points at unmapped memory) and is not `Send`:
+/// a pthread mutex is unlocked by the thread that locked it.
+#[derive(Debug)]
+pub struct MutexGuard<T> {
+    obj: Arc<Object>,
+    recovering: bool,
+    _data: PhantomData<*mut T>,
+}
+
+/// Why [`Mutex::lock`] did not simply succeed.
+#[derive(Debug)]
+pub enum LockError<T> {
+    /// The previous holder died holding the lock. The lock is now held by
+    /// the caller: repair the data, then call
+    /// [`MutexGuard::mark_consistent`]. A guard dropped without it leaves the
+    /// mutex permanently unusable (`NotRecoverable`), as the kernel does.
+    OwnerDied(MutexGuard<T>),
+    /// The lock was not taken.
+    Failed(Error),
+}
+
+impl<T> LockError<T> {
+    /// The error kind: `OwnerDied`, or the failure's kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LockError::OwnerDied(_) => ErrorKind::OwnerDied,
+            LockError::Failed(e) => e.kind(),
+        }
+    }
+}
+
+impl<T> std::fmt::Display for LockError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::OwnerDied(g) => write!(f, "lock {}: the previous owner died holding it", g.obj.region().name()),
+            LockError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for LockError<T> {}
+
+impl<T> From<LockError<T>> for Error {
+    fn from(e: LockError<T>) -> Error {
+        match e {
+            LockError::OwnerDied(g) => {
+                let name = g.obj.region().name().to_string();
+                drop(g);
+                Error::new(ErrorKind::OwnerDied, "lock", name, "the previous owner died holding it")
+            }
+            LockError::Failed(e) => e,
+        }
+    }
+}
+
+fn spec<T>() -> ObjectSpec {
+    ObjectSpec { kind: kind::MUTEX, version: 1, abi: abi_tag(PTHREAD_MUTEX_SIZE), payload: 64 + size_of::<T>() }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
+    fn check_type(name: &ShmName) -> Result<()> {
+        if align_of::<T>() > 64 {
+            return Err(Error::new(ErrorKind::Invalid, "mutex", name, "data aligned to more than 64 bytes"));
+        }
+        Ok(())
+    }
+
+    /// Opens the mutex object `name` (`/name`, `sysv:KEY`, `file:/path`),
+    /// creating it with `init` as its data if it does not exist (mode 0600).
+    pub fn open_or_create(name: &ShmName, init: T) -> Result<(Mutex<T>, Opened)> {
+        Mutex::open_or_create_with(&Segment::new(name.clone()), init)
+    }
+
+    /// As [`open_or_create`](Self::open_or_create), with the segment's
+    /// options (mode, removal on drop).
+    pub fn open_or_create_with(seg: &Segment, init: T) -> Result<(Mutex<T>, Opened)> {
+        Mutex::<T>::check_type(seg.name())?;
+        let (obj, opened) = Object::create_or_open(seg, spec::<T>(), INIT_TIMEOUT, |region| {
+            // SAFETY: the creator has the object to itself until it is
+            // published: nobody else uses these 64 bytes yet; the mapping is
+            // page-aligned, so offset 64 is aligned for pthread_mutex_t.
+            unsafe { raw::mutex_init(region.as_ptr().add(MUTEX_OFFSET)) }
+                .map_err(|e| Error::os("pthread_mutex_init", region.name(), e))?;
+            region.write(MUTEX_DATA_OFFSET, &init)
+        })?;
+        Ok((Mutex { obj: Arc::new(obj), _data: PhantomData }, opened))
+    }
+
+    /// Opens an existing mutex object.
+    pub fn open(name: &ShmName) -> Result<Mutex<T>> {
+        Mutex::<T>::check_type(name)?;
+        let obj = Object::open(&Segment::new(name.clone()), spec::<T>(), INIT_TIMEOUT)?;
+        Ok(Mutex { obj: Arc::new(obj), _data: PhantomData })
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.obj.region().name()
+    }
+
+    fn raw(&self) -> *mut u8 {
+        // In bounds: the object is at least MUTEX_DATA_OFFSET bytes
+        // (checked when it was opened).
+        self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)
+    }
+
+    fn lock_wait(&self, wait: LockWait) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+        // SAFETY: the mutex was initialised by the object's creator (the
+        // header is ready) and stays mapped while the guard lives: the guard
+        // holds the object.
+        match unsafe { raw::mutex_lock(self.raw(), wait) } {
+            Ok(owner_died) => {
+                let guard = MutexGuard { obj: self.obj.clone(), recovering: owner_died, _data: PhantomData };
+                if owner_died { Err(LockError::OwnerDied(guard)) } else { Ok(guard) }
+            }
+            Err(e) => Err(LockError::Failed(lock_error(self.name(), e))),
+        }
+    }
+
+    /// Locks, waiting as long as it takes.
+    pub fn lock(&self) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+        self.lock_wait(LockWait::Block)
+    }
+
+    /// Locks if free now; `Busy` otherwise.
+    pub fn try_lock(&self) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+        self.lock_wait(LockWait::Try)
+    }
+
+    /// Locks, waiting at most `timeout` (`pthread_mutex_clocklock` on
+    /// `CLOCK_MONOTONIC`); `TimedOut` otherwise.
+    pub fn lock_timeout(&self, timeout: Duration) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+        self.lock_wait(LockWait::For(timeout))
+    }
+}
+
+fn lock_error(name: &str, e: Errno) -> Error {
+    match e {
+        Errno::BUSY => Error::new(ErrorKind::Busy, "lock", name, "held by another thread or process"),
+        Errno::TIMEDOUT => Error::new(ErrorKind::TimedOut, "lock", name, "not acquired within the timeout"),
+        Errno::NOTRECOVERABLE => {
+            Error::os("lock", name, e).with_detail("an owner died holding it and it was never marked consistent")
+        }
+        Errno::DEADLK => {
+            Error::os("lock", name, e).with_kind(ErrorKind::Invalid).with_detail("already held by this thread")
+        }
+        e => Error::os("lock", name, e),
+    }
+}
+
+impl<T> MutexGuard<T> {
+    fn data(&self) -> *mut T {
+        self.obj.region().as_ptr().wrapping_add(MUTEX_DATA_OFFSET).cast()
+    }
+
+    /// After [`LockError::OwnerDied`]: declares the data repaired, so the
+    /// mutex works normally again.
+    pub fn mark_consistent(&mut self) -> Result<()> {
+        if self.recovering {
+            // SAFETY: this thread holds the mutex, which reported EOWNERDEAD.
+            unsafe { raw::mutex_consistent(self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)) }
+                .map_err(|e| Error::os("pthread_mutex_consistent", self.obj.region().name(), e))?;
+            self.recovering = false;
+        }
+        Ok(())
+    }
+
+    /// Unlocks without dropping the guard's hold on the mapping (for
+    /// [`Condvar`](super::Condvar)).
+    pub(crate) fn unlock_for_wait(self) -> Result<(Arc<Object>, bool)> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: moving the Arc out of a guard that will never be dropped.
+        let obj = unsafe { std::ptr::read(&this.obj) };
+        // SAFETY: this thread holds the mutex.
+        unsafe { raw::mutex_unlock(obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)) }
+            .map_err(|e| Error::os("pthread_mutex_unlock", obj.region().name(), e))?;
+        Ok((obj, this.recovering))
+    }
+
+    /// Relocks after a wait (for [`Condvar`](super::Condvar)).
+    pub(crate) fn relock(obj: Arc<Object>) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+        // SAFETY: as in `Mutex::lock_wait`: initialised, and kept mapped by
+        // `obj`, which the guard keeps.
+        match unsafe { raw::mutex_lock(obj.region().as_ptr().wrapping_add(MUTEX_OFFSET), LockWait::Block) } {
+            Ok(owner_died) => {
+                let guard = MutexGuard { obj, recovering: owner_died, _data: PhantomData };
+                if owner_died { Err(LockError::OwnerDied(guard)) } else { Ok(guard) }
+            }
+            Err(e) => Err(LockError::Failed(lock_error(obj.region().name(), e))),
+        }
+    }
+}
+
+impl<T> Deref for MutexGuard<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the data lies inside the mapping at an offset aligned for
+        // T (checked at open: align <= 64, offset 128 of a page-aligned
+        // mapping), the mapping lives as long as the guard, any bytes are a
+        // valid T (FromBytes, required by every constructor), and while this
+        // guard holds the lock no process following the protocol writes it.
+        unsafe { &*self.data() }
+    }
+}
+
+impl<T> DerefMut for MutexGuard<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; the lock makes this access exclusive.
+        unsafe { &mut *self.data() }
+    }
+}
+
+impl<T> Drop for MutexGuard<T> {
+    fn drop(&mut self) {
+        // SAFETY: this thread holds the mutex, kept mapped by `self.obj`.
+        let _ = unsafe { raw::mutex_unlock(self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)) };
+    }
+}

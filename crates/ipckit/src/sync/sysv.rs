@@ -1,0 +1,228 @@
+//! System V semaphore sets (`semget`/`semop`/`semtimedop`/`semctl`):
+//! several semaphores changed atomically by one call, with `SEM_UNDO` (a
+//! dead process's changes are reverted by the kernel) on by default.
+
+use std::time::Duration;
+
+use crate::endpoint::SysvKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::Errno;
+use crate::sys::sync::{self as raw};
+
+pub use crate::sys::sync::{SemOp, SemStat};
+
+/// The largest value of a System V semaphore (`SEMVMX`).
+pub const SEMVMX: i32 = 32767;
+
+/// A System V semaphore set.
+#[derive(Debug)]
+pub struct SemaphoreSet {
+    id: i32,
+    count: u16,
+    label: String,
+    remove_on_drop: bool,
+}
+
+impl SemaphoreSet {
+    fn key(key: &SysvKey, label: &str) -> Result<i32> {
+        crate::mq::sysv::resolve_key(key, &label)
+    }
+
+    /// Creates a set of `count` semaphores with `mode`, each at `value`;
+    /// with `exclusive`, fails if it exists (otherwise opens it).
+    pub fn create(key: &SysvKey, count: u16, value: i32, mode: u32, exclusive: bool) -> Result<SemaphoreSet> {
+        let label = format!("sysv:{key}");
+        if count == 0 {
+            return Err(Error::new(ErrorKind::Invalid, "semget", &label, "a set needs at least one semaphore"));
+        }
+        if !(0..=SEMVMX).contains(&value) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "semget",
+                &label,
+                format!("value {value} is outside 0..={SEMVMX}"),
+            ));
+        }
+        let k = SemaphoreSet::key(key, &label)?;
+        match raw::semget(k, count as i32, (mode & 0o777) as i32 | libc::IPC_CREAT | libc::IPC_EXCL) {
+            Ok(id) => {
+                let set = SemaphoreSet { id, count, label, remove_on_drop: false };
+                for i in 0..count {
+                    if let Err(e) = set.set_value(i, value) {
+                        let _ = raw::sem_remove(id);
+                        return Err(e);
+                    }
+                }
+                Ok(set)
+            }
+            Err(Errno::EXIST) if !exclusive => SemaphoreSet::open(key),
+            Err(e) => Err(Error::os("semget", &label, e)),
+        }
+    }
+
+    /// Opens an existing set (which must belong to the caller's user).
+    pub fn open(key: &SysvKey) -> Result<SemaphoreSet> {
+        let label = format!("sysv:{key}");
+        let k = SemaphoreSet::key(key, &label)?;
+        let id = raw::semget(k, 0, 0).map_err(|e| {
+            let err = Error::os("semget", &label, e);
+            if e == Errno::NOENT { err.with_detail("no semaphore set with this key") } else { err }
+        })?;
+        let st = raw::sem_stat(id).map_err(|e| Error::os("semctl IPC_STAT", &label, e))?;
+        let me = rustix::process::geteuid().as_raw();
+        if st.uid != me {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "semget",
+                &label,
+                format!("the set belongs to uid {}, not to this user (uid {me})", st.uid),
+            ));
+        }
+        Ok(SemaphoreSet { id, count: st.count as u16, label, remove_on_drop: false })
+    }
+
+    /// Removes the set when this handle is dropped.
+    pub fn remove_on_drop(mut self, yes: bool) -> SemaphoreSet {
+        self.remove_on_drop = yes;
+        self
+    }
+
+    /// Removes the set (`IPC_RMID`): waiters wake with `Disconnected`.
+    pub fn remove(key: &SysvKey) -> Result<()> {
+        let label = format!("sysv:{key}");
+        let k = SemaphoreSet::key(key, &label)?;
+        let id = raw::semget(k, 0, 0).map_err(|e| Error::os("rm", &label, e))?;
+        raw::sem_remove(id).map_err(|e| Error::os("rm", &label, e))
+    }
+
+    /// How many semaphores the set has.
+    pub fn len(&self) -> u16 {
+        self.count
+    }
+
+    /// Always false: sets have at least one semaphore.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The set's name, `sysv:KEY`.
+    pub fn name(&self) -> &str {
+        &self.label
+    }
+
+    fn index(&self, index: u16) -> Result<()> {
+        if index >= self.count {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "semop",
+                &self.label,
+                format!("index {index} is out of range (the set has {} semaphores)", self.count),
+            ));
+        }
+        Ok(())
+    }
+
+    fn error(&self, op: &'static str, e: Errno) -> Error {
+        match e {
+            Errno::AGAIN => Error::new(ErrorKind::Busy, op, &self.label, "the operations cannot all proceed now"),
+            Errno::TIMEDOUT => Error::new(ErrorKind::TimedOut, op, &self.label, "not possible within the timeout"),
+            Errno::RANGE => Error::os(op, &self.label, e)
+                .with_kind(ErrorKind::Invalid)
+                .with_detail(format!("a value would exceed SEMVMX ({SEMVMX})")),
+            Errno::IDRM | Errno::INVAL => {
+                Error::os(op, &self.label, e).with_kind(ErrorKind::Disconnected).with_detail("the set was removed")
+            }
+            Errno::FBIG => {
+                Error::os(op, &self.label, e).with_kind(ErrorKind::Invalid).with_detail("index out of range")
+            }
+            e => Error::os(op, &self.label, e),
+        }
+    }
+
+    fn op_with(&self, ops: &[SemOp], nowait: bool, timeout: Option<Duration>) -> Result<()> {
+        for o in ops {
+            self.index(o.index)?;
+        }
+        raw::semop(self.id, ops, nowait, timeout).map_err(|e| self.error("semop", e))
+    }
+
+    /// Applies every operation atomically, waiting as long as it takes.
+    pub fn op(&self, ops: &[SemOp]) -> Result<()> {
+        self.op_with(ops, false, None)
+    }
+
+    /// Applies them if all can proceed now (`IPC_NOWAIT`); `Busy` otherwise.
+    pub fn try_op(&self, ops: &[SemOp]) -> Result<()> {
+        self.op_with(ops, true, None)
+    }
+
+    /// `semtimedop`: waits at most `timeout`; `TimedOut` otherwise.
+    pub fn op_timeout(&self, ops: &[SemOp], timeout: Duration) -> Result<()> {
+        self.op_with(ops, false, Some(timeout))
+    }
+
+    /// Adds one to semaphore `index` (with `SEM_UNDO`).
+    pub fn post(&self, index: u16) -> Result<()> {
+        self.op(&[SemOp { index, delta: 1, undo: true }])
+    }
+
+    /// Takes one from semaphore `index` (with `SEM_UNDO`), waiting.
+    pub fn wait(&self, index: u16) -> Result<()> {
+        self.op(&[SemOp { index, delta: -1, undo: true }])
+    }
+
+    /// Non-blocking form of [`wait`](Self::wait).
+    pub fn try_wait(&self, index: u16) -> Result<()> {
+        self.try_op(&[SemOp { index, delta: -1, undo: true }])
+    }
+
+    /// Timed form of [`wait`](Self::wait).
+    pub fn wait_timeout(&self, index: u16, timeout: Duration) -> Result<()> {
+        self.op_timeout(&[SemOp { index, delta: -1, undo: true }], timeout)
+    }
+
+    /// `semctl(GETVAL)`.
+    pub fn value(&self, index: u16) -> Result<i32> {
+        self.index(index)?;
+        raw::sem_getval(self.id, index).map_err(|e| self.error("semctl GETVAL", e))
+    }
+
+    /// `semctl(SETVAL)`: 0 to `SEMVMX`.
+    pub fn set_value(&self, index: u16, value: i32) -> Result<()> {
+        self.index(index)?;
+        if !(0..=SEMVMX).contains(&value) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "semctl SETVAL",
+                &self.label,
+                format!("value {value} is outside 0..={SEMVMX}"),
+            ));
+        }
+        raw::sem_setval(self.id, index, value).map_err(|e| self.error("semctl SETVAL", e))
+    }
+
+    /// The pid of the last process that operated on semaphore `index`.
+    pub fn last_pid(&self, index: u16) -> Result<i32> {
+        self.index(index)?;
+        raw::sem_query(self.id, index, libc::GETPID).map_err(|e| self.error("semctl GETPID", e))
+    }
+
+    /// How many processes wait for semaphore `index` to increase.
+    pub fn waiting(&self, index: u16) -> Result<i32> {
+        self.index(index)?;
+        raw::sem_query(self.id, index, libc::GETNCNT).map_err(|e| self.error("semctl GETNCNT", e))
+    }
+
+    /// `semctl(IPC_STAT)`.
+    pub fn status(&self) -> Result<SemStat> {
+        raw::sem_stat(self.id).map_err(|e| self.error("semctl IPC_STAT", e))
+    }
+}
+
+impl Drop for SemaphoreSet {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = raw::sem_remove(self.id);
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Synchronization: pthread robust mutexes in shared memory, POSIX and
+//! System V semaphores, futexes.
+
+// libc field types differ between architectures; the casts are needed on some.
+#![allow(clippy::unnecessary_cast)]
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::thread::futex;
+
+fn last_errno() -> Errno {
+    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
+}
+
+fn rc(r: libc::c_int) -> Result<(), Errno> {
+    if r == 0 { Ok(()) } else { Err(Errno::from_raw_os_error(r)) }
+}
+
+// glibc has these since 2.30; the libc crate does not declare them.
+unsafe extern "C" {
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+    fn sem_clockwait(sem: *mut libc::sem_t, clock: libc::clockid_t, abstime: *const libc::timespec) -> libc::c_int;
+    fn semtimedop(
+        semid: libc::c_int,
+        sops: *mut libc::sembuf,
+        nsops: libc::size_t,
+        timeout: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// `CLOCK_MONOTONIC` now plus `d`, as an absolute `timespec`.
+fn monotonic_deadline(d: Duration) -> libc::timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mut sec = now.tv_sec.saturating_add(d.as_secs().min(i64::MAX as u64) as i64);
+    let mut nsec = now.tv_nsec as i64 + d.subsec_nanos() as i64;
+    if nsec >= 1_000_000_000 {
+        sec = sec.saturating_add(1);
+        nsec -= 1_000_000_000;
+    }
+    libc::timespec { tv_sec: sec as _, tv_nsec: nsec as _ }
+}
+
+/// Size of `pthread_mutex_t` on this target.
+pub const PTHREAD_MUTEX_SIZE: usize = std::mem::size_of::<libc::pthread_mutex_t>();
+/// Size of `sem_t` on this target.
+pub const SEM_SIZE: usize = std::mem::size_of::<libc::sem_t>();
+
+/// Initialises a process-shared, robust, error-checking mutex at `m`.
+///
+/// # Safety
+///
+/// `m` must point to `PTHREAD_MUTEX_SIZE` writable bytes, suitably aligned,
+/// that no other thread or process uses until this returns.
+pub(crate) unsafe fn mutex_init(m: *mut u8) -> Result<(), Errno> {
+    // SAFETY: a zeroed attribute object is then initialised by
+    // pthread_mutexattr_init before any other use.
+    let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `attr` is a valid attribute object for all calls below, and is
+    // destroyed once, at the end; `m` is valid per this function's contract.
+    unsafe {
+        rc(libc::pthread_mutexattr_init(&mut attr))?;
+        let r = (|| {
+            rc(libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED))?;
+            rc(libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST))?;
+            rc(libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK))?;
+            rc(libc::pthread_mutex_init(m.cast(), &attr))
+        })();
+        libc::pthread_mutexattr_destroy(&mut attr);
+        r
+    }
+}
+
+/// How to wait for a lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LockWait {
+    Block,
+    Try,
+    For(Duration),
+}
+
+/// Locks the mutex at `m`: `Ok(false)` locked, `Ok(true)` locked but its
+/// previous owner died (`EOWNERDEAD`), `Err(EBUSY)` for a try that failed,
+/// `Err(ETIMEDOUT)`, `Err(ENOTRECOVERABLE)`.
+///
+/// # Safety
+///
+/// `m` must point to a mutex initialised by [`mutex_init`] in memory that
+/// stays mapped for as long as the calling thread may hold it.
+pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, Errno> {
+    let m = m.cast::<libc::pthread_mutex_t>();
+    // SAFETY: `m` is a valid robust mutex per this function's contract.
+    let r = unsafe {
+        match wait {
+            LockWait::Block => libc::pthread_mutex_lock(m),
+            LockWait::Try => libc::pthread_mutex_trylock(m),
+            LockWait::For(d) => {
+                let abs = monotonic_deadline(d);
+                pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &abs)
+            }
+        }
+    };
+    match r {
+        0 => Ok(false),
+        libc::EOWNERDEAD => Ok(true),
+        e => Err(Errno::from_raw_os_error(e)),
+    }
+}
+
+/// Unlocks the mutex at `m`.
+///
+/// # Safety
+///
+/// As for [`mutex_lock`]; the calling thread holds the mutex.
+pub(crate) unsafe fn mutex_unlock(m: *mut u8) -> Result<(), Errno> {
+    // SAFETY: per this function's contract.
+    rc(unsafe { libc::pthread_mutex_unlock(m.cast()) })
+}
+
+/// Marks a mutex whose owner died consistent again.
+///
+/// # Safety
+///
+/// As for [`mutex_unlock`], after a lock that reported `EOWNERDEAD`.
+pub(crate) unsafe fn mutex_consistent(m: *mut u8) -> Result<(), Errno> {
+    // SAFETY: per this function's contract.
+    rc(unsafe { libc::pthread_mutex_consistent(m.cast()) })
+}
+
+/// `FUTEX_WAIT` (shared: no `FUTEX_PRIVATE_FLAG`) while `*word == expected`,
+/// at most `timeout`. `Ok(())` when woken (or the value differed),
+/// `Err(ETIMEDOUT)` when the time ran out; `EINTR` is returned to the
+/// caller, which re-checks its condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<(), Errno> {
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `FUTEX_WAKE` (shared) of at most `n` waiters.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> Result<usize, Errno> {
+    futex::wake(word, futex::Flags::empty(), n)
+}
+
+/// A POSIX named semaphore opened with `sem_open`; closed on drop.
+#[derive(Debug)]
+pub(crate) struct NamedSem(NonNull<libc::sem_t>);
+
+// SAFETY: a sem_t is designed for use from any thread (and process).
+unsafe impl Send for NamedSem {}
+// SAFETY: as above; every operation goes through the sem_* functions.
+unsafe impl Sync for NamedSem {}
+
+impl NamedSem {
+    /// `sem_open(name, flags, mode, value)`.
+    pub(crate) fn open(name: &str, flags: i32, mode: u32, value: u32) -> Result<NamedSem, Errno> {
+        let cname = CString::new(name).map_err(|_| Errno::INVAL)?;
+        // SAFETY: `cname` is NUL-terminated; the variadic mode and value are
+        // passed as the promoted types sem_open(3) reads with O_CREAT.
+        let p = unsafe { libc::sem_open(cname.as_ptr(), flags, mode as libc::c_uint, value as libc::c_uint) };
+        if p == libc::SEM_FAILED {
+            return Err(last_errno());
+        }
+        NonNull::new(p).map(NamedSem).ok_or(Errno::NOMEM)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.0.as_ptr().cast()
+    }
+}
+
+impl Drop for NamedSem {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from sem_open and is closed once.
+        unsafe { libc::sem_close(self.0.as_ptr()) };
+    }
+}
+
+/// `sem_unlink(name)`.
+pub(crate) fn sem_unlink(name: &str) -> Result<(), Errno> {
+    let cname = CString::new(name).map_err(|_| Errno::INVAL)?;
+    // SAFETY: `cname` is NUL-terminated.
+    if unsafe { libc::sem_unlink(cname.as_ptr()) } < 0 { Err(last_errno()) } else { Ok(()) }
+}
+
+/// `sem_init(s, pshared = 1, value)`.
+///
+/// # Safety
+///
+/// `s` must point to `SEM_SIZE` writable, suitably aligned bytes that no
+/// other thread or process uses until this returns.
+pub(crate) unsafe fn sem_init_shared(s: *mut u8, value: u32) -> Result<(), Errno> {
+    // SAFETY: per this function's contract.
+    if unsafe { libc::sem_init(s.cast(), 1, value) } < 0 { Err(last_errno()) } else { Ok(()) }
+}
+
+/// `sem_post`.
+///
+/// # Safety
+///
+/// `s` points to an initialised or opened semaphore that stays mapped.
+pub(crate) unsafe fn sem_post(s: *mut u8) -> Result<(), Errno> {
+    // SAFETY: per this function's contract.
+    if unsafe { libc::sem_post(s.cast()) } < 0 { Err(last_errno()) } else { Ok(()) }
+}
+
+/// `sem_wait` / `sem_trywait` / `sem_clockwait(CLOCK_MONOTONIC)`;
+/// `EINTR` is retried with the deadline kept.
+///
+/// # Safety
+///
+/// As for [`sem_post`].
+pub(crate) unsafe fn sem_wait(s: *mut u8, wait: LockWait) -> Result<(), Errno> {
+    let s = s.cast::<libc::sem_t>();
+    // Computed once, so that a retry after EINTR keeps the deadline.
+    let abs = monotonic_deadline(match wait {
+        LockWait::For(d) => d,
+        _ => Duration::ZERO,
+    });
+    loop {
+        // SAFETY: per this function's contract.
+        let r = unsafe {
+            match wait {
+                LockWait::Block => libc::sem_wait(s),
+                LockWait::Try => libc::sem_trywait(s),
+                LockWait::For(_) => sem_clockwait(s, libc::CLOCK_MONOTONIC, &abs),
+            }
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        match last_errno() {
+            Errno::INTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// `sem_getvalue`.
+///
+/// # Safety
+///
+/// As for [`sem_post`].
+pub(crate) unsafe fn sem_value(s: *mut u8) -> Result<i32, Errno> {
+    let mut v = 0;
+    // SAFETY: per this function's contract; `v` is a valid out-pointer.
+    if unsafe { libc::sem_getvalue(s.cast(), &mut v) } < 0 { Err(last_errno()) } else { Ok(v) }
+}
+
+/// `semget(key, nsems, flags)`.
+pub(crate) fn semget(key: i32, nsems: i32, flags: i32) -> Result<i32, Errno> {
+    // SAFETY: semget takes plain integers.
+    let id = unsafe { libc::semget(key, nsems, flags) };
+    if id < 0 { Err(last_errno()) } else { Ok(id) }
+}
+
+/// One operation of a `semop` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemOp {
+    /// Index of the semaphore in the set.
+    pub index: u16,
+    /// Added to the value (negative: wait until it can be subtracted; zero:
+    /// wait until the value is zero).
+    pub delta: i16,
+    /// Undo this operation when the process exits (`SEM_UNDO`).
+    pub undo: bool,
+}
+
+/// `semop`/`semtimedop` of several operations, applied atomically.
+/// `EINTR` is retried (with the full relative timeout: System V offers no
+/// absolute form).
+pub(crate) fn semop(id: i32, ops: &[SemOp], nowait: bool, timeout: Option<Duration>) -> Result<(), Errno> {
+    let mut bufs: Vec<libc::sembuf> = ops
+        .iter()
+        .map(|o| {
+            let mut flg = 0;
+            if o.undo {
+                flg |= libc::SEM_UNDO;
+            }
+            if nowait {
+                flg |= libc::IPC_NOWAIT;
+            }
+            libc::sembuf { sem_num: o.index, sem_op: o.delta, sem_flg: flg as libc::c_short }
+        })
+        .collect();
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let r = match deadline {
+            None => {
+                // SAFETY: `bufs` is a valid array of `len` sembuf structs.
+                unsafe { libc::semop(id, bufs.as_mut_ptr(), bufs.len()) }
+            }
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ts = libc::timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ };
+                // SAFETY: as above; `ts` is a valid relative timeout.
+                unsafe { semtimedop(id, bufs.as_mut_ptr(), bufs.len(), &ts) }
+            }
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        match last_errno() {
+            Errno::INTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// `semctl(GETVAL)`.
+pub(crate) fn sem_getval(id: i32, index: u16) -> Result<i32, Errno> {
+    // SAFETY: GETVAL takes no fourth argument.
+    let v = unsafe { libc::semctl(id, index as libc::c_int, libc::GETVAL) };
+    if v < 0 { Err(last_errno()) } else { Ok(v) }
+}
+
+/// `semctl(SETVAL, value)`.
+pub(crate) fn sem_setval(id: i32, index: u16, value: i32) -> Result<(), Errno> {
+    // SAFETY: SETVAL reads the `val` member of `union semun`, an int, passed
+    // as the variadic fourth argument.
+    if unsafe { libc::semctl(id, index as libc::c_int, libc::SETVAL, value as libc::c_int) } < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// `semctl(GETPID / GETNCNT / GETZCNT)`.
+pub(crate) fn sem_query(id: i32, index: u16, cmd: i32) -> Result<i32, Errno> {
+    // SAFETY: these commands take no fourth argument.
+    let v = unsafe { libc::semctl(id, index as libc::c_int, cmd) };
+    if v < 0 { Err(last_errno()) } else { Ok(v) }
+}
+
+/// The status of a semaphore set (`semctl(IPC_STAT)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemStat {
+    /// Semaphores in the set.
+    pub count: u64,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Time of the last semop (seconds since the epoch, 0 if none).
+    pub last_op_time: i64,
+}
+
+/// `semctl(IPC_STAT)`.
+pub(crate) fn sem_stat(id: i32) -> Result<SemStat, Errno> {
+    // SAFETY: semid_ds is plain integers; all-zero is valid.
+    let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes a semid_ds through the `buf` member of
+    // `union semun`, a pointer, passed as the variadic fourth argument.
+    if unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } < 0 {
+        return Err(last_errno());
+    }
+    Ok(SemStat {
+        count: ds.sem_nsems as u64,
+        uid: ds.sem_perm.uid,
+        mode: ds.sem_perm.mode as u32 & 0o777,
+        last_op_time: ds.sem_otime as i64,
+    })
+}
+
+/// `semctl(IPC_RMID)`.
+pub(crate) fn sem_remove(id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID takes no fourth argument.
+    if unsafe { libc::semctl(id, 0, libc::IPC_RMID) } < 0 { Err(last_errno()) } else { Ok(()) }
+}
