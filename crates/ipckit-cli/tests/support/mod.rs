@@ -322,3 +322,99 @@ pub fn json_payload(v: &serde_json::Value) -> Vec<u8> {
     assert_eq!(v["len"].as_u64(), Some(data.len() as u64), "len of {v}");
     data
 }
+
+// Message queues (mq_cli.rs, mq_interop.rs).
+
+impl Bg {
+    /// The next line on standard error, or `None` once the process has
+    /// closed it (it exited). Fails after the hang guard.
+    #[track_caller]
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(HANG_GUARD) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no line and no exit within {HANG_GUARD:?}; seen: {:?}", self.seen)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+}
+
+/// Whether process `pid` is blocked in the system call numbered `nr`
+/// (`/proc/PID/syscall`) or in a kernel function whose name contains
+/// `wchan` (`/proc/PID/wchan`). `None` when neither file tells.
+pub fn blocked_in_syscall(pid: u32, wchan: &str, nr: Option<&str>) -> Option<bool> {
+    let w = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let wchan_usable = !w.is_empty() && w != "0";
+    if wchan_usable && w.contains(wchan) {
+        return Some(true);
+    }
+    match (std::fs::read_to_string(format!("/proc/{pid}/syscall")), nr) {
+        (Ok(s), Some(nr)) => Some(s.split_whitespace().next() == Some(nr)),
+        _ if wchan_usable => Some(false),
+        _ => None,
+    }
+}
+
+/// The system call numbers of `msgsnd` and `msgrcv` on this architecture.
+pub fn sysv_msg_syscalls() -> (Option<&'static str>, Option<&'static str>) {
+    if cfg!(target_arch = "x86_64") {
+        (Some("69"), Some("70"))
+    } else if cfg!(target_arch = "aarch64") {
+        (Some("189"), Some("188"))
+    } else {
+        (None, None)
+    }
+}
+
+/// Waits until `bg` is blocked in the system call (see
+/// [`blocked_in_syscall`]). Returns false when this kernel does not tell.
+pub fn wait_until_blocked(bg: &mut Bg, wchan: &str, nr: Option<&str>) -> bool {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        match blocked_in_syscall(bg.pid(), wchan, nr) {
+            None => return false,
+            Some(true) => return true,
+            Some(false) => {}
+        }
+        if let Ok(Some(status)) = bg.guard.child().try_wait() {
+            panic!("process exited ({status}) instead of blocking in {wchan}");
+        }
+        assert!(Instant::now() < deadline, "process never blocked in {wchan} within {HANG_GUARD:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A System V queue key given as a number, derived from this process's id
+/// and `salt` (one per test) so that it is unlikely to be anyone else's.
+/// The queue is removed on drop, also when the test fails.
+pub struct NumericKey {
+    key: u32,
+}
+
+impl NumericKey {
+    pub fn new(salt: u8) -> NumericKey {
+        let pid = std::process::id();
+        NumericKey { key: 0x4000_0000 | ((pid & 0x3f_ffff) << 8) | u32::from(salt) }
+    }
+
+    pub fn key(&self) -> u32 {
+        self.key
+    }
+
+    /// `sysv-mq:0xKEY`.
+    pub fn endpoint(&self) -> String {
+        format!("sysv-mq:{:#x}", self.key)
+    }
+}
+
+impl Drop for NumericKey {
+    fn drop(&mut self) {
+        if let Ok(ep) = self.endpoint().parse::<ipckit::Endpoint>() {
+            let _ = ipckit::remove(&ep);
+        }
+    }
+}
