@@ -41,7 +41,7 @@ fn create(ep: &str) {
     ipk(&["send", ep, "--create"]).expect_code(0, &format!("create {ep}"));
 }
 
-/// Asserts that the queue holds no message (for the receive rule `rule`):
+/// Asserts that the queue holds no message:
 /// `recv --timeout 100ms` times out (exit 3) and prints nothing.
 #[track_caller]
 fn assert_empty(ep: &str) {
