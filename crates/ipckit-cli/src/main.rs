@@ -81,6 +81,20 @@ impl Common {
     }
 }
 
+/// A usage error (exit 2) when `misused`: `flag` applies only to `scheme`
+/// endpoints. Checked before anything is opened or created.
+pub fn only_for(misused: bool, flag: &str, scheme: &str, ep: &Endpoint) -> ipckit::Result<()> {
+    if misused {
+        return Err(ipckit::Error::new(
+            ErrorKind::Invalid,
+            flag.to_string(),
+            ep,
+            format!("applies only to {scheme} endpoints"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses an endpoint argument.
 pub fn endpoint(text: &str) -> ipckit::Result<Endpoint> {
     text.parse()

@@ -45,6 +45,9 @@ pub const READY_PREFIX: &str = "ipckit: ready ";
 
 pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let ep = crate::endpoint(&args.endpoint)?;
+    let is_sysv = matches!(ep.kind(), EndpointKind::SysvMq(_));
+    crate::only_for(args.msg_type != 0 && !is_sysv, "--type", "sysv-mq:", &ep)?;
+    crate::only_for(args.noerror && !is_sysv, "--noerror", "sysv-mq:", &ep)?;
     // A socket file this command creates is this command's to remove.
     let owns_file = matches!(ep.kind(), EndpointKind::Unix(_, UnixAddr::Path(_)));
     let opts = args.common.options().unlink_on_drop(owns_file).msg_type(args.msg_type).noerror(args.noerror);
@@ -75,7 +78,7 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
             Ok(msg) => msg,
             // One sender's fault (a torn or oversized message) is reported
             // and the receiver goes on serving the others.
-            Err(e) if is_one_senders_fault(&e) => {
+            Err(e) if is_one_senders_fault(&e, &ep) => {
                 eprintln!("ipckit: {e}");
                 continue;
             }
@@ -91,9 +94,14 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
 
 /// Errors that concern one sender's message, after which the receiver is
 /// still in step: a message over the maximum, or a sender that broke off
-/// inside a frame.
-fn is_one_senders_fault(e: &ipckit::Error) -> bool {
-    matches!(e.kind(), ErrorKind::TooLarge | ErrorKind::Disconnected | ErrorKind::Corrupt)
+/// inside a frame. On a queue, `Disconnected` means the queue itself was
+/// removed: that ends the receiver.
+fn is_one_senders_fault(e: &ipckit::Error, ep: &ipckit::Endpoint) -> bool {
+    match e.kind() {
+        ErrorKind::TooLarge | ErrorKind::Corrupt => true,
+        ErrorKind::Disconnected => !matches!(ep.kind(), EndpointKind::Mq(_) | EndpointKind::SysvMq(_)),
+        _ => false,
+    }
 }
 
 fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> std::io::Result<()> {

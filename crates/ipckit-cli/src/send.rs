@@ -29,6 +29,10 @@ pub struct SendArgs {
 
 pub fn run(args: SendArgs) -> anyhow::Result<()> {
     let ep = crate::endpoint(&args.endpoint)?;
+    let is_mq = matches!(ep.kind(), ipckit::EndpointKind::Mq(_));
+    let is_sysv = matches!(ep.kind(), ipckit::EndpointKind::SysvMq(_));
+    crate::only_for(args.priority.is_some() && !is_mq, "--priority", "mq:", &ep)?;
+    crate::only_for(args.msg_type.is_some() && !is_sysv, "--type", "sysv-mq:", &ep)?;
     let opts = args.common.options();
     let deadline = args.common.timeout.map(|t| Instant::now() + t);
     let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));

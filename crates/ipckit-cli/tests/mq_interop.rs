@@ -408,7 +408,6 @@ fn created_queues_have_the_endpoint_mode() {
 /// FIFOs and socket files do (`fifo.rs`, `unix.rs`): mq_open applies the
 /// umask, so ipckit has to set the mode itself.
 #[test]
-#[ignore = "bug: PosixQueue::open leaves the umask applied to ?mode= (0666 under umask 022 becomes 0644)"]
 fn posix_queue_mode_ignores_the_umask() {
     let s = Scratch::new("mqi-umask");
     let bin = mq_bin(&s);

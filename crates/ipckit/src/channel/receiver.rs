@@ -176,7 +176,7 @@ impl Receiver {
         };
         match got {
             Got::Msg(m) => Ok(m),
-            Got::NotYet => Err(not_yet(wait, "recv", &self.name, "no message")),
+            Got::NotYet => Err(not_yet(wait, "recv", &self.name)),
             Got::Eof => Err(Error::new(ErrorKind::Disconnected, "recv", &*self.name, "every writer closed the pipe")),
         }
     }

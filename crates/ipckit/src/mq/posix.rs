@@ -89,14 +89,21 @@ impl PosixQueue {
                 Some((m as i64, s as i64))
             }
         };
-        let mut flags = libc::O_RDWR;
-        if opts.create {
-            flags |= libc::O_CREAT;
-            if opts.exclusive {
-                flags |= libc::O_EXCL;
+        let open_existing = || sys::mq::mq_open(name, libc::O_RDWR, 0, None).map_err(|e| open_error(ep, e, false));
+        let (blocking, created) = if opts.create {
+            match sys::mq::mq_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode, attr) {
+                Ok(fd) => (fd, true),
+                Err(Errno::EXIST) if !opts.exclusive => (open_existing()?, false),
+                Err(e) => return Err(open_error(ep, e, true)),
             }
+        } else {
+            (open_existing()?, false)
+        };
+        if created {
+            // mq_open applies the umask; the endpoint's mode is exact.
+            rustix::fs::fchmod(&blocking, rustix::fs::Mode::from_raw_mode(mode))
+                .map_err(|e| Error::os("fchmod", ep, e))?;
         }
-        let blocking = sys::mq::mq_open(name, flags, mode, attr).map_err(|e| open_error(ep, e, opts.create))?;
         let st = rustix::fs::fstat(&blocking).map_err(|e| Error::os("fstat", ep, e))?;
         let me = rustix::process::geteuid().as_raw();
         if st.st_uid != me {
@@ -211,7 +218,7 @@ impl PosixQueue {
         let r = with_wait(self.fds(), wait, PollFlags::OUT, |fd| sys::mq::mq_send(fd, msg, priority));
         match r.map_err(|e| self.os("mq_send", e))? {
             Some(()) => Ok(()),
-            None => Err(not_yet(wait, "send", &self.label, "message")),
+            None => Err(not_yet(wait, "send", &self.label)),
         }
     }
 

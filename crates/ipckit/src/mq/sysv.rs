@@ -231,7 +231,7 @@ impl SysvQueue {
         let (id, buf) = (self.id, &self.scratch);
         match with_backoff(wait, Errno::AGAIN, |nowait| sys::mq::msgsnd(id, buf, nowait)) {
             Ok(Some(())) => Ok(()),
-            Ok(None) => Err(not_yet(wait, "send", &self.label, "message")),
+            Ok(None) => Err(not_yet(wait, "send", &self.label)),
             Err(e) => Err(self.os("msgsnd", e)),
         }
     }

@@ -34,19 +34,19 @@ pub(crate) fn finish<T>(got: Result<Got<T>>, wait: Wait, op: &'static str, name:
     match got? {
         Got::Msg(m) => Ok(m),
         Got::Eof => Err(Error::new(ErrorKind::Disconnected, op, name, "peer closed the connection")),
-        Got::NotYet => Err(not_yet(wait, op, name, "no message")),
+        Got::NotYet => Err(not_yet(wait, op, name)),
     }
 }
 
 /// The error for a wait that ran out: `Empty`/`Full` for `try_` forms,
 /// `TimedOut` otherwise.
-pub(crate) fn not_yet(wait: Wait, op: &'static str, name: &str, what: &str) -> Error {
-    match wait {
-        Wait::Never if op.starts_with("send") => {
-            Error::new(ErrorKind::Full, op, name, format!("{what}: no room without waiting"))
-        }
-        Wait::Never => Error::new(ErrorKind::Empty, op, name, format!("{what} without waiting")),
-        _ => Error::new(ErrorKind::TimedOut, op, name, format!("{what} within the timeout")),
+pub(crate) fn not_yet(wait: Wait, op: &'static str, name: &str) -> Error {
+    let sending = op.starts_with("send");
+    match (wait, sending) {
+        (Wait::Never, true) => Error::new(ErrorKind::Full, op, name, "no room for the message now"),
+        (Wait::Never, false) => Error::new(ErrorKind::Empty, op, name, "no message now"),
+        (_, true) => Error::new(ErrorKind::TimedOut, op, name, "no room for the message within the timeout"),
+        (_, false) => Error::new(ErrorKind::TimedOut, op, name, "no message within the timeout"),
     }
 }
 

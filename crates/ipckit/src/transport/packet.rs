@@ -89,7 +89,7 @@ impl PacketIo {
                 Ok(_) => return Ok(()),
                 Err(Errno::AGAIN) => {
                     if !self.wait_for(PollFlags::OUT, wait, "send")? {
-                        return Err(not_yet(wait, "send", &self.name, "message"));
+                        return Err(not_yet(wait, "send", &self.name));
                     }
                 }
                 Err(Errno::MSGSIZE) => {

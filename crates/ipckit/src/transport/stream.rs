@@ -145,11 +145,11 @@ impl StreamIo {
                 }
                 Err(Errno::AGAIN) if first => {
                     if matches!(wait, Wait::Never) {
-                        return Err(not_yet(wait, "send", &self.name, "message"));
+                        return Err(not_yet(wait, "send", &self.name));
                     }
                     let ready = sys::io::poll(self.fd(), PollFlags::OUT, wait).map_err(|e| self.os("send", e))?;
                     if ready.is_none() {
-                        return Err(not_yet(wait, "send", &self.name, "room for the message"));
+                        return Err(not_yet(wait, "send", &self.name));
                     }
                 }
                 // The descriptor was made non-blocking by its owner; the
