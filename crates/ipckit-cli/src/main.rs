@@ -4,7 +4,9 @@
 //! 3 timed out.
 
 mod bench;
+mod lock;
 mod recv;
+mod sem;
 mod send;
 mod shm;
 mod units;
@@ -38,6 +40,14 @@ enum Command {
     },
     /// Shared memory: create, write, read, info, rm.
     Shm(shm::ShmArgs),
+    /// Run a command while holding a robust lock (`/name`, `sysv:KEY`,
+    /// `file:/path`); exit with its status, 3 on --timeout.
+    #[command(long_about = lock::LONG_HELP)]
+    Lock(lock::LockArgs),
+    /// Semaphores, POSIX (`/name`) and System V (`sysv:KEY`): create, post,
+    /// wait, value, rm.
+    #[command(long_about = sem::LONG_HELP)]
+    Sem(sem::SemArgs),
     /// Measure every mechanism on this machine: round-trip latency beside
     /// a raw loop of the same system calls.
     Bench(bench::BenchArgs),
@@ -128,6 +138,8 @@ fn main() -> ExitCode {
         Command::Recv(args) => recv::run(args),
         Command::Rm { endpoint } => remove(&endpoint).map_err(Into::into),
         Command::Shm(args) => shm::run(args),
+        Command::Lock(args) => lock::run(args),
+        Command::Sem(args) => sem::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
     };
