@@ -12,7 +12,7 @@ use ipckit::{Error, ErrorKind};
 use crate::units;
 
 /// The largest value of a System V semaphore (the kernel's `SEMVMX`).
-const SEMVMX: u32 = 32767;
+const SEMVMX: u32 = ipckit::sync::SEMVMX as u32;
 
 /// The long help of `ipckit sem` (`--help`).
 pub const LONG_HELP: &str = "Semaphores: create, post, wait, value, rm.\n\n\
@@ -146,16 +146,7 @@ pub fn run(args: SemArgs) -> anyhow::Result<()> {
                 let set = SemaphoreSet::open(&key)?;
                 let op = [SemOp { index: index.unwrap_or(0), delta: -1, undo: false }];
                 match timeout {
-                    // semtimedop reports an expired timeout as EAGAIN, which
-                    // the library passes on as `Busy`; without IPC_NOWAIT,
-                    // `Busy` can only mean that.
-                    Some(t) => set.op_timeout(&op, t).map_err(|e| {
-                        if e.kind() == ErrorKind::Busy {
-                            Error::new(ErrorKind::TimedOut, "semop", set.name(), "the value stayed 0 until the timeout")
-                        } else {
-                            e
-                        }
-                    })?,
+                    Some(t) => set.op_timeout(&op, t)?,
                     None => set.op(&op)?,
                 }
             }

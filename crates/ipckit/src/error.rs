@@ -276,6 +276,8 @@ pub fn errno_name(errno: Errno) -> Cow<'static, str> {
         Errno::ALREADY => "EALREADY",
         Errno::INPROGRESS => "EINPROGRESS",
         Errno::OWNERDEAD => "EOWNERDEAD",
+        Errno::OVERFLOW => "EOVERFLOW",
+        Errno::DEADLK => "EDEADLK",
         Errno::NOTRECOVERABLE => "ENOTRECOVERABLE",
         other => return Cow::Owned(format!("errno {}", other.raw_os_error())),
     };

@@ -22,8 +22,8 @@ mod sysv;
 pub use condvar::Condvar;
 pub use futex::{DEFAULT_SPIN, Event, EventMode, FutexSemaphore};
 pub use mutex::{LockError, MUTEX_DATA_OFFSET, MUTEX_OFFSET, Mutex, MutexGuard};
-pub use semaphore::{NamedSemaphore, SharedSemaphore};
-pub use sysv::{SemOp, SemStat, SemaphoreSet};
+pub use semaphore::{NamedSemaphore, SEM_VALUE_MAX, SharedSemaphore};
+pub use sysv::{SEMVMX, SemOp, SemStat, SemaphoreSet};
 
 use std::time::Duration;
 

@@ -49,8 +49,9 @@ const _: () = assert!(PTHREAD_MUTEX_SIZE <= 64);
 /// use ipckit::sync::Mutex;
 /// let name = format!("/ipckit-doc-mutex-{}", std::process::id()).parse()?;
 /// let (counter, _) = Mutex::<u64>::open_or_create(&name, 0)?;
-/// *counter.lock()? += 1;
-/// assert_eq!(*counter.lock()?, 1);
+/// // A holder that died is repaired here (the counter is fine as it is).
+/// *counter.lock_or_recover(|_| {})? += 1;
+/// assert_eq!(*counter.lock_or_recover(|_| {})?, 1);
 /// ipckit::shm::remove(&name)?;
 /// # Ok::<(), ipckit::Error>(())
 /// ```
@@ -102,19 +103,6 @@ impl<T> std::fmt::Display for LockError<T> {
 }
 
 impl<T: std::fmt::Debug> std::error::Error for LockError<T> {}
-
-impl<T> From<LockError<T>> for Error {
-    fn from(e: LockError<T>) -> Error {
-        match e {
-            LockError::OwnerDied(g) => {
-                let name = g.obj.region().name().to_string();
-                drop(g);
-                Error::new(ErrorKind::OwnerDied, "lock", name, "the previous owner died holding it")
-            }
-            LockError::Failed(e) => e,
-        }
-    }
-}
 
 fn spec<T>() -> ObjectSpec {
     ObjectSpec { kind: kind::MUTEX, version: 1, abi: abi_tag(PTHREAD_MUTEX_SIZE), payload: 64 + size_of::<T>() }
@@ -183,6 +171,23 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
     /// Locks, waiting as long as it takes.
     pub fn lock(&self) -> std::result::Result<MutexGuard<T>, LockError<T>> {
         self.lock_wait(LockWait::Block)
+    }
+
+    /// Locks; if the previous holder died, runs `repair` on the data and
+    /// marks the mutex consistent. Other failures are errors, so `?` works:
+    /// the plain [`lock`](Self::lock) makes a holder's death impossible to
+    /// overlook (there is no conversion of [`LockError`] into an error, which
+    /// would drop an unrepaired guard and make the mutex unusable for good).
+    pub fn lock_or_recover(&self, repair: impl FnOnce(&mut T)) -> Result<MutexGuard<T>> {
+        match self.lock() {
+            Ok(g) => Ok(g),
+            Err(LockError::OwnerDied(mut g)) => {
+                repair(&mut g);
+                g.mark_consistent()?;
+                Ok(g)
+            }
+            Err(LockError::Failed(e)) => Err(e),
+        }
     }
 
     /// Locks if free now; `Busy` otherwise.

@@ -99,7 +99,10 @@ impl NamedSemaphore {
 
     /// Opens `/name`, creating it with `value` if it does not exist.
     pub fn open_or_create(name: &str, value: u32, mode: u32) -> Result<NamedSemaphore> {
-        NamedSemaphore::open_flags(name, libc::O_CREAT, mode, value)
+        match NamedSemaphore::create(name, value, mode) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => NamedSemaphore::open(name),
+            other => other,
+        }
     }
 
     /// Opens an existing `/name`.
@@ -118,10 +121,13 @@ impl NamedSemaphore {
                 _ => err,
             }
         })?;
-        // glibc creates the file with the umask applied; the mode is exact
-        // for a new one, and the owner is checked for an existing one.
+        // glibc creates the file with the umask applied: make a new one's
+        // mode exact, and check an existing one's owner.
         let path = format!("/dev/shm/sem.{}", &name[1..]);
-        if let Ok(meta) = std::fs::metadata(&path) {
+        if flags & libc::O_EXCL != 0 {
+            crate::sys::fs::chmod(std::path::Path::new(&path), mode & 0o777)
+                .map_err(|e| Error::os("chmod", name, e))?;
+        } else if let Ok(meta) = std::fs::metadata(&path) {
             use std::os::unix::fs::MetadataExt;
             let me = rustix::process::geteuid().as_raw();
             if meta.uid() != me {

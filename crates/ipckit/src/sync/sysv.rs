@@ -47,15 +47,35 @@ impl SemaphoreSet {
         match raw::semget(k, count as i32, (mode & 0o777) as i32 | libc::IPC_CREAT | libc::IPC_EXCL) {
             Ok(id) => {
                 let set = SemaphoreSet { id, count, label, remove_on_drop: false };
-                for i in 0..count {
-                    if let Err(e) = set.set_value(i, value) {
-                        let _ = raw::sem_remove(id);
-                        return Err(e);
-                    }
+                // Initialise, then publish with a semop that changes nothing
+                // but sets the operation time: openers wait for that, so none
+                // sees (or posts into) a set before its values are set.
+                let publish = (0..count).try_for_each(|i| set.set_value(i, value)).and_then(|()| {
+                    // Take one and give it back (or, at 0, wait for zero):
+                    // never past SEMVMX, never blocking.
+                    let ops: &[SemOp] = if value > 0 {
+                        &[SemOp { index: 0, delta: -1, undo: false }, SemOp { index: 0, delta: 1, undo: false }]
+                    } else {
+                        &[SemOp { index: 0, delta: 0, undo: false }]
+                    };
+                    raw::semop(id, ops, true, None).map_err(|e| set.error("semop", e))
+                });
+                if let Err(e) = publish {
+                    let _ = raw::sem_remove(id);
+                    return Err(e);
                 }
                 Ok(set)
             }
             Err(Errno::EXIST) if !exclusive => SemaphoreSet::open(key),
+            Err(Errno::INVAL | Errno::NOSPC) => Err(Error::new(
+                ErrorKind::Invalid,
+                "semget",
+                &label,
+                format!(
+                    "a set of {count} semaphores is beyond the kernel's limits (/proc/sys/kernel/sem: {})",
+                    std::fs::read_to_string("/proc/sys/kernel/sem").unwrap_or_default().trim()
+                ),
+            )),
             Err(e) => Err(Error::os("semget", &label, e)),
         }
     }
@@ -68,7 +88,16 @@ impl SemaphoreSet {
             let err = Error::os("semget", &label, e);
             if e == Errno::NOENT { err.with_detail("no semaphore set with this key") } else { err }
         })?;
-        let st = raw::sem_stat(id).map_err(|e| Error::os("semctl IPC_STAT", &label, e))?;
+        let mut st = raw::sem_stat(id).map_err(|e| Error::os("semctl IPC_STAT", &label, e))?;
+        // A set whose creator has not published it yet (see `create`).
+        let deadline = std::time::Instant::now() + super::INIT_TIMEOUT;
+        while st.last_op_time == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+            st = raw::sem_stat(id).map_err(|e| Error::os("semctl IPC_STAT", &label, e))?;
+        }
+        if st.last_op_time == 0 {
+            return Err(Error::new(ErrorKind::Corrupt, "semget", &label, "never initialised (did its creator die?)"));
+        }
         let me = rustix::process::geteuid().as_raw();
         if st.uid != me {
             return Err(Error::new(
@@ -91,7 +120,10 @@ impl SemaphoreSet {
     pub fn remove(key: &SysvKey) -> Result<()> {
         let label = format!("sysv:{key}");
         let k = SemaphoreSet::key(key, &label)?;
-        let id = raw::semget(k, 0, 0).map_err(|e| Error::os("rm", &label, e))?;
+        let id = raw::semget(k, 0, 0).map_err(|e| {
+            let err = Error::os("rm", &label, e);
+            if e == Errno::NOENT { err.with_detail("no semaphore set with this key") } else { err }
+        })?;
         raw::sem_remove(id).map_err(|e| Error::os("rm", &label, e))
     }
 
@@ -110,11 +142,11 @@ impl SemaphoreSet {
         &self.label
     }
 
-    fn index(&self, index: u16) -> Result<()> {
+    fn index(&self, op: &'static str, index: u16) -> Result<()> {
         if index >= self.count {
             return Err(Error::new(
                 ErrorKind::Invalid,
-                "semop",
+                op,
                 &self.label,
                 format!("index {index} is out of range (the set has {} semaphores)", self.count),
             ));
@@ -141,9 +173,15 @@ impl SemaphoreSet {
 
     fn op_with(&self, ops: &[SemOp], nowait: bool, timeout: Option<Duration>) -> Result<()> {
         for o in ops {
-            self.index(o.index)?;
+            self.index("semop", o.index)?;
         }
-        raw::semop(self.id, ops, nowait, timeout).map_err(|e| self.error("semop", e))
+        raw::semop(self.id, ops, nowait, timeout).map_err(|e| match e {
+            // semtimedop reports an expired timeout as EAGAIN.
+            Errno::AGAIN if timeout.is_some() && !nowait => {
+                Error::new(ErrorKind::TimedOut, "semop", &self.label, "not possible within the timeout")
+            }
+            e => self.error("semop", e),
+        })
     }
 
     /// Applies every operation atomically, waiting as long as it takes.
@@ -183,13 +221,13 @@ impl SemaphoreSet {
 
     /// `semctl(GETVAL)`.
     pub fn value(&self, index: u16) -> Result<i32> {
-        self.index(index)?;
+        self.index("semctl GETVAL", index)?;
         raw::sem_getval(self.id, index).map_err(|e| self.error("semctl GETVAL", e))
     }
 
     /// `semctl(SETVAL)`: 0 to `SEMVMX`.
     pub fn set_value(&self, index: u16, value: i32) -> Result<()> {
-        self.index(index)?;
+        self.index("semctl SETVAL", index)?;
         if !(0..=SEMVMX).contains(&value) {
             return Err(Error::new(
                 ErrorKind::Invalid,
@@ -203,13 +241,13 @@ impl SemaphoreSet {
 
     /// The pid of the last process that operated on semaphore `index`.
     pub fn last_pid(&self, index: u16) -> Result<i32> {
-        self.index(index)?;
+        self.index("semctl GETPID", index)?;
         raw::sem_query(self.id, index, libc::GETPID).map_err(|e| self.error("semctl GETPID", e))
     }
 
     /// How many processes wait for semaphore `index` to increase.
     pub fn waiting(&self, index: u16) -> Result<i32> {
-        self.index(index)?;
+        self.index("semctl GETNCNT", index)?;
         raw::sem_query(self.id, index, libc::GETNCNT).map_err(|e| self.error("semctl GETNCNT", e))
     }
 

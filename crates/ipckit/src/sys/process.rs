@@ -70,10 +70,12 @@ pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     Ok(owned)
 }
 
-/// Makes the child that `cmd` spawns receive `SIGKILL` when the spawning
-/// thread's process dies (`prctl(PR_SET_PDEATHSIG)`), so that a command run
-/// under a lock never outlives the lock's holder. A parent that dies between
-/// fork and the prctl is caught by checking the parent pid afterwards.
+/// Makes the child that `cmd` spawns receive `SIGKILL` when the thread that
+/// spawned it exits (`prctl(PR_SET_PDEATHSIG)` follows the parent *thread*),
+/// so that a command run under a lock never outlives the lock's holder:
+/// spawn from the thread that holds the lock and stays alive while the child
+/// runs. A parent that dies between fork and the prctl is caught by checking
+/// the parent pid afterwards. Only the direct child is signalled.
 pub fn kill_with_parent(cmd: &mut Command) {
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the child between fork and exec; prctl and
