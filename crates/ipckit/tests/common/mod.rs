@@ -225,3 +225,62 @@ pub fn build_c(scratch: &Scratch, name: &str, source: &str, libs: &[&str]) -> Pa
     assert!(out.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&out.stderr));
     bin
 }
+
+/// A shared-memory object name unique to a test, removed (if it exists) when
+/// this guard is dropped, also when the test panics. It borrows the
+/// [`Scratch`], so that it goes first: a System V key is `ftok` of the
+/// scratch directory. Keep the guard alive as long as the object is in use
+/// (`let name = s.shm("a");`, then `&*name` or `name.as_str()`).
+#[must_use = "the object is removed when the guard is dropped"]
+pub struct ShmObject<'a> {
+    name: String,
+    _scratch: &'a Scratch,
+}
+
+impl Scratch {
+    /// A POSIX shared-memory name unique to this test (`/ipckit-t-...`),
+    /// removed when the returned guard is dropped.
+    pub fn shm(&self, name: &str) -> ShmObject<'_> {
+        ShmObject { name: format!("/{}", self.name(name)), _scratch: self }
+    }
+
+    /// A System V segment name unique to this test: `sysv:<scratch dir>?id=N`
+    /// (`ftok` of the scratch directory with project id `id`, 1 to 255),
+    /// removed when the returned guard is dropped.
+    pub fn sysv_shm(&self, id: u8) -> ShmObject<'_> {
+        ShmObject { name: format!("sysv:{}?id={id}", self.dir.display()), _scratch: self }
+    }
+}
+
+impl ShmObject<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The name parsed as the library's `ShmName`.
+    pub fn shm_name(&self) -> ipckit::shm::ShmName {
+        self.name.parse().unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+}
+
+impl std::ops::Deref for ShmObject<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for ShmObject<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Drop for ShmObject<'_> {
+    fn drop(&mut self) {
+        if let Ok(name) = self.name.parse::<ipckit::shm::ShmName>() {
+            let _ = ipckit::shm::remove(&name);
+        }
+    }
+}
