@@ -514,8 +514,6 @@ fn create_race_on_system_v_segments_and_files() {
 }
 
 #[test]
-#[ignore = "bug: an opener that sees the state 'initialising', then finds no lock held because the creator has \
-            published and closed the object meanwhile, reports Corrupt 'its creator died' (Object::await_ready)"]
 fn create_race_with_creators_that_let_go_at_once() {
     let s = Scratch::new("shmraceletgo");
     // The window is narrow: three races of 200 objects each.
@@ -667,8 +665,6 @@ fn child_fsize_memfd() {
 }
 
 #[test]
-#[ignore = "bug: Region::memfd does not check RLIMIT_FSIZE; its ftruncate beyond the limit kills the process with \
-            SIGXFSZ"]
 fn memfd_size_beyond_rlimit_fsize_is_invalid_not_sigxfsz() {
     let status = Guarded::spawn(&mut rerun("child_fsize_memfd", "fsize")).wait();
     assert_eq!(status.signal(), None, "killed by a signal (SIGXFSZ is {})", libc::SIGXFSZ);
@@ -1053,8 +1049,6 @@ fn segment_opened_read_only_refuses_writes_and_sees_the_writers_changes() {
 }
 
 #[test]
-#[ignore = "bug: Region::atomic_u32/atomic_u64 hand out a &AtomicU* over a read-only mapping; a store through it \
-            (safe code) kills the process with SIGSEGV"]
 fn atomics_of_a_read_only_region_are_refused() {
     let s = Scratch::new("shmroatom");
     let name = s.shm("a");
@@ -1216,8 +1210,6 @@ fn live_object_is_not_stale() {
 }
 
 #[test]
-#[ignore = "bug: a creator whose init fails leaves the object behind, half-initialised; every later create_or_open \
-            is Corrupt until someone removes it"]
 fn failed_init_leaves_nothing_behind() {
     let s = Scratch::new("shminitfail");
     let posix = s.shm("f");

@@ -122,7 +122,16 @@ impl Object {
         let mut pause = Duration::from_micros(10);
         loop {
             match seg.create() {
-                Ok(region) => return Ok((Object::initialise(region, spec, total, init)?, Opened::Created)),
+                Ok(region) => {
+                    return match Object::initialise(region, spec, total, init) {
+                        Ok(object) => Ok((object, Opened::Created)),
+                        Err(e) => {
+                            // Leave nothing half-made behind for others to trip on.
+                            let _ = super::segment::remove(seg.name());
+                            Err(e)
+                        }
+                    };
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
@@ -204,7 +213,12 @@ impl Object {
                 other => return Err(corrupt(format!("state word {other} is not a valid state"))),
             }
             if state.load(Ordering::Acquire) == STATE_INITIALISING && creator_gone(&region)? {
-                return Err(corrupt("its creator died while initialising it".into()));
+                // The creator may have published and let go between the two
+                // reads: only a state still not ready means it died.
+                if state.load(Ordering::Acquire) != STATE_READY {
+                    return Err(corrupt("its creator died while initialising it".into()));
+                }
+                continue;
             }
             if Instant::now() >= deadline {
                 return Err(corrupt("not initialised before the deadline (did its creator die?)".into()));

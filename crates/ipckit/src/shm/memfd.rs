@@ -38,6 +38,17 @@ impl Region {
                 "size 0: a segment needs at least one byte",
             ));
         }
+        // ftruncate past RLIMIT_FSIZE raises SIGXFSZ: refuse first.
+        if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Fsize).current {
+            if size as u64 > max {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    "memfd_create",
+                    &label,
+                    format!("size {size} exceeds RLIMIT_FSIZE={max}"),
+                ));
+            }
+        }
         let fd = sys::shm::memfd(name).map_err(|e| Error::os("memfd_create", &label, e))?;
         sys::shm::set_len(fd.as_fd(), size as u64).map_err(|e| Error::os("ftruncate", &label, e))?;
         sys::shm::reserve(fd.as_fd(), size as u64).map_err(|e| Error::os("fallocate", &label, e))?;
@@ -94,7 +105,10 @@ impl Region {
                  make access fault; refused before mapping (use Trust::TrustSender to accept it)"
             )));
         }
-        let writable = !seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE);
+        // Read-only when sealed against writes or opened read-only.
+        let access = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::os("fcntl", &label, e))?;
+        let opened_rw = access & rustix::fs::OFlags::ACCMODE == rustix::fs::OFlags::RDWR;
+        let writable = opened_rw && !seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE);
         let map = Mapping::map_fd(fd.as_fd(), len, writable).map_err(|e| Error::os("mmap", &label, e))?;
         Ok(Region::new(map, Backing::Memfd { fd }, writable, label))
     }

@@ -177,7 +177,11 @@ impl Region {
     /// A shared 32-bit atomic at `offset` (4-byte aligned). Atomics are
     /// sound on memory other processes access; they are what locks, rings
     /// and futexes are built from.
+    /// The region must be writable: a store through an atomic on a
+    /// read-only mapping would fault. Read-only regions use
+    /// [`load_u32`](Self::load_u32).
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_writable("atomic")?;
         self.range("atomic", offset, 4)?;
         self.aligned("atomic", offset, 4, "AtomicU32")?;
         // SAFETY: the 4 bytes are inside the mapping, which lives as long as
@@ -189,10 +193,29 @@ impl Region {
 
     /// A shared 64-bit atomic at `offset` (8-byte aligned).
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.check_writable("atomic")?;
         self.range("atomic", offset, 8)?;
         self.aligned("atomic", offset, 8, "AtomicU64")?;
         // SAFETY: as for `atomic_u32`, with 8 bytes and 8-byte alignment.
         Ok(unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(offset).cast()) })
+    }
+
+    /// An atomic load of the 32-bit word at `offset` (4-byte aligned), for
+    /// read-only regions too.
+    pub fn load_u32(&self, offset: usize, order: std::sync::atomic::Ordering) -> Result<u32> {
+        self.range("atomic load", offset, 4)?;
+        self.aligned("atomic load", offset, 4, "u32")?;
+        // SAFETY: as in `atomic_u32`; only a load is performed, which a
+        // read-only mapping permits.
+        Ok(unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(offset).cast()) }.load(order))
+    }
+
+    /// An atomic load of the 64-bit word at `offset` (8-byte aligned).
+    pub fn load_u64(&self, offset: usize, order: std::sync::atomic::Ordering) -> Result<u64> {
+        self.range("atomic load", offset, 8)?;
+        self.aligned("atomic load", offset, 8, "u64")?;
+        // SAFETY: as in `load_u32`, with 8 bytes and 8-byte alignment.
+        Ok(unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(offset).cast()) }.load(order))
     }
 
     /// The first byte of the mapping. Using the pointer is `unsafe`; see
