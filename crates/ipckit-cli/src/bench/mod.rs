@@ -29,7 +29,7 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -48,6 +48,13 @@ const SIZES: [usize; 2] = [64, 64 * 1024];
 /// every receive buffer.
 const MAX_MESSAGE: usize = 64 * 1024;
 
+/// The time a default run aims to spend measuring: on an idle machine it
+/// needs about half of this; on a loaded one, jobs stop after their share.
+const BUDGET: Duration = Duration::from_secs(40);
+
+/// The fewest trials of each mode a job runs, whatever the budget.
+const MIN_TRIALS: usize = 5;
+
 /// How long setting up a link may wait for the other side.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,8 +71,8 @@ pub struct BenchArgs {
     /// fifo, unix-stream, unix-seqpacket, unix-dgram, tcp.
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
-    /// Trials of each mode per mechanism and size [default: 5, or 2 with
-    /// --quick].
+    /// Trials of each mode per mechanism and size [default: 21, fewer
+    /// (at least 5) where a loaded machine makes them slow; 3 with --quick].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trials: Option<u32>,
 }
@@ -135,23 +142,12 @@ impl Mechanism {
         }
     }
 
+    /// How the two processes of a trial are joined.
     fn shape(self) -> Shape {
         match self {
             Mechanism::Pipe => Shape::Pipes,
             Mechanism::Fifo | Mechanism::UnixDgram => Shape::Mailboxes,
             Mechanism::UnixStream | Mechanism::UnixSeqpacket | Mechanism::Tcp => Shape::Connection,
-        }
-    }
-
-    /// The endpoint scheme (for the mechanisms that have named endpoints).
-    fn scheme(self) -> &'static str {
-        match self {
-            Mechanism::Pipe => "pipe",
-            Mechanism::Fifo => "fifo",
-            Mechanism::UnixStream => "unix",
-            Mechanism::UnixSeqpacket => "unix-seqpacket",
-            Mechanism::UnixDgram => "unix-dgram",
-            Mechanism::Tcp => "tcp",
         }
     }
 }
@@ -164,10 +160,6 @@ enum Mode {
     /// Direct system calls, the same ones ipckit makes.
     Raw,
 }
-
-/// A link under construction on the parent's side: finishes setting up once
-/// the peer runs.
-type Pending = Box<dyn FnOnce() -> Result<Box<dyn Link>>>;
 
 impl Mode {
     /// The order of trials within each pair.
@@ -196,6 +188,10 @@ impl Mode {
         }
     }
 }
+
+/// A link under construction on the parent's side: finishes setting up once
+/// the peer runs.
+type Pending = Box<dyn FnOnce() -> Result<Box<dyn Link>>>;
 
 /// Where the peer of a trial finds the parent: its command-line arguments.
 #[derive(Args, Debug, Clone, Default)]
@@ -276,15 +272,17 @@ struct Spot<'a> {
 }
 
 impl Spot<'_> {
-    fn endpoint(&self, mech: Mechanism, suffix: &str) -> Result<Endpoint> {
+    /// `scheme:` and a file in the scratch directory.
+    fn endpoint(&self, scheme: &str, suffix: &str) -> Result<Endpoint> {
         let path = self.scratch.dir().join(format!("{}{suffix}", self.tag));
-        let text = format!("{}:{}", mech.scheme(), path.display());
-        text.parse().with_context(|| format!("endpoint for the scratch directory {}", self.scratch.dir().display()))
+        let text = format!("{scheme}:{}", path.display());
+        text.parse().with_context(|| format!("endpoint in the scratch directory {}", self.scratch.dir().display()))
     }
 
     /// The two inboxes of a mailbox mechanism: (the parent's, the peer's).
     fn mailboxes(&self, mech: Mechanism) -> Result<(Endpoint, Endpoint)> {
-        Ok((self.endpoint(mech, ".up")?, self.endpoint(mech, ".down")?))
+        let scheme = if mech == Mechanism::Fifo { "fifo" } else { "unix-dgram" };
+        Ok((self.endpoint(scheme, ".up")?, self.endpoint(scheme, ".down")?))
     }
 
     /// Where the parent of a connection mechanism listens: a socket file,
@@ -292,7 +290,8 @@ impl Spot<'_> {
     fn listen_at(&self, mech: Mechanism) -> Result<Endpoint> {
         match mech {
             Mechanism::Tcp => Ok("tcp:127.0.0.1:0".parse()?),
-            _ => self.endpoint(mech, ".sock"),
+            Mechanism::UnixSeqpacket => self.endpoint("unix-seqpacket", ".sock"),
+            _ => self.endpoint("unix", ".sock"),
         }
     }
 }
@@ -331,7 +330,12 @@ impl Placement {
 #[derive(Clone, Debug)]
 struct Plan {
     mechanisms: Vec<Mechanism>,
+    /// Trials of each mode per job.
     trials: usize,
+    /// Fewer trials are enough once a job has used its share of this (a
+    /// loaded machine), but never fewer than [`MIN_TRIALS`]. `None`: always
+    /// `trials` (`--trials`, `--quick`).
+    budget: Option<Duration>,
     quick: bool,
 }
 
@@ -344,8 +348,23 @@ impl Plan {
             let names: Vec<&str> = Mechanism::ALL.iter().map(|m| m.name()).collect();
             bail!("--filter matches no mechanism (there are: {})", names.join(", "));
         }
-        let trials = args.trials.map_or(if args.quick { 2 } else { 5 }, |t| t as usize);
-        Ok(Plan { mechanisms, trials, quick: args.quick })
+        let (trials, budget) = match (args.trials, args.quick) {
+            (Some(t), _) => (t as usize, None),
+            (None, true) => (3, None),
+            (None, false) => (21, Some(BUDGET)),
+        };
+        Ok(Plan { mechanisms, trials, budget, quick: args.quick })
+    }
+
+    /// Whether a job that has run `done` trials of each mode in `spent` has
+    /// had enough.
+    fn enough(&self, done: usize, spent: Duration) -> bool {
+        let jobs = (self.mechanisms.len() * SIZES.len()) as u32;
+        match self.budget {
+            _ if done >= self.trials => true,
+            Some(budget) => done >= MIN_TRIALS && spent >= budget / jobs,
+            None => false,
+        }
     }
 
     /// Round trips per trial for messages of `size` bytes: enough for a
@@ -432,27 +451,29 @@ impl Bench {
     /// All trials of one job, the modes interleaved. A message over a
     /// kernel limit (`EMSGSIZE`) makes the row "n/a (limit)".
     fn job(&self, job: Job, bar: &ProgressBar) -> Result<Row> {
+        let rounds = self.plan.rounds(job.size);
+        let start = Instant::now();
         let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-        for n in 0..self.plan.trials {
+        let mut n = 0;
+        while !self.plan.enough(n, start.elapsed()) {
             for (i, mode) in Mode::ALL.into_iter().enumerate() {
                 bar.set_message(format!("{job} {}", mode.name()));
                 match self.trial(job, mode, n) {
                     Ok(sample) => samples[i].push(sample),
                     Err(e) if is_limit(&e) => {
                         bar.inc(((self.plan.trials - n) * Mode::ALL.len() - i) as u64);
-                        return Ok(Row {
-                            job,
-                            rounds: self.plan.rounds(job.size),
-                            outcome: Outcome::Limit(format!("{e:#}")),
-                        });
+                        return Ok(Row { job, rounds, outcome: Outcome::Limit(format!("{e:#}")) });
                     }
                     Err(e) => return Err(e.context(format!("{job}, {} trial {}", mode.name(), n + 1))),
                 }
                 bar.inc(1);
             }
+            n += 1;
         }
+        // Trials the budget saved, so that the bar ends full.
+        bar.inc(((self.plan.trials - n) * Mode::ALL.len()) as u64);
         let [ipckit, raw] = samples;
-        Ok(Row { job, rounds: self.plan.rounds(job.size), outcome: Outcome::measured(ipckit, raw) })
+        Ok(Row { job, rounds, outcome: Outcome::measured(ipckit, raw) })
     }
 }
 

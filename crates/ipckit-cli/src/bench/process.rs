@@ -27,6 +27,10 @@ use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 /// How long a peer may take to exit after its last echo.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a peer may take to exit after a failed trial before it is
+/// killed.
+const FAILED_EXIT_GRACE: Duration = Duration::from_millis(200);
+
 /// A private directory (mode 0700) for the FIFOs and socket files of one
 /// run: `$TMPDIR/ipckit-bench-PID`. Removed, with everything in it, on drop.
 #[derive(Debug)]
@@ -92,19 +96,23 @@ impl Peer {
 
     /// Ends the trial whose result is `outcome`. After a success, waits for
     /// the peer to exit (at most [`EXIT_TIMEOUT`]) and requires a clean exit;
-    /// after a failure, kills it unless it has exited already, and adds how
-    /// it ended to the error.
+    /// after a failure, waits at most [`FAILED_EXIT_GRACE`] before killing
+    /// it, and adds a failed exit status to the error.
     pub(super) fn finish<T>(mut self, outcome: Result<T>) -> Result<T> {
         match outcome {
             Ok(value) => {
                 let status = self.wait(EXIT_TIMEOUT)?;
                 if !status.success() {
-                    bail!("the peer failed ({status}; its message is above)");
+                    bail!("the peer did not end cleanly ({status})");
                 }
                 Ok(value)
             }
-            Err(e) => match self.child.try_wait() {
-                Ok(Some(status)) if !status.success() => Err(e.context(format!("the peer failed ({status})"))),
+            // The failure is often the peer's own: give it a moment to
+            // exit, so that its status can be told.
+            Err(e) => match self.wait(FAILED_EXIT_GRACE) {
+                Ok(status) if !status.success() && status.code().is_some() => {
+                    Err(e.context(format!("the peer failed ({status})")))
+                }
                 _ => Err(e),
             },
         }

@@ -56,6 +56,14 @@ pub(super) struct Row {
 }
 
 impl Row {
+    /// Trials of each mode, for a measured row.
+    fn trials(&self) -> Option<usize> {
+        match &self.outcome {
+            Outcome::Measured { ipckit, .. } => Some(ipckit.trials.len()),
+            Outcome::Limit(_) => None,
+        }
+    }
+
     /// ipckit p50 / raw p50.
     fn ratio(&self) -> Option<f64> {
         match &self.outcome {
@@ -86,6 +94,7 @@ impl Row {
         match &self.outcome {
             Outcome::Measured { ipckit, raw } => {
                 row["status"] = "ok".into();
+                row["trials"] = self.trials().into();
                 row["ipckit"] = ipckit.json();
                 row["raw"] = raw.json();
                 row["ratio_p50"] = self.ratio().into();
@@ -128,10 +137,14 @@ impl Report<'_> {
                 format!("{} round trips after {} warm-up at {}", r.timed, r.warmup, size(s))
             })
             .collect();
+        let counts = self.rows.iter().filter_map(Row::trials);
+        let trials = match (counts.clone().min(), counts.max()) {
+            (Some(least), Some(most)) if least < most => format!("{least} to {most}"),
+            (_, most) => most.unwrap_or(0).to_string(),
+        };
         format!(
-            "{table}\nratio = ipckit p50 / raw p50, each the median of {} interleaved trials (fresh processes; {}).\n\
-             raw = the same system calls with the same bytes (len32 framing on byte streams), made directly.\n{}",
-            self.plan.trials,
+            "{table}\nratio = ipckit p50 / raw p50, each the median of {trials} interleaved trials (fresh processes; {}).\n\
+             raw = the same system calls with the same bytes (len32 framing on byte streams) on plain descriptors.\n{}",
             rounds.join(", "),
             placement(self.placement),
         )
@@ -144,7 +157,7 @@ impl Report<'_> {
             Placement::Unpinned => json!({ "pinned": false }),
         };
         json!({
-            "trials": self.plan.trials,
+            "max_trials": self.plan.trials,
             "quick": self.plan.quick,
             "placement": placement,
             "results": self.rows.iter().map(Row::json).collect::<Vec<Value>>(),
