@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ipckit::Endpoint;
 use ipckit::sys::process::{allowed_cpus, pin_to_cpu};
+use ipckit::{Endpoint, ErrorKind};
 
 use link::{Link, Rounds, Sample};
 use process::{Peer, Scratch};
@@ -60,7 +60,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A few seconds instead of most of a minute: fewer trials and round
+    /// About a second instead of up to a minute: fewer trials and round
     /// trips (for smoke tests; the ratios are rougher).
     #[arg(long)]
     pub quick: bool,
@@ -240,7 +240,7 @@ impl Meeting {
     }
 
     fn parsed(text: Option<&String>, flag: &str) -> Result<Endpoint> {
-        let text = text.with_context(|| format!("bench-peer: {flag} is required for this mechanism"))?;
+        let text = text.with_context(|| format!("{flag} is required for this mechanism"))?;
         Ok(text.parse()?)
     }
 
@@ -258,7 +258,7 @@ impl Meeting {
     fn fds(&self) -> Result<(RawFd, RawFd)> {
         match self.fds[..] {
             [read, write] => Ok((read, write)),
-            _ => bail!("bench-peer: --fds READ WRITE is required for pipes"),
+            _ => bail!("--fds READ WRITE is required for pipes"),
         }
     }
 }
@@ -345,8 +345,12 @@ impl Plan {
             |m: &Mechanism| args.filter.is_empty() || args.filter.iter().any(|f| m.name().contains(f.as_str()));
         let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(wanted).collect();
         if mechanisms.is_empty() {
+            // A usage error (exit code 2), like a malformed endpoint.
             let names: Vec<&str> = Mechanism::ALL.iter().map(|m| m.name()).collect();
-            bail!("--filter matches no mechanism (there are: {})", names.join(", "));
+            let why = format!("matches no mechanism (there are: {})", names.join(", "));
+            return Err(
+                ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {:?}", args.filter), why).into()
+            );
         }
         let (trials, budget) = match (args.trials, args.quick) {
             (Some(t), _) => (t as usize, None),
@@ -418,8 +422,8 @@ impl Bench {
     fn trial(&self, job: Job, mode: Mode, n: usize) -> Result<Sample> {
         let rounds = self.plan.rounds(job.size);
         let mut cmd = self.peer_command(job, mode, rounds);
-        let spot =
-            Spot { scratch: &self.scratch, tag: format!("{}-{}-{}-{n}", job.mechanism.name(), job.size, mode.name()) };
+        let tag = format!("{}-{}-{}-{n}", job.mechanism.name(), job.size, mode.name());
+        let spot = Spot { scratch: &self.scratch, tag };
         let (meeting, pending) = mode.prepare(job.mechanism, &spot, &mut cmd)?;
         cmd.args(meeting.args());
         let wake = match job.mechanism.shape() {
@@ -436,14 +440,11 @@ impl Bench {
     /// `ipckit bench-peer` for a trial, without the meeting arguments.
     fn peer_command(&self, job: Job, mode: Mode, rounds: Rounds) -> Command {
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("bench-peer").args(["--mechanism", job.mechanism.name(), "--mode", mode.name()]).args([
-            "--size".to_owned(),
-            job.size.to_string(),
-            "--iterations".to_owned(),
-            rounds.total().to_string(),
-        ]);
+        cmd.arg("bench-peer");
+        cmd.args(["--mechanism", job.mechanism.name(), "--mode", mode.name()]);
+        cmd.args(["--size", &job.size.to_string(), "--iterations", &rounds.total().to_string()]);
         if let Some(cpu) = self.placement.peer_cpu() {
-            cmd.args(["--cpu".to_owned(), cpu.to_string()]);
+            cmd.args(["--cpu", &cpu.to_string()]);
         }
         cmd
     }
@@ -493,8 +494,15 @@ fn progress_bar(len: u64) -> ProgressBar {
     ProgressBar::new(len).with_style(style)
 }
 
+/// The 1-minute load average (`/proc/loadavg`): how much other work
+/// competes for the CPUs.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 /// `ipckit bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    let load = load_average();
     let plan = Plan::new(&args)?;
     let placement = Placement::choose()?;
     let exe = std::env::current_exe().context("find this executable, to run the peer")?;
@@ -502,7 +510,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bar = progress_bar(bench.plan.trial_count());
     let rows = bench.plan.jobs().map(|job| bench.job(job, &bar)).collect::<Result<Vec<Row>>>();
     bar.finish_and_clear();
-    let report = Report { plan: &bench.plan, placement, rows: rows? };
+    let report = Report { plan: &bench.plan, placement, load, rows: rows? };
     if args.json {
         println!("{}", report.json());
     } else {

@@ -113,6 +113,8 @@ impl Row {
 pub(super) struct Report<'a> {
     pub(super) plan: &'a Plan,
     pub(super) placement: Placement,
+    /// The load average when the run began.
+    pub(super) load: Option<f64>,
     pub(super) rows: Vec<Row>,
 }
 
@@ -144,9 +146,13 @@ impl Report<'_> {
         };
         format!(
             "{table}\nratio = ipckit p50 / raw p50, each the median of {trials} interleaved trials (fresh processes; {}).\n\
-             raw = the same system calls with the same bytes (len32 framing on byte streams) on plain descriptors.\n{}",
+             raw = the same system calls with the same bytes (len32 framing on byte streams) on plain descriptors.\n{}{}",
             rounds.join(", "),
             placement(self.placement),
+            self.load.filter(|&l| l >= BUSY).map_or_else(String::new, |l| format!(
+                "\nOther work was running (load average {l:.1} at the start): the ratios are noisier than on an idle \
+                 machine."
+            )),
         )
     }
 
@@ -160,10 +166,14 @@ impl Report<'_> {
             "max_trials": self.plan.trials,
             "quick": self.plan.quick,
             "placement": placement,
+            "load_average_at_start": self.load,
             "results": self.rows.iter().map(Row::json).collect::<Vec<Value>>(),
         })
     }
 }
+
+/// A load average from which the machine counts as busy.
+const BUSY: f64 = 1.0;
 
 /// A line about where the processes ran.
 fn placement(p: Placement) -> String {
