@@ -115,8 +115,9 @@ pub fn endpoint(text: &str) -> ipckit::Result<Endpoint> {
 fn remove(text: &str) -> ipckit::Result<()> {
     match endpoint(text) {
         Ok(ep) => ipckit::remove(&ep),
-        Err(e) if text.starts_with('/') || text.starts_with("sysv:") || text.starts_with("file:") => {
-            shm::remove_name(text).map_err(|shm_err| if shm_err.kind() == ErrorKind::Invalid { e } else { shm_err })
+        // No endpoint starts with these: they are shared-memory names.
+        Err(_) if text.starts_with('/') || text.starts_with("sysv:") || text.starts_with("file:") => {
+            shm::remove_name(text)
         }
         Err(e) => Err(e),
     }

@@ -97,11 +97,17 @@ pub fn run(args: ShmArgs) -> anyhow::Result<()> {
         ShmCommand::Read { name: n, offset, len } => {
             let region = Segment::new(name(&n)?).read_only().open()?;
             let len = len.unwrap_or(region.len().saturating_sub(offset));
-            let mut buf = vec![0u8; len.min(region.len())];
-            if len > region.len() {
-                // Let the region name the error.
-                region.read_at(offset, &mut vec![0u8; len])?;
+            // Checked before allocating: the length is the user's number.
+            if offset.checked_add(len).is_none_or(|end| end > region.len()) {
+                return Err(ipckit::Error::new(
+                    ipckit::ErrorKind::Invalid,
+                    "read",
+                    region.name(),
+                    format!("offset {offset} + length {len} is past the end of the {}-byte region", region.len()),
+                )
+                .into());
             }
+            let mut buf = vec![0u8; len];
             region.read_at(offset, &mut buf)?;
             std::io::stdout().lock().write_all(&buf)?;
         }

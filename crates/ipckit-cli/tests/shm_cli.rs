@@ -452,7 +452,6 @@ fn sysv_id_1_is_the_default() {
 /// A `--len` far beyond memory is refused like any read past the end
 /// (exit 2), without first allocating a buffer of that size.
 #[test]
-#[ignore = "bug: shm read allocates --len bytes before checking the range, and aborts (SIGABRT) on a huge --len"]
 fn read_with_a_huge_len_is_invalid_not_a_crash() {
     let s = Scratch::new("shm-hugelen");
     let obj = Cleanup::new(&s, Kind::Posix, 1);
@@ -499,7 +498,6 @@ fn malformed_names_are_usage_errors() {
 /// reason), instead of calling `sysv:` or `file:` an unknown endpoint
 /// scheme.
 #[test]
-#[ignore = "bug: ipckit rm reports the endpoint parse error (unknown scheme \"sysv\") for malformed shm names"]
 fn rm_explains_malformed_shm_names() {
     for (name, why) in [
         ("sysv:0", "IPC_PRIVATE"),
