@@ -71,10 +71,7 @@ struct Stutter<'a> {
 
 impl ByteSource for Stutter<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<Chunk, Errno> {
-        assert!(
-            !buf.is_empty(),
-            "the decoder never reads into an empty buffer"
-        );
+        assert!(!buf.is_empty(), "the decoder never reads into an empty buffer");
         self.reads += 1;
         // `checked_rem`: 0 means never (and `is_multiple_of` is newer than
         // the workspace's minimum Rust).
@@ -101,11 +98,7 @@ impl ByteSource for Stutter<'_> {
 /// outcome.
 pub fn decode(data: &[u8], cfg: Config) -> Vec<Event> {
     let mut d = Decoder::new(cfg.framing, cfg.max);
-    assert_eq!(
-        d.max(),
-        cfg.max.min(LEN32_MAX),
-        "the maximum is clamped to what len32 can announce"
-    );
+    assert_eq!(d.max(), cfg.max.min(LEN32_MAX), "the maximum is clamped to what len32 can announce");
     let mut src = Stutter {
         inner: SliceSource::new(data, cfg.step),
         block_every: cfg.block_every,
@@ -125,39 +118,24 @@ pub fn decode(data: &[u8], cfg: Config) -> Vec<Event> {
     let mut announced: Option<usize> = None;
     loop {
         calls += 1;
-        assert!(
-            calls <= limit,
-            "decoder did not finish within {limit} calls on {} bytes",
-            data.len()
-        );
+        assert!(calls <= limit, "decoder did not finish within {limit} calls on {} bytes", data.len());
         let reads_before = src.reads;
         if cfg.next_len_first && announced.is_none() {
             match d.next_len(&mut src) {
                 Ok(Decoded::Message(n)) => {
-                    assert!(
-                        n <= d.max(),
-                        "next_len announced {n} over the maximum {}",
-                        d.max()
-                    );
+                    assert!(n <= d.max(), "next_len announced {n} over the maximum {}", d.max());
                     if n > data.len() {
                         events.push(Event::Unfinishable(n));
                         return events;
                     }
                     announced = Some(n);
                     // Asking again changes nothing.
-                    assert_eq!(
-                        d.next_len(&mut src),
-                        Ok(Decoded::Message(n)),
-                        "next_len is idempotent"
-                    );
+                    assert_eq!(d.next_len(&mut src), Ok(Decoded::Message(n)), "next_len is idempotent");
                     continue;
                 }
                 Ok(Decoded::Eof) => return finish_eof(&mut d, &mut src, events),
                 Ok(Decoded::NotYet) => {
-                    assert!(
-                        src.reads > reads_before && src.blocked,
-                        "NotYet without a blocking read"
-                    );
+                    assert!(src.reads > reads_before && src.blocked, "NotYet without a blocking read");
                     continue;
                 }
                 Err(e) => {
@@ -172,57 +150,26 @@ pub fn decode(data: &[u8], cfg: Config) -> Vec<Event> {
         let mut buf = vec![0xA5u8; size];
         match d.decode_into(&mut src, &mut buf) {
             Ok(Decoded::Message(n)) => {
-                assert!(
-                    n <= buf.len(),
-                    "message of {n} bytes in a {}-byte buffer",
-                    buf.len()
-                );
-                assert!(
-                    n <= d.max(),
-                    "message of {n} bytes over the maximum {}",
-                    d.max()
-                );
-                assert!(
-                    n <= src.len,
-                    "message of {n} bytes, but only {} bytes were read",
-                    src.len
-                );
+                assert!(n <= buf.len(), "message of {n} bytes in a {}-byte buffer", buf.len());
+                assert!(n <= d.max(), "message of {n} bytes over the maximum {}", d.max());
+                assert!(n <= src.len, "message of {n} bytes, but only {} bytes were read", src.len);
                 if let Some(a) = announced.take() {
-                    assert_eq!(
-                        n, a,
-                        "decode_into gave another length than next_len announced"
-                    );
+                    assert_eq!(n, a, "decode_into gave another length than next_len announced");
                 }
                 events.push(Event::Msg(buf[..n].to_vec()));
             }
             Ok(Decoded::Eof) => {
-                assert!(
-                    announced.is_none(),
-                    "Eof after next_len announced a message"
-                );
+                assert!(announced.is_none(), "Eof after next_len announced a message");
                 return finish_eof(&mut d, &mut src, events);
             }
             Ok(Decoded::NotYet) => {
-                assert!(
-                    src.reads > reads_before && src.blocked,
-                    "NotYet without a blocking read"
-                );
+                assert!(src.reads > reads_before && src.blocked, "NotYet without a blocking read");
             }
             Err(DecodeError::BufferTooSmall { len, cap: c }) => {
                 assert_eq!(c, buf.len());
-                assert!(
-                    len > c,
-                    "BufferTooSmall for {len} bytes in a {c}-byte buffer"
-                );
-                assert!(
-                    len <= d.max(),
-                    "BufferTooSmall for {len} bytes, over the maximum {}",
-                    d.max()
-                );
-                assert!(
-                    announced.is_none(),
-                    "next_len announced a length that then did not fit"
-                );
+                assert!(len > c, "BufferTooSmall for {len} bytes in a {c}-byte buffer");
+                assert!(len <= d.max(), "BufferTooSmall for {len} bytes, over the maximum {}", d.max());
+                assert!(announced.is_none(), "next_len announced a length that then did not fit");
                 if len > data.len() {
                     events.push(Event::Unfinishable(len));
                     return events;
@@ -242,10 +189,7 @@ fn record_error(events: &mut Vec<Event>, e: DecodeError, d: &Decoder, framing: F
     match e {
         DecodeError::TooLarge { len, max } => {
             assert_eq!(max, d.max());
-            assert!(
-                len > max as u64,
-                "TooLarge for {len} bytes, within the maximum {max}"
-            );
+            assert!(len > max as u64, "TooLarge for {len} bytes, within the maximum {max}");
             events.push(Event::TooLarge((framing == Framing::Len32).then_some(len)));
         }
         DecodeError::EofMidFrame { got, want } => {
@@ -283,10 +227,7 @@ pub fn reference(data: &[u8], framing: Framing, max: usize) -> Vec<Event> {
                     return events;
                 }
                 if rest.len() < 4 {
-                    events.push(Event::EofMidFrame {
-                        got: rest.len(),
-                        want: 4,
-                    });
+                    events.push(Event::EofMidFrame { got: rest.len(), want: 4 });
                     return events;
                 }
                 let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
@@ -298,10 +239,7 @@ pub fn reference(data: &[u8], framing: Framing, max: usize) -> Vec<Event> {
                     events.push(Event::Unfinishable(len));
                     return events;
                 } else if rest.len() < len {
-                    events.push(Event::EofMidFrame {
-                        got: rest.len() + 4,
-                        want: len + 4,
-                    });
+                    events.push(Event::EofMidFrame { got: rest.len() + 4, want: len + 4 });
                     return events;
                 } else {
                     events.push(Event::Msg(rest[..len].to_vec()));
@@ -332,11 +270,7 @@ pub fn split_input(input: &[u8]) -> Option<(Config, &[u8])> {
         return None;
     }
     let flags = input[0];
-    let framing = if flags & 1 == 0 {
-        Framing::Len32
-    } else {
-        Framing::Lines
-    };
+    let framing = if flags & 1 == 0 { Framing::Len32 } else { Framing::Lines };
     let small = u16::from_le_bytes([input[1], input[2]]) as usize;
     let max = match (flags >> 2) & 3 {
         0 => small,
@@ -346,19 +280,8 @@ pub fn split_input(input: &[u8]) -> Option<(Config, &[u8])> {
     };
     let data = &input[5..];
     let step = input[3] as usize + 1;
-    let buf = if input[4] == 255 {
-        usize::MAX
-    } else {
-        data.len() * input[4] as usize / 254
-    };
-    let cfg = Config {
-        framing,
-        max,
-        step,
-        buf,
-        next_len_first: flags & 2 != 0,
-        block_every: (flags >> 4) as usize,
-    };
+    let buf = if input[4] == 255 { usize::MAX } else { data.len() * input[4] as usize / 254 };
+    let cfg = Config { framing, max, step, buf, next_len_first: flags & 2 != 0, block_every: (flags >> 4) as usize };
     Some((cfg, data))
 }
 
@@ -383,21 +306,8 @@ pub fn check(input: &[u8]) {
     let got = normalise(decode(data, cfg), cfg.framing);
     // The reference reads the whole stream at once with a buffer of the
     // whole data: reads, buffers and blocking must not change the outcome.
-    let plain = Config {
-        step: data.len().max(1),
-        buf: usize::MAX,
-        next_len_first: false,
-        block_every: 0,
-        ..cfg
-    };
+    let plain = Config { step: data.len().max(1), buf: usize::MAX, next_len_first: false, block_every: 0, ..cfg };
     let base = normalise(decode(data, plain), cfg.framing);
-    assert_eq!(
-        got, base,
-        "outcome depends on how the stream is read ({cfg:?})"
-    );
-    assert_eq!(
-        base,
-        reference(data, cfg.framing, cfg.max),
-        "decoder disagrees with the documented format ({cfg:?})"
-    );
+    assert_eq!(got, base, "outcome depends on how the stream is read ({cfg:?})");
+    assert_eq!(base, reference(data, cfg.framing, cfg.max), "decoder disagrees with the documented format ({cfg:?})");
 }

@@ -47,29 +47,14 @@ fn has_credentials(ep: &str) -> bool {
 fn three_messages(transport: &str) {
     let scratch = Scratch::new(&format!("three-{transport}"));
     let ep = endpoint(&scratch, transport);
-    let mut recv = Bg::spawn(ipckit().args([
-        "recv",
-        &ep,
-        "--count",
-        "3",
-        "--json",
-        "--create",
-        "--timeout",
-        "20s",
-    ]));
+    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "3", "--json", "--create", "--timeout", "20s"]));
     let announced = recv.ready();
     check_announced(&ep, &announced);
 
-    let out = run(
-        ipckit().args(["send", &announced, "one", "two words"]),
-        None,
-    );
+    let out = run(ipckit().args(["send", &announced, "one", "two words"]), None);
     out.expect_code(0, "send with arguments");
     let pid1 = out.pid;
-    let out = run(
-        ipckit().args(["send", &announced, "--stdin-whole"]),
-        Some(BINARY),
-    );
+    let out = run(ipckit().args(["send", &announced, "--stdin-whole"]), Some(BINARY));
     out.expect_code(0, "send --stdin-whole");
     let pid2 = out.pid;
 
@@ -77,10 +62,7 @@ fn three_messages(transport: &str) {
     out.expect_code(0, "recv --count 3");
     let lines = out.json_lines();
     assert_eq!(lines.len(), 3, "three JSON lines: {}", out.text());
-    let me = (
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    );
+    let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
     let mut got = Vec::new();
     for v in &lines {
         let data = json_payload(v);
@@ -99,25 +81,11 @@ fn three_messages(transport: &str) {
         got.push(data);
     }
     // One sender's messages arrive in order; two senders may interleave.
-    let one = got
-        .iter()
-        .position(|m| m == b"one")
-        .expect("\"one\" received");
-    let two = got
-        .iter()
-        .position(|m| m == b"two words")
-        .expect("\"two words\" received");
+    let one = got.iter().position(|m| m == b"one").expect("\"one\" received");
+    let two = got.iter().position(|m| m == b"two words").expect("\"two words\" received");
     assert!(one < two, "messages of one sender in order: {got:?}");
-    assert!(
-        got.iter().any(|m| m == BINARY),
-        "binary message received: {got:?}"
-    );
-    assert_eq!(
-        out.stderr.lines().count(),
-        1,
-        "only the ready line on stderr: {}",
-        out.stderr
-    );
+    assert!(got.iter().any(|m| m == BINARY), "binary message received: {got:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "only the ready line on stderr: {}", out.stderr);
 }
 
 #[test]
@@ -171,16 +139,7 @@ fn three_messages_tcp_v6() {
 fn empty_message_then_sender_exits(transport: &str) {
     let scratch = Scratch::new(&format!("empty-{transport}"));
     let ep = endpoint(&scratch, transport);
-    let mut recv = Bg::spawn(ipckit().args([
-        "recv",
-        &ep,
-        "--count",
-        "2",
-        "--json",
-        "--create",
-        "--timeout",
-        "10s",
-    ]));
+    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "2", "--json", "--create", "--timeout", "10s"]));
     let ep = recv.ready();
     recv.signal(Signal::STOP);
     let out = run(ipckit().args(["send", &ep, "", "after"]), None);
@@ -231,19 +190,13 @@ fn recv_survives_a_sender_that_breaks_off_mid_frame() {
     // Stopped, so that both senders are queued before it reads anything.
     recv.signal(Signal::STOP);
     let mut broken = std::os::unix::net::UnixStream::connect(&path).expect("connect");
-    broken
-        .write_all(&[10, 0, 0, 0, b'a', b'b', b'c'])
-        .expect("write a partial frame");
+    broken.write_all(&[10, 0, 0, 0, b'a', b'b', b'c']).expect("write a partial frame");
     drop(broken);
     let good = run(ipckit().args(["send", &ep, "ok"]), None);
     recv.signal(Signal::CONT);
     good.expect_code(0, "the well-behaved sender");
     let out = recv.finish();
-    assert!(
-        out.stderr.contains("middle of a frame"),
-        "the broken frame is reported: {}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("middle of a frame"), "the broken frame is reported: {}", out.stderr);
     out.expect_code(0, "recv after a broken sender");
     assert_eq!(out.text(), "ok\n");
 }
@@ -254,100 +207,31 @@ fn usage_errors_exit_2_and_name_the_text() {
     let scratch = Scratch::new("usage");
     let sock = format!("unix:{}", scratch.path("s").display());
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (
-            vec!["recv".into(), "carrier-pigeon:/x".into()],
-            "carrier-pigeon",
-        ),
-        (
-            vec!["send".into(), "carrier-pigeon:/x".into(), "m".into()],
-            "carrier-pigeon",
-        ),
-        (
-            vec!["rm".into(), "carrier-pigeon:/x".into()],
-            "carrier-pigeon",
-        ),
+        (vec!["recv".into(), "carrier-pigeon:/x".into()], "carrier-pigeon"),
+        (vec!["send".into(), "carrier-pigeon:/x".into(), "m".into()], "carrier-pigeon"),
+        (vec!["rm".into(), "carrier-pigeon:/x".into()], "carrier-pigeon"),
         (vec!["recv".into(), "nope".into()], "\"nope\""),
         (vec!["recv".into(), "unix:".into()], "\"unix:\""),
-        (
-            vec!["send".into(), "tcp:127.0.0.1".into(), "m".into()],
-            "tcp:127.0.0.1",
-        ),
-        (
-            vec!["send".into(), "tcp:localhost:70000".into(), "m".into()],
-            "70000",
-        ),
+        (vec!["send".into(), "tcp:127.0.0.1".into(), "m".into()], "tcp:127.0.0.1"),
+        (vec!["send".into(), "tcp:localhost:70000".into(), "m".into()], "70000"),
         (vec!["recv".into(), "tcp:::1:80".into()], "tcp:::1:80"),
         (vec!["recv".into(), "fifo:/x?color=red".into()], "color"),
-        (
-            vec!["recv".into(), sock.clone(), "--bogus".into()],
-            "--bogus",
-        ),
-        (
-            vec!["send".into(), sock.clone(), "--bogus".into()],
-            "--bogus",
-        ),
-        (
-            vec![
-                "recv".into(),
-                sock.clone(),
-                "--timeout".into(),
-                "5parsecs".into(),
-            ],
-            "5parsecs",
-        ),
-        (
-            vec![
-                "recv".into(),
-                sock.clone(),
-                "--framing".into(),
-                "morse".into(),
-            ],
-            "morse",
-        ),
-        (
-            vec![
-                "send".into(),
-                sock.clone(),
-                "--max-size".into(),
-                "lots".into(),
-            ],
-            "lots",
-        ),
-        (
-            vec!["recv".into(), sock.clone(), "--count".into(), "many".into()],
-            "many",
-        ),
-        (
-            vec!["recv".into(), sock.clone(), "--json".into(), "--raw".into()],
-            "--raw",
-        ),
-        (
-            vec!["recv".into(), sock.clone(), "--ready-fd".into(), "1".into()],
-            "--ready-fd",
-        ),
-        (
-            vec![
-                "recv".into(),
-                sock.clone(),
-                "--ready-fd".into(),
-                "917".into(),
-            ],
-            "--ready-fd",
-        ),
+        (vec!["recv".into(), sock.clone(), "--bogus".into()], "--bogus"),
+        (vec!["send".into(), sock.clone(), "--bogus".into()], "--bogus"),
+        (vec!["recv".into(), sock.clone(), "--timeout".into(), "5parsecs".into()], "5parsecs"),
+        (vec!["recv".into(), sock.clone(), "--framing".into(), "morse".into()], "morse"),
+        (vec!["send".into(), sock.clone(), "--max-size".into(), "lots".into()], "lots"),
+        (vec!["recv".into(), sock.clone(), "--count".into(), "many".into()], "many"),
+        (vec!["recv".into(), sock.clone(), "--json".into(), "--raw".into()], "--raw"),
+        (vec!["recv".into(), sock.clone(), "--ready-fd".into(), "1".into()], "--ready-fd"),
+        (vec!["recv".into(), sock.clone(), "--ready-fd".into(), "917".into()], "--ready-fd"),
         (vec!["frobnicate".into()], "frobnicate"),
-        (
-            vec!["rm".into(), format!("unix:@{}", scratch.name("x"))],
-            "abstract",
-        ),
+        (vec!["rm".into(), format!("unix:@{}", scratch.name("x"))], "abstract"),
     ];
     for (args, needle) in cases {
         let out = run(ipckit().args(&args), None);
         out.expect_code(2, &format!("{args:?}"));
-        assert!(
-            out.stderr.contains(needle),
-            "{args:?}: stderr should name {needle:?}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(needle), "{args:?}: stderr should name {needle:?}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
     }
     // Nothing was created for the rejected receivers.
@@ -365,39 +249,19 @@ fn nothing_listening_exits_1() {
     let stale = scratch.path("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
     let cases = [
-        (
-            format!("unix:{}", scratch.path("missing.sock").display()),
-            "no socket",
-        ),
-        (
-            format!("unix-seqpacket:{}", scratch.path("missing.sock").display()),
-            "no socket",
-        ),
-        (
-            format!("unix-dgram:{}", scratch.path("missing.sock").display()),
-            "no socket",
-        ),
+        (format!("unix:{}", scratch.path("missing.sock").display()), "no socket"),
+        (format!("unix-seqpacket:{}", scratch.path("missing.sock").display()), "no socket"),
+        (format!("unix-dgram:{}", scratch.path("missing.sock").display()), "no socket"),
         (format!("unix:{}", stale.display()), "nothing is listening"),
         (format!("unix:@{}", scratch.name("nobody")), "refused"),
-        (
-            format!("fifo:{}", scratch.path("missing-fifo").display()),
-            "--create",
-        ),
+        (format!("fifo:{}", scratch.path("missing-fifo").display()), "--create"),
         (format!("fifo:{}", fifo.display()), "no reader"),
     ];
     for (ep, why) in &cases {
         let out = run(ipckit().args(["send", ep, "hello"]), None);
         out.expect_code(1, ep);
-        assert!(
-            out.stderr.contains(ep.as_str()),
-            "{ep}: message names the endpoint: {}",
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains(why),
-            "{ep}: message says {why:?}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(ep.as_str()), "{ep}: message names the endpoint: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{ep}: message says {why:?}: {}", out.stderr);
     }
     // Sending did not create the missing FIFO (no --create).
     assert!(!scratch.path("missing-fifo").exists());
@@ -413,39 +277,17 @@ fn nothing_listening_exits_1() {
 #[test]
 fn recv_timeout_exits_3() {
     let scratch = Scratch::new("recv-timeout");
-    for transport in [
-        "fifo",
-        "unix",
-        "unix-abstract",
-        "unix-seqpacket",
-        "unix-dgram",
-        "tcp4",
-        "tcp6",
-    ] {
+    for transport in ["fifo", "unix", "unix-abstract", "unix-seqpacket", "unix-dgram", "tcp4", "tcp6"] {
         let ep = endpoint(&scratch, transport);
-        let out = run(
-            ipckit().args(["recv", &ep, "--create", "--timeout", "200ms"]),
-            None,
-        );
+        let out = run(ipckit().args(["recv", &ep, "--create", "--timeout", "200ms"]), None);
         out.expect_code(3, &ep);
         assert!(out.stdout.is_empty(), "{ep}: no message printed");
-        assert!(
-            out.stderr.contains("ipckit: ready "),
-            "{ep}: it was ready first: {}",
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains("timeout"),
-            "{ep}: says it timed out: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains("ipckit: ready "), "{ep}: it was ready first: {}", out.stderr);
+        assert!(out.stderr.contains("timeout"), "{ep}: says it timed out: {}", out.stderr);
     }
     // The socket files the receivers created are gone again.
     for name in ["stream.sock", "seq.sock", "dgram.sock"] {
-        assert!(
-            !scratch.path(name).exists(),
-            "{name} removed by the receiver that made it"
-        );
+        assert!(!scratch.path(name).exists(), "{name} removed by the receiver that made it");
     }
 }
 
@@ -457,10 +299,7 @@ fn send_timeout_with_nobody_exits_3() {
         format!("unix:{}", scratch.path("missing.sock").display()),
         format!("fifo:{}", scratch.path("missing-fifo").display()),
     ] {
-        let out = run(
-            ipckit().args(["send", &ep, "--timeout", "200ms", "hello"]),
-            None,
-        );
+        let out = run(ipckit().args(["send", &ep, "--timeout", "200ms", "hello"]), None);
         out.expect_code(3, &ep);
         assert!(out.stderr.contains(&ep), "{ep}: {}", out.stderr);
     }
@@ -475,8 +314,7 @@ fn send_with_timeout_waits_for_a_late_receiver() {
         format!("unix-dgram:@{}", scratch.name("late")),
         format!("fifo:{}", scratch.path("late-fifo").display()),
     ] {
-        let mut send =
-            Bg::spawn(ipckit().args(["send", &ep, "--timeout", "20s", "--create", "early bird"]));
+        let mut send = Bg::spawn(ipckit().args(["send", &ep, "--timeout", "20s", "--create", "early bird"]));
         if !support::wait_until_retrying(&mut send) {
             eprintln!("note: this kernel does not show whether the sender is retrying");
         }
@@ -504,20 +342,12 @@ fn live_socket_is_refused_stale_socket_is_replaced() {
         let out = run(ipckit().args(["recv", &ep, "--count", "1"]), None);
         out.expect_code(1, &format!("second recv on {ep}"));
         assert!(out.stderr.contains(&ep), "{}", out.stderr);
-        assert!(
-            out.stderr.contains("live"),
-            "says a live receiver owns it: {}",
-            out.stderr
-        );
-        run(ipckit().args(["send", &ep, "still mine"]), None)
-            .expect_code(0, "send to the first receiver");
+        assert!(out.stderr.contains("live"), "says a live receiver owns it: {}", out.stderr);
+        run(ipckit().args(["send", &ep, "still mine"]), None).expect_code(0, "send to the first receiver");
         let out = first.finish();
         out.expect_code(0, "first recv");
         assert_eq!(out.text(), "still mine\n");
-        assert!(
-            !path.exists(),
-            "{ep}: the receiver removes the socket file it made"
-        );
+        assert!(!path.exists(), "{ep}: the receiver removes the socket file it made");
 
         // Stale: killed receivers leave the file behind.
         let mut doomed = Bg::spawn(ipckit().args(["recv", &ep]));
@@ -525,8 +355,7 @@ fn live_socket_is_refused_stale_socket_is_replaced() {
         doomed.signal(Signal::KILL);
         let out = doomed.finish();
         assert_eq!(out.status.code(), None, "killed by a signal");
-        let meta =
-            std::fs::symlink_metadata(&path).expect("a killed receiver leaves its socket file");
+        let meta = std::fs::symlink_metadata(&path).expect("a killed receiver leaves its socket file");
         assert!(meta.file_type().is_socket());
         let mut next = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1"]));
         assert_eq!(next.ready(), ep);
@@ -564,16 +393,7 @@ fn raw_output_is_exact() {
     // message may be taken for the sender's close).
     for transport in ["fifo", "unix", "unix-dgram", "tcp4"] {
         let ep = endpoint(&scratch, transport);
-        let mut recv = Bg::spawn(ipckit().args([
-            "recv",
-            &ep,
-            "--count",
-            "4",
-            "--raw",
-            "--create",
-            "--timeout",
-            "20s",
-        ]));
+        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "4", "--raw", "--create", "--timeout", "20s"]));
         let ep = recv.ready();
         run(ipckit().args(["send", &ep]), Some(input)).expect_code(0, "send stdin lines");
         let out = recv.finish();
@@ -597,31 +417,12 @@ fn raw_output_is_exact() {
 fn lines_framing_over_fifo() {
     let scratch = Scratch::new("lines");
     let ep = endpoint(&scratch, "fifo");
-    let mut recv = Bg::spawn(ipckit().args([
-        "recv",
-        &ep,
-        "--create",
-        "--framing",
-        "lines",
-        "--count",
-        "3",
-        "--json",
-    ]));
+    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--create", "--framing", "lines", "--count", "3", "--json"]));
     recv.ready();
-    let out = run(
-        ipckit().args(["send", &ep, "--framing", "lines", "two\nlines"]),
-        None,
-    );
-    assert!(
-        !out.status.success(),
-        "a newline in a lines message is refused"
-    );
+    let out = run(ipckit().args(["send", &ep, "--framing", "lines", "two\nlines"]), None);
+    assert!(!out.status.success(), "a newline in a lines message is refused");
     assert!(out.stderr.contains("\\n"), "{}", out.stderr);
-    run(
-        ipckit().args(["send", &ep, "--framing", "lines", "a", "", "c c"]),
-        None,
-    )
-    .expect_code(0, "send lines");
+    run(ipckit().args(["send", &ep, "--framing", "lines", "a", "", "c c"]), None).expect_code(0, "send lines");
     let out = recv.finish();
     out.expect_code(0, "recv lines");
     let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
@@ -635,17 +436,10 @@ fn send_max_size() {
     let ep = endpoint(&scratch, "unix");
     let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1"]));
     recv.ready();
-    let out = run(
-        ipckit().args(["send", &ep, "--max-size", "4", "hello"]),
-        None,
-    );
+    let out = run(ipckit().args(["send", &ep, "--max-size", "4", "hello"]), None);
     out.expect_code(1, "send over --max-size");
     assert!(out.stderr.contains("maximum of 4 bytes"), "{}", out.stderr);
-    run(
-        ipckit().args(["send", &ep, "--max-size", "4", "four"]),
-        None,
-    )
-    .expect_code(0, "send at --max-size");
+    run(ipckit().args(["send", &ep, "--max-size", "4", "four"]), None).expect_code(0, "send at --max-size");
     let out = recv.finish();
     out.expect_code(0, "recv");
     assert_eq!(out.text(), "four\n", "only the message that fits arrived");
@@ -675,16 +469,9 @@ fn rm_fifo_and_socket_file() {
         assert!(path.exists(), "rm {ep} left {} alone", path.display());
     }
 
-    for (ep, path) in [
-        (format!("fifo:{}", fifo.display()), &fifo),
-        (format!("unix:{}", sock.display()), &sock),
-    ] {
+    for (ep, path) in [(format!("fifo:{}", fifo.display()), &fifo), (format!("unix:{}", sock.display()), &sock)] {
         run(ipckit().args(["rm", &ep]), None).expect_code(0, &format!("rm {ep}"));
-        assert!(
-            std::fs::symlink_metadata(path).is_err(),
-            "{} removed",
-            path.display()
-        );
+        assert!(std::fs::symlink_metadata(path).is_err(), "{} removed", path.display());
         let out = run(ipckit().args(["rm", &ep]), None);
         out.expect_code(1, &format!("rm {ep} again"));
         assert!(out.stderr.contains(&ep), "{}", out.stderr);
@@ -698,10 +485,7 @@ fn rm_fifo_and_socket_file() {
 #[test]
 fn ready_fd() {
     let scratch = Scratch::new("ready-fd");
-    for ep in [
-        "tcp:127.0.0.1:0".to_string(),
-        format!("unix:{}", scratch.path("r.sock").display()),
-    ] {
+    for ep in ["tcp:127.0.0.1:0".to_string(), format!("unix:{}", scratch.path("r.sock").display())] {
         let ready = scratch.path("ready");
         let _ = std::fs::remove_file(&ready);
         mkfifo(&ready);
@@ -714,31 +498,18 @@ fn ready_fd() {
         });
         let mut recv = Bg::spawn(
             Command::new("sh")
-                .args([
-                    "-c",
-                    "exec \"$0\" recv \"$1\" --count 1 --ready-fd 3 3>\"$2\"",
-                ])
+                .args(["-c", "exec \"$0\" recv \"$1\" --count 1 --ready-fd 3 3>\"$2\""])
                 .arg(env!("CARGO_BIN_EXE_ipckit"))
                 .arg(&ep)
                 .arg(&ready)
                 .stdin(std::process::Stdio::null()),
         );
-        let text = rx
-            .recv_timeout(HANG_GUARD)
-            .expect("ready-fd written within the hang guard")
-            .expect("read");
-        let announced = text
-            .strip_prefix("ready ")
-            .and_then(|t| t.strip_suffix('\n'))
-            .unwrap_or_else(|| {
-                panic!("ready-fd says {text:?}, expected \"ready ENDPOINT\\n\"");
-            });
+        let text = rx.recv_timeout(HANG_GUARD).expect("ready-fd written within the hang guard").expect("read");
+        let announced = text.strip_prefix("ready ").and_then(|t| t.strip_suffix('\n')).unwrap_or_else(|| {
+            panic!("ready-fd says {text:?}, expected \"ready ENDPOINT\\n\"");
+        });
         check_announced(&ep, announced);
-        assert_eq!(
-            recv.ready(),
-            announced,
-            "the stderr line names the same endpoint"
-        );
+        assert_eq!(recv.ready(), announced, "the stderr line names the same endpoint");
         run(ipckit().args(["send", announced, "via ready-fd"]), None).expect_code(0, "send");
         let out = recv.finish();
         out.expect_code(0, "recv --ready-fd");
@@ -754,19 +525,12 @@ fn many_senders_one_receiver() {
     for transport in ["unix", "unix-seqpacket", "unix-dgram", "tcp4", "fifo"] {
         let ep = endpoint(&scratch, transport);
         let (senders, each) = (6, 20);
-        let mut recv = Bg::spawn(ipckit().args([
-            "recv",
-            &ep,
-            "--count",
-            &(senders * each).to_string(),
-            "--create",
-        ]));
+        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", &(senders * each).to_string(), "--create"]));
         let ep = recv.ready();
         let mut procs = Vec::new();
         for s in 0..senders {
-            let msgs: Vec<String> = (0..each)
-                .map(|i| format!("sender {s} message {i:03} {}", "x".repeat(s * 100)))
-                .collect();
+            let msgs: Vec<String> =
+                (0..each).map(|i| format!("sender {s} message {i:03} {}", "x".repeat(s * 100))).collect();
             procs.push(Bg::spawn(ipckit().arg("send").arg(&ep).args(&msgs)));
         }
         for p in procs {
@@ -783,11 +547,7 @@ fn many_senders_one_receiver() {
             let s: usize = words.next().unwrap().parse().unwrap();
             assert_eq!(words.next(), Some("message"));
             let i: usize = words.next().unwrap().parse().unwrap();
-            assert_eq!(
-                words.next(),
-                Some("x".repeat(s * 100).as_str()),
-                "{ep}: message intact"
-            );
+            assert_eq!(words.next(), Some("x".repeat(s * 100).as_str()), "{ep}: message intact");
             assert!(last[s].is_none_or(|l| l < i), "{ep}: sender {s} in order");
             last[s] = Some(i);
             seen.insert((s, i));

@@ -75,20 +75,13 @@ fn input(rng: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn decoder_invariants_on_pseudo_random_streams() {
-    let seed = std::env::var("IPCKIT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x1bc_2024u64);
+    let seed = std::env::var("IPCKIT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1bc_2024u64);
     let mut rng = Rng(seed);
     for case in 0..3000 {
         let data = input(&mut rng);
         let result = std::panic::catch_unwind(|| decoder_check::check(&data));
         if let Err(e) = result {
-            eprintln!(
-                "seed {seed}, case {case}, input ({} bytes): {:?}",
-                data.len(),
-                &data[..data.len().min(64)]
-            );
+            eprintln!("seed {seed}, case {case}, input ({} bytes): {:?}", data.len(), &data[..data.len().min(64)]);
             std::panic::resume_unwind(e);
         }
     }
@@ -117,20 +110,10 @@ fn decoder_invariants_on_edge_cases() {
         // The same, asking next_len first, reading one byte at a time.
         [&[0b1010, 0, 0, 0, 255][..], &[255, 255, 255, 255], b"abc"].concat(),
         // Maximum 0 (bits 2-3 = 3): only empty messages pass.
-        [
-            &[0b1100, 0, 0, 3, 255][..],
-            &[0, 0, 0, 0],
-            &[1, 0, 0, 0],
-            b"x",
-        ]
-        .concat(),
+        [&[0b1100, 0, 0, 3, 255][..], &[0, 0, 0, 0], &[1, 0, 0, 0], b"x"].concat(),
         // lines, max 8: an overlong line, an empty line, a line at the
         // maximum, an unterminated tail; blocking every read.
-        [
-            &[0b0001_0001, max8[0], max8[1], 0, 100][..],
-            b"a\nthis line is far too long\n\n12345678\ntail",
-        ]
-        .concat(),
+        [&[0b0001_0001, max8[0], max8[1], 0, 100][..], b"a\nthis line is far too long\n\n12345678\ntail"].concat(),
         [&[0b0001_0011, max8[0], max8[1], 2, 0][..], b"123456789"].concat(),
         [&[0b1101, 0, 0, 0, 255][..], b"\n\n"].concat(),
     ];
@@ -148,19 +131,11 @@ fn reference_decoder_is_not_vacuous() {
     let data = [&[2, 0, 0, 0][..], b"hi", &[3, 0, 0, 0], b"abc", &[1, 0]].concat();
     assert_eq!(
         reference(&data, Framing::Len32, 2),
-        vec![
-            Event::Msg(b"hi".to_vec()),
-            Event::TooLarge(Some(3)),
-            Event::EofMidFrame { got: 2, want: 4 }
-        ]
+        vec![Event::Msg(b"hi".to_vec()), Event::TooLarge(Some(3)), Event::EofMidFrame { got: 2, want: 4 }]
     );
     assert_eq!(
         reference(b"ab\n\nxyz", Framing::Lines, 2),
-        vec![
-            Event::Msg(b"ab".to_vec()),
-            Event::Msg(vec![]),
-            Event::TooLarge(None)
-        ]
+        vec![Event::Msg(b"ab".to_vec()), Event::Msg(vec![]), Event::TooLarge(None)]
     );
     let cfg = decoder_check::Config {
         framing: Framing::Len32,
@@ -170,8 +145,5 @@ fn reference_decoder_is_not_vacuous() {
         next_len_first: false,
         block_every: 2,
     };
-    assert_eq!(
-        decoder_check::decode(&data, cfg),
-        reference(&data, Framing::Len32, 2)
-    );
+    assert_eq!(decoder_check::decode(&data, cfg), reference(&data, Framing::Len32, 2));
 }

@@ -23,9 +23,7 @@ fn frames_bin(scratch: &Scratch) -> PathBuf {
 
 /// The bytes of the C program's `p:SIZE:SEED` message.
 fn pattern(size: usize, seed: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8)
-        .collect()
+    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
 }
 
 /// The messages the C client sends, as its arguments and as bytes: text,
@@ -33,13 +31,7 @@ fn pattern(size: usize, seed: usize) -> Vec<u8> {
 /// a last one that shows nothing was lost at the end.
 fn client_messages() -> (Vec<String>, Vec<Vec<u8>>) {
     let specs = ["s:hello", "p:0:0", "p:65536:3", "p:300:250", "s:last one"];
-    let bytes = vec![
-        b"hello".to_vec(),
-        Vec::new(),
-        pattern(65536, 3),
-        pattern(300, 250),
-        b"last one".to_vec(),
-    ];
+    let bytes = vec![b"hello".to_vec(), Vec::new(), pattern(65536, 3), pattern(300, 250), b"last one".to_vec()];
     (specs.iter().map(|s| s.to_string()).collect(), bytes)
 }
 
@@ -63,22 +55,12 @@ fn c_client_to_ipckit_recv(test: &str, ep_for: impl Fn(&Scratch) -> String, chun
     let frames = frames_bin(&scratch);
     let ep = ep_for(&scratch);
     let (specs, want) = client_messages();
-    let mut recv = Bg::spawn(ipckit().args([
-        "recv",
-        &ep,
-        "--count",
-        &want.len().to_string(),
-        "--json",
-        "--timeout",
-        "20s",
-    ]));
+    let mut recv =
+        Bg::spawn(ipckit().args(["recv", &ep, "--count", &want.len().to_string(), "--json", "--timeout", "20s"]));
     let announced = recv.ready();
     check_announced(&ep, &announced);
     let mut c = Command::new(&frames);
-    c.arg("send")
-        .args(c_address(&announced))
-        .arg(chunk.to_string())
-        .args(&specs);
+    c.arg("send").args(c_address(&announced)).arg(chunk.to_string()).args(&specs);
     let sent = run(&mut c, None);
     sent.expect_code(0, "C client");
     let out = recv.finish();
@@ -87,20 +69,11 @@ fn c_client_to_ipckit_recv(test: &str, ep_for: impl Fn(&Scratch) -> String, chun
     let got: Vec<Vec<u8>> = lines.iter().map(json_payload).collect();
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!(
-            g == w,
-            "{announced}: message {i} differs ({} bytes, expected {})",
-            g.len(),
-            w.len()
-        );
+        assert!(g == w, "{announced}: message {i} differs ({} bytes, expected {})", g.len(), w.len());
     }
     for v in &lines {
         if announced.starts_with("unix") {
-            assert_eq!(
-                v["pid"].as_u64(),
-                Some(u64::from(sent.pid)),
-                "the C program's pid: {v}"
-            );
+            assert_eq!(v["pid"].as_u64(), Some(u64::from(sent.pid)), "the C program's pid: {v}");
             assert_ne!(sent.pid, std::process::id());
         } else {
             assert!(v.get("pid").is_none(), "TCP has no credentials: {v}");
@@ -110,20 +83,12 @@ fn c_client_to_ipckit_recv(test: &str, ep_for: impl Fn(&Scratch) -> String, chun
 
 #[test]
 fn c_client_unix_path() {
-    c_client_to_ipckit_recv(
-        "c-client-unix",
-        |s| format!("unix:{}", s.path("c.sock").display()),
-        3,
-    );
+    c_client_to_ipckit_recv("c-client-unix", |s| format!("unix:{}", s.path("c.sock").display()), 3);
 }
 
 #[test]
 fn c_client_unix_abstract() {
-    c_client_to_ipckit_recv(
-        "c-client-abstract",
-        |s| format!("unix:@{}", s.name("c")),
-        4096,
-    );
+    c_client_to_ipckit_recv("c-client-abstract", |s| format!("unix:@{}", s.name("c")), 4096);
 }
 
 #[test]
@@ -150,8 +115,7 @@ fn c_message_sockets_show_the_sender_pid() {
         // No empty message here: see cli.rs, empty_message_unix_seqpacket.
         let specs = ["s:hello", "p:65536:3", "p:300:250"];
         let want = [b"hello".to_vec(), pattern(65536, 3), pattern(300, 250)];
-        let mut recv =
-            Bg::spawn(ipckit().args(["recv", &ep, "--count", "3", "--json", "--timeout", "20s"]));
+        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "3", "--json", "--timeout", "20s"]));
         recv.ready();
         let mut c = Command::new(&frames);
         c.arg("send").args(c_address(&ep)).arg("0").args(specs);
@@ -162,16 +126,9 @@ fn c_message_sockets_show_the_sender_pid() {
         let lines = out.json_lines();
         let got: Vec<Vec<u8>> = lines.iter().map(json_payload).collect();
         assert!(got == want, "{ep}: messages differ");
-        let me = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
+        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         for v in &lines {
-            assert_eq!(
-                v["pid"].as_u64(),
-                Some(u64::from(sent.pid)),
-                "{ep}: the C program's pid: {v}"
-            );
+            assert_eq!(v["pid"].as_u64(), Some(u64::from(sent.pid)), "{ep}: the C program's pid: {v}");
             assert_eq!(v["uid"].as_u64(), Some(u64::from(me.0)), "{v}");
             assert_eq!(v["gid"].as_u64(), Some(u64::from(me.1)), "{v}");
         }
@@ -185,28 +142,16 @@ fn ipckit_send_to_c_server(test: &str, c_args: impl Fn(&Scratch) -> Vec<String>)
     let scratch = Scratch::new(test);
     let frames = frames_bin(&scratch);
     let args = c_args(&scratch);
-    let mut server = Bg::spawn(
-        Command::new(&frames)
-            .arg("recv")
-            .args(&args)
-            .arg("2")
-            .stdin(Stdio::null()),
-    );
+    let mut server = Bg::spawn(Command::new(&frames).arg("recv").args(&args).arg("2").stdin(Stdio::null()));
     let ready = server.wait_line("ready");
     let ep = match args[0].as_str() {
         "tcp" => {
             let port: u16 = ready.trim().parse().expect("the C server prints its port");
-            if args[1].contains(':') {
-                format!("tcp:[{}]:{port}", args[1])
-            } else {
-                format!("tcp:{}:{port}", args[1])
-            }
+            if args[1].contains(':') { format!("tcp:[{}]:{port}", args[1]) } else { format!("tcp:{}:{port}", args[1]) }
         }
         _ => format!("unix:{}", args[1]),
     };
-    let text: String = (0..65536)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
+    let text: String = (0..65536).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let binary = pattern(65536, 77);
     run(ipckit().args(["send", &ep, "", "hello", &text]), None).expect_code(0, "send arguments");
     run(ipckit().args(["send", &ep, "--stdin-whole"]), Some(&binary)).expect_code(0, "send stdin");
@@ -224,30 +169,22 @@ fn ipckit_send_to_c_server(test: &str, c_args: impl Fn(&Scratch) -> Vec<String>)
 
 #[test]
 fn ipckit_send_to_c_server_unix_path() {
-    ipckit_send_to_c_server("c-server-unix", |s| {
-        vec!["unix".into(), s.path("srv.sock").display().to_string()]
-    });
+    ipckit_send_to_c_server("c-server-unix", |s| vec!["unix".into(), s.path("srv.sock").display().to_string()]);
 }
 
 #[test]
 fn ipckit_send_to_c_server_unix_abstract() {
-    ipckit_send_to_c_server("c-server-abstract", |s| {
-        vec!["unix".into(), format!("@{}", s.name("srv"))]
-    });
+    ipckit_send_to_c_server("c-server-abstract", |s| vec!["unix".into(), format!("@{}", s.name("srv"))]);
 }
 
 #[test]
 fn ipckit_send_to_c_server_tcp_v4() {
-    ipckit_send_to_c_server("c-server-tcp4", |_| {
-        vec!["tcp".into(), "127.0.0.1".into(), "0".into()]
-    });
+    ipckit_send_to_c_server("c-server-tcp4", |_| vec!["tcp".into(), "127.0.0.1".into(), "0".into()]);
 }
 
 #[test]
 fn ipckit_send_to_c_server_tcp_v6() {
-    ipckit_send_to_c_server("c-server-tcp6", |_| {
-        vec!["tcp".into(), "::1".into(), "0".into()]
-    });
+    ipckit_send_to_c_server("c-server-tcp6", |_| vec!["tcp".into(), "::1".into(), "0".into()]);
 }
 
 /// Shell writers (`echo`, `printf`) into `ipckit recv --framing lines` on
@@ -271,12 +208,9 @@ fn shell_writers_into_fifo_lines() {
         "20s",
     ]));
     recv.ready();
-    let script = r#"echo one > "$1"; printf 'two\nthree\n' > "$1"; printf '\n\377 bytes\n' > "$1"; printf 'no newline' > "$1""#;
-    run(
-        Command::new("sh").args(["-c", script, "sh"]).arg(&fifo),
-        None,
-    )
-    .expect_code(0, "shell writers");
+    let script =
+        r#"echo one > "$1"; printf 'two\nthree\n' > "$1"; printf '\n\377 bytes\n' > "$1"; printf 'no newline' > "$1""#;
+    run(Command::new("sh").args(["-c", script, "sh"]).arg(&fifo), None).expect_code(0, "shell writers");
     let out = recv.finish();
     out.expect_code(0, "recv lines");
     let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
@@ -290,23 +224,10 @@ fn shell_printf_writes_len32_frames() {
     let scratch = Scratch::new("sh-len32");
     let fifo = scratch.path("frames");
     let ep = format!("fifo:{}", fifo.display());
-    let mut recv = Bg::spawn(ipckit().args([
-        "recv",
-        &ep,
-        "--create",
-        "--count",
-        "3",
-        "--json",
-        "--timeout",
-        "20s",
-    ]));
+    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--create", "--count", "3", "--json", "--timeout", "20s"]));
     recv.ready();
     let script = r#"printf '\005\000\000\000hello\000\000\000\000\002\000\000\000\n\377' > "$1""#;
-    run(
-        Command::new("sh").args(["-c", script, "sh"]).arg(&fifo),
-        None,
-    )
-    .expect_code(0, "printf frames");
+    run(Command::new("sh").args(["-c", script, "sh"]).arg(&fifo), None).expect_code(0, "printf frames");
     let out = recv.finish();
     out.expect_code(0, "recv len32");
     let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
@@ -321,23 +242,14 @@ fn cat_reads_from_ipckit_send() {
     let scratch = Scratch::new("cat");
     for (framing, args, want) in [
         ("lines", vec!["a", "b", "c"], b"a\nb\nc\n".to_vec()),
-        (
-            "len32",
-            vec!["a", "", "bc"],
-            len32_frames(&[b"a", b"", b"bc"]),
-        ),
+        ("len32", vec!["a", "", "bc"], len32_frames(&[b"a", b"", b"bc"])),
     ] {
         let fifo = scratch.path(&format!("cat-{framing}"));
         mkfifo(&fifo);
         let cat = Bg::spawn(Command::new("cat").arg(&fifo).stdin(Stdio::null()));
         let ep = format!("fifo:{}", fifo.display());
-        run(
-            ipckit()
-                .args(["send", &ep, "--framing", framing, "--timeout", "10s"])
-                .args(&args),
-            None,
-        )
-        .expect_code(0, &format!("send {framing} to cat"));
+        run(ipckit().args(["send", &ep, "--framing", framing, "--timeout", "10s"]).args(&args), None)
+            .expect_code(0, &format!("send {framing} to cat"));
         let out = cat.finish();
         out.expect_code(0, "cat");
         assert_eq!(out.stdout, want, "{framing}");

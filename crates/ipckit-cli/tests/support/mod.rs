@@ -69,11 +69,7 @@ impl Out {
 /// standard input closed).
 pub fn run(cmd: &mut Command, input: Option<&[u8]>) -> Out {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut guard = Guarded::spawn(cmd);
     let pid = guard.child().id();
     if let Some(input) = input {
@@ -86,12 +82,7 @@ pub fn run(cmd: &mut Command, input: Option<&[u8]>) -> Out {
         });
     }
     let out = guard.output();
-    Out {
-        pid,
-        status: out.status,
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Out { pid, status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
 /// A background process whose stdout and stderr are collected by threads.
@@ -133,14 +124,7 @@ impl Bg {
             }
             let _ = err_tx.send(all);
         });
-        Bg {
-            guard,
-            pid,
-            lines,
-            seen: Vec::new(),
-            stdout,
-            stderr,
-        }
+        Bg { guard, pid, lines, seen: Vec::new(), stdout, stderr }
     }
 
     /// The process id.
@@ -163,17 +147,11 @@ impl Bg {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no line {prefix:?} on stderr within {HANG_GUARD:?}; seen: {:?}",
-                        self.seen
-                    )
+                    panic!("no line {prefix:?} on stderr within {HANG_GUARD:?}; seen: {:?}", self.seen)
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.guard.child().try_wait();
-                    panic!(
-                        "stderr closed before a line {prefix:?} (status {status:?}); seen: {:?}",
-                        self.seen
-                    )
+                    panic!("stderr closed before a line {prefix:?} (status {status:?}); seen: {:?}", self.seen)
                 }
             }
         }
@@ -189,20 +167,9 @@ impl Bg {
     pub fn finish(mut self) -> Out {
         let mut child = self.guard.0.take().expect("child already waited for");
         let status = common::wait_guarded(&mut child);
-        let stdout = self
-            .stdout
-            .recv_timeout(HANG_GUARD)
-            .expect("stdout collector");
-        let rest = self
-            .stderr
-            .recv_timeout(HANG_GUARD)
-            .expect("stderr collector");
-        Out {
-            pid: self.pid,
-            status,
-            stdout,
-            stderr: rest,
-        }
+        let stdout = self.stdout.recv_timeout(HANG_GUARD).expect("stdout collector");
+        let rest = self.stderr.recv_timeout(HANG_GUARD).expect("stderr collector");
+        Out { pid: self.pid, status, stdout, stderr: rest }
     }
 
     /// Sends a signal to the process.
@@ -218,10 +185,8 @@ impl Bg {
 pub fn check_announced(requested: &str, announced: &str) {
     if let Some(host_port) = requested.strip_prefix("tcp:") {
         let (host, port) = host_port.rsplit_once(':').expect("tcp endpoint has a port");
-        let (ahost, aport) = announced
-            .strip_prefix("tcp:")
-            .and_then(|a| a.rsplit_once(':'))
-            .expect("announced tcp endpoint");
+        let (ahost, aport) =
+            announced.strip_prefix("tcp:").and_then(|a| a.rsplit_once(':')).expect("announced tcp endpoint");
         assert_eq!(ahost, host, "announced {announced} for {requested}");
         let aport: u16 = aport.parse().expect("announced port is a number");
         assert_ne!(aport, 0, "port 0 must be replaced by the real port");
@@ -257,11 +222,7 @@ pub fn sleeping_in_nanosleep(pid: u32) -> Option<bool> {
         &[]
     };
     match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
-        Ok(s) if !sleeps.is_empty() => Some(
-            s.split_whitespace()
-                .next()
-                .is_some_and(|n| sleeps.contains(&n)),
-        ),
+        Ok(s) if !sleeps.is_empty() => Some(s.split_whitespace().next().is_some_and(|n| sleeps.contains(&n))),
         _ if wchan_usable => Some(false),
         _ => None,
     }
@@ -281,10 +242,7 @@ pub fn wait_until_retrying(bg: &mut Bg) -> bool {
         if let Ok(Some(status)) = bg.guard.child().try_wait() {
             panic!("process exited ({status}) instead of waiting for its peer");
         }
-        assert!(
-            Instant::now() < deadline,
-            "process never paused to retry within {HANG_GUARD:?}"
-        );
+        assert!(Instant::now() < deadline, "process never paused to retry within {HANG_GUARD:?}");
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -311,10 +269,7 @@ pub fn json_payload(v: &serde_json::Value) -> Vec<u8> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b.as_str().expect("data_b64 is a string"))
                 .expect("data_b64 is base64");
-            assert!(
-                std::str::from_utf8(&bytes).is_err(),
-                "UTF-8 payload sent as data_b64: {v}"
-            );
+            assert!(std::str::from_utf8(&bytes).is_err(), "UTF-8 payload sent as data_b64: {v}");
             bytes
         }
         _ => panic!("exactly one of data and data_b64 expected: {v}"),
