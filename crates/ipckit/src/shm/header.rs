@@ -117,6 +117,9 @@ impl Object {
         init: impl FnOnce(&Region) -> Result<()>,
     ) -> Result<(Object, Opened)> {
         let total = HEADER_SIZE + spec.payload;
+        // Opened without a size requirement, so that an object of another
+        // kind is named by its header (Invalid), not by its size.
+        let opener = seg.clone();
         let seg = seg.clone().size(total);
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_micros(10);
@@ -135,7 +138,9 @@ impl Object {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
-            match seg.open() {
+            match opener.open() {
+                // Created but not yet sized past its header: wait.
+                Ok(region) if region.len() < HEADER_SIZE && Instant::now() < deadline => {}
                 Ok(region) => return Ok((Object::await_ready(region, spec, deadline)?, Opened::Existing)),
                 // Removed between our create and open (a failed creator
                 // cleans up): try to create again.
@@ -157,10 +162,10 @@ impl Object {
     /// most `timeout` for a creator that is still initialising it.
     pub fn open(seg: &Segment, spec: ObjectSpec, timeout: Duration) -> Result<Object> {
         let deadline = Instant::now() + timeout;
-        let seg = seg.clone().size(HEADER_SIZE + spec.payload);
         let mut pause = Duration::from_micros(10);
         loop {
             match seg.open() {
+                Ok(region) if region.len() < HEADER_SIZE && Instant::now() < deadline => {}
                 Ok(region) => return Object::await_ready(region, spec, deadline),
                 Err(e) if e.kind() == ErrorKind::Corrupt && Instant::now() < deadline => {}
                 Err(e) => return Err(e),

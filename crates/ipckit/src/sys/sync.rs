@@ -100,7 +100,19 @@ pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, Errn
     let r = unsafe {
         match wait {
             LockWait::Block => libc::pthread_mutex_lock(m),
-            LockWait::Try => libc::pthread_mutex_trylock(m),
+            // Not pthread_mutex_trylock: on a not-recoverable mutex glibc
+            // 2.36's trylock returns ENOTRECOVERABLE yet leaves the caller's
+            // id in the lock word, locking everyone out. A clock lock with a
+            // deadline already passed takes a free mutex, reports a dead
+            // owner and not-recoverable correctly, and fails at once
+            // otherwise.
+            LockWait::Try => {
+                let past = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                match pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &past) {
+                    libc::ETIMEDOUT => libc::EBUSY,
+                    r => r,
+                }
+            }
             LockWait::For(d) => {
                 let abs = monotonic_deadline(d);
                 pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &abs)
@@ -151,7 +163,9 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 
 /// `FUTEX_WAKE` (shared) of at most `n` waiters.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> Result<usize, Errno> {
-    futex::wake(word, futex::Flags::empty(), n)
+    // The kernel reads the count as an int: u32::MAX would be -1, which
+    // wakes one.
+    futex::wake(word, futex::Flags::empty(), n.min(i32::MAX as u32))
 }
 
 /// A POSIX named semaphore opened with `sem_open`; closed on drop.
