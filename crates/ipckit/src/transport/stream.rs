@@ -119,15 +119,18 @@ impl StreamIo {
         // The frame as one gather list, on the stack for the common case.
         let mut stack = [IoSlice::new(&[]); 8];
         let mut heap = Vec::new();
-        let iov: &mut [IoSlice<'_>] = if payload.len() + 2 <= stack.len() {
-            stack[0] = IoSlice::new(before);
-            stack[1..=payload.len()].copy_from_slice(payload);
-            stack[payload.len() + 1] = IoSlice::new(after);
-            &mut stack[..payload.len() + 2]
+        // Empty slices are left out: len32 sends [header, payload...],
+        // lines sends [payload..., "\n"].
+        let parts = (!before.is_empty()).then_some(IoSlice::new(before)).into_iter().chain(payload.iter().copied());
+        let parts = parts.chain((!after.is_empty()).then_some(IoSlice::new(after)));
+        let count = payload.len() + 1;
+        let iov: &mut [IoSlice<'_>] = if count <= stack.len() {
+            for (slot, part) in stack.iter_mut().zip(parts) {
+                *slot = part;
+            }
+            &mut stack[..count]
         } else {
-            heap.push(IoSlice::new(before));
-            heap.extend_from_slice(payload);
-            heap.push(IoSlice::new(after));
+            heap.extend(parts);
             &mut heap
         };
         let mut rest: &mut [IoSlice<'_>] = iov;
