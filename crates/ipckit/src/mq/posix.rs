@@ -105,15 +105,7 @@ impl PosixQueue {
                 .map_err(|e| Error::os("fchmod", ep, e))?;
         }
         let st = rustix::fs::fstat(&blocking).map_err(|e| Error::os("fstat", ep, e))?;
-        let me = rustix::process::geteuid().as_raw();
-        if st.st_uid != me {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                "mq_open",
-                ep,
-                format!("the queue belongs to uid {}, not to this user (uid {me})", st.st_uid),
-            ));
-        }
+        crate::error::check_owner("mq_open", ep, "queue", st.st_uid)?;
         let nonblocking =
             sys::mq::mq_open(name, libc::O_RDWR | libc::O_NONBLOCK, 0, None).map_err(|e| open_error(ep, e, false))?;
         let st2 = rustix::fs::fstat(&nonblocking).map_err(|e| Error::os("fstat", ep, e))?;

@@ -115,15 +115,7 @@ impl SysvQueue {
             (open_existing()?, false)
         };
         let stat = sys::mq::msg_stat(id).map_err(|e| Error::os("msgctl IPC_STAT", ep, e))?;
-        let me = rustix::process::geteuid().as_raw();
-        if stat.uid != me {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                "msgget",
-                ep,
-                format!("the queue belongs to uid {}, not to this user (uid {me})", stat.uid),
-            ));
-        }
+        crate::error::check_owner("msgget", ep, "queue", stat.uid)?;
         if let (true, Some(b)) = (created, max_bytes) {
             sys::mq::msg_set_max_bytes(id, b).map_err(|e| Error::os("msgctl IPC_SET", ep, e))?;
         }

@@ -62,15 +62,7 @@ fn open(ep: &Endpoint, path: &Path, access: OFlags) -> Result<OwnedFd> {
     if sys::fs::Kind::from_raw_mode(st.st_mode) != sys::fs::Kind::Fifo {
         return Err(Error::new(ErrorKind::Invalid, "open", ep, "not a FIFO"));
     }
-    let me = rustix::process::geteuid().as_raw();
-    if st.st_uid != me {
-        return Err(Error::new(
-            ErrorKind::PermissionDenied,
-            "open",
-            ep,
-            format!("the FIFO belongs to uid {}, not to this user (uid {me})", st.st_uid),
-        ));
-    }
+    crate::error::check_owner("open", ep, "FIFO", st.st_uid)?;
     // Blocking from here on: waits use poll, and a started frame finishes.
     sys::io::set_nonblocking(&fd, false).map_err(|e| Error::os("fcntl", ep, e))?;
     Ok(fd)

@@ -350,16 +350,7 @@ impl Segment {
 }
 
 fn check_owner(uid: u32, label: &str) -> Result<()> {
-    let me = rustix::process::geteuid().as_raw();
-    if uid != me {
-        return Err(Error::new(
-            ErrorKind::PermissionDenied,
-            "open",
-            label,
-            format!("the object belongs to uid {uid}, not to this user (uid {me})"),
-        ));
-    }
-    Ok(())
+    crate::error::check_owner("open", label, "object", uid)
 }
 
 fn warn_mode(region: &mut Region) -> Result<()> {

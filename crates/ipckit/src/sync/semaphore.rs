@@ -129,15 +129,7 @@ impl NamedSemaphore {
                 .map_err(|e| Error::os("chmod", name, e))?;
         } else if let Ok(meta) = std::fs::metadata(&path) {
             use std::os::unix::fs::MetadataExt;
-            let me = rustix::process::geteuid().as_raw();
-            if meta.uid() != me {
-                return Err(Error::new(
-                    ErrorKind::PermissionDenied,
-                    "sem_open",
-                    name,
-                    format!("the semaphore belongs to uid {}, not to this user (uid {me})", meta.uid()),
-                ));
-            }
+            crate::error::check_owner("sem_open", name, "semaphore", meta.uid())?;
         }
         Ok(NamedSemaphore { sem, name: name.to_string() })
     }

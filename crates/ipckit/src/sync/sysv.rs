@@ -98,15 +98,7 @@ impl SemaphoreSet {
         if st.last_op_time == 0 {
             return Err(Error::new(ErrorKind::Corrupt, "semget", &label, "never initialised (did its creator die?)"));
         }
-        let me = rustix::process::geteuid().as_raw();
-        if st.uid != me {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                "semget",
-                &label,
-                format!("the set belongs to uid {}, not to this user (uid {me})", st.uid),
-            ));
-        }
+        crate::error::check_owner("semget", &label, "set", st.uid)?;
         Ok(SemaphoreSet { id, count: st.count as u16, label, remove_on_drop: false })
     }
 

@@ -4,7 +4,7 @@
 //! only (between `fork` and `exec`), the descriptor's close-on-exec flag is
 //! cleared, and its number is listed in the child's `IPCKIT_FDS`
 //! environment variable. The child claims it, once, with
-//! [`take_inherited_fd`], which accepts only numbers that list names. This is
+//! [`take_inherited_fd`], which accepts only the numbers listed there. This is
 //! the `LISTEN_FDS` convention of systemd, and it keeps ownership single:
 //! the parent keeps its copy, the child gets its own.
 
@@ -51,7 +51,16 @@ pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
 pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     let listed =
         std::env::var(FDS_ENV).map(|v| v.split(',').any(|n| n.trim().parse::<RawFd>() == Ok(raw))).unwrap_or(false);
-    if !listed || raw <= 2 {
+    if !listed {
+        return Err(Errno::BADF);
+    }
+    claim(raw)
+}
+
+/// Turns `raw` into an owned descriptor, once per number per process:
+/// refuses standard streams, closed numbers and numbers claimed before.
+fn claim(raw: RawFd) -> Result<OwnedFd, Errno> {
+    if raw <= 2 {
         return Err(Errno::BADF);
     }
     let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
@@ -62,9 +71,10 @@ pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(raw) };
     rustix::io::fcntl_getfd(borrowed)?;
     taken.push(raw);
-    // SAFETY: `raw` is open (F_GETFD succeeded), was handed to this process
-    // for ipckit by its parent (listed in IPCKIT_FDS), and this is the only
-    // place that turns it into an owner, once (the TAKEN list).
+    // SAFETY: `raw` is open (F_GETFD succeeded) and was handed to this
+    // process for this purpose (listed in IPCKIT_FDS by the parent, or named
+    // by the user who started the program); the TAKEN list makes this the
+    // only owner this module ever creates for it.
     let owned = unsafe { OwnedFd::from_raw_fd(raw) };
     rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
     Ok(owned)
@@ -99,23 +109,7 @@ pub fn kill_with_parent(cmd: &mut Command) {
 /// `EBADF` for standard streams, closed numbers, and numbers claimed before
 /// through this module.
 pub fn take_fd_named_by_user(raw: RawFd) -> Result<OwnedFd, Errno> {
-    if raw <= 2 {
-        return Err(Errno::BADF);
-    }
-    let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
-    if taken.contains(&raw) {
-        return Err(Errno::BADF);
-    }
-    // SAFETY: only used for the F_GETFD probe below while `raw` is checked.
-    let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(raw) };
-    rustix::io::fcntl_getfd(borrowed)?;
-    taken.push(raw);
-    // SAFETY: `raw` is open (F_GETFD succeeded) and was given to this program
-    // by the user who started it, for it to use; this module hands out each
-    // number at most once (the TAKEN list).
-    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
-    Ok(owned)
+    claim(raw)
 }
 
 /// Restores the kernel's default action for `SIGPIPE` (terminate the
