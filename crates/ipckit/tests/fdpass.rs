@@ -66,3 +66,40 @@ fn descriptors_are_refused_where_they_cannot_travel() {
     let e = tx.send_with(b"x", &SendMeta::new().priority(3)).unwrap_err();
     assert_eq!(e.kind(), ipckit::ErrorKind::Unsupported, "{e}");
 }
+
+/// Descriptors made non-blocking by their owner (for poll/epoll or an
+/// async runtime) keep every form working: blocking forms wait with poll.
+#[test]
+fn non_blocking_descriptors_keep_the_blocking_forms_working() {
+    let s = Scratch::new("nonblock");
+    for text in [
+        format!("unix:{}", s.path("s.sock").display()),
+        "tcp:127.0.0.1:0".into(),
+        format!("unix-seqpacket:@{}", s.name("q")),
+    ] {
+        let listener = ipckit::socket::Listener::bind(&text.parse().unwrap()).unwrap();
+        let real = listener.local_endpoint().clone();
+        // Seqpacket messages must fit the socket buffer; streams need not.
+        let size = if text.starts_with("unix-seqpacket") { 64 << 10 } else { 4 << 20 };
+        let client = std::thread::spawn(move || {
+            let mut c = ipckit::socket::Connection::connect(&real).unwrap();
+            c.set_nonblocking(true).unwrap();
+            // Larger than the socket buffers: the blocking send must wait for
+            // room with poll, not fail with EAGAIN.
+            let big = vec![7u8; 4 << 20];
+            for _ in 0..4 {
+                c.send(&big[..size]).unwrap();
+            }
+            c.recv().unwrap().data
+        });
+        let mut conn = listener.accept_timeout(HANG_GUARD).unwrap();
+        conn.set_nonblocking(true).unwrap();
+        for _ in 0..4 {
+            let m = conn.recv().unwrap();
+            assert!(m.data.iter().all(|&b| b == 7), "{text}");
+        }
+        assert_eq!(conn.try_recv().unwrap_err().kind(), ipckit::ErrorKind::Empty, "{text}");
+        conn.send(b"done").unwrap();
+        assert_eq!(client.join().unwrap(), b"done", "{text}");
+    }
+}
