@@ -5,6 +5,7 @@
 
 mod bench;
 mod lock;
+mod ls;
 mod recv;
 mod sem;
 mod send;
@@ -40,6 +41,13 @@ enum Command {
     },
     /// Shared memory: create, write, read, info, rm.
     Shm(shm::ShmArgs),
+    /// List the IPC objects visible here (POSIX shared memory, semaphores
+    /// and queues; System V queues, segments and semaphore sets), marking
+    /// ipckit objects and whether any process still uses them.
+    Ls(ls::LsArgs),
+    /// Remove this user's stale ipckit objects: those no process holds (no
+    /// participant's flock; System V: nothing attached).
+    Clean(ls::CleanArgs),
     /// Run a command while holding a robust lock (`/name`, `sysv:KEY`,
     /// `file:/path`); exit with its status, 3 on --timeout.
     #[command(long_about = lock::LONG_HELP)]
@@ -139,6 +147,8 @@ fn main() -> ExitCode {
         Command::Recv(args) => recv::run(args),
         Command::Rm { endpoint } => remove(&endpoint).map_err(Into::into),
         Command::Shm(args) => shm::run(args),
+        Command::Ls(args) => ls::ls(args),
+        Command::Clean(args) => ls::clean(args),
         Command::Lock(args) => lock::run(args),
         Command::Sem(args) => sem::run(args),
         Command::Bench(args) => bench::run(args),
