@@ -39,6 +39,25 @@ pub(crate) struct StreamIo {
     /// Ancillary data of the message being received was truncated.
     control_truncated: bool,
     creds: Option<Credentials>,
+    /// Bytes read ahead of the decoder; `None` on Unix streams.
+    ahead: Option<Ahead>,
+}
+
+/// The most bytes read ahead of the decoder.
+///
+/// A small read (a frame header) asks the kernel for up to this much, so
+/// that a small message costs one system call instead of two; the payload
+/// of a large one still goes straight into the caller's buffer. Not on Unix
+/// streams: bytes read ahead could include a later frame that carries
+/// descriptors, and descriptors must arrive with their own frame.
+const READ_AHEAD: usize = 4096;
+
+/// Read-ahead bytes: `buf[pos..len]` are not yet consumed.
+#[derive(Debug)]
+struct Ahead {
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
 }
 
 impl StreamIo {
@@ -57,6 +76,7 @@ impl StreamIo {
             fds: Vec::new(),
             control_truncated: false,
             creds,
+            ahead: (kind != StreamKind::Unix).then(|| Ahead { buf: vec![0; READ_AHEAD].into(), pos: 0, len: 0 }),
         }
     }
 
@@ -76,8 +96,10 @@ impl StreamIo {
         self.creds
     }
 
+    /// True when bytes are buffered that may complete a message without
+    /// reading the descriptor (callers must not wait for readiness first).
     pub(crate) fn has_buffered_message(&self) -> bool {
-        self.decoder.has_buffered_message()
+        self.decoder.has_buffered_message() || self.ahead.as_ref().is_some_and(|a| a.pos < a.len)
     }
 
     /// Sends one framed message. The wait applies to room for the first
@@ -199,14 +221,14 @@ impl StreamIo {
     }
 
     fn source(&mut self, wait: Wait) -> (&mut Decoder, FdSource<'_>) {
-        let src = FdSource {
+        let raw = RawSource {
             fd: self.fd.as_fd(),
             kind: self.kind,
             wait,
             fds: &mut self.fds,
             control_truncated: &mut self.control_truncated,
         };
-        (&mut self.decoder, src)
+        (&mut self.decoder, FdSource { raw, ahead: self.ahead.as_mut() })
     }
 
     fn complete(&mut self) -> Result<Meta> {
@@ -258,8 +280,15 @@ impl StreamIo {
     }
 }
 
-/// The descriptor as a [`ByteSource`] for the decoder, honouring a wait.
+/// The descriptor as a [`ByteSource`] for the decoder, honouring a wait,
+/// with read-ahead where the transport allows it.
 struct FdSource<'a> {
+    raw: RawSource<'a>,
+    ahead: Option<&'a mut Ahead>,
+}
+
+/// The descriptor itself.
+struct RawSource<'a> {
     fd: BorrowedFd<'a>,
     kind: StreamKind,
     wait: Wait,
@@ -267,7 +296,7 @@ struct FdSource<'a> {
     control_truncated: &'a mut bool,
 }
 
-impl FdSource<'_> {
+impl RawSource<'_> {
     fn read_once(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
         let nowait = !self.wait.is_forever();
         match self.kind {
@@ -285,9 +314,7 @@ impl FdSource<'_> {
             }
         }
     }
-}
 
-impl ByteSource for FdSource<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<Chunk, Errno> {
         loop {
             match self.read_once(buf) {
@@ -307,5 +334,26 @@ impl ByteSource for FdSource<'_> {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl ByteSource for FdSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<Chunk, Errno> {
+        let Some(ahead) = self.ahead.as_deref_mut() else {
+            return self.raw.read(buf);
+        };
+        if ahead.pos == ahead.len {
+            if buf.len() >= READ_AHEAD {
+                return self.raw.read(buf);
+            }
+            match self.raw.read(&mut ahead.buf)? {
+                Chunk::Data(n) => (ahead.pos, ahead.len) = (0, n),
+                other => return Ok(other),
+            }
+        }
+        let n = buf.len().min(ahead.len - ahead.pos);
+        buf[..n].copy_from_slice(&ahead.buf[ahead.pos..ahead.pos + n]);
+        ahead.pos += n;
+        Ok(Chunk::Data(n))
     }
 }
