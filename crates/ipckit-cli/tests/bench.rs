@@ -1,6 +1,7 @@
 //! `ipckit bench --quick --json`, end to end: it exits 0 with a result for
-//! every mechanism at every size, and leaves nothing behind. Nothing about
-//! time is asserted but that latencies are positive.
+//! every mechanism at every size, every size of the copy-vs-map table and
+//! every synchronization row, and leaves nothing behind. Nothing about time
+//! is asserted but that latencies are positive.
 
 #[path = "../../ipckit/tests/common/mod.rs"]
 mod common;
@@ -9,43 +10,52 @@ mod support;
 use serde_json::Value;
 use support::{ipckit, run};
 
-const MECHANISMS: [&str; 6] = ["pipe", "fifo", "unix-stream", "unix-seqpacket", "unix-dgram", "tcp"];
+const SOCKETS: [&str; 6] = ["pipe", "fifo", "unix-stream", "unix-seqpacket", "unix-dgram", "tcp"];
+const QUEUES: [&str; 2] = ["mq", "sysv-mq"];
 const SIZES: [u64; 2] = [64, 65536];
+const COPY_MAP_SIZES: [u64; 9] = [64, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
+const SYNC: [&str; 3] = ["mutex-uncontended", "mutex-handoff", "event-pingpong"];
 
-/// Checks one mode's summary of a measured row: positive percentiles, one
-/// entry per trial.
+/// Checks one mode's summary: positive percentiles, one entry per trial.
 #[track_caller]
 fn check_summary(summary: &Value, trials: u64, what: &str) {
-    let p50 = summary["p50_ns"].as_u64().unwrap_or_else(|| panic!("{what}: no p50_ns in {summary}"));
-    let p99 = summary["p99_ns"].as_u64().unwrap_or_else(|| panic!("{what}: no p99_ns in {summary}"));
-    assert!(p50 > 0 && p99 >= p50, "{what}: p50 {p50} ns, p99 {p99} ns");
+    let p50 = summary["p50_ns"].as_f64().unwrap_or_else(|| panic!("{what}: no p50_ns in {summary}"));
+    let p99 = summary["p99_ns"].as_f64().unwrap_or_else(|| panic!("{what}: no p99_ns in {summary}"));
+    assert!(p50 > 0.0 && p99 >= p50, "{what}: p50 {p50} ns, p99 {p99} ns");
     let each = summary["trials"].as_array().unwrap_or_else(|| panic!("{what}: no trials in {summary}"));
     assert_eq!(each.len() as u64, trials, "{what}: trials");
-    assert!(each.iter().all(|t| t["p50_ns"].as_u64() > Some(0)), "{what}: a trial without a positive p50: {summary}");
+    assert!(
+        each.iter().all(|t| t["p50_ns"].as_f64().is_some_and(|p| p > 0.0)),
+        "{what}: a trial without a positive p50: {summary}"
+    );
 }
 
-#[test]
-fn quick_json_has_every_mechanism_and_size() {
-    let out = run(ipckit().args(["bench", "--quick", "--json"]), None);
-    out.expect_code(0, "ipckit bench --quick --json");
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+/// Checks a measured row's trial count and its two modes' summaries.
+#[track_caller]
+fn check_measured(row: &Value, modes: [&str; 2], ratio: &str, what: &str) {
+    let trials = row["trials"].as_u64().unwrap_or_else(|| panic!("{what}: no trials in {row}"));
+    assert!(trials > 0, "{what}: {trials} trials");
+    for mode in modes {
+        check_summary(&row[mode], trials, &format!("{what} {mode}"));
+    }
+    assert!(row[ratio].as_f64() > Some(0.0), "{what}: {ratio} in {row}");
+}
+
+/// The message rows: the socket mechanisms at 64 B and 64 KiB; the queues
+/// also at the kernel's largest message, and at 64 KiB over it as "n/a".
+fn check_messages(doc: &Value) {
     let rows = doc["results"].as_array().expect("results");
-    assert_eq!(rows.len(), MECHANISMS.len() * SIZES.len(), "one row per mechanism and size: {doc:#}");
-    for mechanism in MECHANISMS {
+    let find = |mechanism: &str, size: u64| {
+        rows.iter()
+            .find(|r| r["mechanism"] == mechanism && r["size"] == size)
+            .unwrap_or_else(|| panic!("{mechanism} {size} B: no row in {doc:#}"))
+    };
+    for mechanism in SOCKETS {
         for size in SIZES {
             let what = format!("{mechanism} {size} B");
-            let row = rows
-                .iter()
-                .find(|r| r["mechanism"] == mechanism && r["size"] == size)
-                .unwrap_or_else(|| panic!("{what}: no row in {doc:#}"));
+            let row = find(mechanism, size);
             match row["status"].as_str() {
-                Some("ok") => {
-                    let trials = row["trials"].as_u64().unwrap_or_else(|| panic!("{what}: no trials in {row}"));
-                    assert!(trials > 0, "{what}: {trials} trials");
-                    check_summary(&row["ipckit"], trials, &format!("{what} ipckit"));
-                    check_summary(&row["raw"], trials, &format!("{what} raw"));
-                    assert!(row["ratio_p50"].as_f64() > Some(0.0), "{what}: ratio in {row}");
-                }
+                Some("ok") => check_measured(row, ["ipckit", "raw"], "ratio_p50", &what),
                 // A kernel limit is a fact, not a failure; only a datagram
                 // can meet one (SO_SNDBUF) at these sizes.
                 Some("n/a (limit)") => assert_eq!(mechanism, "unix-dgram", "{what}: {row}"),
@@ -53,6 +63,111 @@ fn quick_json_has_every_mechanism_and_size() {
             }
         }
     }
+    let mut queue_rows = 0;
+    for mechanism in QUEUES {
+        let max = doc["queue_limits"][mechanism]["max_message"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{mechanism}: no queue_limits in {doc:#}"));
+        assert!(max > 0, "{mechanism}: kernel limit {max}");
+        let largest = max.min(65536);
+        let mut sizes = vec![64, largest, 65536];
+        sizes.dedup();
+        queue_rows += sizes.len();
+        for size in sizes {
+            let what = format!("{mechanism} {size} B");
+            let row = find(mechanism, size);
+            assert_eq!(row["kernel_max"], size == max && size < 65536, "{what}: kernel_max in {row}");
+            if size <= max {
+                assert_eq!(row["status"], "ok", "{what}: {row}");
+                check_measured(row, ["ipckit", "raw"], "ratio_p50", &what);
+            } else {
+                assert_eq!(row["status"], "n/a (limit)", "{what}: {row}");
+                assert_eq!(row["limit"].as_u64(), Some(max), "{what}: the limit in {row}");
+            }
+        }
+    }
+    assert_eq!(rows.len(), SOCKETS.len() * SIZES.len() + queue_rows, "one row per mechanism and size: {doc:#}");
+}
+
+/// The copy-vs-map table: every size measured both ways, and a crossover
+/// that is one of the sizes (or none).
+fn check_copy_map(doc: &Value) {
+    let table = &doc["copy_vs_map"];
+    let rows = table["results"].as_array().unwrap_or_else(|| panic!("no copy_vs_map results in {doc:#}"));
+    let sizes: Vec<u64> = rows.iter().filter_map(|r| r["size"].as_u64()).collect();
+    assert_eq!(sizes, COPY_MAP_SIZES, "copy vs map sizes: {table:#}");
+    for row in rows {
+        let what = format!("copy vs map {} B", row["size"]);
+        check_measured(row, ["copy", "map"], "ratio_copy_over_map", &what);
+    }
+    let crossover = &table["crossover_size"];
+    assert!(
+        crossover.is_null() || crossover.as_u64().is_some_and(|s| COPY_MAP_SIZES.contains(&s)),
+        "crossover_size {crossover} is none of the sizes"
+    );
+    let faster = table["map_faster_sizes"].as_array().unwrap_or_else(|| panic!("no map_faster_sizes in {table:#}"));
+    assert!(faster.iter().all(|s| s.as_u64().is_some_and(|s| COPY_MAP_SIZES.contains(&s))), "{table:#}");
+}
+
+/// The synchronization table: every row, ipckit beside raw.
+fn check_sync(doc: &Value) {
+    let rows = doc["synchronization"].as_array().unwrap_or_else(|| panic!("no synchronization in {doc:#}"));
+    assert_eq!(rows.len(), SYNC.len(), "one row per operation: {doc:#}");
+    for op in SYNC {
+        let row = rows.iter().find(|r| r["operation"] == op).unwrap_or_else(|| panic!("{op}: no row in {doc:#}"));
+        assert!(row["per"].as_str().is_some_and(|p| !p.is_empty()), "{op}: what a value is per, in {row}");
+        check_measured(row, ["ipckit", "raw"], "ratio_p50", op);
+    }
+}
+
+/// The entries of `listing` that mention `needle`.
+fn mentions(listing: Vec<String>, needle: &str) -> Vec<String> {
+    listing.into_iter().filter(|l| l.contains(needle)).collect()
+}
+
+/// The names in directory `dir` (none if it cannot be read).
+fn list_dir(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn quick_json_has_every_row() {
+    let out = run(ipckit().args(["bench", "--quick", "--json"]), None);
+    out.expect_code(0, "ipckit bench --quick --json");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    check_messages(&doc);
+    check_copy_map(&doc);
+    check_sync(&doc);
+
+    // Nothing left behind: the scratch directory, queues, shared memory.
     let scratch = std::env::temp_dir().join(format!("ipckit-bench-{}", out.pid));
     assert!(!scratch.exists(), "{} was left behind", scratch.display());
+    let prefix = format!("ipckit-bench-{}-", out.pid);
+    for dir in ["/dev/mqueue", "/dev/shm"] {
+        let left = mentions(list_dir(dir), &prefix);
+        assert!(left.is_empty(), "left behind in {dir}: {left:?}");
+    }
+    // System V queues: none that the bench's parent sent to or received
+    // from (columns lspid and lrpid of /proc/sysvipc/msg).
+    let table = std::fs::read_to_string("/proc/sysvipc/msg").unwrap_or_default();
+    let pid = out.pid.to_string();
+    let left: Vec<&str> =
+        table.lines().skip(1).filter(|l| l.split_whitespace().skip(5).take(2).any(|p| p == pid)).collect();
+    assert!(left.is_empty(), "System V queues left behind: {left:?}");
+}
+
+#[test]
+fn filter_selects_tables() {
+    let out = run(ipckit().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "sysv-mq"]), None);
+    out.expect_code(0, "ipckit bench --filter sysv-mq");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    let rows = doc["results"].as_array().expect("results");
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["mechanism"] == "sysv-mq"), "{doc:#}");
+    assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
+    assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
+
+    let out = run(ipckit().args(["bench", "--filter", "no-such-row"]), None);
+    out.expect_code(2, "ipckit bench --filter no-such-row");
 }

@@ -7,16 +7,17 @@
 //! | pipes | two `pipe_with`, one end of each `pass_to` the peer | `from_inherited` |
 //! | mailboxes (fifo, unix-dgram) | `Receiver::bind_with` its inbox; `Sender::connect_timeout` to the peer's | the same, mirrored |
 //! | connection | `Listener::bind_with`, `accept_timeout` | `Connection::connect_timeout` |
+//! | queues (mq, sysv-mq) | `Receiver::bind_with` and `Sender::connect_with`, creating both queues exclusively, removed on drop | `Receiver::bind_with`, `Sender::connect_with` |
 
 use std::process::Command;
 
 use anyhow::{Context, Result};
 use ipckit::pipe::{PipeReader, PipeWriter};
 use ipckit::socket::{Connection, Listener};
-use ipckit::{Options, Receiver, Sender};
+use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender};
 
 use super::link::Link;
-use super::{MAX_MESSAGE, Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot};
+use super::{MAX_MESSAGE, Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot, queue};
 
 /// The options of every ipckit link: `len32` framing, and a maximum message
 /// size equal to the receive buffer, so that a message socket needs no
@@ -89,6 +90,29 @@ pub(super) fn prepare(mech: Mechanism, spot: &Spot<'_>, cmd: &mut Command) -> Re
             };
             Ok((meeting, Box::new(finish)))
         }
+        Shape::Queues => {
+            // Both queues are the parent's: created exclusively under fresh
+            // names, removed when the link (or, on error, this) drops them.
+            let create = opts.clone().create(true).exclusive(true).unlink_on_drop(true);
+            let msgsize = spot.queue_msgsize;
+            let (up, rx) = queue::create_unique(mech, spot, "up", msgsize, |ep: &Endpoint| {
+                unless_taken(Receiver::bind_with(ep, &create))
+            })?;
+            let (down, tx) = queue::create_unique(mech, spot, "down", msgsize, |ep: &Endpoint| {
+                unless_taken(Sender::connect_with(ep, &create))
+            })?;
+            let finish = move || -> Result<Box<dyn Link>> { Ok(Box::new(Duplex { rx, tx })) };
+            Ok((Meeting::mailboxes(&up, &down), Box::new(finish)))
+        }
+    }
+}
+
+/// `Ok(None)` for a queue name that is taken.
+fn unless_taken<T>(r: ipckit::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(q) => Ok(Some(q)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -108,5 +132,11 @@ pub(super) fn open_peer(mech: Mechanism, meeting: &Meeting) -> Result<Box<dyn Li
             Ok(Box::new(Duplex { rx, tx }))
         }
         Shape::Connection => Ok(Box::new(Connection::connect_timeout(&meeting.connect()?, &opts, SETUP_TIMEOUT)?)),
+        // The parent created both before the peer started.
+        Shape::Queues => {
+            let rx = Receiver::bind_with(&meeting.inbox()?, &opts)?;
+            let tx = Sender::connect_with(&meeting.connect()?, &opts)?;
+            Ok(Box::new(Duplex { rx, tx }))
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! Both modes implement [`Link`], so the loop that times ipckit is the loop
 //! that times the raw system calls: nothing but the link differs.
 
+use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -35,18 +36,90 @@ impl Rounds {
     }
 }
 
-/// The result of one trial: percentiles of its round-trip times.
+/// The result of one trial: percentiles of its round-trip times (or, for
+/// batched operations, of its batches' time per operation).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Sample {
-    /// Median round trip, nanoseconds.
-    pub(super) p50: u64,
-    /// 99th percentile round trip, nanoseconds.
-    pub(super) p99: u64,
+    /// Median, nanoseconds.
+    pub(super) p50: f64,
+    /// 99th percentile, nanoseconds.
+    pub(super) p99: f64,
 }
 
-/// The payload every round trip carries, in both modes: a fixed pattern.
-pub(super) fn payload(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
+impl Sample {
+    /// The p50 and p99 (nearest rank) of `values`, nanoseconds; 0 for none.
+    pub(super) fn of_values(mut values: Vec<f64>) -> Sample {
+        values.sort_unstable_by(f64::total_cmp);
+        let rank = |q: f64| match values.len() {
+            0 => 0.0,
+            n => values[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
+        };
+        Sample { p50: rank(0.50), p99: rank(0.99) }
+    }
+
+    /// Every value divided by `by` (a round trip of `by` hand-offs).
+    pub(super) fn per(self, by: f64) -> Sample {
+        Sample { p50: self.p50 / by, p99: self.p99 / by }
+    }
+}
+
+/// Where every buffer of the bench starts within a 4 KiB span: 256 bytes
+/// in, in both modes and both processes.
+///
+/// A copy's speed can depend on where its source and destination lie
+/// relative to each other, modulo 4 KiB, more than on anything measured
+/// here: on AMD Zen 3 with glibc 2.36, for instance, `memcpy` (and the
+/// kernel's copies to and from user memory, the same `rep movsb`) runs at
+/// about 2 GB/s instead of 30 to 50 when the destination is 1 to 31 bytes
+/// past the source, and vector copies of a megabyte or more slow down 3×
+/// when the two are at the same offset. A `Vec` lands wherever the
+/// allocator puts it (a large one 16 bytes into a page, right in the slow
+/// case when the other side is page-aligned), which differs between
+/// modes and processes: fixing the offset makes the modes comparable and
+/// keeps every copy from and into page-aligned memory (pipe pages, shared
+/// segments) off both slow cases.
+const BUFFER_OFFSET: usize = 256;
+
+/// The span [`BUFFER_OFFSET`] is within.
+const SPAN: usize = 4096;
+
+/// A heap buffer that starts [`BUFFER_OFFSET`] bytes into a 4 KiB span.
+#[derive(Debug)]
+pub(super) struct Buffer {
+    store: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Buffer {
+    /// `len` zero bytes.
+    pub(super) fn zeroed(len: usize) -> Buffer {
+        let store = vec![0u8; len + SPAN];
+        let start = (SPAN + BUFFER_OFFSET - store.as_ptr() as usize % SPAN) % SPAN;
+        Buffer { store, start, len }
+    }
+
+    /// The payload every round trip carries, in both modes: a fixed pattern
+    /// of `len` bytes.
+    pub(super) fn payload(len: usize) -> Buffer {
+        let mut buf = Buffer::zeroed(len);
+        buf.iter_mut().enumerate().for_each(|(i, b)| *b = (i % 251) as u8);
+        buf
+    }
+}
+
+impl Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.store[self.start..self.start + self.len]
+    }
+}
+
+impl DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.store[self.start..self.start + self.len]
+    }
 }
 
 /// Sends `buf[..size]` and receives the echo back into `buf`.
@@ -60,22 +133,28 @@ fn round_trip(link: &mut dyn Link, buf: &mut [u8], size: usize) -> Result<()> {
     Ok(())
 }
 
+/// Runs `rounds.warmup` untimed rounds, then `rounds.timed` timed ones,
+/// numbered from 0 on; the p50 and p99 of the timed ones.
+pub(super) fn time_rounds(rounds: Rounds, mut round: impl FnMut(usize) -> Result<()>) -> Result<Sample> {
+    for i in 0..rounds.warmup {
+        round(i).context("warm-up round")?;
+    }
+    // 1 ns to 60 s, 3 significant digits; longer rounds saturate.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).context("histogram")?;
+    for i in rounds.warmup..rounds.total() {
+        let start = Instant::now();
+        round(i)?;
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        hist.saturating_record(ns.max(1));
+    }
+    Ok(Sample { p50: hist.value_at_quantile(0.50) as f64, p99: hist.value_at_quantile(0.99) as f64 })
+}
+
 /// The parent's side of a trial: `rounds.warmup` untimed round trips of
 /// `size` bytes, then `rounds.timed` timed ones. `buf` holds the payload and
 /// is the receive buffer (the largest message size).
 pub(super) fn time_round_trips(link: &mut dyn Link, buf: &mut [u8], size: usize, rounds: Rounds) -> Result<Sample> {
-    for _ in 0..rounds.warmup {
-        round_trip(link, buf, size).context("warm-up round trip")?;
-    }
-    // 1 ns to 60 s, 3 significant digits; longer round trips saturate.
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).context("histogram")?;
-    for _ in 0..rounds.timed {
-        let start = Instant::now();
-        round_trip(link, buf, size)?;
-        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        hist.saturating_record(ns.max(1));
-    }
-    Ok(Sample { p50: hist.value_at_quantile(0.50), p99: hist.value_at_quantile(0.99) })
+    time_rounds(rounds, |_| round_trip(link, buf, size))
 }
 
 /// The peer's side of a trial: receives `count` messages of `size` bytes
@@ -93,12 +172,12 @@ pub(super) fn echo(link: &mut dyn Link, buf: &mut [u8], size: usize, count: usiz
 
 /// The median of `values` (the mean of the middle two for an even count);
 /// 0 for none.
-pub(super) fn median(mut values: Vec<u64>) -> u64 {
-    values.sort_unstable();
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
     let n = values.len();
     match n {
-        0 => 0,
+        0 => 0.0,
         _ if n % 2 == 1 => values[n / 2],
-        _ => values[n / 2 - 1].midpoint(values[n / 2]),
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }

@@ -3,11 +3,14 @@
 //!
 //! A peer that dies in the middle of a trial must not leave the parent
 //! waiting for an echo forever. Over pipes and connections its exit is
-//! end-of-file. A mailbox (FIFO, datagram socket) has no such signal: a
-//! FIFO receiver waits for the next writer, a datagram socket for the next
-//! datagram. So a watchdog thread waits on the peer's pidfd and, if the peer
-//! exits unsuccessfully, sends an empty message to the parent's inbox, which
-//! fails the trial at once (an echo of the wrong size).
+//! end-of-file. A mailbox (FIFO, datagram socket, message queue) has no
+//! such signal: a FIFO receiver waits for the next writer, a datagram socket
+//! or a queue for the next message; nor has shared memory. So a watchdog
+//! thread waits on the peer's pidfd and, if the peer exits unsuccessfully,
+//! raises the trial's alarm: for a mailbox, an empty message to the
+//! parent's inbox, which fails the trial at once (an echo of the wrong
+//! size); for shared memory, a flag the parent's wait loop checks, and a
+//! wake-up.
 
 use std::fs::DirBuilder;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ipckit::{Endpoint, Sender};
+use ipckit::{Endpoint, ErrorKind, Sender};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
@@ -75,11 +78,34 @@ pub(super) struct Peer {
     watchdog: Option<JoinHandle<()>>,
 }
 
+/// What the watchdog does if the peer exits unsuccessfully: wake the
+/// parent from whatever wait it is in.
+pub(super) type Alarm = Box<dyn FnOnce() + Send>;
+
+/// The alarm of a mailbox trial: an empty message to the parent's inbox.
+/// A full inbox (a queue still holding the dead peer's last echo) is
+/// retried for at most [`WAKE_TIMEOUT`]: the parent is about to take that
+/// echo, or it is not waiting at all.
+pub(super) fn wake_inbox(inbox: Endpoint) -> Alarm {
+    Box::new(move || {
+        let Ok(mut tx) = Sender::connect(&inbox) else {
+            return;
+        };
+        let deadline = Instant::now() + WAKE_TIMEOUT;
+        while tx.try_send(b"").is_err_and(|e| e.kind() == ErrorKind::Full) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
+/// How long the alarm of a mailbox trial waits for room in the inbox.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl Peer {
     /// Spawns `cmd` (standard input and output closed; standard error
-    /// shared, for the peer's own error messages). `inbox` is the parent's
-    /// mailbox, if the trial has one: the watchdog's target.
-    pub(super) fn spawn(cmd: &mut Command, inbox: Option<Endpoint>) -> Result<Peer> {
+    /// shared, for the peer's own error messages). `alarm`, if the trial
+    /// needs one, is raised if the peer exits unsuccessfully.
+    pub(super) fn spawn(cmd: &mut Command, alarm: Option<Alarm>) -> Result<Peer> {
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().context("spawn the bench peer")?;
         // From here on, Drop kills and reaps it whatever fails.
         let mut peer = Peer { child, pidfd: None, watchdog: None };
@@ -87,9 +113,9 @@ impl Peer {
             .context("pidfd_open for the bench peer")?;
         let pidfd = Arc::new(pidfd);
         peer.pidfd = Some(pidfd.clone());
-        if let Some(inbox) = inbox {
+        if let Some(alarm) = alarm {
             let thread = std::thread::Builder::new().name("bench-watchdog".into());
-            peer.watchdog = Some(thread.spawn(move || watch(&pidfd, &inbox)).context("spawn the watchdog")?);
+            peer.watchdog = Some(thread.spawn(move || watch(&pidfd, alarm)).context("spawn the watchdog")?);
         }
         Ok(peer)
     }
@@ -162,16 +188,14 @@ fn poll_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) -> 
     }
 }
 
-/// The watchdog: waits for the peer to exit; if it failed, wakes the parent
-/// by sending an empty message to its inbox (never blocking).
-fn watch(pidfd: &OwnedFd, inbox: &Endpoint) {
+/// The watchdog: waits for the peer to exit; if it failed, raises the
+/// alarm.
+fn watch(pidfd: &OwnedFd, alarm: Alarm) {
     poll_readable(pidfd.as_fd(), None);
     // WNOWAIT: look at the status, leave the reaping to `Peer`.
     let status = rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT);
     let clean = matches!(status, Ok(Some(s)) if s.exited() && s.exit_status() == Some(0));
     if !clean {
-        if let Ok(mut tx) = Sender::connect(inbox) {
-            let _ = tx.try_send(b"");
-        }
+        alarm();
     }
 }

@@ -4,16 +4,22 @@
 //!
 //! | mechanism | send | receive |
 //! | --- | --- | --- |
-//! | pipe, fifo | `writev` of [len32 header, payload] | `read` of the 4-byte header, then `read` of the payload |
-//! | unix-stream, tcp | `sendmsg` of [header, payload], `MSG_NOSIGNAL` | `recvmsg` of the header, then of the payload, each with room for fds and credentials |
+//! | pipe, fifo | `writev` of [len32 header, payload] | `read` of up to 4 KiB (header and, for a small message, its payload), then `read` of the rest of a larger payload |
+//! | tcp | `sendmsg` of [header, payload], `MSG_NOSIGNAL` | as pipes, with `recvmsg` (room for fds and credentials) |
+//! | unix-stream | `sendmsg` of [header, payload], `MSG_NOSIGNAL` | `recvmsg` of the header, then of the payload (no read-ahead: a later frame may carry descriptors) |
 //! | unix-seqpacket, unix-dgram | `sendmsg`, `MSG_NOSIGNAL` | one `recvmsg`, with the same control buffer |
+//! | mq, sysv-mq | see `queue.rs` | |
 //!
 //! Each call is repeated while it moves fewer bytes than asked, as ipckit's
-//! are. The sockets are plain: `TCP_NODELAY` on TCP (what any
-//! request-response loop sets), but not the `SO_PASSCRED` that ipckit turns
-//! on for seqpacket and datagram sockets, so that the ratio includes what
-//! the kernel then does per message (attach the sender's credentials, write
-//! them into the control buffer): that is a cost of the wrapper too.
+//! are. Read-ahead is ipckit's (`transport/stream.rs`): when nothing is
+//! buffered, a read smaller than [`READ_AHEAD`] asks the kernel for that
+//! much into the read-ahead buffer and is served from it; a larger one goes
+//! straight into the caller's buffer. The sockets are plain: `TCP_NODELAY`
+//! on TCP (what any request-response loop sets), but not the `SO_PASSCRED`
+//! that ipckit turns on for seqpacket and datagram sockets, so that the
+//! ratio includes what the kernel then does per message (attach the
+//! sender's credentials, write them into the control buffer): that is a
+//! cost of the wrapper too.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -36,7 +42,7 @@ use rustix::net::{
 };
 
 use super::link::Link;
-use super::{Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot};
+use super::{Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot, queue};
 
 /// Which family of calls moves the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +63,19 @@ struct RawStream {
     /// FIFO without writers reads as end-of-file: wait for data once
     /// first (as ipckit's FIFO receiver does; setup, not timed).
     await_writer: bool,
+    /// Bytes read ahead (pipes, FIFOs, TCP); `None` on Unix streams.
+    ahead: Option<Ahead>,
+}
+
+/// The most bytes read ahead, as in ipckit.
+const READ_AHEAD: usize = 4096;
+
+/// Read-ahead bytes: `buf[pos..len]` are not yet consumed.
+#[derive(Debug)]
+struct Ahead {
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
 }
 
 /// A message socket that keeps boundaries: Unix seqpacket or datagram.
@@ -100,8 +119,10 @@ fn recvmsg(fd: BorrowedFd<'_>, buf: &mut [u8]) -> rustix::io::Result<Received> {
 }
 
 impl RawStream {
-    fn new(rx: OwnedFd, tx: OwnedFd, calls: Calls) -> RawStream {
-        RawStream { rx, tx, calls, await_writer: false }
+    /// A stream; `read_ahead` for pipes, FIFOs and TCP.
+    fn new(rx: OwnedFd, tx: OwnedFd, calls: Calls, read_ahead: bool) -> RawStream {
+        let ahead = read_ahead.then(|| Ahead { buf: vec![0; READ_AHEAD].into(), pos: 0, len: 0 });
+        RawStream { rx, tx, calls, await_writer: false, ahead }
     }
 
     /// One `writev` or `sendmsg`; bytes written.
@@ -112,24 +133,46 @@ impl RawStream {
         }
     }
 
-    /// One `read` or `recvmsg`; bytes read.
-    fn read_once(&self, buf: &mut [u8]) -> rustix::io::Result<usize> {
-        match self.calls {
-            Calls::ReadWrite => retry(|| rustix::io::read(&self.rx, &mut *buf)),
-            Calls::MsgSocket => recvmsg(self.rx.as_fd(), buf).map(|r| r.bytes),
+    /// One `read` or `recvmsg` into `buf`, through the read-ahead buffer
+    /// where there is one; bytes read.
+    fn read_some(&mut self, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        let (fd, calls) = (self.rx.as_fd(), self.calls);
+        let Some(ahead) = self.ahead.as_mut() else {
+            return read_once(fd, calls, buf);
+        };
+        if ahead.pos == ahead.len {
+            if buf.len() >= READ_AHEAD {
+                return read_once(fd, calls, buf);
+            }
+            match read_once(fd, calls, &mut ahead.buf)? {
+                0 => return Ok(0),
+                n => (ahead.pos, ahead.len) = (0, n),
+            }
         }
+        let n = buf.len().min(ahead.len - ahead.pos);
+        buf[..n].copy_from_slice(&ahead.buf[ahead.pos..ahead.pos + n]);
+        ahead.pos += n;
+        Ok(n)
     }
 
     /// Fills `buf` completely; end-of-file first is an error.
-    fn read_exact(&self, buf: &mut [u8]) -> Result<()> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
         let mut got = 0;
         while got < buf.len() {
-            match self.read_once(&mut buf[got..]).context("read")? {
+            match self.read_some(&mut buf[got..]).context("read")? {
                 0 => bail!("the peer closed the stream"),
                 n => got += n,
             }
         }
         Ok(())
+    }
+}
+
+/// One `read` or `recvmsg`; bytes read.
+fn read_once(fd: BorrowedFd<'_>, calls: Calls, buf: &mut [u8]) -> rustix::io::Result<usize> {
+    match calls {
+        Calls::ReadWrite => retry(|| rustix::io::read(fd, &mut *buf)),
+        Calls::MsgSocket => recvmsg(fd, buf).map(|r| r.bytes),
     }
 }
 
@@ -259,7 +302,7 @@ fn open_outbox(mech: Mechanism, ep: &Endpoint) -> Result<OwnedFd> {
 /// The link over an inbox and an outbox.
 fn mailbox_link(mech: Mechanism, rx: OwnedFd, tx: OwnedFd) -> Box<dyn Link> {
     match mech {
-        Mechanism::Fifo => Box::new(RawStream { await_writer: true, ..RawStream::new(rx, tx, Calls::ReadWrite) }),
+        Mechanism::Fifo => Box::new(RawStream { await_writer: true, ..RawStream::new(rx, tx, Calls::ReadWrite, true) }),
         _ => Box::new(RawPacket { rx, tx }),
     }
 }
@@ -270,7 +313,7 @@ fn connection_link(mech: Mechanism, fd: OwnedFd) -> Result<Box<dyn Link>> {
     let tx = fd.try_clone().context("dup")?;
     Ok(match mech {
         Mechanism::UnixSeqpacket => Box::new(RawPacket { rx: fd, tx }),
-        _ => Box::new(RawStream::new(fd, tx, Calls::MsgSocket)),
+        _ => Box::new(RawStream::new(fd, tx, Calls::MsgSocket, mech == Mechanism::Tcp)),
     })
 }
 
@@ -351,7 +394,7 @@ pub(super) fn prepare(mech: Mechanism, spot: &Spot<'_>, cmd: &mut Command) -> Re
             let meeting = Meeting::pipes(pass_fd(cmd, &down_rx), pass_fd(cmd, &up_tx));
             let finish = move || -> Result<Box<dyn Link>> {
                 drop((down_rx, up_tx));
-                Ok(Box::new(RawStream::new(up_rx, down_tx, Calls::ReadWrite)))
+                Ok(Box::new(RawStream::new(up_rx, down_tx, Calls::ReadWrite, true)))
             };
             Ok((meeting, Box::new(finish)))
         }
@@ -371,6 +414,7 @@ pub(super) fn prepare(mech: Mechanism, spot: &Spot<'_>, cmd: &mut Command) -> Re
             let finish = move || -> Result<Box<dyn Link>> { connection_link(mech, accept(mech, &listener)?) };
             Ok((Meeting::listener(&ep), Box::new(finish)))
         }
+        Shape::Queues => queue::prepare_raw(mech, spot, spot.queue_msgsize),
     }
 }
 
@@ -379,7 +423,7 @@ pub(super) fn open_peer(mech: Mechanism, meeting: &Meeting) -> Result<Box<dyn Li
     match mech.shape() {
         Shape::Pipes => {
             let (read, write) = meeting.fds()?;
-            Ok(Box::new(RawStream::new(inherited(read)?, inherited(write)?, Calls::ReadWrite)))
+            Ok(Box::new(RawStream::new(inherited(read)?, inherited(write)?, Calls::ReadWrite, true)))
         }
         Shape::Mailboxes => {
             let (inbox, outbox) = (meeting.inbox()?, meeting.connect()?);
@@ -391,5 +435,6 @@ pub(super) fn open_peer(mech: Mechanism, meeting: &Meeting) -> Result<Box<dyn Li
             let ep = meeting.connect()?;
             connection_link(mech, connect(mech, &ep).with_context(|| format!("connect {ep}"))?)
         }
+        Shape::Queues => queue::open_peer_raw(meeting),
     }
 }
