@@ -985,7 +985,7 @@ fn a_manual_reset_event_releases_every_waiting_process() {
         let guard = s.shm("ev");
         let name = guard.shm_name();
         let (ev, _) = Event::open_or_create(&name, EventMode::ManualReset).unwrap();
-        assert_eq!(ev.mode().unwrap(), EventMode::ManualReset);
+        assert_eq!(ev.mode(), EventMode::ManualReset);
         let mut reports = Reports::new();
         let children: Vec<Guarded> = (0..WAITERS)
             .map(|_| reports.spawn(rerun("child_event_waiter", "waiter").env("IPCKIT_EVENT", &*guard)))

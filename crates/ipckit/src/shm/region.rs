@@ -90,6 +90,7 @@ impl Region {
     }
 
     /// Checks that `offset..offset+len` lies inside the region.
+    #[inline]
     fn range(&self, op: &'static str, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len() => Ok(()),
@@ -102,6 +103,7 @@ impl Region {
         }
     }
 
+    #[inline]
     fn check_writable(&self, op: &'static str) -> Result<()> {
         if self.writable {
             Ok(())
@@ -110,10 +112,12 @@ impl Region {
         }
     }
 
+    #[inline]
     fn aligned(&self, op: &'static str, offset: usize, align: usize, what: &str) -> Result<()> {
         // The mapping is page-aligned, so offset alignment is address
         // alignment.
-        if offset % align == 0 {
+        // Alignments are powers of two: a mask, not a division.
+        if offset & (align - 1) == 0 {
             Ok(())
         } else {
             Err(Error::new(
@@ -180,6 +184,7 @@ impl Region {
     /// The region must be writable: a store through an atomic on a
     /// read-only mapping would fault. Read-only regions use
     /// [`load_u32`](Self::load_u32).
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
         self.check_writable("atomic")?;
         self.range("atomic", offset, 4)?;

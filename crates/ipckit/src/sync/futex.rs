@@ -63,15 +63,22 @@ fn wait_on(
     deadline: Option<Instant>,
     mut ready: impl FnMut() -> bool,
 ) -> std::result::Result<bool, Errno> {
+    if ready() {
+        return Ok(true);
+    }
+    // Read the clock every 32 spins, not every spin: a clock read costs
+    // more than the check it bounds.
     let spin_until = Instant::now() + spin;
-    loop {
-        if ready() {
-            return Ok(true);
+    'spin: while !spin.is_zero() {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+            if ready() {
+                return Ok(true);
+            }
         }
         if Instant::now() >= spin_until {
-            break;
+            break 'spin;
         }
-        std::hint::spin_loop();
     }
     waiters.fetch_add(1, Ordering::SeqCst);
     let result = loop {
@@ -96,11 +103,15 @@ fn wait_on(
 pub struct Event {
     obj: Arc<Object>,
     spin: Duration,
+    /// The mode, fixed at creation: read once at open, so that `set` and
+    /// `wait` touch only the words they must.
+    mode: EventMode,
 }
 
 const EVENT_SPEC: ObjectSpec = ObjectSpec { kind: kind::EVENT, version: 1, abi: 0, payload: 64 };
 const SEM_SPEC: ObjectSpec = ObjectSpec { kind: kind::FUTEX_SEMAPHORE, version: 1, abi: 0, payload: 64 };
 
+#[inline]
 fn words(region: &Region) -> (&AtomicU32, &AtomicU32) {
     (
         region.atomic_u32(WORD).expect("objects are checked to hold their words at open"),
@@ -120,13 +131,17 @@ impl Event {
         let (obj, opened) = Object::create_or_open(seg, EVENT_SPEC, INIT_TIMEOUT, |region| {
             region.write::<u32>(MODE, &u32::from(mode == EventMode::ManualReset))
         })?;
-        Ok((Event { obj: Arc::new(obj), spin: DEFAULT_SPIN }, opened))
+        Event::from_object(obj).map(|e| (e, opened))
     }
 
     /// Opens an existing event.
     pub fn open(name: &ShmName) -> Result<Event> {
-        let obj = Object::open(&Segment::new(name.clone()), EVENT_SPEC, INIT_TIMEOUT)?;
-        Ok(Event { obj: Arc::new(obj), spin: DEFAULT_SPIN })
+        Event::from_object(Object::open(&Segment::new(name.clone()), EVENT_SPEC, INIT_TIMEOUT)?)
+    }
+
+    fn from_object(obj: Object) -> Result<Event> {
+        let mode = if obj.region().read::<u32>(MODE)? == 1 { EventMode::ManualReset } else { EventMode::AutoReset };
+        Ok(Event { obj: Arc::new(obj), spin: DEFAULT_SPIN, mode })
     }
 
     /// How long a waiter spins before sleeping (0: never spin).
@@ -134,9 +149,9 @@ impl Event {
         self.spin = spin;
     }
 
-    /// The event's mode.
-    pub fn mode(&self) -> Result<EventMode> {
-        Ok(if self.obj.region().read::<u32>(MODE)? == 1 { EventMode::ManualReset } else { EventMode::AutoReset })
+    /// The event's mode (fixed when it was created).
+    pub fn mode(&self) -> EventMode {
+        self.mode
     }
 
     /// Sets the event: releases one waiter (auto-reset) or all (manual).
@@ -145,7 +160,7 @@ impl Event {
         let (state, waiters) = words(self.obj.region());
         state.store(1, Ordering::SeqCst);
         if waiters.load(Ordering::SeqCst) > 0 {
-            let n = if self.mode()? == EventMode::ManualReset { u32::MAX } else { 1 };
+            let n = if self.mode == EventMode::ManualReset { u32::MAX } else { 1 };
             raw::futex_wake(state, n).map_err(|e| Error::os("futex wake", self.obj.region().name(), e))?;
         }
         Ok(())
@@ -171,7 +186,7 @@ impl Event {
     }
 
     fn wait_until(&self, deadline: Option<Instant>, spin: Duration) -> Result<bool> {
-        let manual = self.mode()? == EventMode::ManualReset;
+        let manual = self.mode == EventMode::ManualReset;
         let (state, waiters) = words(self.obj.region());
         wait_on(state, waiters, 0, spin, deadline, || self.take(state, manual))
             .map_err(|e| Error::os("futex wait", self.obj.region().name(), e))
@@ -185,7 +200,7 @@ impl Event {
     /// Takes the event if it is set now; `Busy` otherwise.
     pub fn try_wait(&self) -> Result<()> {
         let (state, _) = words(self.obj.region());
-        if self.take(state, self.mode()? == EventMode::ManualReset) {
+        if self.take(state, self.mode == EventMode::ManualReset) {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::Busy, "wait", self.obj.region().name(), "the event is not set"))
