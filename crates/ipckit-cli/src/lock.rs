@@ -74,9 +74,9 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
     *guard = u64::from(std::process::id());
 
     let outcome = run_command(&args.command);
-    // Unlock before exiting (std::process::exit runs no destructors).
+    // Unlock before exiting (std::process::exit runs no destructors; the
+    // mapping itself goes with the process).
     drop(guard);
-    drop(mutex);
     match outcome {
         Ok(status) => match exit_code(status) {
             0 => Ok(()),

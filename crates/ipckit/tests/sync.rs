@@ -516,7 +516,12 @@ type Slot = [u64; 2];
 
 /// Waits on `cv` while `cond` holds; a wait that times out (the hang guard)
 /// fails, even if the condition holds by then: that is a lost wake-up.
-fn wait_while(cv: &Condvar, mut g: MutexGuard<Slot>, what: &str, cond: impl Fn(&Slot) -> bool) -> MutexGuard<Slot> {
+fn wait_while<'a>(
+    cv: &Condvar,
+    mut g: MutexGuard<'a, Slot>,
+    what: &str,
+    cond: impl Fn(&Slot) -> bool,
+) -> MutexGuard<'a, Slot> {
     while cond(&g) {
         let (ng, timed_out) = cv.wait_timeout(g, HANG_GUARD).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(!timed_out, "{what}: no notification for {HANG_GUARD:?}");

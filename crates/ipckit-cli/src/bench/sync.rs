@@ -96,7 +96,7 @@ fn object_name(op: SyncOp, n: usize, what: &str) -> Result<ShmName> {
 
 /// `Mutex::lock`, with a dead owner as an error (the bench's processes
 /// never die holding it).
-fn lock(m: &Mutex<u64>) -> Result<MutexGuard<u64>> {
+fn lock(m: &Mutex<u64>) -> Result<MutexGuard<'_, u64>> {
     m.lock().map_err(|e| anyhow!("{e}"))
 }
 

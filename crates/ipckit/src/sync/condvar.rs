@@ -64,29 +64,29 @@ impl Condvar {
     /// Unlocks `guard`'s mutex, sleeps until notified (or spuriously), and
     /// locks it again. The relock reports a holder's death as
     /// [`LockError::OwnerDied`].
-    pub fn wait<T>(&self, guard: MutexGuard<T>) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+    pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> std::result::Result<MutexGuard<'a, T>, LockError<'a, T>> {
         self.wait_until(guard, None).map(|(g, _)| g)
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`; the flag is true when
     /// the time ran out.
-    pub fn wait_timeout<T>(
+    pub fn wait_timeout<'a, T>(
         &self,
-        guard: MutexGuard<T>,
+        guard: MutexGuard<'a, T>,
         timeout: Duration,
-    ) -> std::result::Result<(MutexGuard<T>, bool), LockError<T>> {
+    ) -> std::result::Result<(MutexGuard<'a, T>, bool), LockError<'a, T>> {
         self.wait_until(guard, Some(Instant::now() + timeout))
     }
 
-    fn wait_until<T>(
+    fn wait_until<'a, T>(
         &self,
-        guard: MutexGuard<T>,
+        guard: MutexGuard<'a, T>,
         deadline: Option<Instant>,
-    ) -> std::result::Result<(MutexGuard<T>, bool), LockError<T>> {
+    ) -> std::result::Result<(MutexGuard<'a, T>, bool), LockError<'a, T>> {
         let seq = self.seq();
         // Read under the mutex: a notify after the unlock changes it.
         let seen = seq.load(Ordering::Acquire);
-        let (obj, _) = guard.unlock_for_wait().map_err(LockError::Failed)?;
+        let mutex = guard.unlock_for_wait().map_err(LockError::Failed)?;
         let mut timed_out = false;
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -104,7 +104,7 @@ impl Condvar {
                     let err = Error::os("futex wait", self.obj.region().name(), e);
                     // Relock before reporting, so the caller's state is as
                     // it was.
-                    return match MutexGuard::relock(obj) {
+                    return match MutexGuard::relock(mutex) {
                         Ok(g) => {
                             drop(g);
                             Err(LockError::Failed(err))
@@ -118,7 +118,7 @@ impl Condvar {
                 break;
             }
         }
-        MutexGuard::relock(obj).map(|g| (g, timed_out))
+        MutexGuard::relock(mutex).map(|g| (g, timed_out))
     }
 
     /// Wakes one waiter.

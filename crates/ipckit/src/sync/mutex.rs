@@ -20,9 +20,8 @@
 //! against peers that scribble on it.
 
 use std::marker::PhantomData;
-use std::mem::{align_of, size_of};
+use std::mem::{ManuallyDrop, align_of, size_of};
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::time::Duration;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -57,33 +56,37 @@ const _: () = assert!(PTHREAD_MUTEX_SIZE <= 64);
 /// ```
 #[derive(Debug)]
 pub struct Mutex<T> {
-    obj: Arc<Object>,
+    /// Dropped by hand: kept mapped for good if this process still holds
+    /// the lock when the handle goes (see `Drop`).
+    obj: ManuallyDrop<Object>,
     _data: PhantomData<fn() -> T>,
 }
 
-/// A held lock. It keeps the mapping alive (even if forgotten, so the
-/// kernel's robust list never points at unmapped memory) and is not `Send`:
-/// a pthread mutex is unlocked by the thread that locked it.
+/// A held lock, borrowing its [`Mutex`]. It is not `Send`: a pthread mutex
+/// is unlocked by the thread that locked it. A guard that is forgotten
+/// (`mem::forget`) keeps the lock held; the mutex's mapping is then never
+/// unmapped, so the kernel's robust list can never point at unmapped
+/// memory.
 #[derive(Debug)]
-pub struct MutexGuard<T> {
-    obj: Arc<Object>,
+pub struct MutexGuard<'a, T> {
+    mutex: &'a Mutex<T>,
     recovering: bool,
     _data: PhantomData<*mut T>,
 }
 
 /// Why [`Mutex::lock`] did not simply succeed.
 #[derive(Debug)]
-pub enum LockError<T> {
+pub enum LockError<'a, T> {
     /// The previous holder died holding the lock. The lock is now held by
     /// the caller: repair the data, then call
     /// [`MutexGuard::mark_consistent`]. A guard dropped without it leaves the
     /// mutex permanently unusable (`NotRecoverable`), as the kernel does.
-    OwnerDied(MutexGuard<T>),
+    OwnerDied(MutexGuard<'a, T>),
     /// The lock was not taken.
     Failed(Error),
 }
 
-impl<T> LockError<T> {
+impl<T> LockError<'_, T> {
     /// The error kind: `OwnerDied`, or the failure's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -93,19 +96,32 @@ impl<T> LockError<T> {
     }
 }
 
-impl<T> std::fmt::Display for LockError<T> {
+impl<T> std::fmt::Display for LockError<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LockError::OwnerDied(g) => write!(f, "lock {}: the previous owner died holding it", g.obj.region().name()),
+            LockError::OwnerDied(g) => write!(f, "lock {}: the previous owner died holding it", g.mutex.name()),
             LockError::Failed(e) => e.fmt(f),
         }
     }
 }
 
-impl<T: std::fmt::Debug> std::error::Error for LockError<T> {}
+impl<T: std::fmt::Debug> std::error::Error for LockError<'_, T> {}
 
 fn spec<T>() -> ObjectSpec {
     ObjectSpec { kind: kind::MUTEX, version: 1, abi: abi_tag(PTHREAD_MUTEX_SIZE), payload: 64 + size_of::<T>() }
+}
+
+impl<T> Mutex<T> {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.obj.region().name()
+    }
+
+    fn raw(&self) -> *mut u8 {
+        // In bounds: the object is at least MUTEX_DATA_OFFSET bytes
+        // (checked when it was opened).
+        self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)
+    }
 }
 
 impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
@@ -134,34 +150,24 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
                 .map_err(|e| Error::os("pthread_mutex_init", region.name(), e))?;
             region.write(MUTEX_DATA_OFFSET, &init)
         })?;
-        Ok((Mutex { obj: Arc::new(obj), _data: PhantomData }, opened))
+        Ok((Mutex { obj: ManuallyDrop::new(obj), _data: PhantomData }, opened))
     }
 
     /// Opens an existing mutex object.
     pub fn open(name: &ShmName) -> Result<Mutex<T>> {
         Mutex::<T>::check_type(name)?;
         let obj = Object::open(&Segment::new(name.clone()), spec::<T>(), INIT_TIMEOUT)?;
-        Ok(Mutex { obj: Arc::new(obj), _data: PhantomData })
+        Ok(Mutex { obj: ManuallyDrop::new(obj), _data: PhantomData })
     }
 
-    /// The object's name.
-    pub fn name(&self) -> &str {
-        self.obj.region().name()
-    }
-
-    fn raw(&self) -> *mut u8 {
-        // In bounds: the object is at least MUTEX_DATA_OFFSET bytes
-        // (checked when it was opened).
-        self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)
-    }
-
-    fn lock_wait(&self, wait: LockWait) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+    fn lock_wait(&self, wait: LockWait) -> std::result::Result<MutexGuard<'_, T>, LockError<'_, T>> {
         // SAFETY: the mutex was initialised by the object's creator (the
-        // header is ready) and stays mapped while the guard lives: the guard
-        // holds the object.
+        // header is ready) and stays mapped while this thread may hold it:
+        // the guard borrows `self`, and `Drop` never unmaps a mutex this
+        // process still holds.
         match unsafe { raw::mutex_lock(self.raw(), wait) } {
             Ok(owner_died) => {
-                let guard = MutexGuard { obj: self.obj.clone(), recovering: owner_died, _data: PhantomData };
+                let guard = MutexGuard { mutex: self, recovering: owner_died, _data: PhantomData };
                 if owner_died { Err(LockError::OwnerDied(guard)) } else { Ok(guard) }
             }
             Err(e) => Err(LockError::Failed(lock_error(self.name(), e))),
@@ -169,7 +175,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
     }
 
     /// Locks, waiting as long as it takes.
-    pub fn lock(&self) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+    pub fn lock(&self) -> std::result::Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_wait(LockWait::Block)
     }
 
@@ -178,7 +184,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
     /// the plain [`lock`](Self::lock) makes a holder's death impossible to
     /// overlook (there is no conversion of [`LockError`] into an error, which
     /// would drop an unrepaired guard and make the mutex unusable for good).
-    pub fn lock_or_recover(&self, repair: impl FnOnce(&mut T)) -> Result<MutexGuard<T>> {
+    pub fn lock_or_recover(&self, repair: impl FnOnce(&mut T)) -> Result<MutexGuard<'_, T>> {
         match self.lock() {
             Ok(g) => Ok(g),
             Err(LockError::OwnerDied(mut g)) => {
@@ -191,13 +197,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
     }
 
     /// Locks if free now; `Busy` otherwise.
-    pub fn try_lock(&self) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+    pub fn try_lock(&self) -> std::result::Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_wait(LockWait::Try)
     }
 
     /// Locks, waiting at most `timeout` (`pthread_mutex_clocklock` on
     /// `CLOCK_MONOTONIC`); `TimedOut` otherwise.
-    pub fn lock_timeout(&self, timeout: Duration) -> std::result::Result<MutexGuard<T>, LockError<T>> {
+    pub fn lock_timeout(&self, timeout: Duration) -> std::result::Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_wait(LockWait::For(timeout))
     }
 }
@@ -216,9 +222,9 @@ fn lock_error(name: &str, e: Errno) -> Error {
     }
 }
 
-impl<T> MutexGuard<T> {
+impl<'a, T> MutexGuard<'a, T> {
     fn data(&self) -> *mut T {
-        self.obj.region().as_ptr().wrapping_add(MUTEX_DATA_OFFSET).cast()
+        self.mutex.obj.region().as_ptr().wrapping_add(MUTEX_DATA_OFFSET).cast()
     }
 
     /// After [`LockError::OwnerDied`]: declares the data repaired, so the
@@ -226,40 +232,37 @@ impl<T> MutexGuard<T> {
     pub fn mark_consistent(&mut self) -> Result<()> {
         if self.recovering {
             // SAFETY: this thread holds the mutex, which reported EOWNERDEAD.
-            unsafe { raw::mutex_consistent(self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)) }
-                .map_err(|e| Error::os("pthread_mutex_consistent", self.obj.region().name(), e))?;
+            unsafe { raw::mutex_consistent(self.mutex.raw()) }
+                .map_err(|e| Error::os("pthread_mutex_consistent", self.mutex.name(), e))?;
             self.recovering = false;
         }
         Ok(())
     }
 
-    /// Unlocks without dropping the guard's hold on the mapping (for
-    /// [`Condvar`](super::Condvar)).
-    pub(crate) fn unlock_for_wait(self) -> Result<(Arc<Object>, bool)> {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: moving the Arc out of a guard that will never be dropped.
-        let obj = unsafe { std::ptr::read(&this.obj) };
-        // SAFETY: this thread holds the mutex.
-        unsafe { raw::mutex_unlock(obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)) }
-            .map_err(|e| Error::os("pthread_mutex_unlock", obj.region().name(), e))?;
-        Ok((obj, this.recovering))
+    /// Unlocks, giving back the mutex (for [`Condvar`](super::Condvar)).
+    pub(crate) fn unlock_for_wait(self) -> Result<&'a Mutex<T>> {
+        let mutex = self.mutex;
+        std::mem::forget(self);
+        // SAFETY: this thread holds the mutex (the guard, now forgotten,
+        // said so), and `mutex` keeps it mapped.
+        unsafe { raw::mutex_unlock(mutex.raw()) }.map_err(|e| Error::os("pthread_mutex_unlock", mutex.name(), e))?;
+        Ok(mutex)
     }
 
     /// Relocks after a wait (for [`Condvar`](super::Condvar)).
-    pub(crate) fn relock(obj: Arc<Object>) -> std::result::Result<MutexGuard<T>, LockError<T>> {
-        // SAFETY: as in `Mutex::lock_wait`: initialised, and kept mapped by
-        // `obj`, which the guard keeps.
-        match unsafe { raw::mutex_lock(obj.region().as_ptr().wrapping_add(MUTEX_OFFSET), LockWait::Block) } {
+    pub(crate) fn relock(mutex: &'a Mutex<T>) -> std::result::Result<MutexGuard<'a, T>, LockError<'a, T>> {
+        // SAFETY: as in `Mutex::lock_wait`.
+        match unsafe { raw::mutex_lock(mutex.raw(), LockWait::Block) } {
             Ok(owner_died) => {
-                let guard = MutexGuard { obj, recovering: owner_died, _data: PhantomData };
+                let guard = MutexGuard { mutex, recovering: owner_died, _data: PhantomData };
                 if owner_died { Err(LockError::OwnerDied(guard)) } else { Ok(guard) }
             }
-            Err(e) => Err(LockError::Failed(lock_error(obj.region().name(), e))),
+            Err(e) => Err(LockError::Failed(lock_error(mutex.name(), e))),
         }
     }
 }
 
-impl<T> Deref for MutexGuard<T> {
+impl<T> Deref for MutexGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -272,16 +275,34 @@ impl<T> Deref for MutexGuard<T> {
     }
 }
 
-impl<T> DerefMut for MutexGuard<T> {
+impl<T> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as for `deref`; the lock makes this access exclusive.
         unsafe { &mut *self.data() }
     }
 }
 
-impl<T> Drop for MutexGuard<T> {
+impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: this thread holds the mutex, kept mapped by `self.obj`.
-        let _ = unsafe { raw::mutex_unlock(self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)) };
+        // SAFETY: this thread holds the mutex, kept mapped by `self.mutex`.
+        let _ = unsafe { raw::mutex_unlock(self.mutex.raw()) };
+    }
+}
+
+impl<T> Drop for Mutex<T> {
+    fn drop(&mut self) {
+        // A guard of this process that was forgotten still holds the lock,
+        // and its thread's robust list points into this mapping: keep the
+        // mapping for good rather than let the kernel write into whatever
+        // is mapped there later.
+        // SAFETY: the mutex is initialised and mapped (the object is alive).
+        let owner = unsafe { raw::mutex_owner_tid(self.raw()) };
+        if owner != 0 && std::path::Path::new(&format!("/proc/self/task/{owner}")).exists() {
+            return;
+        }
+        // SAFETY: dropped exactly once, here; no guard borrows `self` any
+        // more (guards borrow the Mutex), and no thread of this process
+        // holds the lock (checked above).
+        unsafe { ManuallyDrop::drop(&mut self.obj) }
     }
 }

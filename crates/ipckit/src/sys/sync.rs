@@ -136,6 +136,20 @@ pub(crate) unsafe fn mutex_unlock(m: *mut u8) -> Result<(), Errno> {
     rc(unsafe { libc::pthread_mutex_unlock(m.cast()) })
 }
 
+/// The thread id that holds a robust mutex (0 if free): glibc keeps it in
+/// the low 30 bits of the lock word, the first `int` of `pthread_mutex_t`
+/// (the futex the kernel's robust-list code writes).
+///
+/// # Safety
+///
+/// `m` points to an initialised mutex that stays mapped during the call.
+pub(crate) unsafe fn mutex_owner_tid(m: *mut u8) -> u32 {
+    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+    // SAFETY: the lock word is an aligned int inside the mutex, accessed
+    // atomically by glibc and the kernel; an atomic load is sound.
+    unsafe { AtomicU32::from_ptr(m.cast()) }.load(std::sync::atomic::Ordering::Acquire) & FUTEX_TID_MASK
+}
+
 /// Marks a mutex whose owner died consistent again.
 ///
 /// # Safety
