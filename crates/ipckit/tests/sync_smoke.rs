@@ -133,3 +133,33 @@ fn owner_death_in_a_thread_is_reported() {
     }
     assert_eq!(*m.lock().unwrap(), 9);
 }
+
+/// A guard forgotten and its Mutex dropped: the mapping must stay, so that
+/// when the thread exits the kernel can mark the lock owner-died through
+/// it (were it unmapped, the next locker would wait forever).
+#[test]
+fn a_forgotten_guard_keeps_the_mapping_for_the_robust_list() {
+    let s = Scratch::new("smoke-forget");
+    let guard = s.shm("m");
+    let name = guard.shm_name();
+    let (m, _) = Mutex::<u32>::open_or_create(&name, 1).unwrap();
+    let path = format!("/dev/shm{}", &*guard);
+    std::thread::spawn({
+        let name = name.clone();
+        let path = path.clone();
+        move || {
+            let m = Mutex::<u32>::open(&name).unwrap();
+            let mapped_before = std::fs::read_to_string("/proc/self/maps").unwrap().matches(&path).count();
+            std::mem::forget(m.lock().unwrap());
+            drop(m);
+            let mapped_after = std::fs::read_to_string("/proc/self/maps").unwrap().matches(&path).count();
+            assert_eq!(mapped_after, mapped_before, "the held mutex's mapping was unmapped");
+        }
+    })
+    .join()
+    .unwrap();
+    match m.lock_timeout(common::HANG_GUARD) {
+        Err(LockError::OwnerDied(mut g)) => g.mark_consistent().unwrap(),
+        other => panic!("expected OwnerDied, got {:?}", other.map(|g| *g).map_err(|e| e.kind())),
+    }
+}
