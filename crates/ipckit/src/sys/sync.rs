@@ -94,6 +94,7 @@ pub(crate) enum LockWait {
 ///
 /// `m` must point to a mutex initialised by [`mutex_init`] in memory that
 /// stays mapped for as long as the calling thread may hold it.
+#[inline]
 pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, Errno> {
     let m = m.cast::<libc::pthread_mutex_t>();
     // SAFETY: `m` is a valid robust mutex per this function's contract.
@@ -131,6 +132,7 @@ pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, Errn
 /// # Safety
 ///
 /// As for [`mutex_lock`]; the calling thread holds the mutex.
+#[inline]
 pub(crate) unsafe fn mutex_unlock(m: *mut u8) -> Result<(), Errno> {
     // SAFETY: per this function's contract.
     rc(unsafe { libc::pthread_mutex_unlock(m.cast()) })
