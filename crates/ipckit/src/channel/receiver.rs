@@ -214,9 +214,16 @@ fn serve<T>(
             return Ok(Got::NotYet);
         }
         if listener_ready {
-            if let Ok(conn) = listener.try_accept() {
-                conns.push(conn.into_io());
-                ready.push(true);
+            match listener.try_accept() {
+                Ok(conn) => {
+                    conns.push(conn.into_io());
+                    ready.push(true);
+                }
+                // Taken by another process: nothing to do.
+                Err(e) if e.kind() == ErrorKind::Empty => {}
+                // Out of descriptors, say: report it rather than spin on a
+                // listener that stays readable.
+                Err(e) => return Err(e),
             }
         }
         let count = conns.len();

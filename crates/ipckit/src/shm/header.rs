@@ -121,7 +121,7 @@ impl Object {
         // kind is named by its header (Invalid), not by its size.
         let opener = seg.clone();
         let seg = seg.clone().size(total);
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut pause = Duration::from_micros(10);
         loop {
             match seg.create() {
@@ -161,7 +161,7 @@ impl Object {
     /// Opens an existing object (`NotFound` if there is none), waiting at
     /// most `timeout` for a creator that is still initialising it.
     pub fn open(seg: &Segment, spec: ObjectSpec, timeout: Duration) -> Result<Object> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut pause = Duration::from_micros(10);
         loop {
             match seg.open() {
@@ -254,6 +254,13 @@ impl Object {
         }
         Ok(Object { region })
     }
+}
+
+/// Now plus `timeout`, or about a century from now for timeouts past the
+/// end of the clock.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400))
 }
 
 /// True when nobody holds a lock on the object: its creator is gone.

@@ -84,15 +84,6 @@ impl Region {
         if len == 0 {
             return Err(Error::new(ErrorKind::Invalid, "map", &label, "announced length 0"));
         }
-        let (size, _, _) = sys::shm::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
-        if size < len as u64 {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                "map",
-                &label,
-                format!("the descriptor has {size} bytes, fewer than the {len} announced; refused before mapping"),
-            ));
-        }
         let seals = match sys::shm::seals(fd.as_fd()) {
             Ok(s) => s,
             Err(Errno::INVAL) => Seals::empty(),
@@ -104,6 +95,17 @@ impl Region {
                 "not sealed against shrinking and growing (seals {seals:?}): a sender could truncate it and \
                  make access fault; refused before mapping (use Trust::TrustSender to accept it)"
             )));
+        }
+        // Only now: once SHRINK is sealed, the size can no longer drop
+        // below what fstat reports.
+        let (size, _, _) = sys::shm::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
+        if size < len as u64 {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "map",
+                &label,
+                format!("the descriptor has {size} bytes, fewer than the {len} announced; refused before mapping"),
+            ));
         }
         // Read-only when sealed against writes or opened read-only.
         let access = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::os("fcntl", &label, e))?;

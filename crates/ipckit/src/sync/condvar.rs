@@ -75,7 +75,8 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> std::result::Result<(MutexGuard<'a, T>, bool), LockError<'a, T>> {
-        self.wait_until(guard, Some(Instant::now() + timeout))
+        // A timeout past the end of time is no timeout.
+        self.wait_until(guard, Instant::now().checked_add(timeout))
     }
 
     fn wait_until<'a, T>(

@@ -68,7 +68,7 @@ fn wait_on(
     }
     // Read the clock every 32 spins, not every spin: a clock read costs
     // more than the check it bounds.
-    let spin_until = Instant::now() + spin;
+    let spin_until = Instant::now().checked_add(spin);
     'spin: while !spin.is_zero() {
         for _ in 0..32 {
             std::hint::spin_loop();
@@ -76,7 +76,7 @@ fn wait_on(
                 return Ok(true);
             }
         }
-        if Instant::now() >= spin_until {
+        if spin_until.is_none_or(|t| Instant::now() >= t) {
             break 'spin;
         }
     }
@@ -209,7 +209,7 @@ impl Event {
 
     /// Waits at most `timeout`; `TimedOut` otherwise.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.wait_until(Some(Instant::now() + timeout), self.spin.min(timeout))? {
+        if self.wait_until(Instant::now().checked_add(timeout), self.spin.min(timeout))? {
             Ok(())
         } else {
             Err(Error::new(ErrorKind::TimedOut, "wait", self.obj.region().name(), "the event was not set in time"))
@@ -291,7 +291,7 @@ impl FutexSemaphore {
 
     /// Waits at most `timeout`; `TimedOut` otherwise.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.wait_until(Some(Instant::now() + timeout), self.spin.min(timeout))? {
+        if self.wait_until(Instant::now().checked_add(timeout), self.spin.min(timeout))? {
             Ok(())
         } else {
             Err(Error::new(

@@ -164,6 +164,9 @@ impl SemaphoreSet {
     }
 
     fn op_with(&self, ops: &[SemOp], nowait: bool, timeout: Option<Duration>) -> Result<()> {
+        if ops.is_empty() {
+            return Err(Error::new(ErrorKind::Invalid, "semop", &self.label, "no operations given"));
+        }
         for o in ops {
             self.index("semop", o.index)?;
         }

@@ -195,7 +195,9 @@ pub(crate) const MTYPE_SIZE: usize = std::mem::size_of::<libc::c_long>();
 /// `msgsnd`: `buf` is the whole `struct msgbuf` (type, then text); sends
 /// `buf.len() - MTYPE_SIZE` text bytes. Retries `EINTR`.
 pub(crate) fn msgsnd(id: i32, buf: &[u8], nowait: bool) -> Result<(), Errno> {
-    debug_assert!(buf.len() >= MTYPE_SIZE);
+    if buf.len() < MTYPE_SIZE {
+        return Err(Errno::INVAL);
+    }
     let flags = if nowait { libc::IPC_NOWAIT } else { 0 };
     retry(|| {
         // SAFETY: `buf` holds a message type followed by `len - MTYPE_SIZE`
@@ -210,7 +212,9 @@ pub(crate) fn msgsnd(id: i32, buf: &[u8], nowait: bool) -> Result<(), Errno> {
 /// `buf.len() - MTYPE_SIZE` text bytes). Returns the text length. Retries
 /// `EINTR`.
 pub(crate) fn msgrcv(id: i32, buf: &mut [u8], msgtyp: i64, nowait: bool, noerror: bool) -> Result<usize, Errno> {
-    debug_assert!(buf.len() >= MTYPE_SIZE);
+    if buf.len() < MTYPE_SIZE {
+        return Err(Errno::INVAL);
+    }
     let mut flags = 0;
     if nowait {
         flags |= libc::IPC_NOWAIT;

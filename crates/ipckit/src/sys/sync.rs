@@ -325,9 +325,9 @@ pub(crate) fn semop(id: i32, ops: &[SemOp], nowait: bool, timeout: Option<Durati
             libc::sembuf { sem_num: o.index, sem_op: o.delta, sem_flg: flg as libc::c_short }
         })
         .collect();
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let deadline = timeout.map(|t| std::time::Instant::now().checked_add(t));
     loop {
-        let r = match deadline {
+        let r = match deadline.flatten() {
             None => {
                 // SAFETY: `bufs` is a valid array of `len` sembuf structs.
                 unsafe { libc::semop(id, bufs.as_mut_ptr(), bufs.len()) }

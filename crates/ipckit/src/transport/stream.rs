@@ -210,8 +210,12 @@ impl StreamIo {
     }
 
     fn decode_error(&mut self, e: DecodeError) -> Error {
-        self.fds.clear();
-        self.control_truncated = false;
+        // A message that did not fit the buffer stays pending, with its
+        // descriptors; every other error ends the message.
+        if !matches!(e, DecodeError::BufferTooSmall { .. }) {
+            self.fds.clear();
+            self.control_truncated = false;
+        }
         let kind = match e {
             DecodeError::TooLarge { .. } | DecodeError::BufferTooSmall { .. } => ErrorKind::TooLarge,
             DecodeError::EofMidFrame { .. } => ErrorKind::Disconnected,
