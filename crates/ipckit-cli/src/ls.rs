@@ -168,11 +168,14 @@ pub fn clean(args: CleanArgs) -> anyhow::Result<()> {
             continue;
         }
         let name: ShmName = e.name.parse()?;
-        match ipckit::shm::remove(&name) {
-            Ok(()) => {
+        // Checked again, and removed, under the object's exclusive lock: a
+        // process that joined since the listing keeps it.
+        match ipckit::shm::remove_if_stale(&name) {
+            Ok(true) => {
                 println!("removed {}", e.name);
                 removed += 1;
             }
+            Ok(false) => {}
             Err(err) => eprintln!("ipckit: {err}"),
         }
     }

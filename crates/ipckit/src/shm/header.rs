@@ -125,12 +125,16 @@ impl Object {
         let mut pause = Duration::from_micros(10);
         loop {
             match seg.create() {
-                Ok(region) => {
-                    return match Object::initialise(region, spec, total, init) {
-                        Ok(object) => Ok((object, Opened::Created)),
+                Ok(mut region) => {
+                    return match Object::initialise(&region, spec, total, init) {
+                        Ok(()) => Ok((Object { region }, Opened::Created)),
                         Err(e) => {
-                            // Leave nothing half-made behind for others to trip on.
+                            // Leave nothing half-made behind for others to
+                            // trip on: unlink it while it is still ours under
+                            // the name, and make sure dropping the region
+                            // does not unlink a newer object of that name.
                             let _ = super::segment::remove(seg.name());
+                            region.keep_name();
                             Err(e)
                         }
                     };
@@ -141,7 +145,12 @@ impl Object {
             match opener.open() {
                 // Created but not yet sized past its header: wait.
                 Ok(region) if region.len() < HEADER_SIZE && Instant::now() < deadline => {}
-                Ok(region) => return Ok((Object::await_ready(region, spec, deadline)?, Opened::Existing)),
+                Ok(region) => match Object::await_ready(region, spec, deadline) {
+                    Ok(object) => return Ok((object, Opened::Existing)),
+                    // Removed as stale while we opened it: create anew.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                },
                 // Removed between our create and open (a failed creator
                 // cleans up): try to create again.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -176,11 +185,11 @@ impl Object {
     }
 
     fn initialise(
-        region: Region,
+        region: &Region,
         spec: ObjectSpec,
         total: usize,
         init: impl FnOnce(&Region) -> Result<()>,
-    ) -> Result<Object> {
+    ) -> Result<()> {
         if let Some(fd) = region.fd() {
             sys::shm::flock(fd, FlockOperation::LockShared).map_err(|e| Error::os("flock", region.name(), e))?;
         }
@@ -197,11 +206,11 @@ impl Object {
         };
         region.write_at(0, &header.as_bytes()[..STATE_OFFSET])?;
         region.write_at(STATE_OFFSET + 4, &header.as_bytes()[STATE_OFFSET + 4..])?;
-        init(&region)?;
+        init(region)?;
         // Publish: everything written above happens-before an opener's
         // acquire load that sees READY.
         region.atomic_u32(STATE_OFFSET)?.store(STATE_READY, Ordering::Release);
-        Ok(Object { region })
+        Ok(())
     }
 
     fn await_ready(region: Region, spec: ObjectSpec, deadline: Instant) -> Result<Object> {
@@ -251,6 +260,12 @@ impl Object {
         }
         if let Some(fd) = region.fd() {
             sys::shm::flock(fd, FlockOperation::LockShared).map_err(|e| Error::os("flock", region.name(), e))?;
+            // `ipckit clean` unlinks a stale object while holding it
+            // exclusively: one whose name went while we waited for the
+            // shared lock is gone for everyone else.
+            if rustix::fs::fstat(fd).map(|st| st.st_nlink == 0).unwrap_or(false) {
+                return Err(Error::new(ErrorKind::NotFound, "open", region.name(), "removed as stale while opening"));
+            }
         }
         Ok(Object { region })
     }
@@ -278,6 +293,45 @@ fn creator_gone(region: &Region) -> Result<bool> {
 
 fn seg_label(seg: &Segment) -> String {
     seg.name().to_string()
+}
+
+/// Removes a named ipckit object if it is stale, race-free: it is unlinked
+/// while this call holds its exclusive `flock` (so no participant can join
+/// meanwhile; one that was waiting for its shared lock then sees the object
+/// unlinked and starts afresh), and only if the name still refers to it.
+/// Returns whether it was removed. System V segments are removed when
+/// nothing is attached.
+pub fn remove_if_stale(name: &ShmName) -> Result<bool> {
+    if let ShmName::Sysv(_) = name {
+        if !is_stale(name)? {
+            return Ok(false);
+        }
+        return super::segment::remove(name).map(|()| true);
+    }
+    let region = Segment::new(name.clone()).read_only().open()?;
+    let Some(fd) = region.fd() else { return Ok(false) };
+    match sys::shm::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => return Ok(false),
+        Err(e) => return Err(Error::os("flock", region.name(), e)),
+    }
+    let header: Header = region.read(0)?;
+    if header.magic != MAGIC {
+        return Ok(false);
+    }
+    // The same file still under the name (not one created since)?
+    let path = match name {
+        ShmName::Posix(n) => std::path::PathBuf::from(format!("/dev/shm{n}")),
+        ShmName::File(p) => p.clone(),
+        ShmName::Sysv(_) => return Ok(false),
+    };
+    let ours = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", region.name(), e))?;
+    match rustix::fs::stat(&path) {
+        Ok(st) if st.st_ino == ours.st_ino && st.st_dev == ours.st_dev => {}
+        _ => return Ok(false),
+    }
+    super::segment::remove(name)?;
+    Ok(true)
 }
 
 /// Whether a named ipckit object is stale: no participant holds its

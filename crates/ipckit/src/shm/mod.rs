@@ -50,7 +50,7 @@ mod segment;
 
 pub use header::{
     HEADER_SIZE, Header, MAGIC, Object, ObjectSpec, STATE_EMPTY, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
-    is_stale,
+    is_stale, remove_if_stale,
 };
 pub use memfd::Trust;
 pub use region::Region;

@@ -50,6 +50,16 @@ impl Region {
         Region { map, backing, writable, label, warnings: Vec::new() }
     }
 
+    /// Drops the region without removing its name (even if asked to on
+    /// drop): the name may belong to another object by then.
+    pub(crate) fn keep_name(&mut self) {
+        match &mut self.backing {
+            Backing::Posix { unlink_on_drop, .. } | Backing::File { unlink_on_drop, .. } => *unlink_on_drop = false,
+            Backing::Sysv { remove_on_drop, .. } => *remove_on_drop = false,
+            Backing::Memfd { .. } => {}
+        }
+    }
+
     pub(crate) fn push_warning(&mut self, w: String) {
         self.warnings.push(w);
     }
