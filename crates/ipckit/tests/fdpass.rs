@@ -103,3 +103,32 @@ fn non_blocking_descriptors_keep_the_blocking_forms_working() {
         assert_eq!(client.join().unwrap(), b"done", "{text}");
     }
 }
+
+/// A socket receiver's poll descriptor turns readable for a message on an
+/// already accepted connection, not only for new connections.
+#[test]
+fn receiver_poll_fd_reports_messages_on_accepted_connections() {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let s = Scratch::new("pollfd");
+    let readable = |rx: &Receiver, secs: i64| {
+        let mut fds = [PollFd::from_borrowed_fd(rx.poll_fd().unwrap(), PollFlags::IN)];
+        rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: secs, tv_nsec: 0 })).unwrap() == 1
+    };
+    for text in [format!("unix:@{}", s.name("u")), "tcp:127.0.0.1:0".into()] {
+        let mut rx = Receiver::bind(&text.parse().unwrap()).unwrap();
+        let mut tx = Sender::connect(&rx.name().parse().unwrap()).unwrap();
+        tx.send(b"first").unwrap();
+        assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"first", "{text}");
+        assert!(!readable(&rx, 0), "{text}: nothing pending");
+        tx.send(b"second").unwrap();
+        assert!(readable(&rx, 30), "{text}: a message on the accepted connection");
+        assert_eq!(rx.try_recv().unwrap().data, b"second", "{text}");
+        // Two at once: the second may be read ahead, and is then buffered.
+        tx.send(b"x").unwrap();
+        tx.send(b"y").unwrap();
+        assert!(readable(&rx, 30), "{text}");
+        assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"x", "{text}");
+        assert!(rx.has_buffered_message() || readable(&rx, 30), "{text}: y is buffered or readable");
+        assert_eq!(rx.try_recv().unwrap().data, b"y", "{text}");
+    }
+}

@@ -1,7 +1,7 @@
 //! The receiving view of any endpoint: a mailbox that takes messages from
 //! every sender that comes.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -60,6 +60,9 @@ enum Flavor {
         listener: Listener,
         conns: Vec<Io>,
         next: usize,
+        /// Readable when the listener or any connection is: what
+        /// `poll_fd` hands out.
+        epoll: OwnedFd,
     },
     Queue(Queue),
 }
@@ -99,7 +102,9 @@ impl Receiver {
             }
             EndpointKind::Unix(..) | EndpointKind::Tcp { .. } => {
                 let listener = Listener::bind_with(ep, opts)?;
-                Flavor::Listen { listener, conns: Vec::new(), next: 0 }
+                let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", ep, e))?;
+                sys::io::epoll_add(epoll.as_fd(), listener.as_fd()).map_err(|e| Error::os("epoll_ctl", ep, e))?;
+                Flavor::Listen { listener, conns: Vec::new(), next: 0, epoll }
             }
             EndpointKind::Mq(_) => Flavor::Queue(Queue::Posix(PosixQueue::open(ep, opts)?)),
             EndpointKind::SysvMq(_) => Flavor::Queue(Queue::Sysv(SysvQueue::open(ep, opts)?)),
@@ -171,7 +176,9 @@ impl Receiver {
                     other => break other,
                 }
             },
-            Flavor::Listen { listener, conns, next } => serve(listener, conns, next, wait, &self.name, f)?,
+            Flavor::Listen { listener, conns, next, epoll } => {
+                serve(listener, conns, next, epoll.as_fd(), wait, &self.name, f)?
+            }
             Flavor::Queue(_) => unreachable!("queues are served by recv_into_wait and recv_wait"),
         };
         match got {
@@ -189,6 +196,7 @@ fn serve<T>(
     listener: &Listener,
     conns: &mut Vec<Io>,
     next: &mut usize,
+    epoll: BorrowedFd<'_>,
     wait: Wait,
     name: &str,
     mut f: impl FnMut(&mut Io, Wait) -> Result<Got<T>>,
@@ -216,7 +224,9 @@ fn serve<T>(
         if listener_ready {
             match listener.try_accept() {
                 Ok(conn) => {
-                    conns.push(conn.into_io());
+                    let io = conn.into_io();
+                    sys::io::epoll_add(epoll, io.fd()).map_err(|e| Error::os("epoll_ctl", name, e))?;
+                    conns.push(io);
                     ready.push(true);
                 }
                 // Taken by another process: nothing to do.
@@ -272,14 +282,31 @@ impl From<PipeReader> for Receiver {
 
 impl Receiver {
     /// The descriptor to poll for readiness, where the transport has one
-    /// (every transport but System V queues): the listening socket, the
-    /// datagram socket, the pipe or the queue. A FIFO receiver reopens its
-    /// FIFO when every writer has gone, so its descriptor changes then.
+    /// (every transport but System V queues): for sockets an epoll instance
+    /// that is readable when the listener or any connected sender is; the
+    /// datagram socket, the pipe or the queue otherwise. A FIFO receiver
+    /// reopens its FIFO when every writer has gone, so its descriptor
+    /// changes then.
+    ///
+    /// A receiver may hold whole messages it has already read (read-ahead
+    /// on pipes, FIFOs and TCP): before waiting for readiness, receive with
+    /// `try_recv` until `Empty`, or check
+    /// [`has_buffered_message`](Self::has_buffered_message).
     pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.flavor {
             Flavor::Pipe(io) | Flavor::Dgram(io) | Flavor::Fifo { io, .. } => Some(io.fd()),
-            Flavor::Listen { listener, .. } => Some(listener.as_fd()),
+            Flavor::Listen { epoll, .. } => Some(epoll.as_fd()),
             Flavor::Queue(q) => q.fd(),
+        }
+    }
+
+    /// Whether bytes already read may hold a message (so a `try_recv` can
+    /// succeed although the descriptor is not readable).
+    pub fn has_buffered_message(&self) -> bool {
+        match &self.flavor {
+            Flavor::Pipe(io) | Flavor::Dgram(io) | Flavor::Fifo { io, .. } => io.has_buffered_message(),
+            Flavor::Listen { conns, .. } => conns.iter().any(Io::has_buffered_message),
+            Flavor::Queue(_) => false,
         }
     }
 }

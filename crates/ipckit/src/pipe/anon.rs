@@ -99,6 +99,12 @@ impl PipeReader {
 
     recv_ops!();
 
+    /// Whether bytes already read (read-ahead) may hold a message, so a
+    /// `try_recv` can succeed although the descriptor is not readable.
+    pub fn has_buffered_message(&self) -> bool {
+        self.io.has_buffered_message()
+    }
+
     /// Sets `O_NONBLOCK` (shared with every process holding this end).
     pub fn set_nonblocking(&self, on: bool) -> Result<()> {
         sys::io::set_nonblocking(self.io.fd(), on).map_err(|e| Error::os("fcntl", "pipe", e))

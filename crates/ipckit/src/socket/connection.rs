@@ -119,6 +119,13 @@ impl Connection {
         sys::net::shutdown_write(self.io.fd()).map_err(|e| Error::os("shutdown", self.io.name(), e))
     }
 
+    /// Whether bytes already read may hold a message: a TCP connection
+    /// reads ahead, so a `try_recv` can succeed although the descriptor is
+    /// not readable. Event loops receive until `Empty` before they wait.
+    pub fn has_buffered_message(&self) -> bool {
+        self.io.has_buffered_message()
+    }
+
     /// Sets `O_NONBLOCK`, for use with poll/epoll or an async runtime. The
     /// blocking forms keep working (they wait with `poll`).
     pub fn set_nonblocking(&self, on: bool) -> Result<()> {

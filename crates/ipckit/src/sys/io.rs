@@ -81,3 +81,15 @@ pub(crate) fn poll_many(fds: &mut [rustix::event::PollFd<'_>], wait: Wait) -> Re
         }
     }
 }
+
+/// An epoll instance (close-on-exec): readable when any descriptor added to
+/// it is. Descriptors leave it when they are closed.
+pub(crate) fn epoll_create() -> Result<std::os::fd::OwnedFd, Errno> {
+    rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)
+}
+
+/// Adds `fd` to an epoll instance, for readability.
+pub(crate) fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    use rustix::event::epoll;
+    epoll::add(epoll, fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN)
+}
