@@ -18,6 +18,11 @@ use rustix::io::{Errno, FdFlags};
 /// The environment variable that lists descriptors passed by [`pass_fd`].
 pub const FDS_ENV: &str = "IPCKIT_FDS";
 
+/// The environment variable with the pid of the process that passed them:
+/// only its direct child may claim them (a grandchild inherits the
+/// environment, not the descriptors).
+pub const FDS_PID_ENV: &str = "IPCKIT_FDS_PID";
+
 static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 /// Lets the child that `cmd` spawns inherit `fd` under the same number, and
@@ -30,6 +35,7 @@ pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
         None => raw.to_string(),
     };
     cmd.env(FDS_ENV, list);
+    cmd.env(FDS_PID_ENV, rustix::process::getpid().as_raw_nonzero().get().to_string());
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe functions may be called. It calls fcntl through
     // rustix (a direct system call: no allocation, no locks) on a number it
@@ -46,12 +52,15 @@ pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
 }
 
 /// Claims descriptor `raw`, passed by the parent with [`pass_fd`]. Fails with
-/// `EBADF` unless `raw` is listed in `IPCKIT_FDS`, is open, and was not
-/// claimed before. The descriptor is made close-on-exec again.
+/// `EBADF` unless `raw` is listed in `IPCKIT_FDS` by this process's parent
+/// (`IPCKIT_FDS_PID`), is open, and was not claimed before. The descriptor
+/// is made close-on-exec again.
 pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     let listed =
         std::env::var(FDS_ENV).map(|v| v.split(',').any(|n| n.trim().parse::<RawFd>() == Ok(raw))).unwrap_or(false);
-    if !listed {
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    let passed_by_parent = std::env::var(FDS_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok()) == parent;
+    if !listed || !passed_by_parent {
         return Err(Errno::BADF);
     }
     claim(raw)
