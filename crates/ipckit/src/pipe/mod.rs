@@ -6,6 +6,17 @@
 //! 2. [`fifo`]: named pipes in the file system: create (mode 0600),
 //!    open, remove. Endpoint `fifo:/path`.
 //!
+//! # Several writers or readers on one FIFO
+//!
+//! The kernel writes at most `PIPE_BUF` (4096) bytes atomically: frames of
+//! several writers on one FIFO interleave unless each frame (4-byte header
+//! included) is at most 4096 bytes. A FIFO descriptor is used in blocking
+//! mode, and the `try_` and `_timeout` forms poll before they read or write;
+//! with several readers (or writers) on one FIFO, another process can take
+//! the data (or the room) between the poll and the call, which then waits.
+//! Give a FIFO one reader, and keep frames small if it has several writers;
+//! use a socket for anything more.
+//!
 //! # SIGPIPE
 //!
 //! Writing to a pipe whose readers are all gone fails with `EPIPE`, which
