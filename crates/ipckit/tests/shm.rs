@@ -1170,9 +1170,17 @@ fn creator_dying_mid_initialisation_is_corrupt_at_once() {
             assert!(ipckit::shm::is_stale(&shm(name)).unwrap(), "{name}: nobody holds it");
             // The full hang-guard timeout, yet the answer is "its creator
             // died", not "not initialised before the deadline".
-            let e = Object::create_or_open(&Segment::new(shm(name)), SPEC, HANG_GUARD, |_| panic!("not the creator"))
-                .unwrap_err();
+            let e = Object::open(&Segment::new(shm(name)), SPEC, HANG_GUARD).unwrap_err();
             assert_err(&e, ErrorKind::Corrupt, &[&shm(name).to_string(), "creator died"]);
+            // Create-or-open heals it: the abandoned object is removed under
+            // its lock and a new one created and initialised.
+            let (obj, opened) = Object::create_or_open(&Segment::new(shm(name)), SPEC, HANG_GUARD, |region| {
+                region.write_at(HEADER_SIZE, b"whole")
+            })
+            .unwrap();
+            assert_eq!(opened, ipckit::shm::Opened::Created, "{name}");
+            assert_eq!(obj.header().unwrap().state, ipckit::shm::STATE_READY, "{name}");
+            drop(obj);
             drop(raw);
             ipckit::shm::remove(&shm(name)).unwrap();
         }

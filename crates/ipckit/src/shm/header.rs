@@ -149,6 +149,14 @@ impl Object {
                     Ok(object) => return Ok((object, Opened::Existing)),
                     // Removed as stale while we opened it: create anew.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    // Left half-made by a creator that died: remove it (if
+                    // it is still that object, and still abandoned) and
+                    // create anew.
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        if !remove_locked(opener.name(), |h| h.state == STATE_INITIALISING).unwrap_or(false) {
+                            return Err(e);
+                        }
+                    }
                     Err(e) => return Err(e),
                 },
                 // Removed between our create and open (a failed creator
@@ -308,6 +316,18 @@ pub fn remove_if_stale(name: &ShmName) -> Result<bool> {
         }
         return super::segment::remove(name).map(|()| true);
     }
+    remove_locked(name, |h| h.magic == MAGIC)
+}
+
+/// Unlinks the POSIX or file object `name` if nobody holds its `flock`,
+/// its header satisfies `accept`, and the name still refers to it, all
+/// checked while holding its exclusive lock. A creator holds its shared
+/// lock from before it marks the object initialising, so "initialising
+/// and unlocked" means the creator died.
+fn remove_locked(name: &ShmName, accept: impl Fn(&Header) -> bool) -> Result<bool> {
+    if let ShmName::Sysv(_) = name {
+        return Ok(false);
+    }
     let region = Segment::new(name.clone()).read_only().open()?;
     let Some(fd) = region.fd() else { return Ok(false) };
     match sys::shm::flock(fd, FlockOperation::NonBlockingLockExclusive) {
@@ -315,8 +335,11 @@ pub fn remove_if_stale(name: &ShmName) -> Result<bool> {
         Err(Errno::WOULDBLOCK) => return Ok(false),
         Err(e) => return Err(Error::os("flock", region.name(), e)),
     }
+    if region.len() < HEADER_SIZE {
+        return Ok(false);
+    }
     let header: Header = region.read(0)?;
-    if header.magic != MAGIC {
+    if !accept(&header) {
         return Ok(false);
     }
     // The same file still under the name (not one created since)?
