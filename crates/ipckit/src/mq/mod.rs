@@ -42,8 +42,8 @@ impl Queue {
 
     pub(crate) fn send(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
         match self {
-            Queue::Posix(q) => q.send_raw(parts, meta, wait),
-            Queue::Sysv(q) => q.send_raw(parts, meta, wait),
+            Queue::Posix(q) => q.send_wait(parts, meta, wait),
+            Queue::Sysv(q) => q.send_wait(parts, meta, wait),
         }
     }
 

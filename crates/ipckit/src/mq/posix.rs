@@ -54,7 +54,7 @@ pub struct PosixQueue {
 /// Validates requested attributes against the kernel's limits.
 fn check_attr(ep: &Endpoint, maxmsg: u64, msgsize: u64) -> Result<()> {
     for (value, name, path) in [(maxmsg, "maxmsg", MSG_MAX_PATH), (msgsize, "msgsize", MSGSIZE_MAX_PATH)] {
-        if let Some(limit) = sys::mq::proc_limit(path) {
+        if let Some(limit) = sys::proc_limit(path) {
             if value > limit {
                 return Err(Error::new(
                     ErrorKind::Invalid,
@@ -83,8 +83,8 @@ impl PosixQueue {
         let attr = match (maxmsg, msgsize) {
             (None, None) => None,
             (m, s) => {
-                let m = m.or_else(|| sys::mq::proc_limit("/proc/sys/fs/mqueue/msg_default")).unwrap_or(10);
-                let s = s.or_else(|| sys::mq::proc_limit("/proc/sys/fs/mqueue/msgsize_default")).unwrap_or(8192);
+                let m = m.or_else(|| sys::proc_limit("/proc/sys/fs/mqueue/msg_default")).unwrap_or(10);
+                let s = s.or_else(|| sys::proc_limit("/proc/sys/fs/mqueue/msgsize_default")).unwrap_or(8192);
                 check_attr(ep, m, s)?;
                 Some((m as i64, s as i64))
             }
@@ -155,10 +155,6 @@ impl PosixQueue {
         Error::os(op, &*self.label, e)
     }
 
-    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
-        self.send_raw(parts, meta, wait)
-    }
-
     fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
         let got = self.recv_into_raw(buf, wait);
         finish(got, wait, "recv", &self.label)
@@ -171,7 +167,7 @@ impl PosixQueue {
 
     message_ops!();
 
-    pub(crate) fn send_raw(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+    pub(crate) fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
         if meta.msg_type.is_some() || !meta.fds.is_empty() {
             return Err(Error::new(
                 ErrorKind::Unsupported,

@@ -71,7 +71,7 @@ pub fn resolve_key(key: &SysvKey, ep: &dyn std::fmt::Display) -> Result<i32> {
 }
 
 fn kernel_limit(path: &str, default: u64) -> u64 {
-    sys::mq::proc_limit(path).unwrap_or(default)
+    sys::proc_limit(path).unwrap_or(default)
 }
 
 impl SysvQueue {
@@ -172,10 +172,6 @@ impl SysvQueue {
         }
     }
 
-    fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
-        self.send_raw(parts, meta, wait)
-    }
-
     fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
         let got = self.recv_into_raw(buf, wait);
         finish(got, wait, "recv", &self.label)
@@ -188,7 +184,7 @@ impl SysvQueue {
 
     message_ops!();
 
-    pub(crate) fn send_raw(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+    pub(crate) fn send_wait(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
         if meta.priority.is_some() || !meta.fds.is_empty() {
             return Err(Error::new(
                 ErrorKind::Unsupported,

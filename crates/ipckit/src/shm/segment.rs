@@ -179,7 +179,7 @@ impl Segment {
         }
         match &self.name {
             ShmName::Sysv(_) => {
-                if let Some(max) = sys::mq::proc_limit("/proc/sys/kernel/shmmax") {
+                if let Some(max) = sys::proc_limit("/proc/sys/kernel/shmmax") {
                     if size as u64 > max {
                         return Err(invalid(format!(
                             "size {size} exceeds the kernel limit shmmax={max} (/proc/sys/kernel/shmmax)"
@@ -307,7 +307,7 @@ impl Segment {
                     (sys::shm::shmget(key, 0, 0).map_err(|e| open_error("shmget", &label, e))?, Opened::Existing)
                 }
                 Err(e @ (Errno::NOMEM | Errno::INVAL | Errno::NOSPC)) => {
-                    let limit = |p: &str| sys::mq::proc_limit(p).map_or("?".into(), |v| v.to_string());
+                    let limit = |p: &str| sys::proc_limit(p).map_or("?".into(), |v| v.to_string());
                     return Err(Error::os("shmget", &label, e).with_kind(ErrorKind::Invalid).with_detail(format!(
                         "size {size} is beyond what the kernel grants (shmmax={}, shmall={} pages, memory)",
                         limit("/proc/sys/kernel/shmmax"),

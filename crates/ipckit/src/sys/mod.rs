@@ -15,3 +15,8 @@ pub(crate) mod shm;
 pub(crate) mod sync;
 
 pub use rustix::io::Errno;
+
+/// Reads a kernel limit from `/proc/sys/...`.
+pub(crate) fn proc_limit(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}

@@ -229,8 +229,3 @@ pub(crate) fn msgrcv(id: i32, buf: &mut [u8], msgtyp: i64, nowait: bool, noerror
         if n < 0 { Err(last_errno()) } else { Ok(n as usize) }
     })
 }
-
-/// Reads a kernel limit from `/proc/sys/...`.
-pub(crate) fn proc_limit(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
