@@ -28,7 +28,7 @@
 
 use ipckit::Framing;
 use ipckit::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, LEN32_MAX, SliceSource};
-use ipckit::sys::Errno;
+use ipckit::Errno;
 
 /// What one configuration of the decoder made of the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -101,7 +101,7 @@ fn run_command(argv: &[OsString]) -> Result<ExitStatus, Failure> {
     let (program, rest) = argv.split_first().expect("clap requires a command");
     let mut cmd = Command::new(program);
     cmd.args(rest);
-    ipckit::sys::process::kill_with_parent(&mut cmd);
+    ipckit::process::kill_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {

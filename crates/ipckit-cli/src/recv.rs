@@ -54,8 +54,10 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let ready_fd = args
         .ready_fd
         .map(|n| {
-            ipckit::sys::process::take_fd_named_by_user(n)
-                .map_err(|e| ipckit::Error::os("--ready-fd", n, e).with_kind(ErrorKind::Invalid))
+            ipckit::process::take_fd_named_by_user(n).map_err(|e| {
+                let errno = e.errno().unwrap_or(ipckit::Errno::BADF);
+                ipckit::Error::os("--ready-fd", n, errno).with_kind(ErrorKind::Invalid)
+            })
         })
         .transpose()?;
     let mut rx = Receiver::bind_with(&ep, &opts)?;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
-use rustix::io::Errno;
+use crate::sys::Errno;
 
 /// A specialised `Result` for ipckit operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -215,7 +215,7 @@ impl From<Error> for io::Error {
 /// never talks to an object someone else planted under an expected name.
 /// `what` names the kind of object ("queue", "FIFO", ...).
 pub(crate) fn check_owner(op: &'static str, object: impl fmt::Display, what: &str, uid: u32) -> Result<()> {
-    let me = rustix::process::geteuid().as_raw();
+    let me = crate::sys::process::geteuid();
     if uid == me {
         return Ok(());
     }

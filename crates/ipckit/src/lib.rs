@@ -47,7 +47,9 @@
 //! 6. [`framing`]: the `len32` and `lines` frame formats for byte streams.
 //! 7. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
 //! 8. [`endpoint`]: the endpoint grammar.
-//! 9. [`sys`]: the only code that calls the kernel.
+//! 9. [`process`]: handing descriptors to children, CPU placement.
+//!
+//! The kernel is called from one private module, `sys`, and nowhere else.
 
 pub mod channel;
 pub mod endpoint;
@@ -61,13 +63,15 @@ mod remove;
 pub mod shm;
 pub mod socket;
 pub mod sync;
-pub mod sys;
+pub mod process;
+pub(crate) mod sys;
 mod transport;
 mod wait;
 
 pub use channel::{Receiver, Sender};
 pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
 pub use error::{Error, ErrorKind, Result, errno_name};
+pub use sys::Errno;
 pub use framing::Framing;
 pub use meta::{Credentials, Message, Meta, SendMeta};
 pub use options::Options;

@@ -209,7 +209,7 @@ fn socket_and_fifo_files_get_exactly_their_mode() {
 fn child_writer_to_dead_reader() {
     let Some(role) = child_role() else { return };
     assert_eq!(role, "writer");
-    ipckit::sys::process::set_sigpipe_default().unwrap();
+    ipckit::process::set_sigpipe_default().unwrap();
     let text = std::env::var("IPCKIT_EP").unwrap();
     let mut tx = Sender::connect_timeout(&ep(&text), &Options::new(), HANG_GUARD).unwrap();
     tx.send(b"first").unwrap();

@@ -60,7 +60,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ipckit::shm::ShmName;
-use ipckit::sys::process::{allowed_cpus, pin_to_cpu};
+use ipckit::process::{allowed_cpus, pin_to_cpu};
 use ipckit::{Endpoint, ErrorKind};
 
 use link::{Link, Rounds, Sample};

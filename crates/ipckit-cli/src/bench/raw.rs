@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use ipckit::socket::MAX_FDS;
-use ipckit::sys::process::{pass_fd, take_inherited_fd};
+use ipckit::process::{pass_fd, take_inherited_fd};
 use ipckit::{Endpoint, EndpointKind};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{CWD, Mode, OFlags};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use ipckit::shm::{Opened, Segment, ShmName};
 use ipckit::sync::{DEFAULT_SPIN, Event, EventMode, Mutex, MutexGuard};
-use ipckit::sys::process::{pass_fd, take_inherited_fd};
+use ipckit::process::{pass_fd, take_inherited_fd};
 use rustix::io::Errno;
 use rustix::thread::futex;
 

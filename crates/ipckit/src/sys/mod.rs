@@ -10,7 +10,7 @@ pub(crate) mod fs;
 pub(crate) mod io;
 pub(crate) mod mq;
 pub(crate) mod net;
-pub mod process;
+pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod sync;
 

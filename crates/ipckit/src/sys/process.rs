@@ -1,12 +1,6 @@
-//! Handing file descriptors to child processes, and CPU pinning.
-//!
-//! A parent marks a descriptor for a child with [`pass_fd`]: in the child
-//! only (between `fork` and `exec`), the descriptor's close-on-exec flag is
-//! cleared, and its number is listed in the child's `IPCKIT_FDS`
-//! environment variable. The child claims it, once, with
-//! [`take_inherited_fd`], which accepts only the numbers listed there. This is
-//! the `LISTEN_FDS` convention of systemd, and it keeps ownership single:
-//! the parent keeps its copy, the child gets its own.
+//! Process-level system calls: descriptors for children, `prctl`, signal
+//! dispositions, CPU affinity, user ids. The public, documented face of
+//! the first ones is [`crate::process`].
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -28,7 +22,7 @@ static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 /// Lets the child that `cmd` spawns inherit `fd` under the same number, and
 /// returns that number. The descriptor must stay open in the parent until
 /// the child is spawned (if it is closed, the spawn fails with `EBADF`).
-pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
+pub(crate) fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
     let raw = fd.as_fd().as_raw_fd();
     let list = match cmd.get_envs().find(|(k, _)| *k == FDS_ENV).and_then(|(_, v)| v) {
         Some(prev) => format!("{},{raw}", prev.to_string_lossy()),
@@ -55,7 +49,7 @@ pub fn pass_fd(cmd: &mut Command, fd: impl AsFd) -> RawFd {
 /// `EBADF` unless `raw` is listed in `IPCKIT_FDS` by this process's parent
 /// (`IPCKIT_FDS_PID`), is open, and was not claimed before. The descriptor
 /// is made close-on-exec again.
-pub fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
+pub(crate) fn take_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
     let listed =
         std::env::var(FDS_ENV).map(|v| v.split(',').any(|n| n.trim().parse::<RawFd>() == Ok(raw))).unwrap_or(false);
     let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
@@ -95,7 +89,7 @@ fn claim(raw: RawFd) -> Result<OwnedFd, Errno> {
 /// spawn from the thread that holds the lock and stays alive while the child
 /// runs. A parent that dies between fork and the prctl is caught by checking
 /// the parent pid afterwards. Only the direct child is signalled.
-pub fn kill_with_parent(cmd: &mut Command) {
+pub(crate) fn kill_with_parent(cmd: &mut Command) {
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the child between fork and exec; prctl and
     // getppid are direct system calls through rustix (async-signal-safe: no
@@ -117,7 +111,7 @@ pub fn kill_with_parent(cmd: &mut Command) {
 /// `--ready-fd 3` with `3>file`): for a program's entry point. Fails with
 /// `EBADF` for standard streams, closed numbers, and numbers claimed before
 /// through this module.
-pub fn take_fd_named_by_user(raw: RawFd) -> Result<OwnedFd, Errno> {
+pub(crate) fn take_fd_named_by_user(raw: RawFd) -> Result<OwnedFd, Errno> {
     claim(raw)
 }
 
@@ -125,7 +119,7 @@ pub fn take_fd_named_by_user(raw: RawFd) -> Result<OwnedFd, Errno> {
 /// process), which Rust programs replace with "ignore" at start-up. For
 /// programs that want shell-like behaviour, and for tests that prove a
 /// transport never raises `SIGPIPE`.
-pub fn set_sigpipe_default() -> Result<(), Errno> {
+pub(crate) fn set_sigpipe_default() -> Result<(), Errno> {
     // SAFETY: installing SIG_DFL runs no handler code in this process, so no
     // async-signal-safety requirement arises; `signal` only changes the
     // process's disposition table.
@@ -134,16 +128,21 @@ pub fn set_sigpipe_default() -> Result<(), Errno> {
 }
 
 /// Pins the calling thread to one CPU.
-pub fn pin_to_cpu(cpu: usize) -> Result<(), Errno> {
+pub(crate) fn pin_to_cpu(cpu: usize) -> Result<(), Errno> {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set)
 }
 
 /// The CPUs the calling thread may run on.
-pub fn allowed_cpus() -> Vec<usize> {
+pub(crate) fn allowed_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
         Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
         Err(_) => vec![0],
     }
+}
+
+/// The effective user id of this process.
+pub(crate) fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
