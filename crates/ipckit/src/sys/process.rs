@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use rustix::io::{Errno, FdFlags};
 
-/// The environment variable that lists descriptors passed by [`pass_fd`].
+/// The environment variable that lists descriptors passed by
+/// [`pass_fd`](crate::process::pass_fd).
 pub const FDS_ENV: &str = "IPCKIT_FDS";
 
 /// The environment variable with the pid of the process that passed them:
