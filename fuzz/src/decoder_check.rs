@@ -26,9 +26,9 @@
 //!   read step, buffer size and blocking pattern, and equals a reference
 //!   decoder written from the documented format.
 
+use ipckit::Errno;
 use ipckit::Framing;
 use ipckit::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, LEN32_MAX, SliceSource};
-use ipckit::Errno;
 
 /// What one configuration of the decoder made of the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]

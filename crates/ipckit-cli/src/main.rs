@@ -157,8 +157,26 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipckit: {e:#}");
+            match e.downcast_ref::<ipckit::Error>().and_then(hint) {
+                Some(hint) => eprintln!("ipckit: {e:#} ({hint})"),
+                None => eprintln!("ipckit: {e:#}"),
+            }
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// What the user can do about an error, in this command's terms (the
+/// library names no command-line flags).
+fn hint(e: &ipckit::Error) -> Option<&'static str> {
+    let endpoint = ["fifo:", "mq:", "sysv-mq:"].iter().any(|s| e.object().starts_with(s));
+    match e.kind() {
+        ErrorKind::NotFound if endpoint && matches!(e.op(), "open" | "mq_open" | "msgget") => {
+            Some("create it with --create")
+        }
+        ErrorKind::AlreadyExists if endpoint && matches!(e.op(), "mkfifo" | "mq_open" | "msgget") => {
+            Some("it exists, and --exclusive asks for a new one")
+        }
+        _ => None,
     }
 }

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::name::{SysvKey, SysvKeySource};
 
 /// The longest Unix socket path or abstract name (`sun_path` is 108 bytes,
 /// one of which is the terminating NUL or the abstract marker).
@@ -96,60 +97,6 @@ pub enum UnixAddr {
     Path(PathBuf),
     /// A name in the abstract namespace (`@name`); no file, no permissions.
     Abstract(String),
-}
-
-/// A System V IPC key, as written in an endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SysvKey {
-    text: String,
-    source: SysvKeySource,
-}
-
-/// Where a System V key comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum SysvKeySource {
-    /// A literal key (nonzero).
-    Number(i32),
-    /// `ftok(path, id)`.
-    Path(PathBuf, u8),
-}
-
-impl SysvKey {
-    /// How the key is derived.
-    pub fn source(&self) -> &SysvKeySource {
-        &self.source
-    }
-
-    /// The key as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Parses a key: a nonzero decimal or `0x` hex number, or an absolute
-    /// path (for `ftok`) with project id `id`.
-    pub fn parse(text: &str, id: u8) -> Result<SysvKey> {
-        let invalid = |why: &str| Error::new(ErrorKind::Invalid, "parse key", text, why.to_string());
-        let source = if text.starts_with('/') {
-            SysvKeySource::Path(PathBuf::from(text), id)
-        } else {
-            let value = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-                u32::from_str_radix(hex, 16).map_err(|_| invalid("not a hexadecimal number"))?
-            } else {
-                text.parse::<u32>().map_err(|_| invalid("expected a nonzero number, 0xHEX, or an absolute path"))?
-            };
-            if value == 0 {
-                return Err(invalid("key 0 is IPC_PRIVATE, which cannot be named"));
-            }
-            SysvKeySource::Number(value as i32)
-        };
-        Ok(SysvKey { text: text.to_string(), source })
-    }
-}
-
-impl fmt::Display for SysvKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
 }
 
 impl Endpoint {
@@ -230,9 +177,7 @@ fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str]
     match (scheme, kind) {
         ("fifo", _) => &["mode"],
         ("mq", _) => &["maxmsg", "msgsize", "mode"],
-        ("sysv-mq", EndpointKind::SysvMq(k)) if matches!(k.source, SysvKeySource::Path(..)) => {
-            &["id", "mode", "maxbytes"]
-        }
+        ("sysv-mq", EndpointKind::SysvMq(k)) if k.is_path() => &["id", "mode", "maxbytes"],
         ("sysv-mq", _) => &["mode", "maxbytes"],
         (_, EndpointKind::Unix(_, UnixAddr::Path(_))) => &["mode"],
         ("shm", _) => &["size", "mode"],
@@ -353,22 +298,7 @@ impl FromStr for Endpoint {
 /// Checks a POSIX message-queue name: `/name`, one slash, 1 to 255
 /// characters after it.
 pub(crate) fn check_mq_name(name: &str) -> std::result::Result<(), String> {
-    let Some(rest) = name.strip_prefix('/') else {
-        return Err(format!("queue name {name:?} must start with '/'"));
-    };
-    if rest.is_empty() {
-        return Err("queue name is empty after '/'".into());
-    }
-    if rest.contains('/') {
-        return Err(format!("queue name {name:?} has a second '/'"));
-    }
-    if rest.len() > 255 {
-        return Err(format!("queue name is {} characters, the limit is 255 (NAME_MAX)", rest.len()));
-    }
-    if rest == "." || rest == ".." {
-        return Err(format!("queue name {name:?} is reserved"));
-    }
-    Ok(())
+    crate::name::check_posix_name(name, "queue name")
 }
 
 fn parse_host_port(addr: &str) -> std::result::Result<(String, u16), String> {
@@ -404,7 +334,7 @@ impl fmt::Display for Endpoint {
         match &self.kind {
             EndpointKind::Fifo(p) => write!(f, "{}", p.display())?,
             EndpointKind::Mq(n) | EndpointKind::Shm(n) => f.write_str(n)?,
-            EndpointKind::SysvMq(k) => f.write_str(&k.text)?,
+            EndpointKind::SysvMq(k) => f.write_str(k.as_str())?,
             EndpointKind::Unix(_, UnixAddr::Path(p)) => write!(f, "{}", p.display())?,
             EndpointKind::Unix(_, UnixAddr::Abstract(n)) => write!(f, "@{n}")?,
             EndpointKind::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}")?,

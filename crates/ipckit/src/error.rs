@@ -211,22 +211,6 @@ impl From<Error> for io::Error {
     }
 }
 
-/// Refuses an existing named object that belongs to another user: ipckit
-/// never talks to an object someone else planted under an expected name.
-/// `what` names the kind of object ("queue", "FIFO", ...).
-pub(crate) fn check_owner(op: &'static str, object: impl fmt::Display, what: &str, uid: u32) -> Result<()> {
-    let me = crate::sys::process::geteuid();
-    if uid == me {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::PermissionDenied,
-        op,
-        object,
-        format!("the {what} belongs to uid {uid}, not to this user (uid {me})"),
-    ))
-}
-
 /// The strerror text, lower-cased as in ipckit's messages.
 fn describe(errno: Errno) -> String {
     let text = io::Error::from_raw_os_error(errno.raw_os_error()).to_string();

@@ -117,3 +117,36 @@ impl<'a> SendMeta<'a> {
         ))
     }
 }
+
+/// The limit a message is checked against, as error messages name it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Limit {
+    /// The configured maximum (`Options::max_message`).
+    Maximum,
+    /// A POSIX queue's `mq_msgsize`.
+    QueueMessageSize,
+    /// The System V `msgmax`.
+    Msgmax,
+}
+
+/// The length of a message gathered from `parts`: `TooLarge`, naming the
+/// operation, the object and both sizes, if it is over `max`. Checked
+/// before anything is sent.
+pub(crate) fn check_len(
+    parts: &[std::io::IoSlice<'_>],
+    max: usize,
+    limit: Limit,
+    op: &'static str,
+    object: &str,
+) -> crate::Result<usize> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len <= max {
+        return Ok(len);
+    }
+    let what = match limit {
+        Limit::Maximum => format!("the maximum of {max} bytes"),
+        Limit::QueueMessageSize => format!("the queue's message size of {max} bytes"),
+        Limit::Msgmax => format!("the limit of {max} bytes (msgmax)"),
+    };
+    Err(crate::Error::new(crate::ErrorKind::TooLarge, op, object, format!("message of {len} bytes exceeds {what}")))
+}

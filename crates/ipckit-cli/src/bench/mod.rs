@@ -59,8 +59,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ipckit::shm::ShmName;
 use ipckit::process::{allowed_cpus, pin_to_cpu};
+use ipckit::shm::ShmName;
 use ipckit::{Endpoint, ErrorKind};
 
 use link::{Link, Rounds, Sample};

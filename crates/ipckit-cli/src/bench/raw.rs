@@ -30,8 +30,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ipckit::socket::MAX_FDS;
 use ipckit::process::{pass_fd, take_inherited_fd};
+use ipckit::socket::MAX_FDS;
 use ipckit::{Endpoint, EndpointKind};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{CWD, Mode, OFlags};

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use ipckit::process::{pass_fd, take_inherited_fd};
 use ipckit::shm::{Opened, Segment, ShmName};
 use ipckit::sync::{DEFAULT_SPIN, Event, EventMode, Mutex, MutexGuard};
-use ipckit::process::{pass_fd, take_inherited_fd};
 use rustix::io::Errno;
 use rustix::thread::futex;
 

@@ -1,14 +1,116 @@
-//! One-direction channels over any endpoint.
+//! One-direction channels over any endpoint: [`Sender`] and [`Receiver`],
+//! and the one private contract every transport meets.
 //!
 //! 1. `sender`: [`Sender`], which connects to an endpoint and sends.
 //! 2. `receiver`: [`Receiver`], which owns an endpoint and receives from
 //!    every sender that comes (a mailbox).
+//! 3. `flavor`: the table of transports, and the `Flavor` enum that both
+//!    dispatch over (the way crossbeam-channel's `SenderFlavor` does).
+//! 4. `pipe`: anonymous pipe ends (no endpoint; from `PipeReader` and
+//!    `PipeWriter`).
+//! 5. `fifo`: `fifo:/path`.
+//! 6. `unix`: `unix:` and `unix-seqpacket:`, a connection or a server.
+//! 7. `dgram`: `unix-dgram:`.
+//! 8. `tcp`: `tcp:HOST:PORT`, a connection or a server.
+//! 9. `mq`: `mq:/name`, POSIX queues.
+//! 10. `sysv_mq`: `sysv-mq:KEY`, System V queues.
 //!
-//! Both dispatch over a private enum of transports, so code written against
-//! them works unchanged on every mechanism.
+//! # The contract
+//!
+//! A transport is two traits. [`Open`] says how an endpoint of its kind is
+//! connected (a sender), bound (a receiver) and removed (`ipckit rm`);
+//! [`Transfer`] says how the value it opens moves messages: one attempt at
+//! a time, within a [`Wait`], reporting what it [`Got`]. The blocking, `try_`
+//! and `_timeout` forms, the errors for an attempt that got nothing, and
+//! the dispatch are written once, in `Sender`, `Receiver` and `flavor`.
+//!
+//! # Adding a transport
+//!
+//! One new file and one line in the table. For the shared-memory channel:
+//!
+//! 1. `channel/shm.rs` defines `pub(crate) struct Shm` (the open channel
+//!    end: a ring and its wake-up descriptors) and implements [`Open`]
+//!    (`type End = Shm`; `connect` maps the receiver's ring, `bind` creates
+//!    it, `remove` explains there is nothing to remove) and [`Transfer`]
+//!    (`send` writes into the ring, `recv_into`/`recv` read from it,
+//!    `poll_fd` hands out the eventfd).
+//! 2. `flavor.rs` gains one row in its `transports!` table:
+//!    `Shm(shm::Shm) = shm::Shm: EndpointKind::Shm(_),`
+//!
+//! Every endpoint kind without a row is `Unsupported` in `connect`, `bind`
+//! and `remove`.
 
+mod dgram;
+mod fifo;
+mod flavor;
+mod mq;
+mod pipe;
 mod receiver;
 mod sender;
+mod sysv_mq;
+mod tcp;
+mod unix;
+
+use std::io::IoSlice;
+use std::os::fd::BorrowedFd;
 
 pub use receiver::Receiver;
 pub use sender::Sender;
+
+use crate::endpoint::Endpoint;
+use crate::error::Result;
+use crate::meta::{Message, Meta, SendMeta};
+use crate::options::Options;
+use crate::wait::{Got, Wait};
+
+/// How endpoints of one kind are opened and removed.
+pub(crate) trait Open {
+    /// What an open endpoint is.
+    type End: Transfer;
+
+    /// Connects a sender. `wait` bounds the part of connecting that can
+    /// block (a TCP handshake); `NotFound` (no such object) and
+    /// `Disconnected` (nobody receiving) are the errors a caller may retry.
+    fn connect(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Self::End>;
+
+    /// Takes the endpoint for a receiver: binds, listens, or opens for
+    /// reading, creating the object if `opts` say so.
+    fn bind(ep: &Endpoint, opts: &Options) -> Result<Self::End>;
+
+    /// Removes the named object the endpoint refers to.
+    fn remove(ep: &Endpoint) -> Result<()>;
+}
+
+/// How an open endpoint moves messages: one attempt within a wait.
+pub(crate) trait Transfer {
+    /// Sends one message gathered from `parts`, waiting per `wait` for room
+    /// (`Full` or `TimedOut` otherwise, with nothing sent).
+    fn send(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()>;
+
+    /// One attempt to receive a message into `buf`.
+    fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>>;
+
+    /// One attempt to receive a message into a buffer of its size.
+    fn recv(&mut self, wait: Wait) -> Result<Got<Message>>;
+
+    /// The endpoint as errors and readiness lines name it.
+    fn name(&self) -> &str;
+
+    /// The descriptor to poll, where the transport has one.
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Whether bytes already read may hold a message.
+    fn has_buffered_message(&self) -> bool {
+        false
+    }
+
+    /// How many senders are connected (socket servers).
+    fn connections(&self) -> usize {
+        0
+    }
+}
+
+/// Removes the named object `ep` refers to, by its transport's [`Open`].
+pub(crate) fn remove(ep: &Endpoint) -> Result<()> {
+    flavor::Flavor::remove(ep)
+}

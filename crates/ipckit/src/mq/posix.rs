@@ -16,15 +16,16 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use rustix::event::PollFlags;
-
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Message, Meta, SendMeta};
+use crate::meta::{Limit, Message, Meta, SendMeta, check_len};
+use crate::name::{self, Attempt, Create, Opened};
 use crate::options::Options;
+use crate::sys::io::Ready;
+use crate::sys::mq::MqCreate;
 use crate::sys::{self, Errno};
-use crate::transport::{Got, finish, message_ops, not_yet};
 use crate::wait::Wait;
+use crate::wait::{Got, message_ops, not_yet};
 
 pub use crate::sys::mq::MqAttr;
 
@@ -89,27 +90,21 @@ impl PosixQueue {
                 Some((m as i64, s as i64))
             }
         };
-        let open_existing = || sys::mq::mq_open(name, libc::O_RDWR, 0, None).map_err(|e| open_error(ep, e, false));
-        let (blocking, created) = if opts.create {
-            match sys::mq::mq_open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode, attr) {
-                Ok(fd) => (fd, true),
-                Err(Errno::EXIST) if !opts.exclusive => (open_existing()?, false),
-                Err(e) => return Err(open_error(ep, e, true)),
-            }
-        } else {
-            (open_existing()?, false)
-        };
-        if created {
+        let how = Create::from_flags(opts.create, opts.exclusive);
+        let (blocking, opened) = name::create_or_open(how, |attempt| match attempt {
+            Attempt::Create => sys::mq::mq_open(name, Some(MqCreate { mode, attr }), false),
+            Attempt::Open => sys::mq::mq_open(name, None, false),
+        })
+        .map_err(|(attempt, e)| open_error(ep, e, attempt == Attempt::Create))?;
+        if opened == Opened::Created {
             // mq_open applies the umask; the endpoint's mode is exact.
-            rustix::fs::fchmod(&blocking, rustix::fs::Mode::from_raw_mode(mode))
-                .map_err(|e| Error::os("fchmod", ep, e))?;
+            sys::fs::fchmod(&blocking, mode).map_err(|e| Error::os("fchmod", ep, e))?;
         }
-        let st = rustix::fs::fstat(&blocking).map_err(|e| Error::os("fstat", ep, e))?;
-        crate::error::check_owner("mq_open", ep, "queue", st.st_uid)?;
-        let nonblocking =
-            sys::mq::mq_open(name, libc::O_RDWR | libc::O_NONBLOCK, 0, None).map_err(|e| open_error(ep, e, false))?;
-        let st2 = rustix::fs::fstat(&nonblocking).map_err(|e| Error::os("fstat", ep, e))?;
-        if st2.st_ino != st.st_ino {
+        let st = sys::fs::fstat(&blocking).map_err(|e| Error::os("fstat", ep, e))?;
+        name::check_owner("mq_open", ep, "queue", st.uid)?;
+        let nonblocking = sys::mq::mq_open(name, None, true).map_err(|e| open_error(ep, e, false))?;
+        let st2 = sys::fs::fstat(&nonblocking).map_err(|e| Error::os("fstat", ep, e))?;
+        if !st2.same_file(&st) {
             return Err(Error::new(ErrorKind::Corrupt, "mq_open", ep, "the queue was replaced while it was opened"));
         }
         let attr = sys::mq::mq_getattr(blocking.as_fd()).map_err(|e| Error::os("mq_getattr", ep, e))?;
@@ -143,10 +138,6 @@ impl PosixQueue {
         &self.name
     }
 
-    pub(crate) fn label(&self) -> &str {
-        &self.label
-    }
-
     fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
         (self.blocking.as_fd(), self.nonblocking.as_fd())
     }
@@ -155,14 +146,9 @@ impl PosixQueue {
         Error::os(op, &*self.label, e)
     }
 
-    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
-        let got = self.recv_into_raw(buf, wait);
-        finish(got, wait, "recv", &self.label)
-    }
-
-    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
-        let got = self.recv_raw(wait);
-        finish(got, wait, "recv", &self.label)
+    /// The queue's endpoint, as errors name it.
+    pub(crate) fn object(&self) -> &str {
+        &self.label
     }
 
     message_ops!();
@@ -185,15 +171,7 @@ impl PosixQueue {
                 format!("priority {priority} is out of range (0 to {})", PRIO_MAX - 1),
             ));
         }
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > self.max {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "mq_send",
-                &*self.label,
-                format!("message of {len} bytes exceeds the queue's message size of {} bytes", self.max),
-            ));
-        }
+        check_len(parts, self.max, Limit::QueueMessageSize, "mq_send", &self.label)?;
         // One contiguous buffer: mq_send has no gather form.
         let joined;
         let msg: &[u8] = match parts {
@@ -203,14 +181,14 @@ impl PosixQueue {
                 &joined
             }
         };
-        let r = with_wait(self.fds(), wait, PollFlags::OUT, |fd| sys::mq::mq_send(fd, msg, priority));
+        let r = with_wait(self.fds(), wait, Ready::Write, |fd| sys::mq::mq_send(fd, msg, priority));
         match r.map_err(|e| self.os("mq_send", e))? {
             Some(()) => Ok(()),
             None => Err(not_yet(wait, "send", &self.label)),
         }
     }
 
-    pub(crate) fn recv_into_raw(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+    pub(crate) fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
         if let Some((msg, priority)) = self.pending.take() {
             if msg.len() > buf.len() {
                 let len = msg.len();
@@ -221,7 +199,7 @@ impl PosixQueue {
             return Ok(Got::Msg((msg.len(), Meta { priority: Some(priority), ..Meta::default() })));
         }
         if buf.len() >= self.msgsize {
-            let r = with_wait(self.fds(), wait, PollFlags::IN, |fd| sys::mq::mq_receive(fd, buf));
+            let r = with_wait(self.fds(), wait, Ready::Read, |fd| sys::mq::mq_receive(fd, buf));
             return Ok(match r.map_err(|e| self.os("mq_receive", e))? {
                 Some((n, priority)) => Got::Msg((n, Meta { priority: Some(priority), ..Meta::default() })),
                 None => Got::NotYet,
@@ -244,7 +222,7 @@ impl PosixQueue {
         let mut scratch = std::mem::take(&mut self.scratch);
         // Bounded by the kernel's msgsize_max, not by a peer.
         scratch.resize(self.msgsize, 0);
-        let r = with_wait(self.fds(), wait, PollFlags::IN, |fd| sys::mq::mq_receive(fd, &mut scratch));
+        let r = with_wait(self.fds(), wait, Ready::Read, |fd| sys::mq::mq_receive(fd, &mut scratch));
         self.scratch = scratch;
         r.map_err(|e| self.os("mq_receive", e))
     }
@@ -258,7 +236,7 @@ impl PosixQueue {
         )
     }
 
-    pub(crate) fn recv_raw(&mut self, wait: Wait) -> Result<Got<Message>> {
+    pub(crate) fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
         if let Some((data, priority)) = self.pending.take() {
             return Ok(Got::Msg(Message { data, meta: Meta { priority: Some(priority), ..Meta::default() } }));
         }
@@ -284,7 +262,7 @@ impl PosixQueue {
 fn with_wait<T>(
     (blocking, nonblocking): (BorrowedFd<'_>, BorrowedFd<'_>),
     wait: Wait,
-    events: PollFlags,
+    ready: Ready,
     mut op: impl FnMut(BorrowedFd<'_>) -> Result<T, Errno>,
 ) -> Result<Option<T>, Errno> {
     if wait.is_forever() {
@@ -294,7 +272,7 @@ fn with_wait<T>(
         match op(nonblocking) {
             Ok(v) => return Ok(Some(v)),
             Err(Errno::AGAIN) => {
-                if matches!(wait, Wait::Never) || sys::io::poll(nonblocking, events, wait)?.is_none() {
+                if matches!(wait, Wait::Never) || !sys::io::poll(nonblocking, ready, wait)? {
                     return Ok(None);
                 }
             }
@@ -306,8 +284,8 @@ fn with_wait<T>(
 fn open_error(ep: &Endpoint, e: Errno, create: bool) -> Error {
     let err = Error::os("mq_open", ep, e);
     match e {
-        Errno::NOENT => err.with_detail("no such queue (create it with --create)"),
-        Errno::EXIST => err.with_detail("the queue exists (--exclusive)"),
+        Errno::NOENT => err.with_detail("no such queue"),
+        Errno::EXIST => err.with_detail("the queue exists (exclusive create)"),
         Errno::MFILE if create => err.with_detail("too many queues for this user (RLIMIT_MSGQUEUE) or open files"),
         Errno::INVAL => err.with_kind(ErrorKind::Invalid).with_detail("attributes rejected by the kernel"),
         _ => err,

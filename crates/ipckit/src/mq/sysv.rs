@@ -21,14 +21,15 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::endpoint::{Endpoint, EndpointKind, SysvKey, SysvKeySource};
+use crate::endpoint::{Endpoint, EndpointKind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Message, Meta, SendMeta};
+use crate::meta::{Limit, Message, Meta, SendMeta, check_len};
+use crate::name::{self, Attempt, Create, Opened};
 use crate::options::Options;
 use crate::sys::mq::MTYPE_SIZE;
 use crate::sys::{self, Errno};
-use crate::transport::{Got, finish, message_ops, not_yet};
 use crate::wait::Wait;
+use crate::wait::{Got, message_ops, not_yet};
 
 pub use crate::sys::mq::MsqStat;
 
@@ -61,14 +62,7 @@ pub struct SysvQueue {
     remove_on_drop: bool,
 }
 
-/// The key an endpoint's `KEY` stands for (`ftok` for a path).
-pub fn resolve_key(key: &SysvKey, ep: &dyn std::fmt::Display) -> Result<i32> {
-    match key.source() {
-        SysvKeySource::Number(n) => Ok(*n),
-        SysvKeySource::Path(path, id) => sys::mq::ftok(path, *id)
-            .map_err(|e| Error::os("ftok", ep, e).with_detail(format!("key path {}", path.display()))),
-    }
-}
+pub use crate::name::resolve_key;
 
 fn kernel_limit(path: &str, default: u64) -> u64 {
     sys::proc_limit(path).unwrap_or(default)
@@ -84,7 +78,7 @@ impl SysvQueue {
             return Err(Error::new(ErrorKind::Invalid, "msgget", ep, "not a sysv-mq: endpoint"));
         };
         let key = resolve_key(k, ep)?;
-        let mode = ep.mode()?.unwrap_or(0o600) as i32;
+        let mode = ep.mode()?.unwrap_or(0o600);
         let max_bytes = ep.number_option("maxbytes")?;
         let msgmnb = kernel_limit(MSGMNB_PATH, 16384);
         if let Some(b) = max_bytes {
@@ -97,26 +91,18 @@ impl SysvQueue {
                 ));
             }
         }
-        let open_existing = || {
-            sys::mq::msgget(key, 0).map_err(|e| match e {
-                Errno::NOENT => {
-                    Error::os("msgget", ep, e).with_detail("no queue with this key (create it with --create)")
-                }
-                e => Error::os("msgget", ep, e),
-            })
-        };
-        let (id, created) = if opts.create {
-            match sys::mq::msgget(key, mode | libc::IPC_CREAT | libc::IPC_EXCL) {
-                Ok(id) => (id, true),
-                Err(Errno::EXIST) if !opts.exclusive => (open_existing()?, false),
-                Err(e) => return Err(Error::os("msgget", ep, e)),
-            }
-        } else {
-            (open_existing()?, false)
-        };
+        let how = Create::from_flags(opts.create, opts.exclusive);
+        let (id, opened) = name::create_or_open(how, |attempt| match attempt {
+            Attempt::Create => sys::mq::msgget(key, Some(mode)),
+            Attempt::Open => sys::mq::msgget(key, None),
+        })
+        .map_err(|(attempt, e)| match (attempt, e) {
+            (Attempt::Open, Errno::NOENT) => Error::os("msgget", ep, e).with_detail("no queue with this key"),
+            (_, e) => Error::os("msgget", ep, e),
+        })?;
         let stat = sys::mq::msg_stat(id).map_err(|e| Error::os("msgctl IPC_STAT", ep, e))?;
-        crate::error::check_owner("msgget", ep, "queue", stat.uid)?;
-        if let (true, Some(b)) = (created, max_bytes) {
+        name::check_owner("msgget", ep, "queue", stat.uid)?;
+        if let (Opened::Created, Some(b)) = (opened, max_bytes) {
             sys::mq::msg_set_max_bytes(id, b).map_err(|e| Error::os("msgctl IPC_SET", ep, e))?;
         }
         let msgmax = kernel_limit(MSGMAX_PATH, 8192) as usize;
@@ -140,7 +126,7 @@ impl SysvQueue {
             return Err(Error::new(ErrorKind::Invalid, "rm", ep, "not a sysv-mq: endpoint"));
         };
         let key = resolve_key(k, ep)?;
-        let id = sys::mq::msgget(key, 0).map_err(|e| Error::os("rm", ep, e))?;
+        let id = sys::mq::msgget(key, None).map_err(|e| Error::os("rm", ep, e))?;
         sys::mq::msg_remove(id).map_err(|e| Error::os("rm", ep, e))
     }
 
@@ -160,10 +146,6 @@ impl SysvQueue {
         self.recv_type = msg_type;
     }
 
-    pub(crate) fn label(&self) -> &str {
-        &self.label
-    }
-
     fn os(&self, op: &'static str, e: Errno) -> Error {
         let err = Error::os(op, &*self.label, e);
         match e {
@@ -172,14 +154,9 @@ impl SysvQueue {
         }
     }
 
-    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
-        let got = self.recv_into_raw(buf, wait);
-        finish(got, wait, "recv", &self.label)
-    }
-
-    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
-        let got = self.recv_raw(wait);
-        finish(got, wait, "recv", &self.label)
+    /// The queue's endpoint, as errors name it.
+    pub(crate) fn object(&self) -> &str {
+        &self.label
     }
 
     message_ops!();
@@ -202,17 +179,9 @@ impl SysvQueue {
                 format!("message type {msg_type} must be positive"),
             ));
         }
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > self.max {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "msgsnd",
-                &*self.label,
-                format!("message of {len} bytes exceeds the limit of {} bytes (msgmax)", self.max),
-            ));
-        }
+        check_len(parts, self.max, Limit::Msgmax, "msgsnd", &self.label)?;
         self.scratch.clear();
-        self.scratch.extend_from_slice(&(msg_type as libc::c_long).to_ne_bytes());
+        sys::mq::push_mtype(&mut self.scratch, msg_type);
         for p in parts {
             self.scratch.extend_from_slice(p);
         }
@@ -234,12 +203,7 @@ impl SysvQueue {
         self.scratch.resize(MTYPE_SIZE + room, 0);
         let (id, msgtyp, noerror, buf) = (self.id, self.recv_type, self.noerror, &mut self.scratch);
         match with_backoff(wait, Errno::NOMSG, |nowait| sys::mq::msgrcv(id, buf, msgtyp, nowait, noerror)) {
-            Ok(Some(n)) => {
-                // c_long is i64 on 64-bit Linux, i32 elsewhere.
-                let msg_type: i64 =
-                    libc::c_long::from_ne_bytes(self.scratch[..MTYPE_SIZE].try_into().expect("MTYPE_SIZE")) as _;
-                Ok(Some((n, msg_type)))
-            }
+            Ok(Some(n)) => Ok(Some((n, sys::mq::read_mtype(&self.scratch)))),
             Ok(None) => Ok(None),
             Err(Errno::TOOBIG) => Err(Error::new(
                 ErrorKind::TooLarge,
@@ -251,7 +215,7 @@ impl SysvQueue {
         }
     }
 
-    pub(crate) fn recv_into_raw(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+    pub(crate) fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
         let Some((n, msg_type)) = self.recv_scratch(buf.len(), wait)? else {
             return Ok(Got::NotYet);
         };
@@ -261,7 +225,7 @@ impl SysvQueue {
         Ok(Got::Msg((len, Meta { msg_type: Some(msg_type), truncated, ..Meta::default() })))
     }
 
-    pub(crate) fn recv_raw(&mut self, wait: Wait) -> Result<Got<Message>> {
+    pub(crate) fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
         // Every message fits msgmax, so none is left queued; one over this
         // receiver's maximum is cut (MSG_NOERROR) or refused.
         let cap = if self.noerror { self.max } else { self.msgmax };

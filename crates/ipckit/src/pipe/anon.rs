@@ -11,8 +11,7 @@ use crate::meta::{Message, Meta};
 use crate::options::Options;
 use crate::sys;
 use crate::transport::stream::{StreamIo, StreamKind};
-use crate::transport::{Got, finish, recv_ops, send_ops};
-use crate::wait::Wait;
+use crate::wait::{Got, Wait, recv_ops, send_ops};
 
 /// The reading end of a pipe, receiving framed messages.
 #[derive(Debug)]
@@ -41,7 +40,7 @@ pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
 
 /// `pipe2(O_CLOEXEC)` with the given framing and maximum message size.
 pub fn pipe_with(opts: &Options) -> Result<(PipeReader, PipeWriter)> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::os("pipe", "", e))?;
+    let (r, w) = sys::io::pipe().map_err(|e| Error::os("pipe", "", e))?;
     Ok((PipeReader::from_fd(r, opts), PipeWriter::from_fd(w, opts)))
 }
 
@@ -87,14 +86,16 @@ impl PipeReader {
         sys::process::pass_fd(cmd, self.io.fd())
     }
 
-    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
-        let got = self.io.recv_into(buf, wait);
-        finish(got, wait, "recv", "pipe")
+    fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        self.io.recv_into(buf, wait)
     }
 
-    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
-        let got: Result<Got<Message>> = self.io.recv(wait);
-        finish(got, wait, "recv", "pipe")
+    fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
+        self.io.recv(wait)
+    }
+
+    fn object(&self) -> &str {
+        "pipe"
     }
 
     recv_ops!();

@@ -39,7 +39,7 @@ impl Region {
             ));
         }
         // ftruncate past RLIMIT_FSIZE raises SIGXFSZ: refuse first.
-        if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Fsize).current {
+        if let Some(max) = sys::process::file_size_limit() {
             if size as u64 > max {
                 return Err(Error::new(
                     ErrorKind::Invalid,
@@ -98,7 +98,7 @@ impl Region {
         }
         // Only now: once SHRINK is sealed, the size can no longer drop
         // below what fstat reports.
-        let (size, _, _) = sys::shm::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
+        let size = sys::fs::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?.size;
         if size < len as u64 {
             return Err(Error::new(
                 ErrorKind::Corrupt,
@@ -108,8 +108,7 @@ impl Region {
             ));
         }
         // Read-only when sealed against writes or opened read-only.
-        let access = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::os("fcntl", &label, e))?;
-        let opened_rw = access & rustix::fs::OFlags::ACCMODE == rustix::fs::OFlags::RDWR;
+        let opened_rw = sys::fs::is_read_write(&fd).map_err(|e| Error::os("fcntl", &label, e))?;
         let writable = opened_rw && !seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE);
         let map = Mapping::map_fd(fd.as_fd(), len, writable).map_err(|e| Error::os("mmap", &label, e))?;
         Ok(Region::new(map, Backing::Memfd { fd }, writable, label))

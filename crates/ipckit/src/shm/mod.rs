@@ -7,8 +7,8 @@
 //!    received descriptor ([`Region::from_received_fd`]).
 //! 3. `region`: [`Region`], the mapping, with copy-in/copy-out access,
 //!    typed access for zerocopy types, and shared atomics.
-//! 4. `header`: the ipckit object header and race-free
-//!    [`Object::create_or_open`].
+//! 4. `object`: ipckit's own objects: the header, the [`ObjectKind`]
+//!    registry, race-free [`Object::create_or_open`], staleness.
 //!
 //! # Safety of the defaults
 //!
@@ -43,17 +43,21 @@
 //! - **Another user** cannot open the objects ipckit creates (0600), and an
 //!   object another user planted under an expected name is refused.
 
-mod header;
 mod memfd;
+mod object;
 mod region;
 mod segment;
+mod view;
 
-pub use header::{
-    HEADER_SIZE, Header, MAGIC, Object, ObjectSpec, STATE_EMPTY, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
-    is_stale, remove_if_stale,
-};
 pub use memfd::Trust;
+pub use object::{
+    HEADER_SIZE, Header, MAGIC, Object, ObjectKind, ObjectSpec, STATE_EMPTY, STATE_INITIALISING, STATE_OFFSET,
+    STATE_READY, abi_tag, is_stale, remove_if_stale,
+};
 pub use region::Region;
-pub use segment::{Info, Opened, Segment, ShmName, info, remove};
+pub use segment::{Info, Segment, info, remove};
+pub(crate) use view::View;
+
+pub use crate::name::{Opened, ShmName};
 
 pub use crate::sys::shm::ShmStat;

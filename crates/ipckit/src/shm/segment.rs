@@ -1,74 +1,12 @@
 //! Opening named segments: POSIX objects, System V segments, mapped files.
 
-use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use rustix::io::Errno;
+use std::path::Path;
 
 use super::region::{Backing, Region};
-use crate::endpoint::SysvKey;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self};
-
-/// The name of a shared-memory object: `/name` (POSIX), `sysv:KEY`
-/// (System V; KEY as in endpoints, `sysv:/path?id=N` for ftok), or
-/// `file:/path` (a mapped file).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ShmName {
-    /// A POSIX shared-memory object, `/name`.
-    Posix(String),
-    /// A System V segment.
-    Sysv(SysvKey),
-    /// A file to map.
-    File(PathBuf),
-}
-
-impl FromStr for ShmName {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<ShmName> {
-        let invalid = |why: String| Error::new(ErrorKind::Invalid, "parse shm name", format!("{text:?}"), why);
-        if let Some(rest) = text.strip_prefix("sysv:") {
-            let (key, id) = match rest.split_once("?id=") {
-                Some((k, id)) => match id.parse::<u8>() {
-                    Ok(n) if n > 0 && !id.starts_with('0') => (k, n),
-                    _ => return Err(invalid(format!("id {id:?} must be 1 to 255"))),
-                },
-                None => (rest, 1),
-            };
-            if rest.contains("?id=") && !key.starts_with('/') {
-                return Err(invalid("?id= applies only to a path key".into()));
-            }
-            let key = SysvKey::parse(key, id)
-                .map_err(|e| invalid(e.to_string().rsplit(": ").next().unwrap_or_default().to_string()))?;
-            return Ok(ShmName::Sysv(key));
-        }
-        if let Some(path) = text.strip_prefix("file:") {
-            if path.is_empty() {
-                return Err(invalid("empty file path".into()));
-            }
-            return Ok(ShmName::File(PathBuf::from(path)));
-        }
-        crate::endpoint::check_mq_name(text)
-            .map_err(|why| invalid(why.replace("queue name", "name")))
-            .map(|()| ShmName::Posix(text.to_string()))
-    }
-}
-
-impl fmt::Display for ShmName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ShmName::Posix(n) => f.write_str(n),
-            ShmName::Sysv(k) => match k.source() {
-                crate::endpoint::SysvKeySource::Path(_, id) if *id != 1 => write!(f, "sysv:{k}?id={id}"),
-                _ => write!(f, "sysv:{k}"),
-            },
-            ShmName::File(p) => write!(f, "file:{}", p.display()),
-        }
-    }
-}
+use crate::name::{self, Attempt, Create, Opened, ShmName, SysvKey, resolve_key};
+use crate::sys::{self, Errno};
 
 /// How to open a segment: `Segment::new(name).size(n).create()`.
 ///
@@ -89,15 +27,6 @@ pub struct Segment {
     mode: u32,
     writable: bool,
     remove_on_drop: bool,
-}
-
-/// Whether [`Segment::open_or_create`] created the object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Opened {
-    /// This call created it.
-    Created,
-    /// It existed.
-    Existing,
 }
 
 impl Segment {
@@ -137,24 +66,22 @@ impl Segment {
 
     /// Creates the object, failing with `AlreadyExists` if it exists.
     pub fn create(&self) -> Result<Region> {
-        self.open_inner(Some(true)).map(|(r, _)| r)
+        self.open_inner(Create::Exclusive).map(|(r, _)| r)
     }
 
     /// Opens an existing object: `NotFound` if there is none.
     pub fn open(&self) -> Result<Region> {
-        self.open_inner(None).map(|(r, _)| r)
+        self.open_inner(Create::No).map(|(r, _)| r)
     }
 
     /// Opens the object, creating it if it does not exist.
     pub fn open_or_create(&self) -> Result<(Region, Opened)> {
-        self.open_inner(Some(false))
+        self.open_inner(Create::IfMissing)
     }
 
-    /// `create`: None = open only; Some(true) = exclusive; Some(false) =
-    /// open or create.
-    fn open_inner(&self, create: Option<bool>) -> Result<(Region, Opened)> {
+    fn open_inner(&self, create: Create) -> Result<(Region, Opened)> {
         let label = self.name.to_string();
-        if create.is_some() {
+        if create != Create::No {
             self.check_size(&label)?;
         }
         match &self.name {
@@ -188,8 +115,7 @@ impl Segment {
                 }
             }
             _ => {
-                let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize);
-                if let Some(max) = limit.current {
+                if let Some(max) = sys::process::file_size_limit() {
                     if size as u64 > max {
                         return Err(invalid(format!("size {size} exceeds RLIMIT_FSIZE={max}")));
                     }
@@ -199,22 +125,11 @@ impl Segment {
         Ok(())
     }
 
-    fn open_posix(&self, name: &str, create: Option<bool>, label: String) -> Result<(Region, Opened)> {
-        use rustix::shm::OFlags;
-        let access = if self.writable { OFlags::RDWR } else { OFlags::RDONLY };
-        let (fd, opened) = match create {
-            None => {
-                (sys::shm::shm_open(name, access, 0).map_err(|e| open_error("shm_open", &label, e))?, Opened::Existing)
-            }
-            Some(exclusive) => match sys::shm::shm_open(name, access | OFlags::CREATE | OFlags::EXCL, self.mode) {
-                Ok(fd) => (fd, Opened::Created),
-                Err(Errno::EXIST) if !exclusive => (
-                    sys::shm::shm_open(name, access, 0).map_err(|e| open_error("shm_open", &label, e))?,
-                    Opened::Existing,
-                ),
-                Err(e) => return Err(open_error("shm_open", &label, e)),
-            },
-        };
+    fn open_posix(&self, name: &str, create: Create, label: String) -> Result<(Region, Opened)> {
+        let (fd, opened) = name::create_or_open(create, |attempt| {
+            sys::shm::shm_open(name, self.writable, (attempt == Attempt::Create).then_some(self.mode))
+        })
+        .map_err(|(_, e)| open_error("shm_open", &label, e))?;
         let unlink = |e: Error| {
             if opened == Opened::Created {
                 let _ = sys::shm::shm_unlink(name);
@@ -232,21 +147,11 @@ impl Segment {
         Ok((region, opened))
     }
 
-    fn open_file(&self, path: &Path, create: Option<bool>, label: String) -> Result<(Region, Opened)> {
-        use rustix::fs::OFlags;
-        let access = if self.writable { OFlags::RDWR } else { OFlags::RDONLY };
-        let (fd, opened) = match create {
-            None => {
-                (sys::shm::open_file(path, access, 0).map_err(|e| open_error("open", &label, e))?, Opened::Existing)
-            }
-            Some(exclusive) => match sys::shm::open_file(path, access | OFlags::CREATE | OFlags::EXCL, self.mode) {
-                Ok(fd) => (fd, Opened::Created),
-                Err(Errno::EXIST) if !exclusive => {
-                    (sys::shm::open_file(path, access, 0).map_err(|e| open_error("open", &label, e))?, Opened::Existing)
-                }
-                Err(e) => return Err(open_error("open", &label, e)),
-            },
-        };
+    fn open_file(&self, path: &Path, create: Create, label: String) -> Result<(Region, Opened)> {
+        let (fd, opened) = name::create_or_open(create, |attempt| {
+            sys::shm::open_file(path, self.writable, (attempt == Attempt::Create).then_some(self.mode))
+        })
+        .map_err(|(_, e)| open_error("open", &label, e))?;
         let unlink = |e: Error| {
             if opened == Opened::Created {
                 let _ = std::fs::remove_file(path);
@@ -270,16 +175,16 @@ impl Segment {
     fn prepare(&self, fd: &OwnedFd, opened: Opened, label: &str) -> Result<usize> {
         if opened == Opened::Created {
             let size = self.create_size(label)?;
-            sys::shm::fchmod(fd.as_fd(), self.mode).map_err(|e| Error::os("fchmod", label, e))?;
+            sys::fs::fchmod(fd, self.mode).map_err(|e| Error::os("fchmod", label, e))?;
             sys::shm::set_len(fd.as_fd(), size as u64).map_err(|e| Error::os("ftruncate", label, e))?;
             sys::shm::reserve(fd.as_fd(), size as u64)
                 .map_err(|e| Error::os("posix_fallocate", label, e).with_detail(format!("reserving {size} bytes")))?;
             return Ok(size);
         }
-        let (len, uid, _) = sys::shm::fstat(fd).map_err(|e| Error::os("fstat", label, e))?;
-        check_owner(uid, label)?;
+        let st = sys::fs::fstat(fd).map_err(|e| Error::os("fstat", label, e))?;
+        check_owner(st.uid, label)?;
         let len =
-            usize::try_from(len).map_err(|_| Error::new(ErrorKind::Invalid, "open", label, "too large to map"))?;
+            usize::try_from(st.size).map_err(|_| Error::new(ErrorKind::Invalid, "open", label, "too large to map"))?;
         if len == 0 {
             return Err(Error::new(ErrorKind::Corrupt, "open", label, "the object is empty (size 0)"));
         }
@@ -296,27 +201,24 @@ impl Segment {
         Ok(len)
     }
 
-    fn open_sysv(&self, key: &SysvKey, create: Option<bool>, label: String) -> Result<(Region, Opened)> {
-        let key = crate::mq::sysv::resolve_key(key, &label)?;
+    fn open_sysv(&self, key: &SysvKey, create: Create, label: String) -> Result<(Region, Opened)> {
+        let key = resolve_key(key, &label)?;
         let size = self.size.unwrap_or(0);
-        let (id, opened) = match create {
-            None => (sys::shm::shmget(key, 0, 0).map_err(|e| open_error("shmget", &label, e))?, Opened::Existing),
-            Some(exclusive) => match sys::shm::shmget(key, size, self.mode as i32 | libc::IPC_CREAT | libc::IPC_EXCL) {
-                Ok(id) => (id, Opened::Created),
-                Err(Errno::EXIST) if !exclusive => {
-                    (sys::shm::shmget(key, 0, 0).map_err(|e| open_error("shmget", &label, e))?, Opened::Existing)
-                }
-                Err(e @ (Errno::NOMEM | Errno::INVAL | Errno::NOSPC)) => {
-                    let limit = |p: &str| sys::proc_limit(p).map_or("?".into(), |v| v.to_string());
-                    return Err(Error::os("shmget", &label, e).with_kind(ErrorKind::Invalid).with_detail(format!(
-                        "size {size} is beyond what the kernel grants (shmmax={}, shmall={} pages, memory)",
-                        limit("/proc/sys/kernel/shmmax"),
-                        limit("/proc/sys/kernel/shmall"),
-                    )));
-                }
-                Err(e) => return Err(open_error("shmget", &label, e)),
-            },
-        };
+        let (id, opened) = name::create_or_open(create, |attempt| match attempt {
+            Attempt::Create => sys::shm::shmget(key, size, Some(self.mode)),
+            Attempt::Open => sys::shm::shmget(key, 0, None),
+        })
+        .map_err(|(attempt, e)| match (attempt, e) {
+            (Attempt::Create, Errno::NOMEM | Errno::INVAL | Errno::NOSPC) => {
+                let limit = |p: &str| sys::proc_limit(p).map_or("?".into(), |v| v.to_string());
+                Error::os("shmget", &label, e).with_kind(ErrorKind::Invalid).with_detail(format!(
+                    "size {size} is beyond what the kernel grants (shmmax={}, shmall={} pages, memory)",
+                    limit("/proc/sys/kernel/shmmax"),
+                    limit("/proc/sys/kernel/shmall"),
+                ))
+            }
+            (_, e) => open_error("shmget", &label, e),
+        })?;
         let remove = |e: Error| {
             if opened == Opened::Created {
                 let _ = sys::shm::shm_remove(id);
@@ -350,14 +252,14 @@ impl Segment {
 }
 
 fn check_owner(uid: u32, label: &str) -> Result<()> {
-    crate::error::check_owner("open", label, "object", uid)
+    name::check_owner("open", label, "object", uid)
 }
 
 fn warn_mode(region: &mut Region) -> Result<()> {
     let Some(fd) = region.fd() else { return Ok(()) };
-    let (_, _, mode) = sys::shm::fstat(fd).map_err(|e| Error::os("fstat", region.name(), e))?;
-    if mode & 0o077 != 0 {
-        region.push_warning(format!("mode {:04o} lets other users in (0600 expected)", mode & 0o777));
+    let st = sys::fs::fstat(fd).map_err(|e| Error::os("fstat", region.name(), e))?;
+    if st.mode & 0o077 != 0 {
+        region.push_warning(format!("mode {:04o} lets other users in (0600 expected)", st.mode & 0o777));
     }
     Ok(())
 }
@@ -379,8 +281,8 @@ pub fn remove(name: &ShmName) -> Result<()> {
     match name {
         ShmName::Posix(n) => sys::shm::shm_unlink(n).map_err(|e| Error::os("rm", &label, e)),
         ShmName::Sysv(key) => {
-            let key = crate::mq::sysv::resolve_key(key, &label)?;
-            let id = sys::shm::shmget(key, 0, 0).map_err(|e| Error::os("rm", &label, e))?;
+            let key = resolve_key(key, &label)?;
+            let id = sys::shm::shmget(key, 0, None).map_err(|e| Error::os("rm", &label, e))?;
             sys::shm::shm_remove(id).map_err(|e| Error::os("rm", &label, e))
         }
         ShmName::File(p) => std::fs::remove_file(p).map_err(|e| {
@@ -409,20 +311,18 @@ pub fn info(name: &ShmName) -> Result<Info> {
     let label = name.to_string();
     match name {
         ShmName::Posix(n) => {
-            let fd =
-                sys::shm::shm_open(n, rustix::shm::OFlags::RDONLY, 0).map_err(|e| open_error("shm_open", &label, e))?;
-            let (size, uid, mode) = sys::shm::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
-            Ok(Info { size, uid, mode: mode & 0o777, sysv: None })
+            let fd = sys::shm::shm_open(n, false, None).map_err(|e| open_error("shm_open", &label, e))?;
+            let st = sys::fs::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
+            Ok(Info { size: st.size, uid: st.uid, mode: st.mode & 0o777, sysv: None })
         }
         ShmName::File(p) => {
-            let fd =
-                sys::shm::open_file(p, rustix::fs::OFlags::RDONLY, 0).map_err(|e| open_error("open", &label, e))?;
-            let (size, uid, mode) = sys::shm::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
-            Ok(Info { size, uid, mode: mode & 0o777, sysv: None })
+            let fd = sys::shm::open_file(p, false, None).map_err(|e| open_error("open", &label, e))?;
+            let st = sys::fs::fstat(&fd).map_err(|e| Error::os("fstat", &label, e))?;
+            Ok(Info { size: st.size, uid: st.uid, mode: st.mode & 0o777, sysv: None })
         }
         ShmName::Sysv(key) => {
-            let key = crate::mq::sysv::resolve_key(key, &label)?;
-            let id = sys::shm::shmget(key, 0, 0).map_err(|e| open_error("shmget", &label, e))?;
+            let key = resolve_key(key, &label)?;
+            let id = sys::shm::shmget(key, 0, None).map_err(|e| open_error("shmget", &label, e))?;
             let st = sys::shm::shm_stat(id).map_err(|e| Error::os("shmctl IPC_STAT", &label, e))?;
             Ok(Info {
                 size: st.size,

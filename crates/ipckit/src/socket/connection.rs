@@ -13,10 +13,10 @@ use crate::meta::SendMeta;
 use crate::meta::{Credentials, Message, Meta};
 use crate::options::Options;
 use crate::sys;
+use crate::transport::Io;
 use crate::transport::packet::{PacketIo, PacketKind};
 use crate::transport::stream::{StreamIo, StreamKind};
-use crate::transport::{Io, finish, message_ops};
-use crate::wait::{Wait, until_peer_ready};
+use crate::wait::{Got, Wait, message_ops, until_peer_ready};
 
 /// A connected socket carrying messages both ways: from
 /// [`Listener::accept`](super::Listener::accept) or
@@ -52,7 +52,7 @@ impl Connection {
         until_peer_ready(Wait::timeout(timeout), "connect", ep, |w| Connection::connect_wait(ep, opts, w))
     }
 
-    fn connect_wait(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Connection> {
+    pub(crate) fn connect_wait(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Connection> {
         let name: Arc<str> = ep.to_string().into();
         let max = opts.max_message;
         let io = match ep.kind() {
@@ -92,14 +92,16 @@ impl Connection {
         self.io.send(parts, meta, wait)
     }
 
-    fn recv_into_wait(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, Meta)> {
-        let got = self.io.recv_into(buf, wait);
-        finish(got, wait, "recv", self.io.name())
+    fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        self.io.recv_into(buf, wait)
     }
 
-    fn recv_wait(&mut self, wait: Wait) -> Result<Message> {
-        let got = self.io.recv(wait);
-        finish(got, wait, "recv", self.io.name())
+    fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
+        self.io.recv(wait)
+    }
+
+    fn object(&self) -> &str {
+        self.io.name()
     }
 
     message_ops!();

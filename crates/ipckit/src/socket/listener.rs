@@ -86,6 +86,11 @@ impl Listener {
         &self.endpoint
     }
 
+    /// [`local_endpoint`](Self::local_endpoint) as text.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     fn accept_wait(&self, wait: Wait) -> Result<Option<Connection>> {
         let Some(fd) = sys::net::accept(self.fd.as_fd(), wait).map_err(|e| Error::os("accept", &*self.name, e))? else {
             return Ok(None);

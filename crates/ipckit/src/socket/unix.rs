@@ -14,8 +14,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rustix::net::SocketAddrUnix;
-
 use crate::endpoint::{Endpoint, UnixAddr, UnixType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, Errno};
@@ -41,7 +39,7 @@ fn new_socket(ty: UnixType, ep: &Endpoint, op: &'static str) -> Result<OwnedFd> 
     Ok(fd)
 }
 
-fn address(addr: &UnixAddr, ep: &Endpoint, op: &'static str) -> Result<SocketAddrUnix> {
+fn address(addr: &UnixAddr, ep: &Endpoint, op: &'static str) -> Result<sys::net::UnixAddress> {
     match addr {
         UnixAddr::Path(p) => sys::net::unix_path(p),
         UnixAddr::Abstract(n) => sys::net::unix_abstract(n.as_bytes()),
@@ -167,7 +165,8 @@ fn move_into_place(ep: &Endpoint, ty: UnixType, tmp: &Path, path: &Path) -> Resu
     Err(Error::new(ErrorKind::AlreadyExists, "bind", ep, "another process keeps creating a socket file here"))
 }
 
-/// Connects a Unix socket of type `ty` to the endpoint's address.
+/// Connects a Unix socket of type `ty` to the endpoint's address (for a
+/// datagram socket: sets its default destination).
 pub(crate) fn connect(ep: &Endpoint, ty: UnixType, addr: &UnixAddr) -> Result<OwnedFd> {
     let fd = new_socket(ty, ep, "connect")?;
     let a = address(addr, ep, "connect")?;
@@ -175,6 +174,7 @@ pub(crate) fn connect(ep: &Endpoint, ty: UnixType, addr: &UnixAddr) -> Result<Ow
         let err = Error::os("connect", ep, e);
         match e {
             Errno::NOENT => err.with_detail("no socket at this path"),
+            Errno::CONNREFUSED if ty == UnixType::Dgram => err.with_detail("nothing is receiving"),
             Errno::CONNREFUSED => err.with_detail("nothing is listening"),
             _ => err,
         }
@@ -182,7 +182,33 @@ pub(crate) fn connect(ep: &Endpoint, ty: UnixType, addr: &UnixAddr) -> Result<Ow
     Ok(fd)
 }
 
-/// Binds a datagram socket (no listen) for a receiver.
+/// Binds a datagram socket (no listen) for a receiver, with `SO_PASSCRED`
+/// so that every datagram carries its sender's credentials.
 pub(crate) fn bind_dgram(ep: &Endpoint, addr: &UnixAddr) -> Result<(OwnedFd, Option<PathBuf>)> {
-    bind(ep, UnixType::Dgram, addr)
+    let (fd, created) = bind(ep, UnixType::Dgram, addr)?;
+    if let Err(e) = sys::net::set_passcred(fd.as_fd()) {
+        if let Some(p) = &created {
+            let _ = sys::fs::unlink(p);
+        }
+        return Err(Error::os("setsockopt SO_PASSCRED", ep, e));
+    }
+    Ok((fd, created))
+}
+
+/// Removes the socket file an endpoint names (refusing other kinds of
+/// file); an abstract name has no file (`Invalid`).
+pub(crate) fn remove(ep: &Endpoint, addr: &UnixAddr) -> Result<()> {
+    match addr {
+        UnixAddr::Path(path) => match sys::fs::file_type(path) {
+            Ok(sys::fs::Kind::Socket) => sys::fs::unlink(path).map_err(|e| Error::os("rm", ep, e)),
+            Ok(_) => Err(Error::new(ErrorKind::Invalid, "rm", ep, "not a socket file")),
+            Err(e) => Err(Error::os("rm", ep, e)),
+        },
+        UnixAddr::Abstract(_) => Err(Error::new(
+            ErrorKind::Invalid,
+            "rm",
+            ep,
+            "an abstract socket name has no file; it disappears with its socket",
+        )),
+    }
 }

@@ -30,24 +30,11 @@ use std::time::Duration;
 /// How long openers wait for a creator still initialising an object.
 pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Object kinds in the ipckit header.
+/// The object kinds of this module, as header words (see
+/// [`ObjectKind`](crate::shm::ObjectKind)).
 pub(crate) mod kind {
-    pub(crate) const MUTEX: u32 = 1;
-    pub(crate) const CONDVAR: u32 = 2;
-    pub(crate) const SEMAPHORE: u32 = 3;
-    pub(crate) const EVENT: u32 = 4;
-    pub(crate) const FUTEX_SEMAPHORE: u32 = 5;
-}
-
-/// An ABI tag from the target and the sizes of the C types an object
-/// embeds: processes built for another layout refuse the object.
-pub(crate) const fn abi_tag(c_type_size: usize) -> u64 {
-    let arch: &[u8] = std::env::consts::ARCH.as_bytes();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < arch.len() {
-        h = (h ^ arch[i] as u64).wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    (h ^ c_type_size as u64).wrapping_mul(0x0100_0000_01b3)
+    use crate::shm::ObjectKind;
+    pub(crate) const CONDVAR: u32 = ObjectKind::Condvar.code();
+    pub(crate) const EVENT: u32 = ObjectKind::Event.code();
+    pub(crate) const FUTEX_SEMAPHORE: u32 = ObjectKind::FutexSemaphore.code();
 }

@@ -20,15 +20,15 @@
 //! against peers that scribble on it.
 
 use std::marker::PhantomData;
-use std::mem::{ManuallyDrop, align_of, size_of};
+use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::{INIT_TIMEOUT, abi_tag, kind};
+use super::INIT_TIMEOUT;
 use crate::error::{Error, ErrorKind, Result};
-use crate::shm::{HEADER_SIZE, Object, ObjectSpec, Opened, Segment, ShmName};
+use crate::shm::{HEADER_SIZE, Object, ObjectKind, ObjectSpec, Opened, Region, Segment, ShmName, View, abi_tag};
 use crate::sys::Errno;
 use crate::sys::sync::{self as raw, LockWait, PTHREAD_MUTEX_SIZE};
 
@@ -56,9 +56,12 @@ const _: () = assert!(PTHREAD_MUTEX_SIZE <= 64);
 /// ```
 #[derive(Debug)]
 pub struct Mutex<T> {
-    /// Dropped by hand: kept mapped for good if this process still holds
-    /// the lock when the handle goes (see `Drop`).
-    obj: ManuallyDrop<Object>,
+    /// Always `Some` until `Drop`, which forgets it (keeping it mapped for
+    /// good) if this process still holds the lock.
+    obj: Option<Object>,
+    /// The `pthread_mutex_t` and the data, resolved once at open.
+    mutex: View,
+    data: View,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -108,19 +111,37 @@ impl<T> std::fmt::Display for LockError<'_, T> {
 impl<T: std::fmt::Debug> std::error::Error for LockError<'_, T> {}
 
 fn spec<T>() -> ObjectSpec {
-    ObjectSpec { kind: kind::MUTEX, version: 1, abi: abi_tag(PTHREAD_MUTEX_SIZE), payload: 64 + size_of::<T>() }
+    ObjectSpec {
+        kind: ObjectKind::Mutex.code(),
+        version: 1,
+        abi: abi_tag(PTHREAD_MUTEX_SIZE),
+        payload: 64 + size_of::<T>(),
+    }
+}
+
+/// The mutex's place in an object.
+fn mutex_view(region: &Region) -> Result<View> {
+    region.view(MUTEX_OFFSET, PTHREAD_MUTEX_SIZE, 8)
 }
 
 impl<T> Mutex<T> {
     /// The object's name.
     pub fn name(&self) -> &str {
-        self.obj.region().name()
+        self.region().name()
+    }
+
+    fn region(&self) -> &Region {
+        self.obj.as_ref().expect("the object lives until drop").region()
     }
 
     fn raw(&self) -> *mut u8 {
-        // In bounds: the object is at least MUTEX_DATA_OFFSET bytes
-        // (checked when it was opened).
-        self.obj.region().as_ptr().wrapping_add(MUTEX_OFFSET)
+        self.region().ptr(self.mutex)
+    }
+
+    fn from_object(obj: Object) -> Result<Mutex<T>> {
+        let mutex = mutex_view(obj.region())?;
+        let data = obj.region().view(MUTEX_DATA_OFFSET, size_of::<T>(), align_of::<T>())?;
+        Ok(Mutex { obj: Some(obj), mutex, data, _data: PhantomData })
     }
 }
 
@@ -146,18 +167,17 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
             // SAFETY: the creator has the object to itself until it is
             // published: nobody else uses these 64 bytes yet; the mapping is
             // page-aligned, so offset 64 is aligned for pthread_mutex_t.
-            unsafe { raw::mutex_init(region.as_ptr().add(MUTEX_OFFSET)) }
+            unsafe { raw::mutex_init(region.ptr(mutex_view(region)?)) }
                 .map_err(|e| Error::os("pthread_mutex_init", region.name(), e))?;
             region.write(MUTEX_DATA_OFFSET, &init)
         })?;
-        Ok((Mutex { obj: ManuallyDrop::new(obj), _data: PhantomData }, opened))
+        Ok((Mutex::from_object(obj)?, opened))
     }
 
     /// Opens an existing mutex object.
     pub fn open(name: &ShmName) -> Result<Mutex<T>> {
         Mutex::<T>::check_type(name)?;
-        let obj = Object::open(&Segment::new(name.clone()), spec::<T>(), INIT_TIMEOUT)?;
-        Ok(Mutex { obj: ManuallyDrop::new(obj), _data: PhantomData })
+        Mutex::from_object(Object::open(&Segment::new(name.clone()), spec::<T>(), INIT_TIMEOUT)?)
     }
 
     fn lock_wait(&self, wait: LockWait) -> std::result::Result<MutexGuard<'_, T>, LockError<'_, T>> {
@@ -224,7 +244,7 @@ fn lock_error(name: &str, e: Errno) -> Error {
 
 impl<'a, T> MutexGuard<'a, T> {
     fn data(&self) -> *mut T {
-        self.mutex.obj.region().as_ptr().wrapping_add(MUTEX_DATA_OFFSET).cast()
+        self.mutex.region().ptr(self.mutex.data).cast()
     }
 
     /// After [`LockError::OwnerDied`]: declares the data repaired, so the
@@ -298,11 +318,7 @@ impl<T> Drop for Mutex<T> {
         // SAFETY: the mutex is initialised and mapped (the object is alive).
         let owner = unsafe { raw::mutex_owner_tid(self.raw()) };
         if owner != 0 && std::path::Path::new(&format!("/proc/self/task/{owner}")).exists() {
-            return;
+            std::mem::forget(self.obj.take());
         }
-        // SAFETY: dropped exactly once, here; no guard borrows `self` any
-        // more (guards borrow the Mutex), and no thread of this process
-        // holds the lock (checked above).
-        unsafe { ManuallyDrop::drop(&mut self.obj) }
     }
 }

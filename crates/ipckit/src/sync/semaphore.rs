@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{INIT_TIMEOUT, abi_tag, kind};
+use super::INIT_TIMEOUT;
 use crate::error::{Error, ErrorKind, Result};
-use crate::shm::{HEADER_SIZE, Object, ObjectSpec, Opened, Segment, ShmName};
+use crate::name::{self, Create, Opened, ShmName};
+use crate::shm::{HEADER_SIZE, Object, ObjectKind, ObjectSpec, Region, Segment, View, abi_tag};
 use crate::sys::Errno;
 use crate::sys::sync::{self as raw, LockWait, NamedSem, SEM_SIZE};
 
@@ -76,8 +77,7 @@ pub struct NamedSemaphore {
 
 impl NamedSemaphore {
     fn check_name(name: &str) -> Result<()> {
-        crate::endpoint::check_mq_name(name)
-            .map_err(|why| Error::new(ErrorKind::Invalid, "sem_open", name, why.replace("queue name", "name")))
+        name::check_posix_name(name, "name").map_err(|why| Error::new(ErrorKind::Invalid, "sem_open", name, why))
     }
 
     fn check_value(name: &str, value: u32) -> Result<()> {
@@ -94,26 +94,26 @@ impl NamedSemaphore {
 
     /// Creates `/name` with `value`, failing if it exists.
     pub fn create(name: &str, value: u32, mode: u32) -> Result<NamedSemaphore> {
-        NamedSemaphore::open_flags(name, libc::O_CREAT | libc::O_EXCL, mode, value)
+        NamedSemaphore::open_how(name, Create::Exclusive, mode, value)
     }
 
     /// Opens `/name`, creating it with `value` if it does not exist.
     pub fn open_or_create(name: &str, value: u32, mode: u32) -> Result<NamedSemaphore> {
-        match NamedSemaphore::create(name, value, mode) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => NamedSemaphore::open(name),
-            other => other,
-        }
+        NamedSemaphore::open_how(name, Create::IfMissing, mode, value)
     }
 
     /// Opens an existing `/name`.
     pub fn open(name: &str) -> Result<NamedSemaphore> {
-        NamedSemaphore::open_flags(name, 0, 0, 0)
+        NamedSemaphore::open_how(name, Create::No, 0, 0)
     }
 
-    fn open_flags(name: &str, flags: i32, mode: u32, value: u32) -> Result<NamedSemaphore> {
+    fn open_how(name: &str, how: Create, mode: u32, value: u32) -> Result<NamedSemaphore> {
         NamedSemaphore::check_name(name)?;
         NamedSemaphore::check_value(name, value)?;
-        let sem = NamedSem::open(name, flags, mode, value).map_err(|e| {
+        let (sem, opened) = name::create_or_open(how, |attempt| {
+            NamedSem::open(name, (attempt == name::Attempt::Create).then_some((mode, value)))
+        })
+        .map_err(|(_, e)| {
             let err = Error::os("sem_open", name, e);
             match e {
                 Errno::NOENT => err.with_detail("no such semaphore"),
@@ -123,13 +123,11 @@ impl NamedSemaphore {
         })?;
         // glibc creates the file with the umask applied: make a new one's
         // mode exact, and check an existing one's owner.
-        let path = format!("/dev/shm/sem.{}", &name[1..]);
-        if flags & libc::O_EXCL != 0 {
-            crate::sys::fs::chmod(std::path::Path::new(&path), mode & 0o777)
-                .map_err(|e| Error::os("chmod", name, e))?;
-        } else if let Ok(meta) = std::fs::metadata(&path) {
-            use std::os::unix::fs::MetadataExt;
-            crate::error::check_owner("sem_open", name, "semaphore", meta.uid())?;
+        let path = std::path::PathBuf::from(format!("/dev/shm/sem.{}", &name[1..]));
+        if opened == Opened::Created {
+            crate::sys::fs::chmod(&path, mode & 0o777).map_err(|e| Error::os("chmod", name, e))?;
+        } else if let Ok(st) = crate::sys::fs::stat(&path) {
+            name::check_owner("sem_open", name, "semaphore", st.uid)?;
         }
         Ok(NamedSemaphore { sem, name: name.to_string() })
     }
@@ -157,10 +155,17 @@ impl NamedSemaphore {
 #[derive(Debug)]
 pub struct SharedSemaphore {
     obj: Arc<Object>,
+    /// The `sem_t`, resolved once at open.
+    sem: View,
 }
 
 fn shared_spec() -> ObjectSpec {
-    ObjectSpec { kind: kind::SEMAPHORE, version: 1, abi: abi_tag(SEM_SIZE), payload: 64 }
+    ObjectSpec { kind: ObjectKind::Semaphore.code(), version: 1, abi: abi_tag(SEM_SIZE), payload: 64 }
+}
+
+/// The `sem_t`'s place in an object.
+fn sem_view(region: &Region) -> Result<View> {
+    region.view(HEADER_SIZE, SEM_SIZE, 8)
 }
 
 const _: () = assert!(SEM_SIZE <= 64);
@@ -178,15 +183,20 @@ impl SharedSemaphore {
         let (obj, opened) = Object::create_or_open(seg, shared_spec(), INIT_TIMEOUT, |region| {
             // SAFETY: unpublished object: nobody else uses these bytes; offset
             // 64 of a page-aligned mapping is aligned for sem_t.
-            unsafe { raw::sem_init_shared(region.as_ptr().add(HEADER_SIZE), value) }
+            unsafe { raw::sem_init_shared(region.ptr(sem_view(region)?), value) }
                 .map_err(|e| Error::os("sem_init", region.name(), e))
         })?;
-        Ok((SharedSemaphore { obj: Arc::new(obj) }, opened))
+        Ok((SharedSemaphore::from_object(obj)?, opened))
     }
 
     /// Opens an existing one.
     pub fn open(name: &ShmName) -> Result<SharedSemaphore> {
-        Ok(SharedSemaphore { obj: Arc::new(Object::open(&Segment::new(name.clone()), shared_spec(), INIT_TIMEOUT)?) })
+        SharedSemaphore::from_object(Object::open(&Segment::new(name.clone()), shared_spec(), INIT_TIMEOUT)?)
+    }
+
+    fn from_object(obj: Object) -> Result<SharedSemaphore> {
+        let sem = sem_view(obj.region())?;
+        Ok(SharedSemaphore { obj: Arc::new(obj), sem })
     }
 
     /// The object's name.
@@ -195,7 +205,7 @@ impl SharedSemaphore {
     }
 
     fn ptr(&self) -> *mut u8 {
-        self.obj.region().as_ptr().wrapping_add(HEADER_SIZE)
+        self.obj.region().ptr(self.sem)
     }
 
     sem_ops!();

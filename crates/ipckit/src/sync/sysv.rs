@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::endpoint::SysvKey;
 use crate::error::{Error, ErrorKind, Result};
+use crate::name::{self, Attempt, Create, Opened, SysvKey};
 use crate::sys::Errno;
-use crate::sys::sync::{self as raw};
+use crate::sys::sync::{self as raw, SemQuery};
 
 pub use crate::sys::sync::{SemOp, SemStat};
 
@@ -25,7 +25,7 @@ pub struct SemaphoreSet {
 
 impl SemaphoreSet {
     fn key(key: &SysvKey, label: &str) -> Result<i32> {
-        crate::mq::sysv::resolve_key(key, &label)
+        name::resolve_key(key, &label)
     }
 
     /// Creates a set of `count` semaphores with `mode`, each at `value`;
@@ -44,8 +44,13 @@ impl SemaphoreSet {
             ));
         }
         let k = SemaphoreSet::key(key, &label)?;
-        match raw::semget(k, count as i32, (mode & 0o777) as i32 | libc::IPC_CREAT | libc::IPC_EXCL) {
-            Ok(id) => {
+        let how = if exclusive { Create::Exclusive } else { Create::IfMissing };
+        let created = name::create_or_open(how, |attempt| match attempt {
+            Attempt::Create => raw::semget(k, count as i32, Some(mode)),
+            Attempt::Open => raw::semget(k, 0, None),
+        });
+        match created {
+            Ok((id, Opened::Created)) => {
                 let set = SemaphoreSet { id, count, label, remove_on_drop: false };
                 // Initialise, then publish with a semop that changes nothing
                 // but sets the operation time: openers wait for that, so none
@@ -66,8 +71,8 @@ impl SemaphoreSet {
                 }
                 Ok(set)
             }
-            Err(Errno::EXIST) if !exclusive => SemaphoreSet::open(key),
-            Err(Errno::INVAL | Errno::NOSPC) => Err(Error::new(
+            Ok((id, Opened::Existing)) => SemaphoreSet::published(id, label),
+            Err((Attempt::Create, Errno::INVAL | Errno::NOSPC)) => Err(Error::new(
                 ErrorKind::Invalid,
                 "semget",
                 &label,
@@ -76,7 +81,7 @@ impl SemaphoreSet {
                     std::fs::read_to_string("/proc/sys/kernel/sem").unwrap_or_default().trim()
                 ),
             )),
-            Err(e) => Err(Error::os("semget", &label, e)),
+            Err((_, e)) => Err(open_error(&label, e)),
         }
     }
 
@@ -84,10 +89,13 @@ impl SemaphoreSet {
     pub fn open(key: &SysvKey) -> Result<SemaphoreSet> {
         let label = format!("sysv:{key}");
         let k = SemaphoreSet::key(key, &label)?;
-        let id = raw::semget(k, 0, 0).map_err(|e| {
-            let err = Error::os("semget", &label, e);
-            if e == Errno::NOENT { err.with_detail("no semaphore set with this key") } else { err }
-        })?;
+        let id = raw::semget(k, 0, None).map_err(|e| open_error(&label, e))?;
+        SemaphoreSet::published(id, label)
+    }
+
+    /// The set `id`, once its creator has published it (see `create`),
+    /// checked to belong to the caller's user.
+    fn published(id: i32, label: String) -> Result<SemaphoreSet> {
         let mut st = raw::sem_stat(id).map_err(|e| Error::os("semctl IPC_STAT", &label, e))?;
         // A set whose creator has not published it yet (see `create`).
         let deadline = std::time::Instant::now() + super::INIT_TIMEOUT;
@@ -98,7 +106,7 @@ impl SemaphoreSet {
         if st.last_op_time == 0 {
             return Err(Error::new(ErrorKind::Corrupt, "semget", &label, "never initialised (did its creator die?)"));
         }
-        crate::error::check_owner("semget", &label, "set", st.uid)?;
+        name::check_owner("semget", &label, "set", st.uid)?;
         Ok(SemaphoreSet { id, count: st.count as u16, label, remove_on_drop: false })
     }
 
@@ -112,7 +120,7 @@ impl SemaphoreSet {
     pub fn remove(key: &SysvKey) -> Result<()> {
         let label = format!("sysv:{key}");
         let k = SemaphoreSet::key(key, &label)?;
-        let id = raw::semget(k, 0, 0).map_err(|e| {
+        let id = raw::semget(k, 0, None).map_err(|e| {
             let err = Error::os("rm", &label, e);
             if e == Errno::NOENT { err.with_detail("no semaphore set with this key") } else { err }
         })?;
@@ -237,19 +245,24 @@ impl SemaphoreSet {
     /// The pid of the last process that operated on semaphore `index`.
     pub fn last_pid(&self, index: u16) -> Result<i32> {
         self.index("semctl GETPID", index)?;
-        raw::sem_query(self.id, index, libc::GETPID).map_err(|e| self.error("semctl GETPID", e))
+        raw::sem_query(self.id, index, SemQuery::LastPid).map_err(|e| self.error("semctl GETPID", e))
     }
 
     /// How many processes wait for semaphore `index` to increase.
     pub fn waiting(&self, index: u16) -> Result<i32> {
         self.index("semctl GETNCNT", index)?;
-        raw::sem_query(self.id, index, libc::GETNCNT).map_err(|e| self.error("semctl GETNCNT", e))
+        raw::sem_query(self.id, index, SemQuery::Waiting).map_err(|e| self.error("semctl GETNCNT", e))
     }
 
     /// `semctl(IPC_STAT)`.
     pub fn status(&self) -> Result<SemStat> {
         raw::sem_stat(self.id).map_err(|e| self.error("semctl IPC_STAT", e))
     }
+}
+
+fn open_error(label: &str, e: Errno) -> Error {
+    let err = Error::os("semget", label, e);
+    if e == Errno::NOENT { err.with_detail("no semaphore set with this key") } else { err }
 }
 
 impl Drop for SemaphoreSet {

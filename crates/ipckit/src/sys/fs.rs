@@ -16,8 +16,67 @@ pub(crate) fn mkfifo(path: &Path, mode: u32) -> Result<(), Errno> {
 }
 
 /// Opens `path` with `flags` plus `O_CLOEXEC`, retrying `EINTR`.
-pub(crate) fn open(path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+fn open(path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
     retry(|| rustix::fs::open(path, flags | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty()))
+}
+
+/// Opens a FIFO (or whatever is at `path`) for reading or writing without
+/// waiting: `O_NONBLOCK`, so that opening for writing with no reader fails
+/// with `ENXIO` instead of blocking. The caller clears `O_NONBLOCK` after.
+pub(crate) fn open_nonblocking(path: &Path, write: bool) -> Result<OwnedFd, Errno> {
+    open(path, if write { OFlags::WRONLY } else { OFlags::RDONLY } | OFlags::NONBLOCK)
+}
+
+/// What `stat` says of a file, as ipckit uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub(crate) kind: Kind,
+    pub(crate) size: u64,
+    pub(crate) uid: u32,
+    /// Permission bits (with set-id and sticky bits).
+    pub(crate) mode: u32,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) nlink: u64,
+}
+
+impl Stat {
+    fn from_raw(st: rustix::fs::Stat) -> Stat {
+        Stat {
+            kind: FileType::from_raw_mode(st.st_mode),
+            size: st.st_size as u64,
+            uid: st.st_uid,
+            mode: st.st_mode & 0o7777,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
+        }
+    }
+
+    /// Whether `other` is the same file (device and inode).
+    pub(crate) fn same_file(&self, other: &Stat) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+/// `fstat`.
+pub(crate) fn fstat(fd: impl AsFd) -> Result<Stat, Errno> {
+    rustix::fs::fstat(fd).map(Stat::from_raw)
+}
+
+/// `stat` (following symlinks).
+pub(crate) fn stat(path: &Path) -> Result<Stat, Errno> {
+    rustix::fs::stat(path).map(Stat::from_raw)
+}
+
+/// `fchmod`: the exact mode, whatever the umask was at creation.
+pub(crate) fn fchmod(fd: impl AsFd, mode: u32) -> Result<(), Errno> {
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+}
+
+/// Whether the descriptor was opened for reading and writing (`O_RDWR`).
+pub(crate) fn is_read_write(fd: impl AsFd) -> Result<bool, Errno> {
+    Ok(rustix::fs::fcntl_getfl(fd)? & OFlags::ACCMODE == OFlags::RDWR)
 }
 
 /// `unlink(path)`.

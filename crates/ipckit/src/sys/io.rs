@@ -21,10 +21,30 @@ pub(crate) fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Err
     }
 }
 
+/// What [`poll`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// Readable (`POLLIN`).
+    Read,
+    /// Writable (`POLLOUT`).
+    Write,
+}
+
+/// `poll` on one descriptor until it is ready (or an error/hang-up
+/// condition is reported: the next call tells which) or the wait runs out.
+/// Returns `false` when the wait ran out.
+pub(crate) fn poll(fd: BorrowedFd<'_>, ready: Ready, wait: Wait) -> Result<bool, Errno> {
+    let events = match ready {
+        Ready::Read => PollFlags::IN,
+        Ready::Write => PollFlags::OUT,
+    };
+    poll_events(fd, events, wait).map(|r| r.is_some())
+}
+
 /// `poll` on one descriptor until `events` (or an error/hang-up condition)
 /// is reported or the wait runs out. Returns the reported events, or `None`
 /// when the wait ran out.
-pub(crate) fn poll(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<Option<PollFlags>, Errno> {
+fn poll_events(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<Option<PollFlags>, Errno> {
     loop {
         let timeout = wait.remaining().map(timespec);
         let mut fds = [PollFd::from_borrowed_fd(fd, events)];
@@ -68,18 +88,28 @@ pub(crate) fn set_nonblocking(fd: impl AsFd, on: bool) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `poll` on several descriptors; returns how many reported events, 0 when
-/// the wait ran out. Retries `EINTR` with what is left of the wait.
-pub(crate) fn poll_many(fds: &mut [rustix::event::PollFd<'_>], wait: Wait) -> Result<usize, Errno> {
-    loop {
+/// `poll` for readability on several descriptors. Fills `ready` with one
+/// flag per descriptor and returns how many reported events, 0 when the
+/// wait ran out. Retries `EINTR` with what is left of the wait.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], ready: &mut Vec<bool>, wait: Wait) -> Result<usize, Errno> {
+    let mut set: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN)).collect();
+    let n = loop {
         let timeout = wait.remaining().map(timespec);
-        match rustix::event::poll(fds, timeout.as_ref()) {
+        match rustix::event::poll(&mut set, timeout.as_ref()) {
             Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
-            Ok(n) => return Ok(n),
+            Ok(n) => break n,
             Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }
-    }
+    };
+    ready.clear();
+    ready.extend(set.iter().map(|p| !p.revents().is_empty()));
+    Ok(n)
+}
+
+/// `pipe2(O_CLOEXEC)`: the read end and the write end.
+pub(crate) fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), Errno> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
 }
 
 /// An epoll instance (close-on-exec): readable when any descriptor added to

@@ -33,10 +33,30 @@ pub struct MqAttr {
     pub nonblocking: bool,
 }
 
-/// `mq_open(name, flags, mode, attr)`, close-on-exec (glibc opens queues
-/// with `O_CLOEXEC`).
-pub(crate) fn mq_open(name: &str, flags: i32, mode: u32, attr: Option<(i64, i64)>) -> Result<OwnedFd, Errno> {
+/// How [`mq_open`] creates a queue: `O_CREAT | O_EXCL` with this mode and,
+/// if given, these attributes (`maxmsg`, `msgsize`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MqCreate {
+    pub(crate) mode: u32,
+    pub(crate) attr: Option<(i64, i64)>,
+}
+
+/// `mq_open(name, O_RDWR [| O_NONBLOCK] [| O_CREAT | O_EXCL], mode, attr)`,
+/// close-on-exec (glibc opens queues with `O_CLOEXEC`): creates the queue
+/// exclusively when `create` is given, else opens an existing one.
+pub(crate) fn mq_open(name: &str, create: Option<MqCreate>, nonblocking: bool) -> Result<OwnedFd, Errno> {
     let cname = c_string(name.as_bytes())?;
+    let mut flags = libc::O_RDWR;
+    if nonblocking {
+        flags |= libc::O_NONBLOCK;
+    }
+    let (mode, attr) = match create {
+        Some(c) => {
+            flags |= libc::O_CREAT | libc::O_EXCL;
+            (c.mode, c.attr)
+        }
+        None => (0, None),
+    };
     let mut raw_attr: libc::mq_attr = mq_attr_zeroed();
     let attr_ptr = match attr {
         Some((maxmsg, msgsize)) => {
@@ -116,8 +136,10 @@ pub(crate) fn ftok(path: &Path, id: u8) -> Result<i32, Errno> {
     if key == -1 { Err(last_errno()) } else { Ok(key) }
 }
 
-/// `msgget(key, flags)`: the queue id.
-pub(crate) fn msgget(key: i32, flags: i32) -> Result<i32, Errno> {
+/// `msgget(key, 0)`, or with `create` `msgget(key, mode | IPC_CREAT |
+/// IPC_EXCL)`: the queue id.
+pub(crate) fn msgget(key: i32, create: Option<u32>) -> Result<i32, Errno> {
+    let flags = create.map_or(0, |mode| (mode & 0o777) as i32 | libc::IPC_CREAT | libc::IPC_EXCL);
     // SAFETY: msgget takes plain integers.
     let id = unsafe { libc::msgget(key, flags) };
     if id < 0 { Err(last_errno()) } else { Ok(id) }
@@ -191,6 +213,20 @@ pub(crate) fn msg_remove(id: i32) -> Result<(), Errno> {
 
 /// Size of the `long mtype` that precedes every System V message.
 pub(crate) const MTYPE_SIZE: usize = std::mem::size_of::<libc::c_long>();
+
+/// Appends a message type as the `long mtype` that starts a `struct msgbuf`.
+pub(crate) fn push_mtype(buf: &mut Vec<u8>, msg_type: i64) {
+    buf.extend_from_slice(&(msg_type as libc::c_long).to_ne_bytes());
+}
+
+/// The message type at the start of a `struct msgbuf` (at least
+/// [`MTYPE_SIZE`] bytes).
+pub(crate) fn read_mtype(buf: &[u8]) -> i64 {
+    let mut raw = [0u8; MTYPE_SIZE];
+    raw.copy_from_slice(&buf[..MTYPE_SIZE]);
+    // c_long is i64 on 64-bit Linux, i32 elsewhere.
+    libc::c_long::from_ne_bytes(raw) as i64
+}
 
 /// `msgsnd`: `buf` is the whole `struct msgbuf` (type, then text); sends
 /// `buf.len() - MTYPE_SIZE` text bytes. Retries `EINTR`.

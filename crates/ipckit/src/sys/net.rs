@@ -6,7 +6,6 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::event::PollFlags;
 use rustix::io::Errno;
 pub(crate) use rustix::net::UCred;
 use rustix::net::addr::SocketAddrArg;
@@ -15,7 +14,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, Shutdown, SocketAddrUnix, SocketFlags, SocketType,
 };
 
-use super::io::{poll, retry};
+use super::io::{Ready, poll, retry};
 use crate::wait::Wait;
 
 /// The most file descriptors one message may carry. The receive buffer
@@ -57,9 +56,9 @@ pub(crate) fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
 pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &impl SocketAddrArg, wait: Wait) -> Result<(), Errno> {
     match rustix::net::connect(fd, addr) {
         Ok(()) => Ok(()),
-        Err(Errno::INPROGRESS | Errno::INTR | Errno::ALREADY) => match poll(fd, PollFlags::OUT, wait)? {
-            None => Err(Errno::TIMEDOUT),
-            Some(_) => rustix::net::sockopt::socket_error(fd)?,
+        Err(Errno::INPROGRESS | Errno::INTR | Errno::ALREADY) => match poll(fd, Ready::Write, wait)? {
+            false => Err(Errno::TIMEDOUT),
+            true => rustix::net::sockopt::socket_error(fd)?,
         },
         Err(e) => Err(e),
     }
@@ -69,7 +68,7 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &impl SocketAddrArg, wait: Wait)
 /// `Ok(None)` means the wait ran out.
 pub(crate) fn accept(fd: BorrowedFd<'_>, wait: Wait) -> Result<Option<OwnedFd>, Errno> {
     loop {
-        if !wait.is_forever() && poll(fd, PollFlags::IN, wait)?.is_none() {
+        if !wait.is_forever() && !poll(fd, Ready::Read, wait)? {
             return Ok(None);
         }
         match rustix::net::accept_with(fd, SocketFlags::CLOEXEC) {
@@ -201,7 +200,7 @@ pub(crate) fn recv(
 /// Waits until `fd` is readable (or hung up), at most `wait`.
 /// `Ok(false)` means the wait ran out.
 pub(crate) fn wait_readable(fd: impl AsFd, wait: Wait) -> Result<bool, Errno> {
-    Ok(poll(fd.as_fd(), PollFlags::IN, wait)?.is_some())
+    poll(fd.as_fd(), Ready::Read, wait)
 }
 
-pub(crate) use rustix::net::{AddressFamily as Family, SocketType as Type};
+pub(crate) use rustix::net::{AddressFamily as Family, SocketAddrUnix as UnixAddress, SocketType as Type};

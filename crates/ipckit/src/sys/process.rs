@@ -143,6 +143,12 @@ pub(crate) fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// The soft `RLIMIT_FSIZE` (`None`: unlimited). Growing a file past it
+/// raises `SIGXFSZ`, so sizes are checked against it first.
+pub(crate) fn file_size_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Fsize).current
+}
+
 /// The effective user id of this process.
 pub(crate) fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()

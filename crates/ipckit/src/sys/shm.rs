@@ -3,7 +3,7 @@
 
 // libc field types differ between architectures; the casts are needed on some.
 #![allow(clippy::unnecessary_cast)]
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -112,19 +112,20 @@ impl Drop for Mapping {
     }
 }
 
-/// `shm_open(name, flags, mode)`, close-on-exec.
-pub(crate) fn shm_open(name: &str, flags: rustix::shm::OFlags, mode: u32) -> Result<OwnedFd, Errno> {
-    retry(|| rustix::shm::open(name, flags, Mode::from_raw_mode(mode)))
+/// `shm_open(name, O_RDWR or O_RDONLY [| O_CREAT | O_EXCL], mode)`,
+/// close-on-exec: creates exclusively with mode `create` when given.
+pub(crate) fn shm_open(name: &str, writable: bool, create: Option<u32>) -> Result<OwnedFd, Errno> {
+    use rustix::shm::OFlags;
+    let mut flags = if writable { OFlags::RDWR } else { OFlags::RDONLY };
+    if create.is_some() {
+        flags |= OFlags::CREATE | OFlags::EXCL;
+    }
+    retry(|| rustix::shm::open(name, flags, Mode::from_raw_mode(create.unwrap_or(0))))
 }
 
 /// `shm_unlink(name)`.
 pub(crate) fn shm_unlink(name: &str) -> Result<(), Errno> {
     rustix::shm::unlink(name)
-}
-
-/// `fchmod`: the exact mode, whatever the umask was at creation.
-pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
 }
 
 /// `posix_fallocate(fd, 0, len)`: reserves the pages now, so that a full
@@ -136,12 +137,6 @@ pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
 /// `ftruncate(fd, len)`.
 pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
     retry(|| rustix::fs::ftruncate(fd, len))
-}
-
-/// Size, owner and mode of an open file.
-pub(crate) fn fstat(fd: impl AsFd) -> Result<(u64, u32, u32), Errno> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok((st.st_size as u64, st.st_uid, st.st_mode & 0o7777))
 }
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
@@ -161,18 +156,42 @@ pub(crate) fn seals(fd: BorrowedFd<'_>) -> Result<SealFlags, Errno> {
 
 pub(crate) use rustix::fs::SealFlags as Seals;
 
-/// `open(path)` for a mapped file, close-on-exec.
-pub(crate) fn open_file(path: &Path, flags: rustix::fs::OFlags, mode: u32) -> Result<OwnedFd, Errno> {
-    retry(|| rustix::fs::open(path, flags | rustix::fs::OFlags::CLOEXEC, Mode::from_raw_mode(mode)))
+/// `open(path, O_RDWR or O_RDONLY [| O_CREAT | O_EXCL], mode)` for a
+/// mapped file, close-on-exec: creates exclusively with mode `create` when
+/// given.
+pub(crate) fn open_file(path: &Path, writable: bool, create: Option<u32>) -> Result<OwnedFd, Errno> {
+    use rustix::fs::OFlags;
+    let mut flags = if writable { OFlags::RDWR } else { OFlags::RDONLY };
+    if create.is_some() {
+        flags |= OFlags::CREATE | OFlags::EXCL;
+    }
+    retry(|| rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::from_raw_mode(create.unwrap_or(0))))
 }
 
-/// `flock(fd, op)`, retrying `EINTR`.
-pub(crate) fn flock(fd: BorrowedFd<'_>, op: rustix::fs::FlockOperation) -> Result<(), Errno> {
-    retry(|| rustix::fs::flock(fd, op))
+/// `flock(fd, LOCK_SH)`, waiting, retrying `EINTR`: a participant's hold.
+pub(crate) fn lock_shared(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    retry(|| rustix::fs::flock(fd, rustix::fs::FlockOperation::LockShared))
 }
 
-/// `shmget(key, size, flags)`.
-pub(crate) fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, Errno> {
+/// `flock(fd, LOCK_EX | LOCK_NB)`: `false` when another holder has it
+/// (`EWOULDBLOCK`).
+pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    match retry(|| rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockExclusive)) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `flock(fd, LOCK_UN)`.
+pub(crate) fn unlock(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    retry(|| rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock))
+}
+
+/// `shmget(key, size, 0)`, or with `create` `shmget(key, size, mode |
+/// IPC_CREAT | IPC_EXCL)`.
+pub(crate) fn shmget(key: i32, size: usize, create: Option<u32>) -> Result<i32, Errno> {
+    let flags = create.map_or(0, |mode| (mode & 0o777) as i32 | libc::IPC_CREAT | libc::IPC_EXCL);
     // SAFETY: shmget takes plain integers.
     let id = unsafe { libc::shmget(key, size, flags) };
     if id < 0 { Err(last_errno()) } else { Ok(id) }

@@ -194,9 +194,14 @@ unsafe impl Send for NamedSem {}
 unsafe impl Sync for NamedSem {}
 
 impl NamedSem {
-    /// `sem_open(name, flags, mode, value)`.
-    pub(crate) fn open(name: &str, flags: i32, mode: u32, value: u32) -> Result<NamedSem, Errno> {
+    /// `sem_open(name, 0)`, or with `create = Some((mode, value))`
+    /// `sem_open(name, O_CREAT | O_EXCL, mode, value)`.
+    pub(crate) fn open(name: &str, create: Option<(u32, u32)>) -> Result<NamedSem, Errno> {
         let cname = CString::new(name).map_err(|_| Errno::INVAL)?;
+        let (flags, mode, value) = match create {
+            Some((mode, value)) => (libc::O_CREAT | libc::O_EXCL, mode, value),
+            None => (0, 0, 0),
+        };
         // SAFETY: `cname` is NUL-terminated; the variadic mode and value are
         // passed as the promoted types sem_open(3) reads with O_CREAT.
         let p = unsafe { libc::sem_open(cname.as_ptr(), flags, mode as libc::c_uint, value as libc::c_uint) };
@@ -289,8 +294,10 @@ pub(crate) unsafe fn sem_value(s: *mut u8) -> Result<i32, Errno> {
     if unsafe { libc::sem_getvalue(s.cast(), &mut v) } < 0 { Err(last_errno()) } else { Ok(v) }
 }
 
-/// `semget(key, nsems, flags)`.
-pub(crate) fn semget(key: i32, nsems: i32, flags: i32) -> Result<i32, Errno> {
+/// `semget(key, nsems, 0)`, or with `create` `semget(key, nsems, mode |
+/// IPC_CREAT | IPC_EXCL)`.
+pub(crate) fn semget(key: i32, nsems: i32, create: Option<u32>) -> Result<i32, Errno> {
+    let flags = create.map_or(0, |mode| (mode & 0o777) as i32 | libc::IPC_CREAT | libc::IPC_EXCL);
     // SAFETY: semget takes plain integers.
     let id = unsafe { libc::semget(key, nsems, flags) };
     if id < 0 { Err(last_errno()) } else { Ok(id) }
@@ -367,8 +374,21 @@ pub(crate) fn sem_setval(id: i32, index: u16, value: i32) -> Result<(), Errno> {
     }
 }
 
-/// `semctl(GETPID / GETNCNT / GETZCNT)`.
-pub(crate) fn sem_query(id: i32, index: u16, cmd: i32) -> Result<i32, Errno> {
+/// What [`sem_query`] asks of one semaphore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SemQuery {
+    /// `GETPID`: the last process that operated on it.
+    LastPid,
+    /// `GETNCNT`: how many processes wait for it to increase.
+    Waiting,
+}
+
+/// `semctl(GETPID / GETNCNT)`.
+pub(crate) fn sem_query(id: i32, index: u16, query: SemQuery) -> Result<i32, Errno> {
+    let cmd = match query {
+        SemQuery::LastPid => libc::GETPID,
+        SemQuery::Waiting => libc::GETNCNT,
+    };
     // SAFETY: these commands take no fourth argument.
     let v = unsafe { libc::semctl(id, index as libc::c_int, cmd) };
     if v < 0 { Err(last_errno()) } else { Ok(v) }

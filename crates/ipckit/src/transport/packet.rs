@@ -4,13 +4,12 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use rustix::event::PollFlags;
-
-use super::{Got, not_yet};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Credentials, Message, Meta};
+use crate::meta::{Credentials, Limit, Message, Meta, check_len};
+use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
+use crate::wait::{Got, not_yet};
 
 /// Which message socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,23 +58,15 @@ impl PacketIo {
     }
 
     /// Waits for `events` after an `EAGAIN`; `false` when the wait ran out.
-    fn wait_for(&self, events: PollFlags, wait: Wait, op: &'static str) -> Result<bool> {
+    fn wait_for(&self, ready: Ready, wait: Wait, op: &'static str) -> Result<bool> {
         if matches!(wait, Wait::Never) {
             return Ok(false);
         }
-        Ok(sys::io::poll(self.fd(), events, wait).map_err(|e| self.os(op, e))?.is_some())
+        sys::io::poll(self.fd(), ready, wait).map_err(|e| self.os(op, e))
     }
 
     pub(crate) fn send(&mut self, payload: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
-        let len: usize = payload.iter().map(|s| s.len()).sum();
-        if len > self.max {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "send",
-                &*self.name,
-                format!("message of {len} bytes exceeds the maximum of {} bytes", self.max),
-            ));
-        }
+        let len = check_len(payload, self.max, Limit::Maximum, "send", &self.name)?;
         if fds.len() > sys::net::MAX_FDS {
             return Err(Error::new(
                 ErrorKind::Invalid,
@@ -88,7 +79,7 @@ impl PacketIo {
             match sys::net::send(self.fd(), payload, fds, !wait.is_forever()) {
                 Ok(_) => return Ok(()),
                 Err(Errno::AGAIN) => {
-                    if !self.wait_for(PollFlags::OUT, wait, "send")? {
+                    if !self.wait_for(Ready::Write, wait, "send")? {
                         return Err(not_yet(wait, "send", &self.name));
                     }
                 }
@@ -109,7 +100,7 @@ impl PacketIo {
             match sys::net::recv(self.fd(), &mut [], !wait.is_forever(), true) {
                 Ok(r) => return Ok(Some(r.bytes)),
                 Err(Errno::AGAIN) => {
-                    if !self.wait_for(PollFlags::IN, wait, "recv")? {
+                    if !self.wait_for(Ready::Read, wait, "recv")? {
                         return Ok(None);
                     }
                 }
@@ -173,7 +164,7 @@ impl PacketIo {
                     return Ok(Got::Msg((r.bytes, Meta { fds: r.fds, creds, ..Meta::default() })));
                 }
                 Err(Errno::AGAIN) => {
-                    if !self.wait_for(PollFlags::IN, wait, "recv")? {
+                    if !self.wait_for(Ready::Read, wait, "recv")? {
                         return Ok(Got::NotYet);
                     }
                 }

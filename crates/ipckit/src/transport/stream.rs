@@ -4,14 +4,13 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use rustix::event::PollFlags;
-
-use super::{Got, not_yet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, Framing, len32_header};
-use crate::meta::{Credentials, Message, Meta};
+use crate::meta::{Credentials, Limit, Message, Meta, check_len};
+use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
+use crate::wait::{Got, not_yet};
 
 /// What kind of descriptor carries the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,11 +118,7 @@ impl StreamIo {
                 format!("{} file descriptors, the limit is {} a message", fds.len(), sys::net::MAX_FDS),
             ));
         }
-        let len: usize = payload.iter().map(|s| s.len()).sum();
-        let max = self.decoder.max();
-        if len > max {
-            return Err(err(ErrorKind::TooLarge, format!("message of {len} bytes exceeds the maximum of {max} bytes")));
-        }
+        let len = check_len(payload, self.decoder.max(), Limit::Maximum, "send", &self.name)?;
         let header = len32_header(len).expect("max is at most u32::MAX");
         let (before, after): (&[u8], &[u8]) = match self.framing {
             Framing::Len32 => (&header, &[]),
@@ -172,15 +167,15 @@ impl StreamIo {
                     if matches!(wait, Wait::Never) {
                         return Err(not_yet(wait, "send", &self.name));
                     }
-                    let ready = sys::io::poll(self.fd(), PollFlags::OUT, wait).map_err(|e| self.os("send", e))?;
-                    if ready.is_none() {
+                    let ready = sys::io::poll(self.fd(), Ready::Write, wait).map_err(|e| self.os("send", e))?;
+                    if !ready {
                         return Err(not_yet(wait, "send", &self.name));
                     }
                 }
                 // The descriptor was made non-blocking by its owner; the
                 // frame has started, so wait for room whatever the deadline.
                 Err(Errno::AGAIN) => {
-                    sys::io::poll(self.fd(), PollFlags::OUT, Wait::Forever).map_err(|e| self.os("send", e))?;
+                    sys::io::poll(self.fd(), Ready::Write, Wait::Forever).map_err(|e| self.os("send", e))?;
                 }
                 Err(e) if first => return Err(self.os("send", e)),
                 Err(e) => {
@@ -196,7 +191,7 @@ impl StreamIo {
     fn write_once(&self, iov: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], nowait: bool) -> Result<usize, Errno> {
         match self.kind {
             StreamKind::Pipe => {
-                if nowait && sys::io::poll(self.fd(), PollFlags::OUT, Wait::Never)?.is_none() {
+                if nowait && !sys::io::poll(self.fd(), Ready::Write, Wait::Never)? {
                     return Err(Errno::AGAIN);
                 }
                 sys::io::writev(self.fd(), iov)
@@ -305,7 +300,7 @@ impl RawSource<'_> {
         let nowait = !self.wait.is_forever();
         match self.kind {
             StreamKind::Pipe => {
-                if nowait && sys::io::poll(self.fd, PollFlags::IN, Wait::Never)?.is_none() {
+                if nowait && !sys::io::poll(self.fd, Ready::Read, Wait::Never)? {
                     return Err(Errno::AGAIN);
                 }
                 sys::io::read(self.fd, buf)
@@ -331,7 +326,7 @@ impl RawSource<'_> {
                     if matches!(self.wait, Wait::Never) {
                         return Ok(Chunk::WouldBlock);
                     }
-                    if sys::io::poll(self.fd, PollFlags::IN, self.wait)?.is_none() {
+                    if !sys::io::poll(self.fd, Ready::Read, self.wait)? {
                         return Ok(Chunk::WouldBlock);
                     }
                 }

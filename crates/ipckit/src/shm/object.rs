@@ -1,5 +1,6 @@
-//! The header every ipckit shared-memory object starts with, and the
-//! race-free create-or-open that uses it.
+//! ipckit's own shared-memory objects: the header every one starts with,
+//! the registry of object kinds, the race-free create-or-open, and
+//! staleness (an object that no process holds any more).
 //!
 //! ```text
 //! offset  size  field
@@ -29,13 +30,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rustix::fs::FlockOperation;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::region::Region;
-use super::segment::{Opened, Segment, ShmName};
+use super::segment::Segment;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{self, Errno};
+use crate::name::{Opened, ShmName};
+use crate::sys;
 
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"IPCKIT\0\x01";
@@ -74,6 +75,76 @@ pub struct Header {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
+
+/// The kinds of ipckit object: the header's `kind` word. The numbers are
+/// part of the layout (C programs and `ipckit ls` read them) and never
+/// change; new kinds take new numbers.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A robust mutex with its data ([`sync::Mutex`](crate::sync::Mutex)), kind 1.
+    Mutex,
+    /// A condition variable ([`sync::Condvar`](crate::sync::Condvar)), kind 2.
+    Condvar,
+    /// An unnamed POSIX semaphore ([`sync::SharedSemaphore`](crate::sync::SharedSemaphore)), kind 3.
+    Semaphore,
+    /// A futex event ([`sync::Event`](crate::sync::Event)), kind 4.
+    Event,
+    /// A futex semaphore ([`sync::FutexSemaphore`](crate::sync::FutexSemaphore)), kind 5.
+    FutexSemaphore,
+}
+
+impl ObjectKind {
+    /// Every kind, in the order of their numbers.
+    pub const ALL: [ObjectKind; 5] =
+        [ObjectKind::Mutex, ObjectKind::Condvar, ObjectKind::Semaphore, ObjectKind::Event, ObjectKind::FutexSemaphore];
+
+    /// The number in the header's `kind` word.
+    pub const fn code(self) -> u32 {
+        match self {
+            ObjectKind::Mutex => 1,
+            ObjectKind::Condvar => 2,
+            ObjectKind::Semaphore => 3,
+            ObjectKind::Event => 4,
+            ObjectKind::FutexSemaphore => 5,
+        }
+    }
+
+    /// The kind a header's `kind` word names, if any.
+    pub fn from_code(code: u32) -> Option<ObjectKind> {
+        ObjectKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// The kind's name as `ipckit ls` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Mutex => "mutex",
+            ObjectKind::Condvar => "condvar",
+            ObjectKind::Semaphore => "semaphore",
+            ObjectKind::Event => "event",
+            ObjectKind::FutexSemaphore => "futex-semaphore",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ABI tag from the target and the size of the C type an object
+/// embeds: processes built for another layout refuse the object.
+pub const fn abi_tag(c_type_size: usize) -> u64 {
+    let arch: &[u8] = std::env::consts::ARCH.as_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < arch.len() {
+        h = (h ^ arch[i] as u64).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    (h ^ c_type_size as u64).wrapping_mul(0x0100_0000_01b3)
+}
 
 /// What an object is: checked by every opener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +270,7 @@ impl Object {
         init: impl FnOnce(&Region) -> Result<()>,
     ) -> Result<()> {
         if let Some(fd) = region.fd() {
-            sys::shm::flock(fd, FlockOperation::LockShared).map_err(|e| Error::os("flock", region.name(), e))?;
+            sys::shm::lock_shared(fd).map_err(|e| Error::os("flock", region.name(), e))?;
         }
         region.atomic_u32(STATE_OFFSET)?.store(STATE_INITIALISING, Ordering::Relaxed);
         let header = Header {
@@ -267,11 +338,11 @@ impl Object {
             return Err(corrupt(format!("size {} (mapped {}) is not the expected {total}", h.size, region.len())));
         }
         if let Some(fd) = region.fd() {
-            sys::shm::flock(fd, FlockOperation::LockShared).map_err(|e| Error::os("flock", region.name(), e))?;
+            sys::shm::lock_shared(fd).map_err(|e| Error::os("flock", region.name(), e))?;
             // `ipckit clean` unlinks a stale object while holding it
             // exclusively: one whose name went while we waited for the
             // shared lock is gone for everyone else.
-            if rustix::fs::fstat(fd).map(|st| st.st_nlink == 0).unwrap_or(false) {
+            if sys::fs::fstat(fd).map(|st| st.nlink == 0).unwrap_or(false) {
                 return Err(Error::new(ErrorKind::NotFound, "open", region.name(), "removed as stale while opening"));
             }
         }
@@ -289,12 +360,12 @@ fn deadline_after(timeout: Duration) -> Instant {
 /// True when nobody holds a lock on the object: its creator is gone.
 fn creator_gone(region: &Region) -> Result<bool> {
     let Some(fd) = region.fd() else { return Ok(false) };
-    match sys::shm::flock(fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {
-            let _ = sys::shm::flock(fd, FlockOperation::Unlock);
+    match sys::shm::try_lock_exclusive(fd) {
+        Ok(true) => {
+            let _ = sys::shm::unlock(fd);
             Ok(true)
         }
-        Err(Errno::WOULDBLOCK) => Ok(false),
+        Ok(false) => Ok(false),
         Err(e) => Err(Error::os("flock", region.name(), e)),
     }
 }
@@ -330,9 +401,9 @@ fn remove_locked(name: &ShmName, accept: impl Fn(&Header) -> bool) -> Result<boo
     }
     let region = Segment::new(name.clone()).read_only().open()?;
     let Some(fd) = region.fd() else { return Ok(false) };
-    match sys::shm::flock(fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(Errno::WOULDBLOCK) => return Ok(false),
+    match sys::shm::try_lock_exclusive(fd) {
+        Ok(true) => {}
+        Ok(false) => return Ok(false),
         Err(e) => return Err(Error::os("flock", region.name(), e)),
     }
     if region.len() < HEADER_SIZE {
@@ -348,9 +419,9 @@ fn remove_locked(name: &ShmName, accept: impl Fn(&Header) -> bool) -> Result<boo
         ShmName::File(p) => p.clone(),
         ShmName::Sysv(_) => return Ok(false),
     };
-    let ours = rustix::fs::fstat(fd).map_err(|e| Error::os("fstat", region.name(), e))?;
-    match rustix::fs::stat(&path) {
-        Ok(st) if st.st_ino == ours.st_ino && st.st_dev == ours.st_dev => {}
+    let ours = sys::fs::fstat(fd).map_err(|e| Error::os("fstat", region.name(), e))?;
+    match sys::fs::stat(&path) {
+        Ok(st) if st.same_file(&ours) => {}
         _ => return Ok(false),
     }
     super::segment::remove(name)?;
