@@ -118,19 +118,6 @@ pub fn endpoint(text: &str) -> ipckit::Result<Endpoint> {
     text.parse()
 }
 
-/// Removes what `text` names: an endpoint's object, or a shared-memory
-/// segment when `text` is not an endpoint.
-fn remove(text: &str) -> ipckit::Result<()> {
-    match endpoint(text) {
-        Ok(ep) => ipckit::remove(&ep),
-        // No endpoint starts with these: they are shared-memory names.
-        Err(_) if text.starts_with('/') || text.starts_with("sysv:") || text.starts_with("file:") => {
-            shm::remove_name(text)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// The exit code for an error, per DESIGN.md.
 fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<ipckit::Error>().map(ipckit::Error::kind) {
@@ -145,7 +132,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
-        Command::Rm { endpoint } => remove(&endpoint).map_err(Into::into),
+        Command::Rm { endpoint } => ipckit::objects::remove(&endpoint).map_err(Into::into),
         Command::Shm(args) => shm::run(args),
         Command::Ls(args) => ls::ls(args),
         Command::Clean(args) => ls::clean(args),

@@ -142,8 +142,3 @@ pub fn run(args: ShmArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// `ipckit rm` of something that is not an endpoint: a shared-memory name.
-pub fn remove_name(text: &str) -> ipckit::Result<()> {
-    ipckit::shm::remove(&name(text)?)
-}

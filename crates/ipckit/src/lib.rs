@@ -58,6 +58,7 @@ pub mod framing;
 mod meta;
 pub mod mq;
 pub mod name;
+pub mod objects;
 mod options;
 pub mod pipe;
 pub mod process;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Message, Meta};
+use crate::name::{self, Attempt, Create, Opened};
 use crate::options::Options;
 use crate::sys::{self, Errno};
 use crate::transport::stream::{StreamIo, StreamKind};
@@ -31,17 +32,22 @@ pub fn remove(path: &Path) -> Result<()> {
     }
 }
 
-/// Creates the FIFO if `opts` say so. Returns whether this call created it.
+/// Creates the FIFO if `opts` say so (exclusively with `opts.exclusive`).
+/// Returns whether this call created it.
 pub(crate) fn ensure(ep: &Endpoint, path: &Path, opts: &Options) -> Result<bool> {
-    if !opts.create {
+    let how = Create::from_flags(opts.create, opts.exclusive);
+    if how == Create::No {
         return Ok(false);
     }
     let mode = ep.mode()?.unwrap_or(0o600);
-    match sys::fs::mkfifo(path, mode) {
-        Ok(()) => Ok(true),
-        Err(Errno::EXIST) if !opts.exclusive => Ok(false),
-        Err(e) => Err(Error::os("mkfifo", ep, e)),
-    }
+    // Opening is done by the caller, for reading or writing: "open" here
+    // only accepts the existing FIFO.
+    let (_, opened) = name::create_or_open(how, |attempt| match attempt {
+        Attempt::Create => sys::fs::mkfifo(path, mode),
+        Attempt::Open => Ok(()),
+    })
+    .map_err(|(_, e)| Error::os("mkfifo", ep, e))?;
+    Ok(opened == Opened::Created)
 }
 
 /// Opens the FIFO for reading without waiting for a writer.
@@ -64,7 +70,7 @@ fn open(ep: &Endpoint, path: &Path, write: bool) -> Result<OwnedFd> {
     if st.kind != sys::fs::Kind::Fifo {
         return Err(Error::new(ErrorKind::Invalid, "open", ep, "not a FIFO"));
     }
-    crate::name::check_owner("open", ep, "FIFO", st.uid)?;
+    name::check_owner("open", ep, "FIFO", st.uid)?;
     // Blocking from here on: waits use poll, and a started frame finishes.
     sys::io::set_nonblocking(&fd, false).map_err(|e| Error::os("fcntl", ep, e))?;
     Ok(fd)
