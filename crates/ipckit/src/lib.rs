@@ -38,18 +38,33 @@
 //!
 //! ## Modules
 //!
+//! The mechanisms, one concept per file:
+//!
 //! 1. [`pipe`]: anonymous pipes and FIFOs.
 //! 2. [`socket`]: Unix (stream, seqpacket, datagram) and TCP sockets.
 //! 3. [`mq`]: POSIX and System V message queues.
-//! 4. [`shm`]: shared memory of every kind, with safe access.
+//! 4. [`shm`]: shared memory of every kind, with safe access; ipckit's own
+//!    objects (header, kinds, create-or-open, staleness).
 //! 5. [`sync`]: robust mutexes, condition variables, semaphores, futex
 //!    events.
-//! 6. [`framing`]: the `len32` and `lines` frame formats for byte streams.
-//! 7. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint.
-//! 8. [`endpoint`]: the endpoint grammar.
-//! 9. [`process`]: handing descriptors to children, CPU placement.
 //!
-//! The kernel is called from one private module, `sys`, and nowhere else.
+//! What ties them together:
+//!
+//! 6. [`channel`]: [`Sender`] and [`Receiver`] over any endpoint, one file
+//!    per transport behind one private contract.
+//! 7. [`endpoint`]: the endpoint grammar; [`name`]: object names and keys
+//!    (`/name`, `sysv:KEY`, `ftok`) and the one create-or-open.
+//! 8. [`framing`]: the `len32` and `lines` frame formats for byte streams.
+//! 9. [`objects`]: every IPC object on the machine, listed and removed.
+//! 10. [`process`]: handing descriptors to children, CPU placement.
+//!
+//! Data flows one way: an [`Endpoint`] parsed from a string, a
+//! [`Sender`]/[`Receiver`] that dispatches over its transports, the
+//! mechanism module, and `sys`, the one private module that calls the
+//! kernel (rustix first, libc where rustix has nothing). Errors flow back
+//! as [`Error`]. Private modules: `sys`; `transport` (the stream and packet
+//! engines every descriptor-based transport runs on); `wait` (the blocking,
+//! `try_` and `_timeout` forms).
 
 pub mod channel;
 pub mod endpoint;
@@ -62,7 +77,6 @@ pub mod objects;
 mod options;
 pub mod pipe;
 pub mod process;
-mod remove;
 pub mod shm;
 pub mod socket;
 pub mod sync;
@@ -70,11 +84,11 @@ pub(crate) mod sys;
 mod transport;
 mod wait;
 
+pub use channel::remove;
 pub use channel::{Receiver, Sender};
 pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
 pub use error::{Error, ErrorKind, Result, errno_name};
 pub use framing::Framing;
 pub use meta::{Credentials, Message, Meta, SendMeta};
 pub use options::Options;
-pub use remove::remove;
 pub use sys::Errno;

@@ -9,7 +9,7 @@
 //! - Shared-memory object names, [`ShmName`]: `/name`, `sysv:KEY` or
 //!   `file:/path`.
 //!
-//! Every named object is opened through [`create_or_open`]: create
+//! Every named object is opened through one helper, `create_or_open`: create
 //! exclusively (`O_EXCL`, `IPC_EXCL`, `mkfifo`), and, where the caller allows
 //! it, open the existing object when creating finds one. Callers then check
 //! that an existing object belongs to the caller's user.

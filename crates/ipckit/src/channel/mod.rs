@@ -17,10 +17,10 @@
 //!
 //! # The contract
 //!
-//! A transport is two traits. [`Open`] says how an endpoint of its kind is
+//! A transport is two traits. `Open` says how an endpoint of its kind is
 //! connected (a sender), bound (a receiver) and removed (`ipckit rm`);
-//! [`Transfer`] says how the value it opens moves messages: one attempt at
-//! a time, within a [`Wait`], reporting what it [`Got`]. The blocking, `try_`
+//! `Transfer` says how the value it opens moves messages: one attempt at
+//! a time, within a `Wait`, reporting what it `Got`. The blocking, `try_`
 //! and `_timeout` forms, the errors for an attempt that got nothing, and
 //! the dispatch are written once, in `Sender`, `Receiver` and `flavor`.
 //!
@@ -29,9 +29,9 @@
 //! One new file and one line in the table. For the shared-memory channel:
 //!
 //! 1. `channel/shm.rs` defines `pub(crate) struct Shm` (the open channel
-//!    end: a ring and its wake-up descriptors) and implements [`Open`]
+//!    end: a ring and its wake-up descriptors) and implements `Open`
 //!    (`type End = Shm`; `connect` maps the receiver's ring, `bind` creates
-//!    it, `remove` explains there is nothing to remove) and [`Transfer`]
+//!    it, `remove` explains there is nothing to remove) and `Transfer`
 //!    (`send` writes into the ring, `recv_into`/`recv` read from it,
 //!    `poll_fd` hands out the eventfd).
 //! 2. `flavor.rs` gains one row in its `transports!` table:
@@ -110,7 +110,11 @@ pub(crate) trait Transfer {
     }
 }
 
-/// Removes the named object `ep` refers to, by its transport's [`Open`].
-pub(crate) fn remove(ep: &Endpoint) -> Result<()> {
+/// Removes the named object an endpoint refers to: a FIFO, a Unix socket
+/// file, a POSIX queue (`mq_unlink`) or a System V queue (`IPC_RMID`).
+/// Checks the kind of file first, so that `fifo:/etc/passwd` removes
+/// nothing. Objects without a name (abstract sockets, TCP ports) are
+/// `Invalid`.
+pub fn remove(ep: &Endpoint) -> Result<()> {
     flavor::Flavor::remove(ep)
 }

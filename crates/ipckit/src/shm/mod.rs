@@ -9,6 +9,8 @@
 //!    typed access for zerocopy types, and shared atomics.
 //! 4. `object`: ipckit's own objects: the header, the [`ObjectKind`]
 //!    registry, race-free [`Object::create_or_open`], staleness.
+//! 5. `view`: places of C objects inside an object (a `pthread_mutex_t`,
+//!    a `sem_t`), checked once at open.
 //!
 //! # Safety of the defaults
 //!

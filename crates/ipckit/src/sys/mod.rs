@@ -4,7 +4,16 @@
 //! left of a deadline), returns owned file descriptors, and reports a bare
 //! [`Errno`] that the caller turns into an [`Error`](crate::Error) naming the
 //! operation and the object. rustix first; libc only where rustix has
-//! nothing.
+//! nothing. The rest of the library reaches rustix and libc only through
+//! here.
+//!
+//! 1. `fs`: files, FIFOs, `stat`, modes, directory locks.
+//! 2. `io`: read, write, `poll`, epoll, pipes.
+//! 3. `mq`: POSIX and System V message queues (libc).
+//! 4. `net`: sockets, addresses, ancillary data.
+//! 5. `process`: descriptors for children, signals, affinity, limits, ids.
+//! 6. `shm`: mappings, POSIX and System V segments, memfds, `flock`.
+//! 7. `sync`: pthread mutexes, POSIX and System V semaphores, futexes.
 
 pub(crate) mod fs;
 pub(crate) mod io;
