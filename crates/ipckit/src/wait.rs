@@ -91,6 +91,23 @@ pub(crate) enum Got<T> {
     NotYet,
 }
 
+impl<T> Got<T> {
+    /// The message, transformed; `Eof` and `NotYet` as they are.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Got<U> {
+        match self {
+            Got::Msg(m) => Got::Msg(f(m)),
+            Got::Eof => Got::Eof,
+            Got::NotYet => Got::NotYet,
+        }
+    }
+}
+
+/// A buffer received into, cut to the message: the allocating `recv`.
+pub(crate) fn into_message(mut data: Vec<u8>, (len, meta): (usize, crate::Meta)) -> crate::Message {
+    data.truncate(len);
+    crate::Message { data, meta }
+}
+
 /// Turns `Eof` and `NotYet` into the errors a caller sees: the one step
 /// from an attempt to a result.
 pub(crate) fn finish<T>(got: Result<Got<T>>, wait: Wait, op: &'static str, name: &str) -> Result<T> {

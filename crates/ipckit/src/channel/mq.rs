@@ -1,55 +1,82 @@
 //! `mq:/name`: a POSIX queue is the same object for senders and
-//! receivers; both open it (with `create`, make it).
+//! receivers; both open it (with `create`, make it). `queue_transport!`
+//! states the contract for both kinds of queue.
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 
-use super::{Open, Transfer};
 use crate::endpoint::{Endpoint, EndpointKind};
 use crate::error::{Error, Result};
-use crate::meta::{Message, Meta, SendMeta};
 pub(crate) use crate::mq::PosixQueue;
-use crate::options::Options;
 use crate::sys;
-use crate::wait::{Got, Wait};
 
-impl Open for PosixQueue {
-    type End = PosixQueue;
+/// Implements `Open` and `Transfer` for a queue type whose inherent
+/// methods are the contract's: `open(ep, opts)`, `send_wait`,
+/// `recv_into_got`, `recv_got` and `object`. Senders and receivers open
+/// the same queue; `$remove` removes it, `$poll_fd` is its descriptor.
+macro_rules! queue_transport {
+    ($queue:ty, remove: $remove:expr, poll_fd: $poll_fd:expr) => {
+        impl $crate::channel::Open for $queue {
+            type End = $queue;
 
-    fn connect(ep: &Endpoint, opts: &Options, _wait: Wait) -> Result<PosixQueue> {
-        PosixQueue::open(ep, opts)
-    }
+            fn connect(
+                ep: &$crate::Endpoint,
+                opts: &$crate::Options,
+                _wait: $crate::wait::Wait,
+            ) -> $crate::Result<$queue> {
+                <$queue>::open(ep, opts)
+            }
 
-    fn bind(ep: &Endpoint, opts: &Options) -> Result<PosixQueue> {
-        PosixQueue::open(ep, opts)
-    }
+            fn bind(ep: &$crate::Endpoint, opts: &$crate::Options) -> $crate::Result<$queue> {
+                <$queue>::open(ep, opts)
+            }
 
-    fn remove(ep: &Endpoint) -> Result<()> {
-        let EndpointKind::Mq(name) = ep.kind() else {
-            unreachable!("the transport table routes only mq: endpoints here")
-        };
-        sys::mq::mq_unlink(name).map_err(|e| Error::os("rm", ep, e).with_detail("mq_unlink"))
-    }
+            fn remove(ep: &$crate::Endpoint) -> $crate::Result<()> {
+                $remove(ep)
+            }
+        }
+
+        impl $crate::channel::Transfer for $queue {
+            fn send(
+                &mut self,
+                parts: &[std::io::IoSlice<'_>],
+                meta: &$crate::SendMeta<'_>,
+                wait: $crate::wait::Wait,
+            ) -> $crate::Result<()> {
+                self.send_wait(parts, meta, wait)
+            }
+
+            fn recv_into(
+                &mut self,
+                buf: &mut [u8],
+                wait: $crate::wait::Wait,
+            ) -> $crate::Result<$crate::wait::Got<(usize, $crate::Meta)>> {
+                self.recv_into_got(buf, wait)
+            }
+
+            fn recv(&mut self, wait: $crate::wait::Wait) -> $crate::Result<$crate::wait::Got<$crate::Message>> {
+                self.recv_got(wait)
+            }
+
+            fn name(&self) -> &str {
+                self.object()
+            }
+
+            fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+                $poll_fd(self)
+            }
+        }
+    };
 }
 
-impl Transfer for PosixQueue {
-    fn send(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
-        self.send_wait(parts, meta, wait)
-    }
+pub(crate) use queue_transport;
 
-    fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
-        self.recv_into_got(buf, wait)
-    }
-
-    fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
-        self.recv_got(wait)
-    }
-
-    fn name(&self) -> &str {
-        self.object()
-    }
-
-    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.as_fd())
-    }
+fn remove(ep: &Endpoint) -> Result<()> {
+    let EndpointKind::Mq(name) = ep.kind() else { unreachable!("the transport table routes only mq: endpoints here") };
+    sys::mq::mq_unlink(name).map_err(|e| Error::os("rm", ep, e).with_detail("mq_unlink"))
 }
+
+fn poll_fd(q: &PosixQueue) -> Option<std::os::fd::BorrowedFd<'_>> {
+    Some(q.as_fd())
+}
+
+queue_transport!(PosixQueue, remove: remove, poll_fd: poll_fd);

@@ -36,11 +36,15 @@ impl Socket {
     }
 }
 
-/// Opens `unix:` and `unix-seqpacket:` endpoints.
-#[derive(Debug)]
-pub(crate) struct Unix;
+/// The connection-oriented socket families: opened the same way
+/// ([`Socket::connect`], [`Socket::bind`]), each removing its own kind of
+/// name.
+pub(crate) trait SocketFamily {
+    /// Removes the named object the endpoint refers to (`ipckit rm`).
+    fn remove_name(ep: &Endpoint) -> Result<()>;
+}
 
-impl Open for Unix {
+impl<F: SocketFamily> Open for F {
     type End = Socket;
 
     fn connect(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Socket> {
@@ -52,6 +56,16 @@ impl Open for Unix {
     }
 
     fn remove(ep: &Endpoint) -> Result<()> {
+        F::remove_name(ep)
+    }
+}
+
+/// Opens `unix:` and `unix-seqpacket:` endpoints.
+#[derive(Debug)]
+pub(crate) struct Unix;
+
+impl SocketFamily for Unix {
+    fn remove_name(ep: &Endpoint) -> Result<()> {
         match ep.kind() {
             EndpointKind::Unix(_, addr) => unix::remove(ep, addr),
             _ => unreachable!("the transport table routes only unix endpoints here"),

@@ -109,10 +109,7 @@ impl Connection {
     /// The peer process (`SO_PEERCRED`, as it was when it connected), for
     /// Unix sockets.
     pub fn peer_credentials(&self) -> Option<Credentials> {
-        match &self.io {
-            Io::Stream(s) => s.peer_credentials(),
-            Io::Packet(p) => p.peer_credentials(),
-        }
+        self.io.peer_credentials()
     }
 
     /// Tells the peer no more messages follow (it reads `Disconnected` after

@@ -77,7 +77,7 @@ impl Server {
                 if accepting {
                     fds.push(self.listener.as_fd());
                 }
-                fds.extend(self.conns.iter().map(Io::fd));
+                fds.extend(self.conns.iter().map(|c| c.fd()));
                 let n = sys::io::poll_readable(&fds, &mut ready, wait).map_err(|e| self.os("poll", e))?;
                 let listener_ready = accepting && ready.remove(0);
                 (listener_ready, n)

@@ -8,15 +8,72 @@
 //! Both take a [`Wait`](crate::wait::Wait), so that each public operation
 //! exists in blocking, `try_` and `_timeout` forms without repeating logic.
 
+/// An engine extends [`Base`]: it dereferences to it and gives up its
+/// descriptor with `into_fd`.
+macro_rules! extends_base {
+    ($engine:ty) => {
+        impl std::ops::Deref for $engine {
+            type Target = super::Base;
+
+            fn deref(&self) -> &super::Base {
+                &self.base
+            }
+        }
+
+        impl $engine {
+            pub(crate) fn into_fd(self) -> std::os::fd::OwnedFd {
+                self.base.fd
+            }
+        }
+    };
+}
+
 pub(crate) mod packet;
 pub(crate) mod stream;
 
 use std::io::IoSlice;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ops::Deref;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
-use crate::error::Result;
-use crate::meta::{Message, Meta, SendMeta};
+use crate::error::{Error, Result};
+use crate::meta::{Credentials, Message, Meta, SendMeta};
+use crate::sys::{self, Errno};
 use crate::wait::{Got, Wait};
+
+/// What both engines have: the descriptor, the endpoint that names it in
+/// errors, and the peer's credentials (`SO_PEERCRED`, for connected Unix
+/// sockets). `StreamIo` and `PacketIo` dereference to it.
+#[derive(Debug)]
+pub(crate) struct Base {
+    fd: OwnedFd,
+    name: Arc<str>,
+    creds: Option<Credentials>,
+}
+
+impl Base {
+    /// `peer_creds`: read `SO_PEERCRED` now (connected Unix sockets).
+    fn new(fd: OwnedFd, name: Arc<str>, peer_creds: bool) -> Base {
+        let creds = if peer_creds { sys::net::peer_credentials(fd.as_fd()).ok().map(Credentials::from) } else { None };
+        Base { fd, name, creds }
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn peer_credentials(&self) -> Option<Credentials> {
+        self.creds
+    }
+
+    pub(crate) fn os(&self, op: &'static str, e: Errno) -> Error {
+        Error::os(op, &*self.name, e)
+    }
+}
 
 /// Either engine, for types that can be built on both (connections).
 #[derive(Debug)]
@@ -25,25 +82,22 @@ pub(crate) enum Io {
     Packet(packet::PacketIo),
 }
 
-impl Io {
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+impl Deref for Io {
+    type Target = Base;
+
+    fn deref(&self) -> &Base {
         match self {
-            Io::Stream(s) => s.fd(),
-            Io::Packet(p) => p.fd(),
+            Io::Stream(s) => s,
+            Io::Packet(p) => p,
         }
     }
+}
 
+impl Io {
     pub(crate) fn into_fd(self) -> OwnedFd {
         match self {
             Io::Stream(s) => s.into_fd(),
             Io::Packet(p) => p.into_fd(),
-        }
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        match self {
-            Io::Stream(s) => s.name(),
-            Io::Packet(p) => p.name(),
         }
     }
 

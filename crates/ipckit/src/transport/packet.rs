@@ -1,15 +1,16 @@
 //! Messages over sockets that keep boundaries: Unix seqpacket and datagram.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use super::Base;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Credentials, Limit, Message, Meta, check_len};
 use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
-use crate::wait::{Got, not_yet};
+use crate::wait::{Got, into_message, not_yet};
 
 /// Which message socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,40 +22,16 @@ pub(crate) enum PacketKind {
 /// One end of a message socket.
 #[derive(Debug)]
 pub(crate) struct PacketIo {
-    fd: OwnedFd,
+    base: Base,
     kind: PacketKind,
     max: usize,
-    name: Arc<str>,
-    creds: Option<Credentials>,
 }
+
+extends_base!(PacketIo);
 
 impl PacketIo {
     pub(crate) fn new(fd: OwnedFd, kind: PacketKind, max: usize, name: Arc<str>) -> PacketIo {
-        let creds = match kind {
-            PacketKind::Seqpacket => sys::net::peer_credentials(fd.as_fd()).ok().map(Credentials::from),
-            PacketKind::Dgram => None,
-        };
-        PacketIo { fd, kind, max, name, creds }
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    pub(crate) fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn peer_credentials(&self) -> Option<Credentials> {
-        self.creds
-    }
-
-    fn os(&self, op: &'static str, e: Errno) -> Error {
-        Error::os(op, &*self.name, e)
+        PacketIo { base: Base::new(fd, name, kind == PacketKind::Seqpacket), kind, max }
     }
 
     /// Waits for `events` after an `EAGAIN`; `false` when the wait ran out.
@@ -66,12 +43,12 @@ impl PacketIo {
     }
 
     pub(crate) fn send(&mut self, payload: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
-        let len = check_len(payload, self.max, Limit::Maximum, "send", &self.name)?;
+        let len = check_len(payload, self.max, Limit::Maximum, "send", self.name())?;
         if fds.len() > sys::net::MAX_FDS {
             return Err(Error::new(
                 ErrorKind::Invalid,
                 "send",
-                &*self.name,
+                self.name(),
                 format!("{} file descriptors, the limit is {} a message", fds.len(), sys::net::MAX_FDS),
             ));
         }
@@ -80,7 +57,7 @@ impl PacketIo {
                 Ok(_) => return Ok(()),
                 Err(Errno::AGAIN) => {
                     if !self.wait_for(Ready::Write, wait, "send")? {
-                        return Err(not_yet(wait, "send", &self.name));
+                        return Err(not_yet(wait, "send", self.name()));
                     }
                 }
                 Err(Errno::MSGSIZE) => {
@@ -120,7 +97,7 @@ impl PacketIo {
                     return Err(Error::new(
                         ErrorKind::TooLarge,
                         "recv",
-                        &*self.name,
+                        self.name(),
                         format!("message of {len} bytes does not fit the {}-byte buffer", buf.len()),
                     ));
                 }
@@ -134,7 +111,7 @@ impl PacketIo {
                         return Err(Error::new(
                             ErrorKind::TooLarge,
                             "recv",
-                            &*self.name,
+                            self.name(),
                             format!(
                                 "file descriptors with the message were lost (MSG_CTRUNC: more than {} or over \
                                  the file limit); every one received was closed and the message dropped",
@@ -146,7 +123,7 @@ impl PacketIo {
                         return Err(Error::new(
                             ErrorKind::TooLarge,
                             "recv",
-                            &*self.name,
+                            self.name(),
                             format!(
                                 "message over the {}-byte buffer was discarded (maximum {} bytes)",
                                 buf.len(),
@@ -160,7 +137,7 @@ impl PacketIo {
                     if r.bytes == 0 && self.kind == PacketKind::Seqpacket && r.creds.is_none() {
                         return Ok(Got::Eof);
                     }
-                    let creds = r.creds.map(Credentials::from).or(self.creds);
+                    let creds = r.creds.map(Credentials::from).or(self.base.creds);
                     return Ok(Got::Msg((r.bytes, Meta { fds: r.fds, creds, ..Meta::default() })));
                 }
                 Err(Errno::AGAIN) => {
@@ -180,13 +157,7 @@ impl PacketIo {
         // Never more than the maximum: a longer message is received into a
         // maximum-sized buffer and reported (and dropped) as too large.
         let mut data = vec![0u8; len.min(self.max)];
-        match self.recv_into(&mut data, wait)? {
-            Got::Msg((n, meta)) => {
-                data.truncate(n);
-                Ok(Got::Msg(Message { data, meta }))
-            }
-            Got::Eof => Ok(Got::Eof),
-            Got::NotYet => Ok(Got::NotYet),
-        }
+        let got = self.recv_into(&mut data, wait)?;
+        Ok(got.map(|m| into_message(data, m)))
     }
 }

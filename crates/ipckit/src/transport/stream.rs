@@ -4,13 +4,14 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use super::Base;
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, Framing, len32_header};
-use crate::meta::{Credentials, Limit, Message, Meta, check_len};
+use crate::meta::{Limit, Message, Meta, check_len};
 use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
-use crate::wait::{Got, not_yet};
+use crate::wait::{Got, into_message, not_yet};
 
 /// What kind of descriptor carries the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,18 +27,16 @@ pub(crate) enum StreamKind {
 /// One end of a framed byte stream.
 #[derive(Debug)]
 pub(crate) struct StreamIo {
-    fd: OwnedFd,
+    base: Base,
     kind: StreamKind,
     framing: Framing,
     decoder: Decoder,
-    name: Arc<str>,
     /// A send failed after its first byte: the stream is out of step.
     broken: bool,
     /// Descriptors that arrived with the message being received.
     fds: Vec<OwnedFd>,
     /// Ancillary data of the message being received was truncated.
     control_truncated: bool,
-    creds: Option<Credentials>,
     /// Bytes read ahead of the decoder; `None` on Unix streams.
     ahead: Option<Ahead>,
 }
@@ -59,40 +58,20 @@ struct Ahead {
     len: usize,
 }
 
+extends_base!(StreamIo);
+
 impl StreamIo {
     pub(crate) fn new(fd: OwnedFd, kind: StreamKind, framing: Framing, max: usize, name: Arc<str>) -> StreamIo {
-        let creds = match kind {
-            StreamKind::Unix => sys::net::peer_credentials(fd.as_fd()).ok().map(Credentials::from),
-            _ => None,
-        };
         StreamIo {
-            fd,
+            base: Base::new(fd, name, kind == StreamKind::Unix),
             kind,
             framing,
             decoder: Decoder::new(framing, max),
-            name,
             broken: false,
             fds: Vec::new(),
             control_truncated: false,
-            creds,
             ahead: (kind != StreamKind::Unix).then(|| Ahead { buf: vec![0; READ_AHEAD].into(), pos: 0, len: 0 }),
         }
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    pub(crate) fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn peer_credentials(&self) -> Option<Credentials> {
-        self.creds
     }
 
     /// True when bytes are buffered that may complete a message without
@@ -105,7 +84,7 @@ impl StreamIo {
     /// byte; once a frame has started it is finished, or the stream is
     /// reported broken.
     pub(crate) fn send(&mut self, payload: &[IoSlice<'_>], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
-        let err = |kind, why: String| Error::new(kind, "send", &*self.name, why);
+        let err = |kind, why: String| Error::new(kind, "send", self.name(), why);
         if self.broken {
             return Err(err(ErrorKind::Disconnected, "an earlier send broke off in the middle of a frame".into()));
         }
@@ -118,7 +97,7 @@ impl StreamIo {
                 format!("{} file descriptors, the limit is {} a message", fds.len(), sys::net::MAX_FDS),
             ));
         }
-        let len = check_len(payload, self.decoder.max(), Limit::Maximum, "send", &self.name)?;
+        let len = check_len(payload, self.decoder.max(), Limit::Maximum, "send", self.name())?;
         let header = len32_header(len).expect("max is at most u32::MAX");
         let (before, after): (&[u8], &[u8]) = match self.framing {
             Framing::Len32 => (&header, &[]),
@@ -165,11 +144,11 @@ impl StreamIo {
                 }
                 Err(Errno::AGAIN) if first => {
                     if matches!(wait, Wait::Never) {
-                        return Err(not_yet(wait, "send", &self.name));
+                        return Err(not_yet(wait, "send", self.name()));
                     }
                     let ready = sys::io::poll(self.fd(), Ready::Write, wait).map_err(|e| self.os("send", e))?;
                     if !ready {
-                        return Err(not_yet(wait, "send", &self.name));
+                        return Err(not_yet(wait, "send", self.name()));
                     }
                 }
                 // The descriptor was made non-blocking by its owner; the
@@ -200,10 +179,6 @@ impl StreamIo {
         }
     }
 
-    fn os(&self, op: &'static str, e: Errno) -> Error {
-        Error::os(op, &*self.name, e)
-    }
-
     fn decode_error(&mut self, e: DecodeError) -> Error {
         // A message that did not fit the buffer stays pending, with its
         // descriptors; every other error ends the message.
@@ -216,12 +191,12 @@ impl StreamIo {
             DecodeError::EofMidFrame { .. } => ErrorKind::Disconnected,
             DecodeError::Os(errno) => return self.os("recv", errno),
         };
-        Error::new(kind, "recv", &*self.name, e.to_string())
+        Error::new(kind, "recv", self.name(), e.to_string())
     }
 
     fn source(&mut self, wait: Wait) -> (&mut Decoder, FdSource<'_>) {
         let raw = RawSource {
-            fd: self.fd.as_fd(),
+            fd: self.base.fd.as_fd(),
             kind: self.kind,
             wait,
             fds: &mut self.fds,
@@ -237,7 +212,7 @@ impl StreamIo {
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 "recv",
-                &*self.name,
+                self.name(),
                 format!(
                     "file descriptors with the message were lost (MSG_CTRUNC: more than {} or over the \
                      file limit); every one received was closed and the message dropped",
@@ -245,7 +220,7 @@ impl StreamIo {
                 ),
             ));
         }
-        Ok(Meta { fds, creds: self.creds, ..Meta::default() })
+        Ok(Meta { fds, creds: self.base.creds, ..Meta::default() })
     }
 
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
@@ -268,14 +243,8 @@ impl StreamIo {
         };
         // Bounded: the decoder rejected anything over the maximum.
         let mut data = vec![0u8; len];
-        match self.recv_into(&mut data, wait)? {
-            Got::Msg((n, meta)) => {
-                data.truncate(n);
-                Ok(Got::Msg(Message { data, meta }))
-            }
-            Got::Eof => Ok(Got::Eof),
-            Got::NotYet => Ok(Got::NotYet),
-        }
+        let got = self.recv_into(&mut data, wait)?;
+        Ok(got.map(|m| into_message(data, m)))
     }
 }
 
