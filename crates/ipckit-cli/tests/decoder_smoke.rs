@@ -6,12 +6,10 @@
 //! A failure prints the seed and the input; replay it with the fuzz target
 //! (`cargo +nightly fuzz run frame_decoder INPUT_FILE`) or here.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
 #[path = "../../../fuzz/src/decoder_check.rs"]
 mod decoder_check;
 
-use common::Rng;
+use ipckit_testkit::data::Rng;
 
 /// A stream that is mostly well-formed, with the damage a peer can do:
 /// lengths over the maximum, huge lengths, a truncated tail, stray bytes.

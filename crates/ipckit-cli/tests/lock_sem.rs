@@ -11,25 +11,28 @@
 //! 30 s hang guard; every object is removed by a guard on drop, also when a
 //! test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{HANG_GUARD, Scratch};
-use support::{Bg, Out, ipckit, run, wait_until_blocked};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::build_c;
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::procfs::wait_until_blocked;
+use ipckit_testkit::program::{Bg, Out, run};
+use ipckit_testkit::scratch::Scratch;
 
 use ipckit::shm::ShmName;
 use ipckit::sync::{NamedSemaphore, SemaphoreSet};
 
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
+
 /// Runs `ipckit ARGS` with standard input closed.
 fn ipk(args: &[&str]) -> Out {
-    run(ipckit().args(args), None)
+    run(IPCKIT.command().args(args), None)
 }
 
 #[track_caller]
@@ -138,7 +141,7 @@ fn stdin_gate() -> (Stdio, std::os::fd::OwnedFd) {
 /// `stdin` (a gate from [`stdin_gate`]), waits until the command runs (so
 /// the lock is held), and returns the holder and the command's pid.
 fn hold(name: &str, stdin: Stdio) -> (Bg, u32) {
-    let mut cmd = ipckit();
+    let mut cmd = IPCKIT.command();
     cmd.args(["lock", name, "--", "sh", "-c", r#"echo "held $$" >&2; exec cat"#]).stdin(stdin);
     let mut holder = Bg::spawn(&mut cmd);
     let pid = holder.wait_line("held ").trim().parse().expect("the command printed its pid");
@@ -166,7 +169,7 @@ fn lock_serialises_four_shell_loops() {
         .map(|_| {
             let mut cmd = Command::new("sh");
             cmd.args(["-c", script])
-                .env("IPCKIT", env!("CARGO_BIN_EXE_ipckit"))
+                .env("IPCKIT", IPCKIT.path())
                 .env("LOCK", lock.as_str())
                 .env("BODY", body)
                 .env("COUNTER", &counter)
@@ -367,7 +370,7 @@ fn posix_wait_is_released_by_a_post_from_another_process() {
     let s = Scratch::new("sem-posix-block");
     let sem = PosixSem::new(&s, "a");
     ipk(&["sem", "create", &sem.0]).expect_code(0, "create");
-    let mut waiter = Bg::spawn(ipckit().args(["sem", "wait", &sem.0]));
+    let mut waiter = Bg::spawn(IPCKIT.command().args(["sem", "wait", &sem.0]));
     if !wait_until_blocked(&mut waiter, "futex", futex_syscall()) {
         eprintln!("note: this kernel does not tell where a process sleeps; checking less strictly");
     }
@@ -447,7 +450,7 @@ fn sysv_semaphore_set() {
 
     // A blocked waiter on index 2 is released by a post from another
     // process (the kernel counts it in GETNCNT while it waits).
-    let waiter = Bg::spawn(ipckit().args(["sem", "wait", name, "--index", "2"]));
+    let waiter = Bg::spawn(IPCKIT.command().args(["sem", "wait", name, "--index", "2"]));
     let handle = set.set().unwrap();
     let deadline = Instant::now() + HANG_GUARD;
     while handle.waiting(2).unwrap() == 0 {
@@ -512,7 +515,7 @@ int main(int argc, char **argv) {
 #[test]
 fn posix_semaphore_interop_with_c() {
     let s = Scratch::new("sem-c");
-    let semc = common::build_c(&s, "semc", C_SEM, &["-lpthread"]);
+    let semc = build_c(&s, "semc", C_SEM, &["-lpthread"]);
     let c = |name: &str, op: &str| run(Command::new(&semc).args([name, op]), None);
     let sem = PosixSem::new(&s, "a");
     let name = sem.0.as_str();
@@ -567,7 +570,7 @@ fn other_users_objects_are_permission_denied() {
     ipk(&["lock", &lock, "--", "true"]).expect_code(0, "create the lock");
 
     let as_nobody = |args: &[&str]| {
-        let mut cmd = ipckit();
+        let mut cmd = IPCKIT.command();
         cmd.args(args).uid(65534).gid(65534);
         run(&mut cmd, None)
     };

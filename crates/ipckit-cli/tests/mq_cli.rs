@@ -8,25 +8,27 @@
 //! guard; every queue is a `Scratch` queue (or a [`NumericKey`]) removed on
 //! drop, also when a test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::Scratch;
-use support::{Bg, NumericKey, Out, ipckit, json_payload, run, sysv_msg_syscalls, wait_until_blocked};
+use ipckit_testkit::cli::{Ipckit, json_payload};
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::procfs::{sysv_msg_syscalls, wait_until_blocked};
+use ipckit_testkit::program::{Bg, Out, run};
+use ipckit_testkit::scratch::{NumericKey, Scratch};
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// Runs `ipckit ARGS` with standard input closed.
 fn ipk(args: &[&str]) -> Out {
-    run(ipckit().args(args), None)
+    run(IPCKIT.command().args(args), None)
 }
 
 /// Runs `ipckit ARGS` with `input` on standard input.
 fn ipk_in(args: &[&str], input: &[u8]) -> Out {
-    run(ipckit().args(args), Some(input))
+    run(IPCKIT.command().args(args), Some(input))
 }
 
 #[track_caller]
@@ -218,7 +220,7 @@ fn sysv_message_over_msgmax_is_refused() {
     let ep = s.sysv_mq(1, "");
     create(&ep);
     let msgmax = proc_limit("/proc/sys/kernel/msgmax") as usize;
-    let mut rng = common::Rng(0x5eed_0001);
+    let mut rng = Rng(0x5eed_0001);
     let mut over = vec![0u8; msgmax + 1];
     rng.fill(&mut over);
     let out = ipk_in(&["send", &ep, "--stdin-whole", "--type", "4"], &over);
@@ -358,7 +360,7 @@ fn other_users_queues_are_permission_denied() {
         for args in
             [vec!["send", ep.as_str(), "intruder"], vec!["recv", ep.as_str(), "--count", "1", "--timeout", "100ms"]]
         {
-            let mut cmd = ipckit();
+            let mut cmd = IPCKIT.command();
             cmd.args(&args).uid(65534).gid(65534);
             let out = run(&mut cmd, None);
             out.expect_code(1, &format!("{args:?} as uid 65534"));
@@ -544,7 +546,7 @@ fn blocked_sysv_sender_fails_when_queue_is_removed() {
     let s = Scratch::new("mq-rm-blocked");
     let ep = s.sysv_mq(1, "&maxbytes=8");
     ipk(&["send", &ep, "--create", "8 bytes!"]).expect_code(0, "fill the queue");
-    let mut sender = Bg::spawn(ipckit().args(["send", &ep, "--type", "1", "blocked"]));
+    let mut sender = Bg::spawn(IPCKIT.command().args(["send", &ep, "--type", "1", "blocked"]));
     let strict = wait_until_blocked(&mut sender, "msgsnd", sysv_msg_syscalls().0);
     ipk(&["rm", &ep]).expect_code(0, "rm under a blocked sender");
     let out = sender.finish();
@@ -568,7 +570,7 @@ fn blocked_sysv_receiver_exits_when_queue_is_removed() {
     let s = Scratch::new("mq-rm-recv");
     let ep = s.sysv_mq(1, "");
     create(&ep);
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep]));
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep]));
     recv.ready();
     let _ = wait_until_blocked(&mut recv, "msgrcv", sysv_msg_syscalls().1);
     ipk(&["rm", &ep]).expect_code(0, "rm under a blocked receiver");

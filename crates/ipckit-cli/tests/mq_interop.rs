@@ -8,21 +8,25 @@
 //! Every queue is a `Scratch` queue or a [`NumericKey`], removed on drop;
 //! every process has the 30 s hang guard.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::Scratch;
-use support::{Bg, NumericKey, Out, blocked_in_syscall, ipckit, json_payload, run, sysv_msg_syscalls};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::build_c;
+use ipckit_testkit::cli::{Ipckit, json_payload};
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::procfs::{blocked_in_syscall, sysv_msg_syscalls};
+use ipckit_testkit::program::{Bg, Out, run};
+use ipckit_testkit::scratch::{NumericKey, Scratch};
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// The C peer (see the comment at its top for its arguments).
 const MQ_C: &str = include_str!("c/mq.c");
 
 fn mq_bin(scratch: &Scratch) -> PathBuf {
-    common::build_c(scratch, "mq", MQ_C, &["-lrt"])
+    build_c(scratch, "mq", MQ_C, &["-lrt"])
 }
 
 /// The bytes of the C program's `p:SIZE:SEED` message.
@@ -67,7 +71,7 @@ fn c_messages(out: &Out) -> Vec<(i64, Vec<u8>)> {
 /// `ipckit ARGS` with standard input closed (or `input`); must succeed.
 #[track_caller]
 fn ipk_ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(ipckit().args(args), input);
+    let out = run(IPCKIT.command().args(args), input);
     out.expect_code(0, &format!("ipckit {args:?}"));
     out
 }
@@ -88,7 +92,7 @@ fn ipk_recv(ep: &str, n: usize, field: &str, extra: &[&str]) -> Vec<(i64, Vec<u8
 /// The queue is empty: `ipckit recv --timeout 100ms` times out.
 #[track_caller]
 fn assert_empty(ep: &str) {
-    let out = run(ipckit().args(["recv", ep, "--timeout", "100ms"]), None);
+    let out = run(IPCKIT.command().args(["recv", ep, "--timeout", "100ms"]), None);
     out.expect_code(3, &format!("recv from {ep}, which should be empty"));
     assert!(out.stdout.is_empty(), "received {}", out.text());
 }
@@ -178,7 +182,7 @@ fn ipckit_send_priorities_to_c_receiver() {
     let bin = mq_bin(&s);
     let ep = s.mq("q", "?maxmsg=8&msgsize=256&mode=0600");
     let name = mq_name(&ep);
-    let mut rng = common::Rng(0x6d71_0002);
+    let mut rng = Rng(0x6d71_0002);
     let mut binary = vec![0u8; 256];
     rng.fill(&mut binary);
     binary[0] = 0; // a NUL and a newline: nothing is a C string or a line
@@ -191,7 +195,7 @@ fn ipckit_send_priorities_to_c_receiver() {
     ipk_ok(&["send", &ep, "--priority", "32767", "max"], None);
     let mut over = binary.clone();
     over.push(1);
-    let out = run(ipckit().args(["send", &ep, "--priority", "1", "--stdin-whole"]), Some(&over));
+    let out = run(IPCKIT.command().args(["send", &ep, "--priority", "1", "--stdin-whole"]), Some(&over));
     out.expect_code(1, "257 bytes into msgsize 256");
     assert!(out.stderr.contains("257 bytes"), "{}", out.stderr);
 
@@ -301,7 +305,7 @@ fn mq_receive_syscall() -> Option<&'static str> {
 /// the kernel does not tell or the process ended first (the message may
 /// have been there already: the test is then less strict, not wrong).
 fn wait_blocked(pid: u32, wchan: &str, nr: Option<&str>) -> bool {
-    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    let deadline = std::time::Instant::now() + HANG_GUARD;
     while std::time::Instant::now() < deadline {
         match blocked_in_syscall(pid, wchan, nr) {
             Some(true) => return true,
@@ -310,7 +314,7 @@ fn wait_blocked(pid: u32, wchan: &str, nr: Option<&str>) -> bool {
             Some(false) => std::thread::sleep(std::time::Duration::from_millis(1)),
         }
     }
-    panic!("process {pid} never blocked in {wchan} within {:?}", common::HANG_GUARD);
+    panic!("process {pid} never blocked in {wchan} within {:?}", HANG_GUARD);
 }
 
 /// Receivers that block before anything is sent are woken by a sender in
@@ -332,7 +336,7 @@ fn blocked_receivers_are_woken_across_languages() {
     out.expect_code(0, "C posix-recv");
     assert_messages(&c_messages(&out), &[(11, b"wake C".to_vec())], "C woken by ipckit");
 
-    let mut r = Bg::spawn(ipckit().args(["recv", &posix, "--count", "1", "--json"]));
+    let mut r = Bg::spawn(IPCKIT.command().args(["recv", &posix, "--count", "1", "--json"]));
     r.ready();
     assert!(wait_blocked(r.pid(), "mq_timedreceive", mq_receive_syscall()), "ipckit blocks in mq_receive");
     c_run(&bin, &["posix-send", name, "4:s:wake ipckit"]);
@@ -355,7 +359,7 @@ fn blocked_receivers_are_woken_across_languages() {
     out.expect_code(0, "C sysv-recv");
     assert_messages(&c_messages(&out), &[(9, b"for C".to_vec())], "C woken by type 9");
 
-    let mut r = Bg::spawn(ipckit().args(["recv", &sysv, "--type", "5", "--count", "1", "--json"]));
+    let mut r = Bg::spawn(IPCKIT.command().args(["recv", &sysv, "--type", "5", "--count", "1", "--json"]));
     r.ready();
     assert!(wait_blocked(r.pid(), "msgrcv", msgrcv_nr), "ipckit blocks in msgrcv");
     c_run(&bin, &["sysv-send", &key, "3:s:not for ipckit", "5:s:for ipckit"]);
@@ -376,7 +380,7 @@ fn blocked_receivers_are_woken_across_languages() {
 /// `ipckit send --create` run under `umask MASK`.
 fn create_under_umask(mask: &str, ep: &str) {
     let script = format!("umask {mask} && exec \"$0\" \"$@\"");
-    let out = run(Command::new("sh").args(["-c", &script, env!("CARGO_BIN_EXE_ipckit"), "send", ep, "--create"]), None);
+    let out = run(Command::new("sh").args(["-c", &script, IPCKIT.path(), "send", ep, "--create"]), None);
     out.expect_code(0, &format!("create {ep} under umask {mask}"));
 }
 

@@ -13,18 +13,20 @@
 //! scratch directory, files inside it) so that the CI sweep sees leaks, and
 //! a [`Cleanup`] guard removes it with `ipckit rm`, also when a test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{HANG_GUARD, Scratch};
-use support::{Out, ipckit, run};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::program::{Out, run};
+use ipckit_testkit::scratch::Scratch;
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// The three kinds of names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +76,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         // No panic here (it would abort a failing test): a bounded wait,
         // then the process is killed.
-        let Ok(mut child) = Command::new(env!("CARGO_BIN_EXE_ipckit"))
+        let Ok(mut child) = Command::new(IPCKIT.path())
             .args(["rm", &self.name])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -94,18 +96,18 @@ impl Drop for Cleanup {
 
 /// Runs `ipckit ARGS` with standard input closed.
 fn ipk(args: &[&str]) -> Out {
-    run(ipckit().args(args), None)
+    run(IPCKIT.command().args(args), None)
 }
 
 /// Runs `ipckit ARGS` with `input` on standard input.
 fn ipk_in(args: &[&str], input: &[u8]) -> Out {
-    run(ipckit().args(args), Some(input))
+    run(IPCKIT.command().args(args), Some(input))
 }
 
 /// `ipckit ARGS` (with `input`, if any), which must exit 0.
 #[track_caller]
 fn ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(ipckit().args(args), input);
+    let out = run(IPCKIT.command().args(args), input);
     out.expect_code(0, &format!("ipckit {args:?}"));
     out
 }
@@ -173,7 +175,7 @@ fn my_uid() -> u64 {
 fn binary(len: usize, seed: u64) -> Vec<u8> {
     let mut data: Vec<u8> = (0..=255u8).cycle().take(len.min(256)).collect();
     let mut rest = vec![0u8; len - data.len()];
-    common::Rng(seed).fill(&mut rest);
+    Rng(seed).fill(&mut rest);
     data.extend(rest);
     data
 }
@@ -242,7 +244,7 @@ fn round_trip(kind: Kind) {
     }
 
     // The last process to attach a System V segment was the last reader.
-    let last_reader = run(ipckit().args(["shm", "read", name, "--len", "1"]), None);
+    let last_reader = run(IPCKIT.command().args(["shm", "read", name, "--len", "1"]), None);
     last_reader.expect_code(0, "read");
     let v = info(name);
     assert_eq!(v["name"], name, "{v}");
@@ -336,7 +338,7 @@ fn mode_is_exact_and_wide_modes_warn() {
         let name = obj.name();
         // A umask that would take the group and other bits away.
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_ipckit")]);
+        cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\"", IPCKIT.path()]);
         cmd.args(["shm", "create", name, "--size", "100", "--mode", "0664", "--exclusive"]);
         run(&mut cmd, None).expect_code(0, "create --mode 0664 under umask 077");
         assert_eq!(info(name)["mode"], "0664", "{kind:?}");
@@ -558,7 +560,7 @@ fn other_users_objects_are_permission_denied() {
     // uid 65534 must reach the scratch directory (ftok, files inside).
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&str], input: Option<&[u8]>| {
-        let mut cmd = ipckit();
+        let mut cmd = IPCKIT.command();
         cmd.args(args).uid(65534).gid(65534);
         run(&mut cmd, input)
     };

@@ -12,24 +12,27 @@
 //! `ipckit rm` on drop ([`Cleanup`]), also when a test fails; every process
 //! has the 30 s hang guard and is killed if the test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use common::{Guarded, HANG_GUARD, Scratch};
-use support::{Out, ipckit, run};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::build_c;
+use ipckit_testkit::child::Guarded;
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::program::{Out, run};
+use ipckit_testkit::scratch::Scratch;
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// The C peer (see the comment at its top for its arguments).
 const SHM_C: &str = include_str!("c/shm.c");
 
 fn shm_bin(s: &Scratch) -> PathBuf {
-    common::build_c(s, "shm", SHM_C, &["-lrt"])
+    build_c(s, "shm", SHM_C, &["-lrt"])
 }
 
 /// The C program's pattern: byte[i] = (SEED + 7*i + (i >> 8)) & 0xff.
@@ -97,7 +100,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         // No panic here (it would abort a failing test): a bounded wait,
         // then the process is killed.
-        let Ok(mut child) = Command::new(env!("CARGO_BIN_EXE_ipckit"))
+        let Ok(mut child) = Command::new(IPCKIT.path())
             .args(["rm", &self.name])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -131,7 +134,7 @@ fn c_ok(bin: &Path, args: &[String]) -> Out {
 /// `ipckit ARGS` (with `input`, if any); must succeed.
 #[track_caller]
 fn ipk_ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(ipckit().args(args), input);
+    let out = run(IPCKIT.command().args(args), input);
     out.expect_code(0, &format!("ipckit {args:?}"));
     out
 }
@@ -195,7 +198,7 @@ fn c_writes_ipckit_reads(kind: Kind) {
     let reopen = ipk_ok(&["shm", "create", name, "--size", "10000"], None);
     assert_stderr(&reopen, &format!("opened existing {name} (10000 bytes)"), "open-or-create of the C object");
     assert!(!reopen.stderr.contains("warning"), "no warning for a 0600 object: {}", reopen.stderr);
-    let refused = run(ipckit().args(["shm", "create", name, "--size", "10000", "--exclusive"]), None);
+    let refused = run(IPCKIT.command().args(["shm", "create", name, "--size", "10000", "--exclusive"]), None);
     refused.expect_code(1, "create --exclusive of the C object");
     assert_stderr(&refused, "exists", "create --exclusive of the C object");
 
@@ -407,7 +410,7 @@ fn sysv_rm_while_attached_removes_at_last_detach() {
     assert!(listed(), "segment {shmid} is in /proc/sysvipc/shm");
 
     ipk_ok(&["shm", "rm", name], None);
-    let out = run(ipckit().args(["shm", "info", name]), None);
+    let out = run(IPCKIT.command().args(["shm", "info", name]), None);
     out.expect_code(1, "info after rm");
     assert_stderr(&out, name, "info after rm");
     assert!(listed(), "segment {shmid} stays while attached");

@@ -7,8 +7,6 @@
 //! keys from `ftok` of the scratch directory, files in it) and removed by a
 //! guard, also when a test fails.
 
-mod common;
-
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -17,13 +15,16 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Guarded, HANG_GUARD, Rng, Scratch, ShmObject, checksum, child_role, rerun};
 use ipckit::shm::{
     HEADER_SIZE, Header, MAGIC, Object, ObjectSpec, Opened, Region, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
     Segment, ShmName, Trust,
 };
 use ipckit::socket::{Connection, Listener};
 use ipckit::{Endpoint, ErrorKind, Options, Receiver, SendMeta, Sender};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::data::{Rng, checksum};
+use ipckit_testkit::scratch::{Scratch, ShmObject};
 use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

@@ -11,15 +11,12 @@
 //! guard, and no assertion depends on timing other than that guard (a wait
 //! that only its timeout ended is a lost wake-up, hence a failure).
 
-mod common;
-
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Guarded, HANG_GUARD, Rng, Scratch, child_role, rerun};
 use ipckit::endpoint::SysvKey;
 use ipckit::pipe::{PipeReader, PipeWriter};
 use ipckit::shm::{MAGIC, Opened, STATE_OFFSET, STATE_READY, Segment, ShmName};
@@ -28,6 +25,11 @@ use ipckit::sync::{
     NamedSemaphore, SEM_VALUE_MAX, SEMVMX, SemOp, SemaphoreSet, SharedSemaphore,
 };
 use ipckit::{ErrorKind, Options};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::build_c;
+use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::scratch::Scratch;
 
 /// `SIGKILL`.
 const SIGKILL: i32 = 9;
@@ -1102,7 +1104,7 @@ fn futex_semaphore_counts_across_processes() {
 // 7. A C peer
 
 fn c_peer(s: &Scratch) -> std::path::PathBuf {
-    common::build_c(s, "sync_peer", include_str!("c/sync_peer.c"), &["-lpthread", "-lrt"])
+    build_c(s, "sync_peer", include_str!("c/sync_peer.c"), &["-lpthread", "-lrt"])
 }
 
 #[test]
