@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use ipckit_testkit::c::build_c;
+use ipckit_testkit::c::{build_c, pattern};
 use ipckit_testkit::cli::{Ipckit, check_announced, json_payload, len32_frames};
 use ipckit_testkit::program::{Bg, mkfifo, run};
 use ipckit_testkit::scratch::Scratch;
@@ -20,11 +20,6 @@ const FRAMES_C: &str = include_str!("c/frames.c");
 
 fn frames_bin(scratch: &Scratch) -> PathBuf {
     build_c(scratch, "frames", FRAMES_C, &[])
-}
-
-/// The bytes of the C program's `p:SIZE:SEED` message.
-fn pattern(size: usize, seed: usize) -> Vec<u8> {
-    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
 }
 
 /// The messages the C client sends, as its arguments and as bytes: text,

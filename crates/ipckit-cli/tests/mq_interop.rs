@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use ipckit_testkit::HANG_GUARD;
-use ipckit_testkit::c::build_c;
+use ipckit_testkit::c::{build_c, pattern};
 use ipckit_testkit::cli::{Ipckit, json_payload};
 use ipckit_testkit::data::Rng;
-use ipckit_testkit::procfs::{blocked_in_syscall, sysv_msg_syscalls};
+use ipckit_testkit::procfs::{blocked_in_syscall, mq_receive_syscall, sysv_msg_syscalls};
 use ipckit_testkit::program::{Bg, Out, run};
 use ipckit_testkit::scratch::{NumericKey, Scratch};
 
@@ -27,11 +27,6 @@ const MQ_C: &str = include_str!("c/mq.c");
 
 fn mq_bin(scratch: &Scratch) -> PathBuf {
     build_c(scratch, "mq", MQ_C, &["-lrt"])
-}
-
-/// The bytes of the C program's `p:SIZE:SEED` message.
-fn pattern(size: usize, seed: usize) -> Vec<u8> {
-    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
 }
 
 /// The bytes of a C `SPEC` (`s:TEXT` or `p:SIZE:SEED`).
@@ -68,14 +63,6 @@ fn c_messages(out: &Out) -> Vec<(i64, Vec<u8>)> {
         .collect()
 }
 
-/// `ipckit ARGS` with standard input closed (or `input`); must succeed.
-#[track_caller]
-fn ipk_ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(IPCKIT.command().args(args), input);
-    out.expect_code(0, &format!("ipckit {args:?}"));
-    out
-}
-
 /// `ipckit recv --count N --json` with extra arguments: (meta, payload)
 /// with meta the value of `field` (`priority` or `type`).
 #[track_caller]
@@ -83,7 +70,7 @@ fn ipk_recv(ep: &str, n: usize, field: &str, extra: &[&str]) -> Vec<(i64, Vec<u8
     let count = n.to_string();
     let mut args = vec!["recv", ep, "--count", &count, "--json", "--timeout", "20s"];
     args.extend_from_slice(extra);
-    let out = ipk_ok(&args, None);
+    let out = IPCKIT.run_ok(&args, None);
     let lines = out.json_lines();
     assert_eq!(lines.len(), n, "{n} messages: {}", out.text());
     lines.iter().map(|v| (v[field].as_i64().unwrap_or_else(|| panic!("{field} in {v}")), json_payload(v))).collect()
@@ -188,11 +175,11 @@ fn ipckit_send_priorities_to_c_receiver() {
     binary[0] = 0; // a NUL and a newline: nothing is a C string or a line
     binary[1] = b'\n';
     binary[2] = 0xff;
-    ipk_ok(&["send", &ep, "--create", "--priority", "2", "two a"], None);
-    ipk_ok(&["send", &ep, "--priority", "9", ""], None);
-    ipk_ok(&["send", &ep, "--priority", "2", "two b", "two c"], None);
-    ipk_ok(&["send", &ep, "--priority", "0", "--stdin-whole"], Some(&binary));
-    ipk_ok(&["send", &ep, "--priority", "32767", "max"], None);
+    IPCKIT.run_ok(&["send", &ep, "--create", "--priority", "2", "two a"], None);
+    IPCKIT.run_ok(&["send", &ep, "--priority", "9", ""], None);
+    IPCKIT.run_ok(&["send", &ep, "--priority", "2", "two b", "two c"], None);
+    IPCKIT.run_ok(&["send", &ep, "--priority", "0", "--stdin-whole"], Some(&binary));
+    IPCKIT.run_ok(&["send", &ep, "--priority", "32767", "max"], None);
     let mut over = binary.clone();
     over.push(1);
     let out = run(IPCKIT.command().args(["send", &ep, "--priority", "1", "--stdin-whole"]), Some(&over));
@@ -264,11 +251,11 @@ fn ipckit_send_types_to_c_receiver_by_rule() {
     let key_text = sysv_key_text(&ep);
     let msgmax: usize = std::fs::read_to_string("/proc/sys/kernel/msgmax").unwrap().trim().parse().unwrap();
     let big = pattern(msgmax, 77);
-    ipk_ok(&["send", &ep, "--create", "--exclusive", "--type", "4", "four"], None);
-    ipk_ok(&["send", &ep, "--type", "2", ""], None);
-    ipk_ok(&["send", &ep, "--type", "2", "--stdin-whole"], Some(&big));
-    ipk_ok(&["send", &ep, "--type", "7", "seven"], None);
-    ipk_ok(&["send", &ep, "--type", "1", "one"], None);
+    IPCKIT.run_ok(&["send", &ep, "--create", "--exclusive", "--type", "4", "four"], None);
+    IPCKIT.run_ok(&["send", &ep, "--type", "2", ""], None);
+    IPCKIT.run_ok(&["send", &ep, "--type", "2", "--stdin-whole"], Some(&big));
+    IPCKIT.run_ok(&["send", &ep, "--type", "7", "seven"], None);
+    IPCKIT.run_ok(&["send", &ep, "--type", "1", "one"], None);
 
     let stat = c_run(&bin, &["sysv-stat", &key_text]);
     assert_eq!(stat.text().trim(), "qnum=5 qbytes=12000 mode=600");
@@ -288,17 +275,6 @@ fn c_bg(bin: &PathBuf, args: &[&str]) -> Bg {
     let mut cmd = Command::new(bin);
     cmd.args(args).stdin(Stdio::null());
     Bg::spawn(&mut cmd)
-}
-
-/// The system call number of `mq_timedreceive` (what `mq_receive` is).
-fn mq_receive_syscall() -> Option<&'static str> {
-    if cfg!(target_arch = "x86_64") {
-        Some("243")
-    } else if cfg!(target_arch = "aarch64") {
-        Some("183")
-    } else {
-        None
-    }
 }
 
 /// Waits (hang guard) until `pid` blocks in the system call; false when
@@ -327,11 +303,11 @@ fn blocked_receivers_are_woken_across_languages() {
     let bin = mq_bin(&s);
     let posix = s.mq("q", "?maxmsg=4&msgsize=128");
     let name = mq_name(&posix);
-    ipk_ok(&["send", &posix, "--create"], None);
+    IPCKIT.run_ok(&["send", &posix, "--create"], None);
 
     let c = c_bg(&bin, &["posix-recv", name, "1"]);
     assert!(wait_blocked(c.pid(), "mq_timedreceive", mq_receive_syscall()), "C blocks in mq_receive");
-    ipk_ok(&["send", &posix, "--priority", "11", "wake C"], None);
+    IPCKIT.run_ok(&["send", &posix, "--priority", "11", "wake C"], None);
     let out = c.finish();
     out.expect_code(0, "C posix-recv");
     assert_messages(&c_messages(&out), &[(11, b"wake C".to_vec())], "C woken by ipckit");
@@ -349,12 +325,12 @@ fn blocked_receivers_are_woken_across_languages() {
 
     let sysv = s.sysv_mq(1, "");
     let key = sysv_key_text(&sysv);
-    ipk_ok(&["send", &sysv, "--create"], None);
+    IPCKIT.run_ok(&["send", &sysv, "--create"], None);
     let msgrcv_nr = sysv_msg_syscalls().1;
     let c = c_bg(&bin, &["sysv-recv", &key, "9", "1"]);
     assert!(wait_blocked(c.pid(), "msgrcv", msgrcv_nr), "C blocks in msgrcv");
-    ipk_ok(&["send", &sysv, "--type", "1", "not for C"], None);
-    ipk_ok(&["send", &sysv, "--type", "9", "for C"], None);
+    IPCKIT.run_ok(&["send", &sysv, "--type", "1", "not for C"], None);
+    IPCKIT.run_ok(&["send", &sysv, "--type", "9", "for C"], None);
     let out = c.finish();
     out.expect_code(0, "C sysv-recv");
     assert_messages(&c_messages(&out), &[(9, b"for C".to_vec())], "C woken by type 9");

@@ -22,3 +22,9 @@ pub fn build_c(scratch: &Scratch, name: &str, source: &str, libs: &[&str]) -> Pa
     assert!(out.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&out.stderr));
     bin
 }
+
+/// The C peers' test pattern, `p:SIZE:SEED` in their arguments:
+/// byte[i] = (SEED + 7*i + (i >> 8)) & 0xff.
+pub fn pattern(size: usize, seed: usize) -> Vec<u8> {
+    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
+}

@@ -27,6 +27,12 @@ pub fn child_role() -> Option<String> {
     std::env::var("IPCKIT_CHILD").ok()
 }
 
+/// In a child: the environment variable `var` its parent set, which must
+/// be there.
+pub fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"))
+}
+
 /// A command that re-runs this test binary, running only `test` (its full
 /// path in the binary, e.g. `child_sender` or `exchange::child_exchange`),
 /// with `IPCKIT_CHILD=role`.

@@ -8,10 +8,15 @@
 //! const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 //! ```
 //!
-//! and runs it with [`Ipckit::command`] (a `Command` for
-//! [`run`](crate::program::run) or [`Bg`](crate::program::Bg)).
+//! and runs it with [`Ipckit::command`] (a `Command` for [`run`] or
+//! [`Bg`](crate::program::Bg)), or with the [`Ipckit::run`] shorthands.
+//! [`shm`] has the shared-memory objects of those tests.
 
 use std::process::{Command, Stdio};
+
+use crate::program::{Out, run};
+
+pub mod shm;
 
 /// The line prefix `ipckit recv` writes on stderr when ready.
 pub const READY: &str = "ipckit: ready ";
@@ -38,6 +43,33 @@ impl Ipckit {
         let mut cmd = Command::new(self.path);
         cmd.stdin(Stdio::null());
         cmd
+    }
+
+    /// Runs `ipckit ARGS` with standard input closed.
+    pub fn run(self, args: &[&str]) -> Out {
+        run(self.command().args(args), None)
+    }
+
+    /// Runs `ipckit ARGS` with `input` on standard input.
+    pub fn run_stdin(self, args: &[&str], input: &[u8]) -> Out {
+        run(self.command().args(args), Some(input))
+    }
+
+    /// Runs `ipckit ARGS` (with `input` on standard input, if any), which
+    /// must exit 0.
+    #[track_caller]
+    pub fn run_ok(self, args: &[&str], input: Option<&[u8]>) -> Out {
+        let out = run(self.command().args(args), input);
+        out.expect_code(0, &format!("ipckit {args:?}"));
+        out
+    }
+
+    /// `ipckit shm info NAME --json`: its one JSON object.
+    #[track_caller]
+    pub fn shm_info(self, name: &str) -> serde_json::Value {
+        let lines = self.run_ok(&["shm", "info", name, "--json"], None).json_lines();
+        assert_eq!(lines.len(), 1, "one JSON object: {lines:?}");
+        lines.into_iter().next().unwrap()
     }
 }
 

@@ -23,7 +23,8 @@
 //!    descriptors), and the system call numbers to look for.
 //! 5. [`data`]: deterministic pseudo-random data and checksums.
 //! 6. [`c`]: C peers compiled at test time.
-//! 7. [`cli`]: the `ipckit` binary under test.
+//! 7. [`cli`]: the `ipckit` binary under test, and its shared-memory
+//!    objects.
 
 use std::time::Duration;
 

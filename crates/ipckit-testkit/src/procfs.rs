@@ -101,3 +101,26 @@ pub fn sysv_msg_syscalls() -> (Option<&'static str>, Option<&'static str>) {
         (None, None)
     }
 }
+
+/// The number of the `futex` system call (POSIX semaphores and the robust
+/// mutex sleep in it).
+pub fn futex_syscall() -> Option<&'static str> {
+    if cfg!(target_arch = "x86_64") {
+        Some("202")
+    } else if cfg!(target_arch = "aarch64") {
+        Some("98")
+    } else {
+        None
+    }
+}
+
+/// The system call number of `mq_timedreceive` (what `mq_receive` is).
+pub fn mq_receive_syscall() -> Option<&'static str> {
+    if cfg!(target_arch = "x86_64") {
+        Some("243")
+    } else if cfg!(target_arch = "aarch64") {
+        Some("183")
+    } else {
+        None
+    }
+}

@@ -56,6 +56,12 @@ impl Out {
     }
 }
 
+/// Asserts that the standard error of `out` mentions `needle`.
+#[track_caller]
+pub fn assert_stderr(out: &Out, needle: &str, what: &str) {
+    assert!(out.stderr.contains(needle), "{what}: stderr does not mention {needle:?}:\n{}", out.stderr);
+}
+
 /// Runs `cmd` to completion with `input` on its standard input (none:
 /// standard input closed).
 pub fn run(cmd: &mut Command, input: Option<&[u8]>) -> Out {

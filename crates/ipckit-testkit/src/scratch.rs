@@ -6,6 +6,10 @@
 //! that `.ci/run`'s sweep for [`PREFIX`] sees anything a test leaves behind.
 //! System V keys are `ftok` of the scratch directory. [`NumericKey`] is the
 //! one exception: a System V key given as a number.
+//!
+//! The guards: [`ShmObject`] (shared memory), [`SemName`] (POSIX named
+//! semaphores), [`NumericKey`], and the scratch directory itself, which
+//! also removes the queues made with [`Scratch::mq`] and [`Scratch::sysv_mq`].
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -148,6 +152,29 @@ impl Drop for ShmObject<'_> {
         if let Ok(name) = self.name.parse::<ipckit::shm::ShmName>() {
             let _ = ipckit::shm::remove(&name);
         }
+    }
+}
+
+/// A POSIX named semaphore name unique to the test (`/ipckit-t-...`),
+/// unlinked on drop.
+#[derive(Debug)]
+pub struct SemName(pub String);
+
+impl SemName {
+    /// The name `/ipckit-t-<pid>-<test>-<name>`.
+    pub fn new(s: &Scratch, name: &str) -> SemName {
+        SemName(format!("/{}", s.name(name)))
+    }
+
+    /// Where glibc keeps it.
+    pub fn file(&self) -> String {
+        format!("/dev/shm/sem.{}", &self.0[1..])
+    }
+}
+
+impl Drop for SemName {
+    fn drop(&mut self) {
+        let _ = ipckit::sync::NamedSemaphore::unlink(&self.0);
     }
 }
 

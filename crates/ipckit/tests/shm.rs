@@ -22,7 +22,7 @@ use ipckit::shm::{
 use ipckit::socket::{Connection, Listener};
 use ipckit::{Endpoint, ErrorKind, Options, Receiver, SendMeta, Sender};
 use ipckit_testkit::HANG_GUARD;
-use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::child::{Guarded, child_role, env, rerun};
 use ipckit_testkit::data::{Rng, checksum};
 use ipckit_testkit::scratch::{Scratch, ShmObject};
 use rustix::io::Errno;
@@ -37,10 +37,6 @@ fn shm(text: &str) -> ShmName {
 
 fn ep(text: &str) -> Endpoint {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
-}
-
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"))
 }
 
 fn file_name(s: &Scratch, name: &str) -> String {

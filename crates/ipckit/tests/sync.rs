@@ -27,9 +27,9 @@ use ipckit::sync::{
 use ipckit::{ErrorKind, Options};
 use ipckit_testkit::HANG_GUARD;
 use ipckit_testkit::c::build_c;
-use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::child::{Guarded, child_role, env, rerun};
 use ipckit_testkit::data::Rng;
-use ipckit_testkit::scratch::Scratch;
+use ipckit_testkit::scratch::{Scratch, SemName};
 
 /// `SIGKILL`.
 const SIGKILL: i32 = 9;
@@ -99,10 +99,6 @@ fn reporter() -> PipeWriter {
     PipeWriter::from_inherited(fd, &Options::default()).expect("claim the report pipe")
 }
 
-fn env(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("{key} is not set"))
-}
-
 fn shm_name(text: &str) -> ShmName {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
 }
@@ -167,21 +163,6 @@ fn seed() -> u64 {
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     eprintln!("seed {seed} (replay with IPCKIT_SEED={seed})");
     seed
-}
-
-/// A POSIX named semaphore name unique to the test, unlinked on drop.
-struct SemName(String);
-
-impl SemName {
-    fn new(s: &Scratch, name: &str) -> SemName {
-        SemName(format!("/{}", s.name(name)))
-    }
-}
-
-impl Drop for SemName {
-    fn drop(&mut self) {
-        let _ = NamedSemaphore::unlink(&self.0);
-    }
 }
 
 /// Nothing of this test's is left in /dev/shm (shared-memory objects and
