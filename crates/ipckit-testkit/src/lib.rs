@@ -25,6 +25,8 @@
 //! 6. [`c`]: C peers compiled at test time.
 //! 7. [`cli`]: the `ipckit` binary under test, and its shared-memory
 //!    objects.
+//! 8. [`decoder`]: the invariants of `ipckit::framing::Decoder`, for the
+//!    fuzz target and its stable smoke test.
 
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ pub mod c;
 pub mod child;
 pub mod cli;
 pub mod data;
+pub mod decoder;
 pub mod procfs;
 pub mod program;
 pub mod scratch;
