@@ -18,6 +18,7 @@
 //! (`module::child_echo` when it lives in a module).
 
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::HANG_GUARD;
@@ -36,7 +37,14 @@ pub fn env(var: &str) -> String {
 /// A command that re-runs this test binary, running only `test` (its full
 /// path in the binary, e.g. `child_sender` or `exchange::child_exchange`),
 /// with `IPCKIT_CHILD=role`.
+///
+/// Panics if the binary has no such test: the harness would run nothing
+/// and exit 0, and the parent would take that for a child that succeeded.
 pub fn rerun(test: &str, role: &str) -> Command {
+    assert!(
+        tests_of_this_binary().iter().any(|t| t == test),
+        "rerun: this test binary has no test {test:?} (name it by its full path, module::name)"
+    );
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1", "--include-ignored"])
         .env("IPCKIT_CHILD", role)
@@ -45,6 +53,27 @@ pub fn rerun(test: &str, role: &str) -> Command {
         // failure shows on stderr and in its exit status.
         .stdout(Stdio::null());
     cmd
+}
+
+/// The names of the tests of this binary (ignored ones included), from its
+/// `--list`, asked once per process.
+fn tests_of_this_binary() -> &'static [String] {
+    static TESTS: OnceLock<Vec<String>> = OnceLock::new();
+    TESTS.get_or_init(|| {
+        let out = Command::new(std::env::current_exe().expect("current_exe"))
+            .args(["--list", "--format=terse"])
+            .env_remove("IPCKIT_CHILD")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("list the tests of this binary");
+        assert!(out.status.success(), "listing the tests of this binary failed: {}", out.status);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(String::from)
+            .collect()
+    })
 }
 
 /// A child process killed (and reaped) on drop unless it was waited for.
