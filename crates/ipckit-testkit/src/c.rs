@@ -24,7 +24,7 @@ pub fn build_c(scratch: &Scratch, name: &str, source: &str, libs: &[&str]) -> Pa
 }
 
 /// The C peers' test pattern, `p:SIZE:SEED` in their arguments:
-/// byte[i] = (SEED + 7*i + (i >> 8)) & 0xff.
+/// `byte[i] = (SEED + 7*i + (i >> 8)) & 0xff`.
 pub fn pattern(size: usize, seed: usize) -> Vec<u8> {
     (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
 }
