@@ -3,12 +3,12 @@
 //! every synchronization row, and leaves nothing behind. Nothing about time
 //! is asserted but that latencies are positive.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::program::run;
 use serde_json::Value;
-use support::{ipckit, run};
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 const SOCKETS: [&str; 6] = ["pipe", "fifo", "unix-stream", "unix-seqpacket", "unix-dgram", "tcp"];
 const QUEUES: [&str; 2] = ["mq", "sysv-mq"];
@@ -134,7 +134,7 @@ fn list_dir(dir: &str) -> Vec<String> {
 
 #[test]
 fn quick_json_has_every_row() {
-    let out = run(ipckit().args(["bench", "--quick", "--json"]), None);
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--json"]), None);
     out.expect_code(0, "ipckit bench --quick --json");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     check_messages(&doc);
@@ -160,7 +160,7 @@ fn quick_json_has_every_row() {
 
 #[test]
 fn filter_selects_tables() {
-    let out = run(ipckit().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "sysv-mq"]), None);
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "sysv-mq"]), None);
     out.expect_code(0, "ipckit bench --filter sysv-mq");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     let rows = doc["results"].as_array().expect("results");
@@ -168,6 +168,6 @@ fn filter_selects_tables() {
     assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
     assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
 
-    let out = run(ipckit().args(["bench", "--filter", "no-such-row"]), None);
+    let out = run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
     out.expect_code(2, "ipckit bench --filter no-such-row");
 }

@@ -6,18 +6,20 @@
 //! sleep; every wait has the 30 s hang guard; every file lives in a
 //! `Scratch` directory and every process is killed if the test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileTypeExt;
 use std::process::Command;
 use std::sync::mpsc;
 
-use common::{HANG_GUARD, Scratch};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::cli::{Ipckit, check_announced, json_payload};
+use ipckit_testkit::procfs::wait_until_retrying;
+use ipckit_testkit::program::{Bg, mkfifo, run};
+use ipckit_testkit::scratch::Scratch;
 use rustix::process::Signal;
-use support::{Bg, check_announced, ipckit, json_payload, mkfifo, run};
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// A non-UTF-8 payload with a newline, a NUL and bytes over 0x7f.
 const BINARY: &[u8] = b"\xff\x00bin\nary\xfe";
@@ -47,14 +49,15 @@ fn has_credentials(ep: &str) -> bool {
 fn three_messages(transport: &str) {
     let scratch = Scratch::new(&format!("three-{transport}"));
     let ep = endpoint(&scratch, transport);
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "3", "--json", "--create", "--timeout", "20s"]));
+    let mut recv =
+        Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "3", "--json", "--create", "--timeout", "20s"]));
     let announced = recv.ready();
     check_announced(&ep, &announced);
 
-    let out = run(ipckit().args(["send", &announced, "one", "two words"]), None);
+    let out = run(IPCKIT.command().args(["send", &announced, "one", "two words"]), None);
     out.expect_code(0, "send with arguments");
     let pid1 = out.pid;
-    let out = run(ipckit().args(["send", &announced, "--stdin-whole"]), Some(BINARY));
+    let out = run(IPCKIT.command().args(["send", &announced, "--stdin-whole"]), Some(BINARY));
     out.expect_code(0, "send --stdin-whole");
     let pid2 = out.pid;
 
@@ -139,10 +142,11 @@ fn three_messages_tcp_v6() {
 fn empty_message_then_sender_exits(transport: &str) {
     let scratch = Scratch::new(&format!("empty-{transport}"));
     let ep = endpoint(&scratch, transport);
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "2", "--json", "--create", "--timeout", "10s"]));
+    let mut recv =
+        Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "2", "--json", "--create", "--timeout", "10s"]));
     let ep = recv.ready();
     recv.signal(Signal::STOP);
-    let out = run(ipckit().args(["send", &ep, "", "after"]), None);
+    let out = run(IPCKIT.command().args(["send", &ep, "", "after"]), None);
     recv.signal(Signal::CONT);
     out.expect_code(0, "send an empty message");
     let out = recv.finish();
@@ -185,14 +189,14 @@ fn recv_survives_a_sender_that_breaks_off_mid_frame() {
     let scratch = Scratch::new("broken-sender");
     let path = scratch.path("mailbox.sock");
     let ep = format!("unix:{}", path.display());
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1", "--timeout", "10s"]));
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "1", "--timeout", "10s"]));
     recv.ready();
     // Stopped, so that both senders are queued before it reads anything.
     recv.signal(Signal::STOP);
     let mut broken = std::os::unix::net::UnixStream::connect(&path).expect("connect");
     broken.write_all(&[10, 0, 0, 0, b'a', b'b', b'c']).expect("write a partial frame");
     drop(broken);
-    let good = run(ipckit().args(["send", &ep, "ok"]), None);
+    let good = run(IPCKIT.command().args(["send", &ep, "ok"]), None);
     recv.signal(Signal::CONT);
     good.expect_code(0, "the well-behaved sender");
     let out = recv.finish();
@@ -229,7 +233,7 @@ fn usage_errors_exit_2_and_name_the_text() {
         (vec!["rm".into(), format!("unix:@{}", scratch.name("x"))], "abstract"),
     ];
     for (args, needle) in cases {
-        let out = run(ipckit().args(&args), None);
+        let out = run(IPCKIT.command().args(&args), None);
         out.expect_code(2, &format!("{args:?}"));
         assert!(out.stderr.contains(needle), "{args:?}: stderr should name {needle:?}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
@@ -258,7 +262,7 @@ fn nothing_listening_exits_1() {
         (format!("fifo:{}", fifo.display()), "no reader"),
     ];
     for (ep, why) in &cases {
-        let out = run(ipckit().args(["send", ep, "hello"]), None);
+        let out = run(IPCKIT.command().args(["send", ep, "hello"]), None);
         out.expect_code(1, ep);
         assert!(out.stderr.contains(ep.as_str()), "{ep}: message names the endpoint: {}", out.stderr);
         assert!(out.stderr.contains(why), "{ep}: message says {why:?}: {}", out.stderr);
@@ -267,7 +271,7 @@ fn nothing_listening_exits_1() {
     assert!(!scratch.path("missing-fifo").exists());
     // Receiving from a FIFO that does not exist, without --create.
     let missing = format!("fifo:{}", scratch.path("missing-fifo").display());
-    let out = run(ipckit().args(["recv", &missing]), None);
+    let out = run(IPCKIT.command().args(["recv", &missing]), None);
     out.expect_code(1, "recv from a missing FIFO");
     assert!(out.stderr.contains(&missing), "{}", out.stderr);
     assert!(!scratch.path("missing-fifo").exists());
@@ -279,7 +283,7 @@ fn recv_timeout_exits_3() {
     let scratch = Scratch::new("recv-timeout");
     for transport in ["fifo", "unix", "unix-abstract", "unix-seqpacket", "unix-dgram", "tcp4", "tcp6"] {
         let ep = endpoint(&scratch, transport);
-        let out = run(ipckit().args(["recv", &ep, "--create", "--timeout", "200ms"]), None);
+        let out = run(IPCKIT.command().args(["recv", &ep, "--create", "--timeout", "200ms"]), None);
         out.expect_code(3, &ep);
         assert!(out.stdout.is_empty(), "{ep}: no message printed");
         assert!(out.stderr.contains("ipckit: ready "), "{ep}: it was ready first: {}", out.stderr);
@@ -299,7 +303,7 @@ fn send_timeout_with_nobody_exits_3() {
         format!("unix:{}", scratch.path("missing.sock").display()),
         format!("fifo:{}", scratch.path("missing-fifo").display()),
     ] {
-        let out = run(ipckit().args(["send", &ep, "--timeout", "200ms", "hello"]), None);
+        let out = run(IPCKIT.command().args(["send", &ep, "--timeout", "200ms", "hello"]), None);
         out.expect_code(3, &ep);
         assert!(out.stderr.contains(&ep), "{ep}: {}", out.stderr);
     }
@@ -314,11 +318,11 @@ fn send_with_timeout_waits_for_a_late_receiver() {
         format!("unix-dgram:@{}", scratch.name("late")),
         format!("fifo:{}", scratch.path("late-fifo").display()),
     ] {
-        let mut send = Bg::spawn(ipckit().args(["send", &ep, "--timeout", "20s", "--create", "early bird"]));
-        if !support::wait_until_retrying(&mut send) {
+        let mut send = Bg::spawn(IPCKIT.command().args(["send", &ep, "--timeout", "20s", "--create", "early bird"]));
+        if !wait_until_retrying(&mut send) {
             eprintln!("note: this kernel does not show whether the sender is retrying");
         }
-        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1", "--create"]));
+        let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "1", "--create"]));
         recv.ready();
         send.finish().expect_code(0, &format!("late send to {ep}"));
         let out = recv.finish();
@@ -337,29 +341,29 @@ fn live_socket_is_refused_stale_socket_is_replaced() {
         let ep = format!("{scheme}:{}", path.display());
 
         // Live: the second receiver fails and leaves the first one working.
-        let mut first = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1"]));
+        let mut first = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "1"]));
         first.ready();
-        let out = run(ipckit().args(["recv", &ep, "--count", "1"]), None);
+        let out = run(IPCKIT.command().args(["recv", &ep, "--count", "1"]), None);
         out.expect_code(1, &format!("second recv on {ep}"));
         assert!(out.stderr.contains(&ep), "{}", out.stderr);
         assert!(out.stderr.contains("live"), "says a live receiver owns it: {}", out.stderr);
-        run(ipckit().args(["send", &ep, "still mine"]), None).expect_code(0, "send to the first receiver");
+        run(IPCKIT.command().args(["send", &ep, "still mine"]), None).expect_code(0, "send to the first receiver");
         let out = first.finish();
         out.expect_code(0, "first recv");
         assert_eq!(out.text(), "still mine\n");
         assert!(!path.exists(), "{ep}: the receiver removes the socket file it made");
 
         // Stale: killed receivers leave the file behind.
-        let mut doomed = Bg::spawn(ipckit().args(["recv", &ep]));
+        let mut doomed = Bg::spawn(IPCKIT.command().args(["recv", &ep]));
         doomed.ready();
         doomed.signal(Signal::KILL);
         let out = doomed.finish();
         assert_eq!(out.status.code(), None, "killed by a signal");
         let meta = std::fs::symlink_metadata(&path).expect("a killed receiver leaves its socket file");
         assert!(meta.file_type().is_socket());
-        let mut next = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1"]));
+        let mut next = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "1"]));
         assert_eq!(next.ready(), ep);
-        run(ipckit().args(["send", &ep, "fresh"]), None).expect_code(0, "send to the replacement");
+        run(IPCKIT.command().args(["send", &ep, "fresh"]), None).expect_code(0, "send to the replacement");
         let out = next.finish();
         out.expect_code(0, "recv on a replaced stale socket");
         assert_eq!(out.text(), "fresh\n");
@@ -371,12 +375,12 @@ fn live_socket_is_refused_stale_socket_is_replaced() {
 fn live_abstract_name_is_refused() {
     let scratch = Scratch::new("abstract-live");
     let ep = format!("unix:@{}", scratch.name("taken"));
-    let mut first = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1"]));
+    let mut first = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "1"]));
     first.ready();
-    let out = run(ipckit().args(["recv", &ep]), None);
+    let out = run(IPCKIT.command().args(["recv", &ep]), None);
     out.expect_code(1, "second recv on an abstract name");
     assert!(out.stderr.contains(&ep), "{}", out.stderr);
-    run(ipckit().args(["send", &ep, "ok"]), None).expect_code(0, "send");
+    run(IPCKIT.command().args(["send", &ep, "ok"]), None).expect_code(0, "send");
     let out = first.finish();
     out.expect_code(0, "first recv");
     assert_eq!(out.text(), "ok\n");
@@ -393,18 +397,19 @@ fn raw_output_is_exact() {
     // message may be taken for the sender's close).
     for transport in ["fifo", "unix", "unix-dgram", "tcp4"] {
         let ep = endpoint(&scratch, transport);
-        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "4", "--raw", "--create", "--timeout", "20s"]));
+        let mut recv =
+            Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "4", "--raw", "--create", "--timeout", "20s"]));
         let ep = recv.ready();
-        run(ipckit().args(["send", &ep]), Some(input)).expect_code(0, "send stdin lines");
+        run(IPCKIT.command().args(["send", &ep]), Some(input)).expect_code(0, "send stdin lines");
         let out = recv.finish();
         out.expect_code(0, &format!("recv --raw on {ep}"));
         assert_eq!(out.stdout, lines.concat(), "{ep}: raw output");
     }
     // The same lines with --json: one object each, in order.
     let ep = endpoint(&scratch, "unix-abstract");
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "4", "--json"]));
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "4", "--json"]));
     recv.ready();
-    run(ipckit().args(["send", &ep]), Some(input)).expect_code(0, "send stdin lines");
+    run(IPCKIT.command().args(["send", &ep]), Some(input)).expect_code(0, "send stdin lines");
     let out = recv.finish();
     out.expect_code(0, "recv --json");
     let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
@@ -417,12 +422,13 @@ fn raw_output_is_exact() {
 fn lines_framing_over_fifo() {
     let scratch = Scratch::new("lines");
     let ep = endpoint(&scratch, "fifo");
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--create", "--framing", "lines", "--count", "3", "--json"]));
+    let mut recv =
+        Bg::spawn(IPCKIT.command().args(["recv", &ep, "--create", "--framing", "lines", "--count", "3", "--json"]));
     recv.ready();
-    let out = run(ipckit().args(["send", &ep, "--framing", "lines", "two\nlines"]), None);
+    let out = run(IPCKIT.command().args(["send", &ep, "--framing", "lines", "two\nlines"]), None);
     assert!(!out.status.success(), "a newline in a lines message is refused");
     assert!(out.stderr.contains("\\n"), "{}", out.stderr);
-    run(ipckit().args(["send", &ep, "--framing", "lines", "a", "", "c c"]), None).expect_code(0, "send lines");
+    run(IPCKIT.command().args(["send", &ep, "--framing", "lines", "a", "", "c c"]), None).expect_code(0, "send lines");
     let out = recv.finish();
     out.expect_code(0, "recv lines");
     let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
@@ -434,12 +440,12 @@ fn lines_framing_over_fifo() {
 fn send_max_size() {
     let scratch = Scratch::new("max-size");
     let ep = endpoint(&scratch, "unix");
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "1"]));
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "1"]));
     recv.ready();
-    let out = run(ipckit().args(["send", &ep, "--max-size", "4", "hello"]), None);
+    let out = run(IPCKIT.command().args(["send", &ep, "--max-size", "4", "hello"]), None);
     out.expect_code(1, "send over --max-size");
     assert!(out.stderr.contains("maximum of 4 bytes"), "{}", out.stderr);
-    run(ipckit().args(["send", &ep, "--max-size", "4", "four"]), None).expect_code(0, "send at --max-size");
+    run(IPCKIT.command().args(["send", &ep, "--max-size", "4", "four"]), None).expect_code(0, "send at --max-size");
     let out = recv.finish();
     out.expect_code(0, "recv");
     assert_eq!(out.text(), "four\n", "only the message that fits arrived");
@@ -463,16 +469,16 @@ fn rm_fifo_and_socket_file() {
         (format!("fifo:{}", plain.display()), &plain),
         (format!("unix-dgram:{}", plain.display()), &plain),
     ] {
-        let out = run(ipckit().args(["rm", &ep]), None);
+        let out = run(IPCKIT.command().args(["rm", &ep]), None);
         assert!(!out.status.success(), "rm {ep} must fail");
         assert!(out.stderr.contains(&ep), "{}", out.stderr);
         assert!(path.exists(), "rm {ep} left {} alone", path.display());
     }
 
     for (ep, path) in [(format!("fifo:{}", fifo.display()), &fifo), (format!("unix:{}", sock.display()), &sock)] {
-        run(ipckit().args(["rm", &ep]), None).expect_code(0, &format!("rm {ep}"));
+        run(IPCKIT.command().args(["rm", &ep]), None).expect_code(0, &format!("rm {ep}"));
         assert!(std::fs::symlink_metadata(path).is_err(), "{} removed", path.display());
-        let out = run(ipckit().args(["rm", &ep]), None);
+        let out = run(IPCKIT.command().args(["rm", &ep]), None);
         out.expect_code(1, &format!("rm {ep} again"));
         assert!(out.stderr.contains(&ep), "{}", out.stderr);
     }
@@ -499,7 +505,7 @@ fn ready_fd() {
         let mut recv = Bg::spawn(
             Command::new("sh")
                 .args(["-c", "exec \"$0\" recv \"$1\" --count 1 --ready-fd 3 3>\"$2\""])
-                .arg(env!("CARGO_BIN_EXE_ipckit"))
+                .arg(IPCKIT.path())
                 .arg(&ep)
                 .arg(&ready)
                 .stdin(std::process::Stdio::null()),
@@ -510,7 +516,7 @@ fn ready_fd() {
         });
         check_announced(&ep, announced);
         assert_eq!(recv.ready(), announced, "the stderr line names the same endpoint");
-        run(ipckit().args(["send", announced, "via ready-fd"]), None).expect_code(0, "send");
+        run(IPCKIT.command().args(["send", announced, "via ready-fd"]), None).expect_code(0, "send");
         let out = recv.finish();
         out.expect_code(0, "recv --ready-fd");
         assert_eq!(out.text(), "via ready-fd\n");
@@ -525,13 +531,14 @@ fn many_senders_one_receiver() {
     for transport in ["unix", "unix-seqpacket", "unix-dgram", "tcp4", "fifo"] {
         let ep = endpoint(&scratch, transport);
         let (senders, each) = (6, 20);
-        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", &(senders * each).to_string(), "--create"]));
+        let mut recv =
+            Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", &(senders * each).to_string(), "--create"]));
         let ep = recv.ready();
         let mut procs = Vec::new();
         for s in 0..senders {
             let msgs: Vec<String> =
                 (0..each).map(|i| format!("sender {s} message {i:03} {}", "x".repeat(s * 100))).collect();
-            procs.push(Bg::spawn(ipckit().arg("send").arg(&ep).args(&msgs)));
+            procs.push(Bg::spawn(IPCKIT.command().arg("send").arg(&ep).args(&msgs)));
         }
         for p in procs {
             p.finish().expect_code(0, "sender");

@@ -1,17 +1,13 @@
 //! The invariants of the `frame_decoder` fuzz target, on deterministic
 //! pseudo-random inputs, in a normal (stable) `cargo test`. The checking
-//! code is the fuzz target's own (`fuzz/src/decoder_check.rs`), so this
-//! also proves that the target compiles against the library.
+//! code is the fuzz target's own (`ipckit_testkit::decoder`), so this also
+//! proves that the target compiles against the library.
 //!
 //! A failure prints the seed and the input; replay it with the fuzz target
 //! (`cargo +nightly fuzz run frame_decoder INPUT_FILE`) or here.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-#[path = "../../../fuzz/src/decoder_check.rs"]
-mod decoder_check;
-
-use common::Rng;
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::decoder;
 
 /// A stream that is mostly well-formed, with the damage a peer can do:
 /// lengths over the maximum, huge lengths, a truncated tail, stray bytes.
@@ -79,7 +75,7 @@ fn decoder_invariants_on_pseudo_random_streams() {
     let mut rng = Rng(seed);
     for case in 0..3000 {
         let data = input(&mut rng);
-        let result = std::panic::catch_unwind(|| decoder_check::check(&data));
+        let result = std::panic::catch_unwind(|| decoder::check(&data));
         if let Err(e) = result {
             eprintln!("seed {seed}, case {case}, input ({} bytes): {:?}", data.len(), &data[..data.len().min(64)]);
             std::panic::resume_unwind(e);
@@ -118,7 +114,7 @@ fn decoder_invariants_on_edge_cases() {
         [&[0b1101, 0, 0, 0, 255][..], b"\n\n"].concat(),
     ];
     for data in cases {
-        decoder_check::check(&data);
+        decoder::check(&data);
     }
 }
 
@@ -126,7 +122,7 @@ fn decoder_invariants_on_edge_cases() {
 /// vacuously): the reference disagrees with a doctored one.
 #[test]
 fn reference_decoder_is_not_vacuous() {
-    use decoder_check::{Event, reference};
+    use decoder::{Event, reference};
     use ipckit::Framing;
     let data = [&[2, 0, 0, 0][..], b"hi", &[3, 0, 0, 0], b"abc", &[1, 0]].concat();
     assert_eq!(
@@ -137,13 +133,7 @@ fn reference_decoder_is_not_vacuous() {
         reference(b"ab\n\nxyz", Framing::Lines, 2),
         vec![Event::Msg(b"ab".to_vec()), Event::Msg(vec![]), Event::TooLarge(None)]
     );
-    let cfg = decoder_check::Config {
-        framing: Framing::Len32,
-        max: 2,
-        step: 1,
-        buf: 0,
-        next_len_first: false,
-        block_every: 2,
-    };
-    assert_eq!(decoder_check::decode(&data, cfg), reference(&data, Framing::Len32, 2));
+    let cfg =
+        decoder::Config { framing: Framing::Len32, max: 2, step: 1, buf: 0, next_len_first: false, block_every: 2 };
+    assert_eq!(decoder::decode(&data, cfg), reference(&data, Framing::Len32, 2));
 }

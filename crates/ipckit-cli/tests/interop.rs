@@ -4,26 +4,22 @@
 //! over FIFOs. Also the peer credentials `recv --json` reports for such a
 //! sender.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::Scratch;
-use support::{Bg, check_announced, ipckit, json_payload, len32_frames, mkfifo, run};
+use ipckit_testkit::c::{build_c, pattern};
+use ipckit_testkit::cli::{Ipckit, check_announced, json_payload, len32_frames};
+use ipckit_testkit::program::{Bg, mkfifo, run};
+use ipckit_testkit::scratch::Scratch;
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// The C peer (see the comment at its top for its arguments).
 const FRAMES_C: &str = include_str!("c/frames.c");
 
 fn frames_bin(scratch: &Scratch) -> PathBuf {
-    common::build_c(scratch, "frames", FRAMES_C, &[])
-}
-
-/// The bytes of the C program's `p:SIZE:SEED` message.
-fn pattern(size: usize, seed: usize) -> Vec<u8> {
-    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
+    build_c(scratch, "frames", FRAMES_C, &[])
 }
 
 /// The messages the C client sends, as its arguments and as bytes: text,
@@ -55,8 +51,15 @@ fn c_client_to_ipckit_recv(test: &str, ep_for: impl Fn(&Scratch) -> String, chun
     let frames = frames_bin(&scratch);
     let ep = ep_for(&scratch);
     let (specs, want) = client_messages();
-    let mut recv =
-        Bg::spawn(ipckit().args(["recv", &ep, "--count", &want.len().to_string(), "--json", "--timeout", "20s"]));
+    let mut recv = Bg::spawn(IPCKIT.command().args([
+        "recv",
+        &ep,
+        "--count",
+        &want.len().to_string(),
+        "--json",
+        "--timeout",
+        "20s",
+    ]));
     let announced = recv.ready();
     check_announced(&ep, &announced);
     let mut c = Command::new(&frames);
@@ -115,7 +118,7 @@ fn c_message_sockets_show_the_sender_pid() {
         // No empty message here: see cli.rs, empty_message_unix_seqpacket.
         let specs = ["s:hello", "p:65536:3", "p:300:250"];
         let want = [b"hello".to_vec(), pattern(65536, 3), pattern(300, 250)];
-        let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--count", "3", "--json", "--timeout", "20s"]));
+        let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--count", "3", "--json", "--timeout", "20s"]));
         recv.ready();
         let mut c = Command::new(&frames);
         c.arg("send").args(c_address(&ep)).arg("0").args(specs);
@@ -153,8 +156,8 @@ fn ipckit_send_to_c_server(test: &str, c_args: impl Fn(&Scratch) -> Vec<String>)
     };
     let text: String = (0..65536).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let binary = pattern(65536, 77);
-    run(ipckit().args(["send", &ep, "", "hello", &text]), None).expect_code(0, "send arguments");
-    run(ipckit().args(["send", &ep, "--stdin-whole"]), Some(&binary)).expect_code(0, "send stdin");
+    run(IPCKIT.command().args(["send", &ep, "", "hello", &text]), None).expect_code(0, "send arguments");
+    run(IPCKIT.command().args(["send", &ep, "--stdin-whole"]), Some(&binary)).expect_code(0, "send stdin");
     let out = server.finish();
     out.expect_code(0, "C server");
     let want = len32_frames(&[b"", b"hello", text.as_bytes(), &binary]);
@@ -195,7 +198,7 @@ fn shell_writers_into_fifo_lines() {
     let scratch = Scratch::new("sh-writers");
     let fifo = scratch.path("lines");
     let ep = format!("fifo:{}", fifo.display());
-    let mut recv = Bg::spawn(ipckit().args([
+    let mut recv = Bg::spawn(IPCKIT.command().args([
         "recv",
         &ep,
         "--create",
@@ -224,7 +227,8 @@ fn shell_printf_writes_len32_frames() {
     let scratch = Scratch::new("sh-len32");
     let fifo = scratch.path("frames");
     let ep = format!("fifo:{}", fifo.display());
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep, "--create", "--count", "3", "--json", "--timeout", "20s"]));
+    let mut recv =
+        Bg::spawn(IPCKIT.command().args(["recv", &ep, "--create", "--count", "3", "--json", "--timeout", "20s"]));
     recv.ready();
     let script = r#"printf '\005\000\000\000hello\000\000\000\000\002\000\000\000\n\377' > "$1""#;
     run(Command::new("sh").args(["-c", script, "sh"]).arg(&fifo), None).expect_code(0, "printf frames");
@@ -248,7 +252,7 @@ fn cat_reads_from_ipckit_send() {
         mkfifo(&fifo);
         let cat = Bg::spawn(Command::new("cat").arg(&fifo).stdin(Stdio::null()));
         let ep = format!("fifo:{}", fifo.display());
-        run(ipckit().args(["send", &ep, "--framing", framing, "--timeout", "10s"]).args(&args), None)
+        run(IPCKIT.command().args(["send", &ep, "--framing", framing, "--timeout", "10s"]).args(&args), None)
             .expect_code(0, &format!("send {framing} to cat"));
         let out = cat.finish();
         out.expect_code(0, "cat");

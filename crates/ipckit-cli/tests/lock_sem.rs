@@ -11,60 +11,32 @@
 //! 30 s hang guard; every object is removed by a guard on drop, also when a
 //! test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{HANG_GUARD, Scratch};
-use support::{Bg, Out, ipckit, run, wait_until_blocked};
-
 use ipckit::shm::ShmName;
-use ipckit::sync::{NamedSemaphore, SemaphoreSet};
+use ipckit::sync::SemaphoreSet;
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::build_c;
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::procfs::{futex_syscall, wait_until_blocked};
+use ipckit_testkit::program::{Bg, assert_stderr, run};
+use ipckit_testkit::scratch::{Scratch, SemName};
 
-/// Runs `ipckit ARGS` with standard input closed.
-fn ipk(args: &[&str]) -> Out {
-    run(ipckit().args(args), None)
-}
-
-#[track_caller]
-fn assert_stderr(out: &Out, needle: &str, what: &str) {
-    assert!(out.stderr.contains(needle), "{what}: stderr does not mention {needle:?}:\n{}", out.stderr);
-}
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// `ipckit sem value ARGS`, which must succeed; the value printed.
 #[track_caller]
 fn sem_value(args: &[&str]) -> i64 {
     let mut all = vec!["sem", "value"];
     all.extend_from_slice(args);
-    let out = ipk(&all);
+    let out = IPCKIT.run(&all);
     out.expect_code(0, &format!("{all:?}"));
     out.text().trim().parse().unwrap_or_else(|e| panic!("{all:?} printed {:?}: {e}", out.text()))
-}
-
-/// A POSIX named semaphore name unique to the test, unlinked on drop.
-struct PosixSem(String);
-
-impl PosixSem {
-    fn new(s: &Scratch, name: &str) -> PosixSem {
-        PosixSem(format!("/{}", s.name(name)))
-    }
-
-    /// Where glibc keeps it.
-    fn file(&self) -> String {
-        format!("/dev/shm/sem.{}", &self.0[1..])
-    }
-}
-
-impl Drop for PosixSem {
-    fn drop(&mut self) {
-        let _ = NamedSemaphore::unlink(&self.0);
-    }
 }
 
 /// A System V semaphore set name unique to the test: `ftok` of the scratch
@@ -93,18 +65,6 @@ impl Drop for SysvSem<'_> {
         if let Ok(ShmName::Sysv(key)) = self.name.parse::<ShmName>() {
             let _ = SemaphoreSet::remove(&key);
         }
-    }
-}
-
-/// The number of the `futex` system call (POSIX semaphores and the robust
-/// mutex sleep in it).
-fn futex_syscall() -> Option<&'static str> {
-    if cfg!(target_arch = "x86_64") {
-        Some("202")
-    } else if cfg!(target_arch = "aarch64") {
-        Some("98")
-    } else {
-        None
     }
 }
 
@@ -138,7 +98,7 @@ fn stdin_gate() -> (Stdio, std::os::fd::OwnedFd) {
 /// `stdin` (a gate from [`stdin_gate`]), waits until the command runs (so
 /// the lock is held), and returns the holder and the command's pid.
 fn hold(name: &str, stdin: Stdio) -> (Bg, u32) {
-    let mut cmd = ipckit();
+    let mut cmd = IPCKIT.command();
     cmd.args(["lock", name, "--", "sh", "-c", r#"echo "held $$" >&2; exec cat"#]).stdin(stdin);
     let mut holder = Bg::spawn(&mut cmd);
     let pid = holder.wait_line("held ").trim().parse().expect("the command printed its pid");
@@ -166,7 +126,7 @@ fn lock_serialises_four_shell_loops() {
         .map(|_| {
             let mut cmd = Command::new("sh");
             cmd.args(["-c", script])
-                .env("IPCKIT", env!("CARGO_BIN_EXE_ipckit"))
+                .env("IPCKIT", IPCKIT.path())
                 .env("LOCK", lock.as_str())
                 .env("BODY", body)
                 .env("COUNTER", &counter)
@@ -212,12 +172,12 @@ fn killed_holder_takes_its_command_along_and_the_next_is_warned() {
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "holder: {:?}", out.status);
     drop(gate);
 
-    let out = ipk(&["lock", &lock, "--", "true"]);
+    let out = IPCKIT.run(&["lock", &lock, "--", "true"]);
     out.expect_code(0, "lock after the holder died");
     assert_stderr(&out, "previous holder died", "lock after the holder died");
     assert_stderr(&out, &format!("pid {holder_pid}"), "lock after the holder died");
 
-    let out = ipk(&["lock", &lock, "--", "true"]);
+    let out = IPCKIT.run(&["lock", &lock, "--", "true"]);
     out.expect_code(0, "lock after the recovery");
     assert!(out.stderr.is_empty(), "no warning once recovered: {}", out.stderr);
 }
@@ -230,7 +190,7 @@ fn unrecoverable_lock_says_how_to_recover() {
     let s = Scratch::new("lock-unrecoverable");
     let lock = s.shm("lock");
     let name = lock.shm_name();
-    ipk(&["lock", &lock, "--", "true"]).expect_code(0, "create the lock");
+    IPCKIT.run(&["lock", &lock, "--", "true"]).expect_code(0, "create the lock");
     // A thread that ends holding the lock: the kernel marks it owner-died.
     std::thread::spawn({
         let name = name.clone();
@@ -242,12 +202,12 @@ fn unrecoverable_lock_says_how_to_recover() {
         Err(ipckit::sync::LockError::OwnerDied(guard)) => drop(guard), // not marked consistent
         other => panic!("expected OwnerDied, got {other:?}"),
     }
-    let out = ipk(&["lock", &lock, "--", "echo", "ran"]);
+    let out = IPCKIT.run(&["lock", &lock, "--", "echo", "ran"]);
     out.expect_code(1, "lock that is not recoverable");
     assert_stderr(&out, &format!("ipckit rm {}", lock.as_str()), "lock that is not recoverable");
     assert!(out.stdout.is_empty(), "the command ran: {:?}", out.text());
-    ipk(&["rm", &lock]).expect_code(0, "rm");
-    ipk(&["lock", &lock, "--", "true"]).expect_code(0, "lock after rm");
+    IPCKIT.run(&["rm", &lock]).expect_code(0, "rm");
+    IPCKIT.run(&["lock", &lock, "--", "true"]).expect_code(0, "lock after rm");
 }
 
 /// While a holder has the lock, `--timeout 200ms` gives up with exit 3 and
@@ -266,7 +226,7 @@ fn lock_timeout_and_exit_status() {
         let (stdin, gate) = stdin_gate();
         let (holder, _) = hold(name, stdin);
 
-        let out = ipk(&["lock", name, "--timeout", "200ms", "--", "touch", mark_str]);
+        let out = IPCKIT.run(&["lock", name, "--timeout", "200ms", "--", "touch", mark_str]);
         out.expect_code(3, &format!("{name}: lock held by another"));
         assert_stderr(&out, "not acquired within the timeout", name);
         assert!(!mark.exists(), "{name}: the command ran without the lock");
@@ -276,24 +236,26 @@ fn lock_timeout_and_exit_status() {
         out.expect_code(0, &format!("{name}: holder"));
         assert!(!out.stderr.contains("warning"), "{name}: {}", out.stderr);
 
-        ipk(&["lock", name, "--timeout", "20s", "--", "touch", mark_str]).expect_code(0, name);
+        IPCKIT.run(&["lock", name, "--timeout", "20s", "--", "touch", mark_str]).expect_code(0, name);
         assert!(mark.exists(), "{name}: the command ran once the lock was free");
         std::fs::remove_file(&mark).unwrap();
 
-        ipk(&["lock", name, "--", "sh", "-c", "exit 7"]).expect_code(7, &format!("{name}: exit 7"));
-        ipk(&["lock", name, "--", "sh", "-c", "kill -TERM $$"]).expect_code(128 + 15, &format!("{name}: SIGTERM"));
-        let out = ipk(&["lock", name, "--", "ipckit-t-no-such-command"]);
+        IPCKIT.run(&["lock", name, "--", "sh", "-c", "exit 7"]).expect_code(7, &format!("{name}: exit 7"));
+        IPCKIT
+            .run(&["lock", name, "--", "sh", "-c", "kill -TERM $$"])
+            .expect_code(128 + 15, &format!("{name}: SIGTERM"));
+        let out = IPCKIT.run(&["lock", name, "--", "ipckit-t-no-such-command"]);
         out.expect_code(127, &format!("{name}: no such command"));
         assert_stderr(&out, "ipckit-t-no-such-command", name);
         // The lock is still free and consistent after all that.
-        let out = ipk(&["lock", name, "--timeout", "20s", "--", "true"]);
+        let out = IPCKIT.run(&["lock", name, "--timeout", "20s", "--", "true"]);
         out.expect_code(0, name);
         assert!(out.stderr.is_empty(), "{name}: {}", out.stderr);
     }
     // Usage errors: no `--` before the command, no command, a bad name.
-    ipk(&["lock", &posix, "true"]).expect_code(2, "command without --");
-    ipk(&["lock", &posix, "--"]).expect_code(2, "no command");
-    ipk(&["lock", "no-slash", "--", "true"]).expect_code(2, "bad name");
+    IPCKIT.run(&["lock", &posix, "true"]).expect_code(2, "command without --");
+    IPCKIT.run(&["lock", &posix, "--"]).expect_code(2, "no command");
+    IPCKIT.run(&["lock", "no-slash", "--", "true"]).expect_code(2, "bad name");
 }
 
 /// POSIX named semaphores: create, post, wait, value and rm; a timed wait
@@ -302,60 +264,60 @@ fn lock_timeout_and_exit_status() {
 #[test]
 fn posix_semaphore_round_trip() {
     let s = Scratch::new("sem-posix");
-    let sem = PosixSem::new(&s, "a");
+    let sem = SemName::new(&s, "a");
     let name = sem.0.as_str();
 
-    ipk(&["sem", "value", name]).expect_code(1, "value before create");
-    let out = ipk(&["sem", "create", name]);
+    IPCKIT.run(&["sem", "value", name]).expect_code(1, "value before create");
+    let out = IPCKIT.run(&["sem", "create", name]);
     out.expect_code(0, "create");
     assert_stderr(&out, "created", "create");
     assert!(Path::new(&sem.file()).exists(), "glibc keeps it in {}", sem.file());
     assert_eq!(sem_value(&[name]), 0);
-    ipk(&["sem", "post", name]).expect_code(0, "post");
-    ipk(&["sem", "post", name]).expect_code(0, "post");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "post");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "post");
     assert_eq!(sem_value(&[name]), 2);
-    ipk(&["sem", "wait", name]).expect_code(0, "wait");
+    IPCKIT.run(&["sem", "wait", name]).expect_code(0, "wait");
     assert_eq!(sem_value(&[name]), 1);
-    ipk(&["sem", "wait", name, "--timeout", "200ms"]).expect_code(0, "timed wait on 1");
-    let out = ipk(&["sem", "wait", name, "--timeout", "200ms"]);
+    IPCKIT.run(&["sem", "wait", name, "--timeout", "200ms"]).expect_code(0, "timed wait on 1");
+    let out = IPCKIT.run(&["sem", "wait", name, "--timeout", "200ms"]);
     out.expect_code(3, "timed wait on 0");
     assert_stderr(&out, name, "timed wait on 0");
     assert_eq!(sem_value(&[name]), 0);
 
     // Existing: opened as it is, or refused with --exclusive.
-    ipk(&["sem", "post", name]).expect_code(0, "post");
-    let out = ipk(&["sem", "create", name, "--value", "5"]);
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "post");
+    let out = IPCKIT.run(&["sem", "create", name, "--value", "5"]);
     out.expect_code(0, "create existing");
     assert_stderr(&out, "opened existing", "create existing");
-    let out = ipk(&["sem", "create", name, "--exclusive"]);
+    let out = IPCKIT.run(&["sem", "create", name, "--exclusive"]);
     out.expect_code(1, "create --exclusive existing");
     assert_stderr(&out, "exists", "create --exclusive existing");
     assert_eq!(sem_value(&[name]), 1, "neither create changed the value");
 
     // System V options on a POSIX name.
-    ipk(&["sem", "post", name, "--index", "0"]).expect_code(2, "--index on POSIX");
-    ipk(&["sem", "create", name, "--count", "2"]).expect_code(2, "--count on POSIX");
-    ipk(&["sem", "create", "file:/tmp/x"]).expect_code(2, "file: name");
-    ipk(&["sem", "create", "no-slash"]).expect_code(2, "bad name");
+    IPCKIT.run(&["sem", "post", name, "--index", "0"]).expect_code(2, "--index on POSIX");
+    IPCKIT.run(&["sem", "create", name, "--count", "2"]).expect_code(2, "--count on POSIX");
+    IPCKIT.run(&["sem", "create", "file:/tmp/x"]).expect_code(2, "file: name");
+    IPCKIT.run(&["sem", "create", "no-slash"]).expect_code(2, "bad name");
 
     // SEM_VALUE_MAX = 2147483647.
-    let big = PosixSem::new(&s, "big");
-    let out = ipk(&["sem", "create", &big.0, "--value", "2147483648"]);
+    let big = SemName::new(&s, "big");
+    let out = IPCKIT.run(&["sem", "create", &big.0, "--value", "2147483648"]);
     out.expect_code(2, "create past SEM_VALUE_MAX");
     assert_stderr(&out, "SEM_VALUE_MAX", "create past SEM_VALUE_MAX");
     assert!(!Path::new(&big.file()).exists(), "nothing created");
-    ipk(&["sem", "create", &big.0, "--value", "-1"]).expect_code(2, "negative value");
-    ipk(&["sem", "create", &big.0, "--value", "2147483647"]).expect_code(0, "create at SEM_VALUE_MAX");
-    let out = ipk(&["sem", "post", &big.0]);
+    IPCKIT.run(&["sem", "create", &big.0, "--value", "-1"]).expect_code(2, "negative value");
+    IPCKIT.run(&["sem", "create", &big.0, "--value", "2147483647"]).expect_code(0, "create at SEM_VALUE_MAX");
+    let out = IPCKIT.run(&["sem", "post", &big.0]);
     out.expect_code(2, "post at SEM_VALUE_MAX");
     assert_stderr(&out, "SEM_VALUE_MAX", "post at SEM_VALUE_MAX");
     assert_eq!(sem_value(&[&big.0]), 2147483647);
 
     for n in [name, big.0.as_str()] {
-        ipk(&["sem", "rm", n]).expect_code(0, "rm");
-        ipk(&["sem", "value", n]).expect_code(1, "value after rm");
-        ipk(&["sem", "post", n]).expect_code(1, "post after rm");
-        ipk(&["sem", "rm", n]).expect_code(1, "rm again");
+        IPCKIT.run(&["sem", "rm", n]).expect_code(0, "rm");
+        IPCKIT.run(&["sem", "value", n]).expect_code(1, "value after rm");
+        IPCKIT.run(&["sem", "post", n]).expect_code(1, "post after rm");
+        IPCKIT.run(&["sem", "rm", n]).expect_code(1, "rm again");
     }
     assert!(!Path::new(&sem.file()).exists() && !Path::new(&big.file()).exists());
 }
@@ -365,14 +327,14 @@ fn posix_semaphore_round_trip() {
 #[test]
 fn posix_wait_is_released_by_a_post_from_another_process() {
     let s = Scratch::new("sem-posix-block");
-    let sem = PosixSem::new(&s, "a");
-    ipk(&["sem", "create", &sem.0]).expect_code(0, "create");
-    let mut waiter = Bg::spawn(ipckit().args(["sem", "wait", &sem.0]));
+    let sem = SemName::new(&s, "a");
+    IPCKIT.run(&["sem", "create", &sem.0]).expect_code(0, "create");
+    let mut waiter = Bg::spawn(IPCKIT.command().args(["sem", "wait", &sem.0]));
     if !wait_until_blocked(&mut waiter, "futex", futex_syscall()) {
         eprintln!("note: this kernel does not tell where a process sleeps; checking less strictly");
     }
     assert_eq!(sem_value(&[&sem.0]), 0);
-    ipk(&["sem", "post", &sem.0]).expect_code(0, "post");
+    IPCKIT.run(&["sem", "post", &sem.0]).expect_code(0, "post");
     waiter.finish().expect_code(0, "the waiter");
     assert_eq!(sem_value(&[&sem.0]), 0, "the waiter took the post");
 }
@@ -387,8 +349,8 @@ fn sysv_semaphore_set() {
     let set = SysvSem::new(&s, 1);
     let name = set.name.as_str();
 
-    ipk(&["sem", "value", name]).expect_code(1, "value before create");
-    let out = ipk(&["sem", "create", name, "--count", "3"]);
+    IPCKIT.run(&["sem", "value", name]).expect_code(1, "value before create");
+    let out = IPCKIT.run(&["sem", "create", name, "--count", "3"]);
     out.expect_code(0, "create");
     assert_stderr(&out, "3 semaphores", "create");
     assert_eq!(set.set().unwrap().len(), 3);
@@ -397,16 +359,16 @@ fn sysv_semaphore_set() {
     }
     // Posts and waits by short-lived processes stay done: with SEM_UNDO the
     // kernel would revert each one as its process exits.
-    ipk(&["sem", "post", name, "--index", "1"]).expect_code(0, "post 1");
-    ipk(&["sem", "post", name, "--index", "1"]).expect_code(0, "post 1");
-    ipk(&["sem", "post", name]).expect_code(0, "post 0 (default index)");
+    IPCKIT.run(&["sem", "post", name, "--index", "1"]).expect_code(0, "post 1");
+    IPCKIT.run(&["sem", "post", name, "--index", "1"]).expect_code(0, "post 1");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "post 0 (default index)");
     assert_eq!(sem_value(&[name, "--index", "1"]), 2);
     assert_eq!(sem_value(&[name]), 1);
     assert_eq!(sem_value(&[name, "--index", "2"]), 0);
-    ipk(&["sem", "wait", name, "--index", "1"]).expect_code(0, "wait 1");
+    IPCKIT.run(&["sem", "wait", name, "--index", "1"]).expect_code(0, "wait 1");
     assert_eq!(sem_value(&[name, "--index", "1"]), 1);
-    ipk(&["sem", "wait", name, "--index", "1", "--timeout", "200ms"]).expect_code(0, "timed wait on 1");
-    let out = ipk(&["sem", "wait", name, "--index", "1", "--timeout", "200ms"]);
+    IPCKIT.run(&["sem", "wait", name, "--index", "1", "--timeout", "200ms"]).expect_code(0, "timed wait on 1");
+    let out = IPCKIT.run(&["sem", "wait", name, "--index", "1", "--timeout", "200ms"]);
     out.expect_code(3, "timed wait on 0");
     assert_stderr(&out, "timeout", "timed wait on 0");
     assert_eq!(sem_value(&[name, "--index", "1"]), 0);
@@ -420,51 +382,51 @@ fn sysv_semaphore_set() {
     ] {
         let mut all = vec!["sem"];
         all.extend_from_slice(&args);
-        let out = ipk(&all);
+        let out = IPCKIT.run(&all);
         out.expect_code(2, &format!("{all:?}"));
         assert_stderr(&out, "out of range", &format!("{all:?}"));
     }
-    ipk(&["sem", "post", name, "--index", "-1"]).expect_code(2, "negative index");
-    ipk(&["sem", "value", name, "--index", "65536"]).expect_code(2, "index past u16");
+    IPCKIT.run(&["sem", "post", name, "--index", "-1"]).expect_code(2, "negative index");
+    IPCKIT.run(&["sem", "value", name, "--index", "65536"]).expect_code(2, "index past u16");
 
     // Existing: opened, or refused with --exclusive.
-    let out = ipk(&["sem", "create", name]);
+    let out = IPCKIT.run(&["sem", "create", name]);
     out.expect_code(0, "create existing");
     assert_stderr(&out, "opened existing", "create existing");
-    ipk(&["sem", "create", name, "--exclusive"]).expect_code(1, "create --exclusive existing");
+    IPCKIT.run(&["sem", "create", name, "--exclusive"]).expect_code(1, "create --exclusive existing");
     assert_eq!(sem_value(&[name]), 1, "neither create changed the values");
 
     // SEMVMX.
     let top = SysvSem::new(&s, 2);
-    let out = ipk(&["sem", "create", &top.name, "--value", "32768"]);
+    let out = IPCKIT.run(&["sem", "create", &top.name, "--value", "32768"]);
     out.expect_code(2, "create past SEMVMX");
     assert_stderr(&out, "32767", "create past SEMVMX");
     assert_eq!(top.set().unwrap_err().kind(), ipckit::ErrorKind::NotFound, "nothing created");
-    ipk(&["sem", "create", &top.name, "--count", "0"]).expect_code(2, "empty set");
-    ipk(&["sem", "create", &top.name, "--value", "32767"]).expect_code(0, "create at SEMVMX");
-    ipk(&["sem", "post", &top.name]).expect_code(2, "post at SEMVMX");
+    IPCKIT.run(&["sem", "create", &top.name, "--count", "0"]).expect_code(2, "empty set");
+    IPCKIT.run(&["sem", "create", &top.name, "--value", "32767"]).expect_code(0, "create at SEMVMX");
+    IPCKIT.run(&["sem", "post", &top.name]).expect_code(2, "post at SEMVMX");
     assert_eq!(sem_value(&[&top.name]), 32767);
 
     // A blocked waiter on index 2 is released by a post from another
     // process (the kernel counts it in GETNCNT while it waits).
-    let waiter = Bg::spawn(ipckit().args(["sem", "wait", name, "--index", "2"]));
+    let waiter = Bg::spawn(IPCKIT.command().args(["sem", "wait", name, "--index", "2"]));
     let handle = set.set().unwrap();
     let deadline = Instant::now() + HANG_GUARD;
     while handle.waiting(2).unwrap() == 0 {
         assert!(Instant::now() < deadline, "the waiter never blocked on index 2");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    ipk(&["sem", "post", name]).expect_code(0, "post 0");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "post 0");
     assert_eq!(handle.waiting(2).unwrap(), 1, "a post on index 0 does not release a waiter on 2");
-    ipk(&["sem", "post", name, "--index", "2"]).expect_code(0, "post 2");
+    IPCKIT.run(&["sem", "post", name, "--index", "2"]).expect_code(0, "post 2");
     waiter.finish().expect_code(0, "the waiter");
     assert_eq!(sem_value(&[name, "--index", "2"]), 0, "the waiter took the post");
     assert_eq!(sem_value(&[name]), 2);
 
     for n in [name, top.name.as_str()] {
-        ipk(&["sem", "rm", n]).expect_code(0, "rm");
-        ipk(&["sem", "value", n]).expect_code(1, "value after rm");
-        ipk(&["sem", "rm", n]).expect_code(1, "rm again");
+        IPCKIT.run(&["sem", "rm", n]).expect_code(0, "rm");
+        IPCKIT.run(&["sem", "value", n]).expect_code(1, "value after rm");
+        IPCKIT.run(&["sem", "rm", n]).expect_code(1, "rm again");
     }
     assert_eq!(set.set().unwrap_err().kind(), ipckit::ErrorKind::NotFound);
 }
@@ -512,39 +474,39 @@ int main(int argc, char **argv) {
 #[test]
 fn posix_semaphore_interop_with_c() {
     let s = Scratch::new("sem-c");
-    let semc = common::build_c(&s, "semc", C_SEM, &["-lpthread"]);
+    let semc = build_c(&s, "semc", C_SEM, &["-lpthread"]);
     let c = |name: &str, op: &str| run(Command::new(&semc).args([name, op]), None);
-    let sem = PosixSem::new(&s, "a");
+    let sem = SemName::new(&s, "a");
     let name = sem.0.as_str();
 
-    ipk(&["sem", "create", name]).expect_code(0, "create");
+    IPCKIT.run(&["sem", "create", name]).expect_code(0, "create");
     c(name, "post").expect_code(0, "C post");
     assert_eq!(sem_value(&[name]), 1);
-    ipk(&["sem", "wait", name, "--timeout", "20s"]).expect_code(0, "ipckit takes C's post");
+    IPCKIT.run(&["sem", "wait", name, "--timeout", "20s"]).expect_code(0, "ipckit takes C's post");
     assert_eq!(c(name, "value").expect_code(0, "C value").text().trim(), "0");
 
     let mut waiter = Bg::spawn(Command::new(&semc).args([name, "wait"]).stdin(Stdio::null()));
     if !wait_until_blocked(&mut waiter, "futex", futex_syscall()) {
         eprintln!("note: this kernel does not tell where a process sleeps; checking less strictly");
     }
-    ipk(&["sem", "post", name]).expect_code(0, "ipckit post");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "ipckit post");
     waiter.finish().expect_code(0, "C waiter released by ipckit");
     assert_eq!(sem_value(&[name]), 0, "C took ipckit's post");
 
-    ipk(&["sem", "post", name]).expect_code(0, "ipckit post");
-    ipk(&["sem", "post", name]).expect_code(0, "ipckit post");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "ipckit post");
+    IPCKIT.run(&["sem", "post", name]).expect_code(0, "ipckit post");
     assert_eq!(c(name, "value").expect_code(0, "C value").text().trim(), "2");
     c(name, "wait").expect_code(0, "C wait");
     assert_eq!(sem_value(&[name]), 1);
-    ipk(&["sem", "rm", name]).expect_code(0, "rm");
+    IPCKIT.run(&["sem", "rm", name]).expect_code(0, "rm");
     c(name, "value").expect_code(1, "C open after ipckit rm");
 
     // Created by C (value 2), used and removed by ipckit.
     c(name, "create").expect_code(0, "C create");
     assert_eq!(sem_value(&[name]), 2);
-    ipk(&["sem", "wait", name]).expect_code(0, "ipckit wait");
+    IPCKIT.run(&["sem", "wait", name]).expect_code(0, "ipckit wait");
     assert_eq!(c(name, "value").expect_code(0, "C value").text().trim(), "1");
-    ipk(&["sem", "rm", name]).expect_code(0, "ipckit rm of C's semaphore");
+    IPCKIT.run(&["sem", "rm", name]).expect_code(0, "ipckit rm of C's semaphore");
     assert!(!Path::new(&sem.file()).exists());
 }
 
@@ -559,15 +521,15 @@ fn other_users_objects_are_permission_denied() {
     let s = Scratch::new("lock-sem-perm");
     // uid 65534 must reach the scratch directory to compute the ftok key.
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let posix = PosixSem::new(&s, "a");
+    let posix = SemName::new(&s, "a");
     let sysv = SysvSem::new(&s, 1);
     let lock = s.shm("lock");
-    ipk(&["sem", "create", &posix.0, "--value", "1"]).expect_code(0, "create POSIX");
-    ipk(&["sem", "create", &sysv.name, "--value", "1"]).expect_code(0, "create System V");
-    ipk(&["lock", &lock, "--", "true"]).expect_code(0, "create the lock");
+    IPCKIT.run(&["sem", "create", &posix.0, "--value", "1"]).expect_code(0, "create POSIX");
+    IPCKIT.run(&["sem", "create", &sysv.name, "--value", "1"]).expect_code(0, "create System V");
+    IPCKIT.run(&["lock", &lock, "--", "true"]).expect_code(0, "create the lock");
 
     let as_nobody = |args: &[&str]| {
-        let mut cmd = ipckit();
+        let mut cmd = IPCKIT.command();
         cmd.args(args).uid(65534).gid(65534);
         run(&mut cmd, None)
     };
@@ -588,7 +550,7 @@ fn other_users_objects_are_permission_denied() {
     out.expect_code(1, "lock as uid 65534");
     assert_stderr(&out, "permission denied", "lock as uid 65534");
     assert!(out.stdout.is_empty(), "the command ran: {:?}", out.text());
-    let out = ipk(&["lock", &lock, "--timeout", "20s", "--", "true"]);
+    let out = IPCKIT.run(&["lock", &lock, "--timeout", "20s", "--", "true"]);
     out.expect_code(0, "root's lock still works");
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }

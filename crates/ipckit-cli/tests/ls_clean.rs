@@ -2,26 +2,27 @@
 //! holds their flock) are listed as such and removed; live ones and
 //! objects that are not ipckit's are left alone.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::Stdio;
 
-use common::Scratch;
-use support::{Bg, ipckit, run};
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::program::{Bg, run};
+use ipckit_testkit::scratch::Scratch;
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 #[test]
 fn clean_removes_stale_ipckit_objects_only() {
     let s = Scratch::new("clean");
     let (stale, live, plain) = (s.shm("stale"), s.shm("live"), s.shm("plain"));
-    run(ipckit().args(["lock", &stale, "--", "true"]), None).expect_code(0, "make a lock object");
-    let mut holder =
-        Bg::spawn(ipckit().args(["lock", &live, "--", "sh", "-c", "echo held >&2; exec cat"]).stdin(Stdio::piped()));
+    run(IPCKIT.command().args(["lock", &stale, "--", "true"]), None).expect_code(0, "make a lock object");
+    let mut holder = Bg::spawn(
+        IPCKIT.command().args(["lock", &live, "--", "sh", "-c", "echo held >&2; exec cat"]).stdin(Stdio::piped()),
+    );
     holder.wait_line("held");
-    run(ipckit().args(["shm", "create", &plain, "--size", "64"]), None).expect_code(0, "a plain segment");
+    run(IPCKIT.command().args(["shm", "create", &plain, "--size", "64"]), None).expect_code(0, "a plain segment");
 
-    let out = run(ipckit().args(["ls", "--json"]), None);
+    let out = run(IPCKIT.command().args(["ls", "--json"]), None);
     out.expect_code(0, "ls");
     let find = |name: &str| {
         out.json_lines().into_iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("{name} not listed"))
@@ -32,13 +33,13 @@ fn clean_removes_stale_ipckit_objects_only() {
     assert_eq!(find(&plain)["mode"], "0600");
 
     let names = [&*stale, &*live, &*plain];
-    let dry = run(ipckit().arg("clean").arg("--dry-run").args(names), None);
+    let dry = run(IPCKIT.command().arg("clean").arg("--dry-run").args(names), None);
     dry.expect_code(0, "clean --dry-run");
     assert_eq!(dry.text(), format!("would remove {}\n", &*stale));
     let shm_path = |n: &str| std::path::PathBuf::from(format!("/dev/shm{n}"));
     assert!(shm_path(&stale).exists(), "a dry run removes nothing");
 
-    let done = run(ipckit().arg("clean").args(names), None);
+    let done = run(IPCKIT.command().arg("clean").args(names), None);
     done.expect_code(0, "clean");
     assert_eq!(done.text(), format!("removed {}\n", &*stale));
     assert!(!shm_path(&stale).exists());

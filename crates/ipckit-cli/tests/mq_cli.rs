@@ -8,44 +8,31 @@
 //! guard; every queue is a `Scratch` queue (or a [`NumericKey`]) removed on
 //! drop, also when a test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::Scratch;
-use support::{Bg, NumericKey, Out, ipckit, json_payload, run, sysv_msg_syscalls, wait_until_blocked};
+use ipckit_testkit::cli::{Ipckit, json_payload};
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::procfs::{sysv_msg_syscalls, wait_until_blocked};
+use ipckit_testkit::program::{Bg, assert_stderr, run};
+use ipckit_testkit::scratch::{NumericKey, Scratch};
 
-/// Runs `ipckit ARGS` with standard input closed.
-fn ipk(args: &[&str]) -> Out {
-    run(ipckit().args(args), None)
-}
-
-/// Runs `ipckit ARGS` with `input` on standard input.
-fn ipk_in(args: &[&str], input: &[u8]) -> Out {
-    run(ipckit().args(args), Some(input))
-}
-
-#[track_caller]
-fn assert_stderr(out: &Out, needle: &str, what: &str) {
-    assert!(out.stderr.contains(needle), "{what}: stderr does not mention {needle:?}:\n{}", out.stderr);
-}
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// Creates the queue (with the endpoint's attributes) and sends nothing:
 /// `send --create` with an empty standard input.
 #[track_caller]
 fn create(ep: &str) {
-    ipk(&["send", ep, "--create"]).expect_code(0, &format!("create {ep}"));
+    IPCKIT.run(&["send", ep, "--create"]).expect_code(0, &format!("create {ep}"));
 }
 
 /// Asserts that the queue holds no message:
 /// `recv --timeout 100ms` times out (exit 3) and prints nothing.
 #[track_caller]
 fn assert_empty(ep: &str) {
-    let out = ipk(&["recv", ep, "--timeout", "100ms", "--json"]);
+    let out = IPCKIT.run(&["recv", ep, "--timeout", "100ms", "--json"]);
     out.expect_code(3, &format!("recv from {ep}, which should be empty"));
     assert!(out.stdout.is_empty(), "nothing received: {}", out.text());
 }
@@ -56,7 +43,7 @@ fn recv_json(ep: &str, n: usize, extra: &[&str]) -> Vec<serde_json::Value> {
     let count = n.to_string();
     let mut args = vec!["recv", ep, "--count", &count, "--json", "--timeout", "20s"];
     args.extend_from_slice(extra);
-    let out = ipk(&args);
+    let out = IPCKIT.run(&args);
     out.expect_code(0, &format!("recv {args:?}"));
     let lines = out.json_lines();
     assert_eq!(lines.len(), n, "{n} messages: {}", out.text());
@@ -109,7 +96,7 @@ fn bad_names_and_keys_are_usage_errors() {
             vec!["recv", ep.as_str(), "--timeout", "100ms"],
             vec!["rm", ep.as_str()],
         ] {
-            let out = ipk(&args);
+            let out = IPCKIT.run(&args);
             out.expect_code(2, &format!("{args:?}"));
             assert_stderr(&out, why, &format!("{args:?}"));
             assert!(out.stdout.is_empty(), "{args:?} printed {}", out.text());
@@ -117,7 +104,7 @@ fn bad_names_and_keys_are_usage_errors() {
     }
     // The --create above created nothing: the valid spelling of the name is
     // not there.
-    let out = ipk(&["rm", &format!("mq:/{name}")]);
+    let out = IPCKIT.run(&["rm", &format!("mq:/{name}")]);
     out.expect_code(1, "rm of the never-created queue");
 }
 
@@ -130,11 +117,11 @@ fn longest_queue_name_is_accepted() {
     let ep = s.mq(&"l".repeat(pad), "?maxmsg=1&msgsize=64");
     let name = ep.strip_prefix("mq:/").unwrap().split('?').next().unwrap();
     assert_eq!(name.len(), 255);
-    ipk(&["send", &ep, "--create", "at the limit"]).expect_code(0, "send to a 255-character name");
+    IPCKIT.run(&["send", &ep, "--create", "at the limit"]).expect_code(0, "send to a 255-character name");
     let lines = recv_json(&ep, 1, &[]);
     assert_eq!(json_payload(&lines[0]), b"at the limit");
     let too_long = format!("mq:/{name}x");
-    let out = ipk(&["send", &too_long, "--create", "x"]);
+    let out = IPCKIT.run(&["send", &too_long, "--create", "x"]);
     out.expect_code(2, "256 characters");
     assert_stderr(&out, "256 characters, the limit is 255 (NAME_MAX)", "256 characters");
 }
@@ -150,19 +137,19 @@ fn missing_queue_without_create_is_an_error() {
         let send: Vec<&str> =
             if ep.starts_with("mq:") { vec!["send", ep, "x"] } else { vec!["send", ep, "--type", "1", "x"] };
         for args in [send, vec!["recv", ep.as_str(), "--count", "1"]] {
-            let out = ipk(&args);
+            let out = IPCKIT.run(&args);
             out.expect_code(1, &format!("{args:?}"));
             assert_stderr(&out, ep, &format!("{args:?}"));
             assert_stderr(&out, "ENOENT", &format!("{args:?}"));
             assert_stderr(&out, "--create", &format!("{args:?}"));
         }
         // Neither attempt created it.
-        let out = ipk(&["rm", ep]);
+        let out = IPCKIT.run(&["rm", ep]);
         out.expect_code(1, &format!("rm {ep}"));
     }
     // A key path that does not exist cannot be turned into a key.
     let nowhere = format!("sysv-mq:{}", s.path("no-such-file").display());
-    let out = ipk(&["send", &nowhere, "--create", "x"]);
+    let out = IPCKIT.run(&["send", &nowhere, "--create", "x"]);
     out.expect_code(1, "ftok of a missing path");
     assert_stderr(&out, "ftok", "ftok of a missing path");
     assert_stderr(&out, "no-such-file", "ftok of a missing path");
@@ -176,8 +163,8 @@ fn exclusive_on_existing_queue_fails() {
     let posix = s.mq("q", "?maxmsg=2&msgsize=64");
     let sysv = s.sysv_mq(1, "&maxbytes=256");
     for ep in [&posix, &sysv] {
-        ipk(&["send", ep, "--exclusive", "first"]).expect_code(0, &format!("--exclusive creates {ep}"));
-        let out = ipk(&["send", ep, "--exclusive", "second"]);
+        IPCKIT.run(&["send", ep, "--exclusive", "first"]).expect_code(0, &format!("--exclusive creates {ep}"));
+        let out = IPCKIT.run(&["send", ep, "--exclusive", "second"]);
         out.expect_code(1, &format!("--exclusive on the existing {ep}"));
         assert_stderr(&out, "exists", "--exclusive");
         assert_stderr(&out, ep.split('?').next().unwrap(), "--exclusive");
@@ -196,7 +183,7 @@ fn posix_message_over_msgsize_is_refused() {
     let ep = s.mq("q", "?msgsize=64&maxmsg=2");
     create(&ep);
     let over = "o".repeat(65);
-    let out = ipk(&["send", &ep, &over]);
+    let out = IPCKIT.run(&["send", &ep, &over]);
     out.expect_code(1, "65 bytes into msgsize 64");
     assert_stderr(&out, "65 bytes", "65 bytes into msgsize 64");
     assert_stderr(&out, "64 bytes", "65 bytes into msgsize 64");
@@ -204,7 +191,7 @@ fn posix_message_over_msgsize_is_refused() {
     assert_empty(&ep);
 
     let exact: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
-    ipk_in(&["send", &ep, "--stdin-whole"], &exact).expect_code(0, "64 bytes into msgsize 64");
+    IPCKIT.run_stdin(&["send", &ep, "--stdin-whole"], &exact).expect_code(0, "64 bytes into msgsize 64");
     let lines = recv_json(&ep, 1, &[]);
     assert_eq!(json_payload(&lines[0]), exact);
     assert_empty(&ep);
@@ -218,17 +205,17 @@ fn sysv_message_over_msgmax_is_refused() {
     let ep = s.sysv_mq(1, "");
     create(&ep);
     let msgmax = proc_limit("/proc/sys/kernel/msgmax") as usize;
-    let mut rng = common::Rng(0x5eed_0001);
+    let mut rng = Rng(0x5eed_0001);
     let mut over = vec![0u8; msgmax + 1];
     rng.fill(&mut over);
-    let out = ipk_in(&["send", &ep, "--stdin-whole", "--type", "4"], &over);
+    let out = IPCKIT.run_stdin(&["send", &ep, "--stdin-whole", "--type", "4"], &over);
     out.expect_code(1, "msgmax + 1 bytes");
     assert_stderr(&out, &format!("{} bytes", msgmax + 1), "msgmax + 1 bytes");
     assert_stderr(&out, "msgmax", "msgmax + 1 bytes");
     assert_empty(&ep);
 
     let exact = &over[..msgmax];
-    ipk_in(&["send", &ep, "--stdin-whole", "--type", "4"], exact).expect_code(0, "msgmax bytes");
+    IPCKIT.run_stdin(&["send", &ep, "--stdin-whole", "--type", "4"], exact).expect_code(0, "msgmax bytes");
     let lines = recv_json(&ep, 1, &[]);
     assert_eq!(json_payload(&lines[0]), exact);
     assert_eq!(lines[0]["type"], 4);
@@ -245,9 +232,9 @@ fn send_to_full_queue_times_out() {
     let posix = s.mq("q", "?maxmsg=1&msgsize=64");
     let sysv = s.sysv_mq(1, "&maxbytes=16");
     for (ep, first) in [(&posix, "only one"), (&sysv, "sixteen bytes..!")] {
-        ipk(&["send", ep, "--create", first]).expect_code(0, "fill the queue");
+        IPCKIT.run(&["send", ep, "--create", first]).expect_code(0, "fill the queue");
         let start = Instant::now();
-        let out = ipk(&["send", ep, "--timeout", "100ms", "x"]);
+        let out = IPCKIT.run(&["send", ep, "--timeout", "100ms", "x"]);
         let took = start.elapsed();
         out.expect_code(3, &format!("send to the full {ep}"));
         assert_stderr(&out, ep.split('?').next().unwrap(), "send to the full queue");
@@ -255,7 +242,7 @@ fn send_to_full_queue_times_out() {
         assert!(took >= Duration::from_millis(100), "gave up after {took:?}, before the timeout");
         assert!(took < Duration::from_secs(10), "took {took:?} for a 100 ms timeout");
         // Exactly the first message is there.
-        let out = ipk(&["recv", ep, "--count", "2", "--timeout", "100ms", "--json"]);
+        let out = IPCKIT.run(&["recv", ep, "--count", "2", "--timeout", "100ms", "--json"]);
         out.expect_code(3, "the second receive times out");
         let lines = out.json_lines();
         assert_eq!(lines.len(), 1, "one message: {}", out.text());
@@ -273,7 +260,7 @@ fn recv_on_empty_queue_times_out() {
     for ep in [&posix, &sysv] {
         create(ep);
         let start = Instant::now();
-        let out = ipk(&["recv", ep, "--timeout", "100ms"]);
+        let out = IPCKIT.run(&["recv", ep, "--timeout", "100ms"]);
         let took = start.elapsed();
         out.expect_code(3, &format!("recv from the empty {ep}"));
         assert!(out.stdout.is_empty(), "printed {}", out.text());
@@ -306,7 +293,7 @@ fn attributes_beyond_kernel_limits_are_usage_errors() {
     for (ep, option, limit, path) in &rows {
         for args in [vec!["send", ep.as_str(), "--create", "x"], vec!["recv", ep.as_str(), "--create", "--count", "1"]]
         {
-            let out = ipk(&args);
+            let out = IPCKIT.run(&args);
             out.expect_code(2, &format!("{args:?}"));
             let what = format!("{args:?}");
             assert_stderr(&out, &format!("{option}={}", limit + 1), &what);
@@ -316,7 +303,7 @@ fn attributes_beyond_kernel_limits_are_usage_errors() {
         // Nothing was created.
         let bare = ep.split('?').next().unwrap();
         let bare = if ep.starts_with("sysv-mq:") { format!("{bare}?id=1") } else { bare.to_string() };
-        ipk(&["rm", &bare]).expect_code(1, &format!("rm {bare}, never created"));
+        IPCKIT.run(&["rm", &bare]).expect_code(1, &format!("rm {bare}, never created"));
     }
     // At the limits: accepted.
     for ep in [
@@ -324,7 +311,7 @@ fn attributes_beyond_kernel_limits_are_usage_errors() {
         s.mq("d", &format!("?maxmsg=1&msgsize={msgsize_max}")),
         s.sysv_mq(2, &format!("&maxbytes={msgmnb}")),
     ] {
-        ipk(&["send", &ep, "--create", "at the limit"]).expect_code(0, &format!("{ep} at the limit"));
+        IPCKIT.run(&["send", &ep, "--create", "at the limit"]).expect_code(0, &format!("{ep} at the limit"));
         let lines = recv_json(&ep, 1, &[]);
         assert_eq!(json_payload(&lines[0]), b"at the limit");
     }
@@ -358,7 +345,7 @@ fn other_users_queues_are_permission_denied() {
         for args in
             [vec!["send", ep.as_str(), "intruder"], vec!["recv", ep.as_str(), "--count", "1", "--timeout", "100ms"]]
         {
-            let mut cmd = ipckit();
+            let mut cmd = IPCKIT.command();
             cmd.args(&args).uid(65534).gid(65534);
             let out = run(&mut cmd, None);
             out.expect_code(1, &format!("{args:?} as uid 65534"));
@@ -383,7 +370,7 @@ fn priorities_come_out_highest_first() {
     create(&ep);
     let sent = [(1, "one"), (5, "five first"), (3, "three"), (5, "five second"), (0, "zero")];
     for (prio, text) in sent {
-        ipk(&["send", &ep, "--priority", &prio.to_string(), text]).expect_code(0, &format!("send {text}"));
+        IPCKIT.run(&["send", &ep, "--priority", &prio.to_string(), text]).expect_code(0, &format!("send {text}"));
     }
     let got = payloads_and(&recv_json(&ep, 5, &[]), "priority");
     let want: Vec<(Vec<u8>, i64)> = [(5, "five first"), (5, "five second"), (3, "three"), (1, "one"), (0, "zero")]
@@ -400,8 +387,8 @@ fn priorities_come_out_highest_first() {
 fn one_send_many_messages_and_extreme_priorities() {
     let s = Scratch::new("mq-prio2");
     let ep = s.mq("q", "?maxmsg=5&msgsize=64");
-    ipk(&["send", &ep, "--create", "--priority", "0", "a", "", "c"]).expect_code(0, "send three at 0");
-    ipk(&["send", &ep, "--priority", "32767", "top"]).expect_code(0, "send at 32767");
+    IPCKIT.run(&["send", &ep, "--create", "--priority", "0", "a", "", "c"]).expect_code(0, "send three at 0");
+    IPCKIT.run(&["send", &ep, "--priority", "32767", "top"]).expect_code(0, "send at 32767");
     let got = payloads_and(&recv_json(&ep, 4, &[]), "priority");
     let want = vec![(b"top".to_vec(), 32767), (b"a".to_vec(), 0), (Vec::new(), 0), (b"c".to_vec(), 0)];
     assert_eq!(got, want);
@@ -418,7 +405,7 @@ fn type_rules_select_messages() {
     let ep = s.sysv_mq(1, "");
     create(&ep);
     for (ty, text) in [(3, "three"), (1, "one first"), (2, "two"), (1, "one second"), (5, "five")] {
-        ipk(&["send", &ep, "--type", &ty.to_string(), text]).expect_code(0, &format!("send {text}"));
+        IPCKIT.run(&["send", &ep, "--type", &ty.to_string(), text]).expect_code(0, &format!("send {text}"));
     }
     let take = |rule: &str| -> (Vec<u8>, i64) {
         let lines = recv_json(&ep, 1, &["--type", rule]);
@@ -428,7 +415,7 @@ fn type_rules_select_messages() {
     assert_eq!(take("-2"), (b"one first".to_vec(), 1));
     assert_eq!(take("0"), (b"three".to_vec(), 3));
     // Left: "one second" (1), "five" (5). Nothing of type 4, nor at most 0.
-    let out = ipk(&["recv", &ep, "--type", "4", "--timeout", "100ms"]);
+    let out = IPCKIT.run(&["recv", &ep, "--type", "4", "--timeout", "100ms"]);
     out.expect_code(3, "--type 4 with types 1 and 5 queued");
     assert!(out.stdout.is_empty(), "printed {}", out.text());
     assert_eq!(take("-10"), (b"one second".to_vec(), 1));
@@ -443,7 +430,7 @@ fn type_rules_select_messages() {
 fn noerror_cuts_and_reports_truncation() {
     let s = Scratch::new("mq-noerror");
     let ep = s.sysv_mq(1, "");
-    ipk(&["send", &ep, "--create", "--type", "7", "0123456789", "abcd", "abcde"]).expect_code(0, "send");
+    IPCKIT.run(&["send", &ep, "--create", "--type", "7", "0123456789", "abcd", "abcde"]).expect_code(0, "send");
     let lines = recv_json(&ep, 3, &["--noerror", "--max-size", "4"]);
     assert_eq!(payloads_and(&lines, "type"), vec![(b"0123".to_vec(), 7), (b"abcd".to_vec(), 7), (b"abcd".to_vec(), 7)]);
     assert_eq!(lines[0]["truncated"], true, "{}", lines[0]);
@@ -451,8 +438,8 @@ fn noerror_cuts_and_reports_truncation() {
     assert_eq!(lines[2]["truncated"], true, "{}", lines[2]);
     assert_empty(&ep);
 
-    ipk(&["send", &ep, "--type", "7", "0123456789"]).expect_code(0, "send");
-    let out = ipk(&["recv", &ep, "--max-size", "4", "--count", "1", "--timeout", "300ms", "--json"]);
+    IPCKIT.run(&["send", &ep, "--type", "7", "0123456789"]).expect_code(0, "send");
+    let out = IPCKIT.run(&["recv", &ep, "--max-size", "4", "--count", "1", "--timeout", "300ms", "--json"]);
     out.expect_code(3, "recv --max-size 4 without --noerror");
     assert!(out.stdout.is_empty(), "an oversized message is not printed: {}", out.text());
     assert_stderr(&out, "message of 10 bytes", "recv --max-size 4");
@@ -468,16 +455,16 @@ fn rm_removes_both_kinds() {
     let numeric = NumericKey::new(1);
     let numeric_ep = numeric.endpoint();
     for ep in [&posix, &sysv, &numeric_ep] {
-        ipk(&["send", ep, "--create", "left behind"]).expect_code(0, "send");
+        IPCKIT.run(&["send", ep, "--create", "left behind"]).expect_code(0, "send");
         let bare = if ep.starts_with("mq:") { ep.split('?').next().unwrap() } else { ep.as_str() };
-        let out = ipk(&["rm", bare]);
+        let out = IPCKIT.run(&["rm", bare]);
         out.expect_code(0, &format!("rm {bare}"));
         assert!(out.stdout.is_empty() && out.stderr.is_empty(), "rm is silent: {out:?}");
         // Gone: opening it fails, and so does a second rm.
-        let out = ipk(&["recv", ep, "--count", "1"]);
+        let out = IPCKIT.run(&["recv", ep, "--count", "1"]);
         out.expect_code(1, &format!("recv from the removed {ep}"));
         assert_stderr(&out, "ENOENT", "recv from the removed queue");
-        let out = ipk(&["rm", bare]);
+        let out = IPCKIT.run(&["rm", bare]);
         out.expect_code(1, &format!("second rm {bare}"));
         assert_stderr(&out, bare, "second rm");
         assert_stderr(&out, "ENOENT", "second rm");
@@ -490,7 +477,8 @@ fn numeric_key_in_hex_and_decimal() {
     let key = NumericKey::new(2);
     let hex = key.endpoint();
     let decimal = format!("sysv-mq:{}", key.key());
-    ipk(&["send", &format!("{hex}?maxbytes=1024"), "--create", "--exclusive", "--type", "9", "by hex"])
+    IPCKIT
+        .run(&["send", &format!("{hex}?maxbytes=1024"), "--create", "--exclusive", "--type", "9", "by hex"])
         .expect_code(0, "send by hex");
     let lines = recv_json(&decimal, 1, &[]);
     assert_eq!(payloads_and(&lines, "type"), vec![(b"by hex".to_vec(), 9)]);
@@ -520,7 +508,7 @@ fn wrong_metadata_is_refused() {
         let mut args = vec!["send", ep];
         args.extend_from_slice(extra);
         args.push("x");
-        let out = ipk(&args);
+        let out = IPCKIT.run(&args);
         match code {
             Some(code) => {
                 out.expect_code(code, &format!("{args:?}"));
@@ -543,10 +531,10 @@ fn wrong_metadata_is_refused() {
 fn blocked_sysv_sender_fails_when_queue_is_removed() {
     let s = Scratch::new("mq-rm-blocked");
     let ep = s.sysv_mq(1, "&maxbytes=8");
-    ipk(&["send", &ep, "--create", "8 bytes!"]).expect_code(0, "fill the queue");
-    let mut sender = Bg::spawn(ipckit().args(["send", &ep, "--type", "1", "blocked"]));
+    IPCKIT.run(&["send", &ep, "--create", "8 bytes!"]).expect_code(0, "fill the queue");
+    let mut sender = Bg::spawn(IPCKIT.command().args(["send", &ep, "--type", "1", "blocked"]));
     let strict = wait_until_blocked(&mut sender, "msgsnd", sysv_msg_syscalls().0);
-    ipk(&["rm", &ep]).expect_code(0, "rm under a blocked sender");
+    IPCKIT.run(&["rm", &ep]).expect_code(0, "rm under a blocked sender");
     let out = sender.finish();
     out.expect_code(1, "the blocked sender");
     if strict {
@@ -568,10 +556,10 @@ fn blocked_sysv_receiver_exits_when_queue_is_removed() {
     let s = Scratch::new("mq-rm-recv");
     let ep = s.sysv_mq(1, "");
     create(&ep);
-    let mut recv = Bg::spawn(ipckit().args(["recv", &ep]));
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep]));
     recv.ready();
     let _ = wait_until_blocked(&mut recv, "msgrcv", sysv_msg_syscalls().1);
-    ipk(&["rm", &ep]).expect_code(0, "rm under a blocked receiver");
+    IPCKIT.run(&["rm", &ep]).expect_code(0, "rm under a blocked receiver");
     let first = recv.next_line().expect("an error line, not a silent exit");
     assert!(first.contains("the queue was removed"), "first line: {first}");
     if let Some(more) = recv.next_line() {

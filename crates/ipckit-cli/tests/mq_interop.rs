@@ -8,26 +8,25 @@
 //! Every queue is a `Scratch` queue or a [`NumericKey`], removed on drop;
 //! every process has the 30 s hang guard.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::Scratch;
-use support::{Bg, NumericKey, Out, blocked_in_syscall, ipckit, json_payload, run, sysv_msg_syscalls};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::{build_c, pattern};
+use ipckit_testkit::cli::{Ipckit, json_payload};
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::procfs::{blocked_in_syscall, mq_receive_syscall, sysv_msg_syscalls};
+use ipckit_testkit::program::{Bg, Out, run};
+use ipckit_testkit::scratch::{NumericKey, Scratch};
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// The C peer (see the comment at its top for its arguments).
 const MQ_C: &str = include_str!("c/mq.c");
 
 fn mq_bin(scratch: &Scratch) -> PathBuf {
-    common::build_c(scratch, "mq", MQ_C, &["-lrt"])
-}
-
-/// The bytes of the C program's `p:SIZE:SEED` message.
-fn pattern(size: usize, seed: usize) -> Vec<u8> {
-    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
+    build_c(scratch, "mq", MQ_C, &["-lrt"])
 }
 
 /// The bytes of a C `SPEC` (`s:TEXT` or `p:SIZE:SEED`).
@@ -64,14 +63,6 @@ fn c_messages(out: &Out) -> Vec<(i64, Vec<u8>)> {
         .collect()
 }
 
-/// `ipckit ARGS` with standard input closed (or `input`); must succeed.
-#[track_caller]
-fn ipk_ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(ipckit().args(args), input);
-    out.expect_code(0, &format!("ipckit {args:?}"));
-    out
-}
-
 /// `ipckit recv --count N --json` with extra arguments: (meta, payload)
 /// with meta the value of `field` (`priority` or `type`).
 #[track_caller]
@@ -79,7 +70,7 @@ fn ipk_recv(ep: &str, n: usize, field: &str, extra: &[&str]) -> Vec<(i64, Vec<u8
     let count = n.to_string();
     let mut args = vec!["recv", ep, "--count", &count, "--json", "--timeout", "20s"];
     args.extend_from_slice(extra);
-    let out = ipk_ok(&args, None);
+    let out = IPCKIT.run_ok(&args, None);
     let lines = out.json_lines();
     assert_eq!(lines.len(), n, "{n} messages: {}", out.text());
     lines.iter().map(|v| (v[field].as_i64().unwrap_or_else(|| panic!("{field} in {v}")), json_payload(v))).collect()
@@ -88,7 +79,7 @@ fn ipk_recv(ep: &str, n: usize, field: &str, extra: &[&str]) -> Vec<(i64, Vec<u8
 /// The queue is empty: `ipckit recv --timeout 100ms` times out.
 #[track_caller]
 fn assert_empty(ep: &str) {
-    let out = run(ipckit().args(["recv", ep, "--timeout", "100ms"]), None);
+    let out = run(IPCKIT.command().args(["recv", ep, "--timeout", "100ms"]), None);
     out.expect_code(3, &format!("recv from {ep}, which should be empty"));
     assert!(out.stdout.is_empty(), "received {}", out.text());
 }
@@ -178,20 +169,20 @@ fn ipckit_send_priorities_to_c_receiver() {
     let bin = mq_bin(&s);
     let ep = s.mq("q", "?maxmsg=8&msgsize=256&mode=0600");
     let name = mq_name(&ep);
-    let mut rng = common::Rng(0x6d71_0002);
+    let mut rng = Rng(0x6d71_0002);
     let mut binary = vec![0u8; 256];
     rng.fill(&mut binary);
     binary[0] = 0; // a NUL and a newline: nothing is a C string or a line
     binary[1] = b'\n';
     binary[2] = 0xff;
-    ipk_ok(&["send", &ep, "--create", "--priority", "2", "two a"], None);
-    ipk_ok(&["send", &ep, "--priority", "9", ""], None);
-    ipk_ok(&["send", &ep, "--priority", "2", "two b", "two c"], None);
-    ipk_ok(&["send", &ep, "--priority", "0", "--stdin-whole"], Some(&binary));
-    ipk_ok(&["send", &ep, "--priority", "32767", "max"], None);
+    IPCKIT.run_ok(&["send", &ep, "--create", "--priority", "2", "two a"], None);
+    IPCKIT.run_ok(&["send", &ep, "--priority", "9", ""], None);
+    IPCKIT.run_ok(&["send", &ep, "--priority", "2", "two b", "two c"], None);
+    IPCKIT.run_ok(&["send", &ep, "--priority", "0", "--stdin-whole"], Some(&binary));
+    IPCKIT.run_ok(&["send", &ep, "--priority", "32767", "max"], None);
     let mut over = binary.clone();
     over.push(1);
-    let out = run(ipckit().args(["send", &ep, "--priority", "1", "--stdin-whole"]), Some(&over));
+    let out = run(IPCKIT.command().args(["send", &ep, "--priority", "1", "--stdin-whole"]), Some(&over));
     out.expect_code(1, "257 bytes into msgsize 256");
     assert!(out.stderr.contains("257 bytes"), "{}", out.stderr);
 
@@ -260,11 +251,11 @@ fn ipckit_send_types_to_c_receiver_by_rule() {
     let key_text = sysv_key_text(&ep);
     let msgmax: usize = std::fs::read_to_string("/proc/sys/kernel/msgmax").unwrap().trim().parse().unwrap();
     let big = pattern(msgmax, 77);
-    ipk_ok(&["send", &ep, "--create", "--exclusive", "--type", "4", "four"], None);
-    ipk_ok(&["send", &ep, "--type", "2", ""], None);
-    ipk_ok(&["send", &ep, "--type", "2", "--stdin-whole"], Some(&big));
-    ipk_ok(&["send", &ep, "--type", "7", "seven"], None);
-    ipk_ok(&["send", &ep, "--type", "1", "one"], None);
+    IPCKIT.run_ok(&["send", &ep, "--create", "--exclusive", "--type", "4", "four"], None);
+    IPCKIT.run_ok(&["send", &ep, "--type", "2", ""], None);
+    IPCKIT.run_ok(&["send", &ep, "--type", "2", "--stdin-whole"], Some(&big));
+    IPCKIT.run_ok(&["send", &ep, "--type", "7", "seven"], None);
+    IPCKIT.run_ok(&["send", &ep, "--type", "1", "one"], None);
 
     let stat = c_run(&bin, &["sysv-stat", &key_text]);
     assert_eq!(stat.text().trim(), "qnum=5 qbytes=12000 mode=600");
@@ -286,22 +277,11 @@ fn c_bg(bin: &PathBuf, args: &[&str]) -> Bg {
     Bg::spawn(&mut cmd)
 }
 
-/// The system call number of `mq_timedreceive` (what `mq_receive` is).
-fn mq_receive_syscall() -> Option<&'static str> {
-    if cfg!(target_arch = "x86_64") {
-        Some("243")
-    } else if cfg!(target_arch = "aarch64") {
-        Some("183")
-    } else {
-        None
-    }
-}
-
 /// Waits (hang guard) until `pid` blocks in the system call; false when
 /// the kernel does not tell or the process ended first (the message may
 /// have been there already: the test is then less strict, not wrong).
 fn wait_blocked(pid: u32, wchan: &str, nr: Option<&str>) -> bool {
-    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    let deadline = std::time::Instant::now() + HANG_GUARD;
     while std::time::Instant::now() < deadline {
         match blocked_in_syscall(pid, wchan, nr) {
             Some(true) => return true,
@@ -310,7 +290,7 @@ fn wait_blocked(pid: u32, wchan: &str, nr: Option<&str>) -> bool {
             Some(false) => std::thread::sleep(std::time::Duration::from_millis(1)),
         }
     }
-    panic!("process {pid} never blocked in {wchan} within {:?}", common::HANG_GUARD);
+    panic!("process {pid} never blocked in {wchan} within {:?}", HANG_GUARD);
 }
 
 /// Receivers that block before anything is sent are woken by a sender in
@@ -323,16 +303,16 @@ fn blocked_receivers_are_woken_across_languages() {
     let bin = mq_bin(&s);
     let posix = s.mq("q", "?maxmsg=4&msgsize=128");
     let name = mq_name(&posix);
-    ipk_ok(&["send", &posix, "--create"], None);
+    IPCKIT.run_ok(&["send", &posix, "--create"], None);
 
     let c = c_bg(&bin, &["posix-recv", name, "1"]);
     assert!(wait_blocked(c.pid(), "mq_timedreceive", mq_receive_syscall()), "C blocks in mq_receive");
-    ipk_ok(&["send", &posix, "--priority", "11", "wake C"], None);
+    IPCKIT.run_ok(&["send", &posix, "--priority", "11", "wake C"], None);
     let out = c.finish();
     out.expect_code(0, "C posix-recv");
     assert_messages(&c_messages(&out), &[(11, b"wake C".to_vec())], "C woken by ipckit");
 
-    let mut r = Bg::spawn(ipckit().args(["recv", &posix, "--count", "1", "--json"]));
+    let mut r = Bg::spawn(IPCKIT.command().args(["recv", &posix, "--count", "1", "--json"]));
     r.ready();
     assert!(wait_blocked(r.pid(), "mq_timedreceive", mq_receive_syscall()), "ipckit blocks in mq_receive");
     c_run(&bin, &["posix-send", name, "4:s:wake ipckit"]);
@@ -345,17 +325,17 @@ fn blocked_receivers_are_woken_across_languages() {
 
     let sysv = s.sysv_mq(1, "");
     let key = sysv_key_text(&sysv);
-    ipk_ok(&["send", &sysv, "--create"], None);
+    IPCKIT.run_ok(&["send", &sysv, "--create"], None);
     let msgrcv_nr = sysv_msg_syscalls().1;
     let c = c_bg(&bin, &["sysv-recv", &key, "9", "1"]);
     assert!(wait_blocked(c.pid(), "msgrcv", msgrcv_nr), "C blocks in msgrcv");
-    ipk_ok(&["send", &sysv, "--type", "1", "not for C"], None);
-    ipk_ok(&["send", &sysv, "--type", "9", "for C"], None);
+    IPCKIT.run_ok(&["send", &sysv, "--type", "1", "not for C"], None);
+    IPCKIT.run_ok(&["send", &sysv, "--type", "9", "for C"], None);
     let out = c.finish();
     out.expect_code(0, "C sysv-recv");
     assert_messages(&c_messages(&out), &[(9, b"for C".to_vec())], "C woken by type 9");
 
-    let mut r = Bg::spawn(ipckit().args(["recv", &sysv, "--type", "5", "--count", "1", "--json"]));
+    let mut r = Bg::spawn(IPCKIT.command().args(["recv", &sysv, "--type", "5", "--count", "1", "--json"]));
     r.ready();
     assert!(wait_blocked(r.pid(), "msgrcv", msgrcv_nr), "ipckit blocks in msgrcv");
     c_run(&bin, &["sysv-send", &key, "3:s:not for ipckit", "5:s:for ipckit"]);
@@ -376,7 +356,7 @@ fn blocked_receivers_are_woken_across_languages() {
 /// `ipckit send --create` run under `umask MASK`.
 fn create_under_umask(mask: &str, ep: &str) {
     let script = format!("umask {mask} && exec \"$0\" \"$@\"");
-    let out = run(Command::new("sh").args(["-c", &script, env!("CARGO_BIN_EXE_ipckit"), "send", ep, "--create"]), None);
+    let out = run(Command::new("sh").args(["-c", &script, IPCKIT.path(), "send", ep, "--create"]), None);
     out.expect_code(0, &format!("create {ep} under umask {mask}"));
 }
 

@@ -13,107 +13,18 @@
 //! scratch directory, files inside it) so that the CI sweep sees leaks, and
 //! a [`Cleanup`] guard removes it with `ipckit rm`, also when a test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-use common::{HANG_GUARD, Scratch};
-use support::{Out, ipckit, run};
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::cli::shm::{Cleanup, KINDS, Kind};
+use ipckit_testkit::data::Rng;
+use ipckit_testkit::program::{Out, assert_stderr, run};
+use ipckit_testkit::scratch::Scratch;
 
-/// The three kinds of names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Posix,
-    Sysv,
-    File,
-}
-
-const KINDS: [Kind; 3] = [Kind::Posix, Kind::Sysv, Kind::File];
-
-/// A shared-memory object of a test, removed with `ipckit rm` on drop (also
-/// when the test panics; a failure to remove what is already gone is
-/// ignored). Declare it after the `Scratch`: a System V key is the ftok of
-/// the scratch directory, which must still exist to be removed.
-struct Cleanup {
-    name: String,
-    /// The file behind a POSIX object or a `file:` name.
-    path: Option<PathBuf>,
-}
-
-impl Cleanup {
-    /// Object number `n` (1 to 99) of the test: `/ipckit-t-PID-TEST-segN`,
-    /// `sysv:SCRATCH?id=(100+N)` or `file:SCRATCH/segN`. (Not id 1: ipckit
-    /// prints `sysv:PATH?id=1` as `sysv:PATH`, see [`sysv_id_1_is_the_default`].)
-    fn new(s: &Scratch, kind: Kind, n: u8) -> Cleanup {
-        let tag = format!("seg{n}");
-        match kind {
-            Kind::Posix => {
-                let base = s.name(&tag);
-                Cleanup { name: format!("/{base}"), path: Some(PathBuf::from("/dev/shm").join(base)) }
-            }
-            Kind::Sysv => Cleanup { name: format!("sysv:{}?id={}", s.dir().display(), 100 + n), path: None },
-            Kind::File => {
-                let path = s.path(&tag);
-                Cleanup { name: format!("file:{}", path.display()), path: Some(path) }
-            }
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        // No panic here (it would abort a failing test): a bounded wait,
-        // then the process is killed.
-        let Ok(mut child) = Command::new(env!("CARGO_BIN_EXE_ipckit"))
-            .args(["rm", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
-            return;
-        };
-        let deadline = Instant::now() + HANG_GUARD;
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-/// Runs `ipckit ARGS` with standard input closed.
-fn ipk(args: &[&str]) -> Out {
-    run(ipckit().args(args), None)
-}
-
-/// Runs `ipckit ARGS` with `input` on standard input.
-fn ipk_in(args: &[&str], input: &[u8]) -> Out {
-    run(ipckit().args(args), Some(input))
-}
-
-/// `ipckit ARGS` (with `input`, if any), which must exit 0.
-#[track_caller]
-fn ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(ipckit().args(args), input);
-    out.expect_code(0, &format!("ipckit {args:?}"));
-    out
-}
-
-#[track_caller]
-fn assert_stderr(out: &Out, needle: &str, what: &str) {
-    assert!(out.stderr.contains(needle), "{what}: stderr does not mention {needle:?}:\n{}", out.stderr);
-}
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// Asserts a failure: exit `code`, nothing on stdout, and a message that
 /// mentions every one of `needles`.
@@ -131,7 +42,7 @@ fn assert_fails(out: &Out, code: i32, needles: &[&str], what: &str) {
 #[track_caller]
 fn create(name: &str, size: usize) -> Out {
     let size = size.to_string();
-    let out = ok(&["shm", "create", name, "--size", &size, "--exclusive"], None);
+    let out = IPCKIT.run_ok(&["shm", "create", name, "--size", &size, "--exclusive"], None);
     assert_stderr(&out, &format!("created {name} ({size} bytes)"), "create");
     out
 }
@@ -147,21 +58,13 @@ fn read(name: &str, offset: Option<usize>, len: Option<usize>) -> Vec<u8> {
         args.extend(["--len".into(), l.to_string()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(&args, None).stdout
+    IPCKIT.run_ok(&args, None).stdout
 }
 
 /// `ipckit shm write NAME --offset OFFSET` with `data` on standard input.
 #[track_caller]
 fn write(name: &str, offset: usize, data: &[u8]) -> Out {
-    ok(&["shm", "write", name, "--offset", &offset.to_string()], Some(data))
-}
-
-/// `ipckit shm info NAME --json`.
-#[track_caller]
-fn info(name: &str) -> serde_json::Value {
-    let lines = ok(&["shm", "info", name, "--json"], None).json_lines();
-    assert_eq!(lines.len(), 1, "one JSON object: {lines:?}");
-    lines.into_iter().next().unwrap()
+    IPCKIT.run_ok(&["shm", "write", name, "--offset", &offset.to_string()], Some(data))
 }
 
 fn my_uid() -> u64 {
@@ -173,7 +76,7 @@ fn my_uid() -> u64 {
 fn binary(len: usize, seed: u64) -> Vec<u8> {
     let mut data: Vec<u8> = (0..=255u8).cycle().take(len.min(256)).collect();
     let mut rest = vec![0u8; len - data.len()];
-    common::Rng(seed).fill(&mut rest);
+    Rng(seed).fill(&mut rest);
     data.extend(rest);
     data
 }
@@ -183,10 +86,10 @@ fn binary(len: usize, seed: u64) -> Vec<u8> {
 #[track_caller]
 fn assert_gone(obj: &Cleanup) {
     for args in [vec!["shm", "info", obj.name()], vec!["shm", "read", obj.name()]] {
-        let out = ipk(&args);
+        let out = IPCKIT.run(&args);
         assert_fails(&out, 1, &[obj.name(), "no such"], &format!("{args:?} of a removed object"));
     }
-    if let Some(p) = &obj.path {
+    if let Some(p) = obj.path() {
         assert!(!p.exists(), "{} still exists", p.display());
     }
 }
@@ -196,7 +99,7 @@ fn assert_gone(obj: &Cleanup) {
 /// field by field, `shm rm`, and the object is gone.
 fn round_trip(kind: Kind) {
     let s = Scratch::new(&format!("shm-rt-{kind:?}"));
-    let obj = Cleanup::new(&s, kind, 1);
+    let obj = Cleanup::new(IPCKIT, &s, kind, 1);
     let name = obj.name();
     // Not a multiple of the page size: the size is the one asked for.
     const SIZE: usize = 5000;
@@ -235,16 +138,16 @@ fn round_trip(kind: Kind) {
     assert_eq!(read(name, Some(SIZE), None), b"", "nothing is left at the end");
 
     // What other tools see: the file's bytes and mode.
-    if let Some(p) = &obj.path {
+    if let Some(p) = obj.path() {
         assert_eq!(std::fs::read(p).expect("read the backing file"), expect, "{} holds the bytes", p.display());
         let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600, "{} has mode {mode:o}", p.display());
     }
 
     // The last process to attach a System V segment was the last reader.
-    let last_reader = run(ipckit().args(["shm", "read", name, "--len", "1"]), None);
+    let last_reader = run(IPCKIT.command().args(["shm", "read", name, "--len", "1"]), None);
     last_reader.expect_code(0, "read");
-    let v = info(name);
+    let v = IPCKIT.shm_info(name);
     assert_eq!(v["name"], name, "{v}");
     assert_eq!(v["size"], SIZE, "{v}");
     assert_eq!(v["uid"], my_uid(), "{v}");
@@ -261,7 +164,7 @@ fn round_trip(kind: Kind) {
     assert_eq!(v.as_object().unwrap().len(), if kind == Kind::Sysv { 7 } else { 4 }, "fields of {v}");
 
     // The text form says the same.
-    let text = ok(&["shm", "info", name], None).text();
+    let text = IPCKIT.run_ok(&["shm", "info", name], None).text();
     for line in
         [format!("name: {name}"), format!("size: {SIZE}"), format!("owner: uid {}", my_uid()), "mode: 0600".into()]
     {
@@ -277,9 +180,9 @@ fn round_trip(kind: Kind) {
         }
     }
 
-    ok(&["shm", "rm", name], None);
+    IPCKIT.run_ok(&["shm", "rm", name], None);
     assert_gone(&obj);
-    let again = ipk(&["shm", "rm", name]);
+    let again = IPCKIT.run(&["shm", "rm", name]);
     assert_fails(&again, 1, &[name, "no such"], "shm rm of a removed object");
 }
 
@@ -305,23 +208,23 @@ fn round_trip_file() {
 fn create_without_exclusive_opens_existing() {
     let s = Scratch::new("shm-ooc");
     for kind in KINDS {
-        let obj = Cleanup::new(&s, kind, 1);
+        let obj = Cleanup::new(IPCKIT, &s, kind, 1);
         let name = obj.name();
-        let first = ok(&["shm", "create", name, "--size", "64"], None);
+        let first = IPCKIT.run_ok(&["shm", "create", name, "--size", "64"], None);
         assert_stderr(&first, &format!("created {name} (64 bytes)"), "open-or-create of a new object");
         write(name, 0, b"kept");
         for size in ["64", "10"] {
-            let again = ok(&["shm", "create", name, "--size", size], None);
+            let again = IPCKIT.run_ok(&["shm", "create", name, "--size", size], None);
             assert_stderr(&again, &format!("opened existing {name} (64 bytes)"), &format!("create --size {size}"));
             assert!(!again.stderr.contains("warning"), "no warning for a 0600 object: {}", again.stderr);
         }
-        let bigger = ipk(&["shm", "create", name, "--size", "65"]);
+        let bigger = IPCKIT.run(&["shm", "create", name, "--size", "65"]);
         assert_fails(&bigger, 1, &[name, "64 bytes", "65"], "open-or-create of an object too small");
         let bytes = read(name, None, None);
         assert_eq!(bytes.len(), 64, "the size is unchanged");
         assert_eq!(&bytes[..4], b"kept", "the data is kept");
         assert!(bytes[4..].iter().all(|&b| b == 0));
-        ok(&["shm", "rm", name], None);
+        IPCKIT.run_ok(&["shm", "rm", name], None);
         assert_gone(&obj);
     }
 }
@@ -332,19 +235,19 @@ fn create_without_exclusive_opens_existing() {
 fn mode_is_exact_and_wide_modes_warn() {
     let s = Scratch::new("shm-mode");
     for kind in KINDS {
-        let obj = Cleanup::new(&s, kind, 1);
+        let obj = Cleanup::new(IPCKIT, &s, kind, 1);
         let name = obj.name();
         // A umask that would take the group and other bits away.
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_ipckit")]);
+        cmd.args(["-c", "umask 077 && exec \"$0\" \"$@\"", IPCKIT.path()]);
         cmd.args(["shm", "create", name, "--size", "100", "--mode", "0664", "--exclusive"]);
         run(&mut cmd, None).expect_code(0, "create --mode 0664 under umask 077");
-        assert_eq!(info(name)["mode"], "0664", "{kind:?}");
-        if let Some(p) = &obj.path {
+        assert_eq!(IPCKIT.shm_info(name)["mode"], "0664", "{kind:?}");
+        if let Some(p) = obj.path() {
             let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o664, "{}", p.display());
         }
-        let again = ok(&["shm", "create", name, "--size", "100"], None);
+        let again = IPCKIT.run_ok(&["shm", "create", name, "--size", "100"], None);
         assert_stderr(&again, "warning", "reopening a 0664 object");
         assert_stderr(&again, "0664", "the warning names the mode");
         assert_stderr(&again, name, "the warning names the object");
@@ -352,12 +255,12 @@ fn mode_is_exact_and_wide_modes_warn() {
         // Reading (not creating) needs no warning to succeed.
         assert_eq!(read(name, None, None), vec![0u8; 100]);
     }
-    let never = Cleanup::new(&s, Kind::Posix, 2);
-    let bad = ipk(&["shm", "create", never.name(), "--size", "1", "--mode", "0999"]);
+    let never = Cleanup::new(IPCKIT, &s, Kind::Posix, 2);
+    let bad = IPCKIT.run(&["shm", "create", never.name(), "--size", "1", "--mode", "0999"]);
     assert_fails(&bad, 2, &["0999"], "create --mode 0999");
-    let bad = ipk(&["shm", "create", never.name(), "--size", "1", "--mode", "1777"]);
+    let bad = IPCKIT.run(&["shm", "create", never.name(), "--size", "1", "--mode", "1777"]);
     assert_fails(&bad, 2, &["1777"], "create --mode 1777");
-    assert!(!never.path.as_ref().unwrap().exists(), "nothing was created");
+    assert!(!never.path().unwrap().exists(), "nothing was created");
 }
 
 /// Bad sizes, offsets and lengths: exit 2 naming the value and the object,
@@ -366,32 +269,32 @@ fn mode_is_exact_and_wide_modes_warn() {
 fn out_of_range_is_invalid_and_changes_nothing() {
     let s = Scratch::new("shm-range");
     for kind in KINDS {
-        let obj = Cleanup::new(&s, kind, 1);
+        let obj = Cleanup::new(IPCKIT, &s, kind, 1);
         let name = obj.name();
         create(name, 100);
         let before = binary(100, 7);
         write(name, 0, &before);
 
         // Size 0: refused before anything exists.
-        let zero = Cleanup::new(&s, kind, 2);
+        let zero = Cleanup::new(IPCKIT, &s, kind, 2);
         for extra in [&[][..], &["--exclusive"][..]] {
             let mut args = vec!["shm", "create", zero.name(), "--size", "0"];
             args.extend_from_slice(extra);
-            let out = ipk(&args);
+            let out = IPCKIT.run(&args);
             assert_fails(&out, 2, &[zero.name(), "size 0"], &format!("{args:?}"));
         }
-        let out = ipk(&["shm", "info", zero.name()]);
+        let out = IPCKIT.run(&["shm", "info", zero.name()]);
         assert_fails(&out, 1, &[zero.name()], "info after a refused create: nothing was created");
-        if let Some(p) = &zero.path {
+        if let Some(p) = zero.path() {
             assert!(!p.exists(), "{} was created", p.display());
         }
-        let out = ipk(&["shm", "create", name, "--size", "abc"]);
+        let out = IPCKIT.run(&["shm", "create", name, "--size", "abc"]);
         assert_fails(&out, 2, &["abc"], "create --size abc");
 
         // Writes past the end.
         for (offset, len) in [(95, 6), (0, 101), (100, 1), (99, 2), (200, 1), (101, 0)] {
             let data = vec![0xa5u8; len];
-            let out = ipk_in(&["shm", "write", name, "--offset", &offset.to_string()], &data);
+            let out = IPCKIT.run_stdin(&["shm", "write", name, "--offset", &offset.to_string()], &data);
             assert_fails(&out, 2, &[name, "past the end", &offset.to_string()], &format!("write {len} at {offset}"));
         }
         assert_eq!(read(name, None, None), before, "{kind:?}: a refused write wrote nothing");
@@ -406,20 +309,20 @@ fn out_of_range_is_invalid_and_changes_nothing() {
                 args.extend(["--len".into(), format!("{l}")]);
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = ipk(&args);
+            let out = IPCKIT.run(&args);
             assert_fails(&out, 2, &[name, "past the end"], &format!("{args:?}"));
         }
         // Huge values are refused, not wrapped around.
-        let out = ipk(&["shm", "read", name, "--offset", &usize::MAX.to_string(), "--len", "2"]);
+        let out = IPCKIT.run(&["shm", "read", name, "--offset", &usize::MAX.to_string(), "--len", "2"]);
         assert_fails(&out, 2, &[name, "past the end"], "read at offset usize::MAX");
-        let out = ipk_in(&["shm", "write", name, "--offset", &usize::MAX.to_string()], b"x");
+        let out = IPCKIT.run_stdin(&["shm", "write", name, "--offset", &usize::MAX.to_string()], b"x");
         assert_fails(&out, 2, &[name, "past the end"], "write at offset usize::MAX");
 
         // --exclusive on an existing object.
-        let out = ipk(&["shm", "create", name, "--size", "100", "--exclusive"]);
+        let out = IPCKIT.run(&["shm", "create", name, "--size", "100", "--exclusive"]);
         assert_fails(&out, 1, &[name, "exists"], "create --exclusive of an existing object");
         assert_eq!(read(name, None, None), before, "{kind:?}: unchanged by the refused create");
-        assert_eq!(info(name)["size"], 100);
+        assert_eq!(IPCKIT.shm_info(name)["size"], 100);
     }
 }
 
@@ -431,22 +334,22 @@ fn sysv_id_1_is_the_default() {
     let short = format!("sysv:{}", s.dir().display());
     let long = format!("{short}?id=1");
     let other = format!("{short}?id=2");
-    let _first = Cleanup { name: long.clone(), path: None };
-    let _second = Cleanup { name: other.clone(), path: None };
-    let out = ok(&["shm", "create", &long, "--size", "64", "--exclusive"], None);
+    let _first = Cleanup::named(IPCKIT, &long);
+    let _second = Cleanup::named(IPCKIT, &other);
+    let out = IPCKIT.run_ok(&["shm", "create", &long, "--size", "64", "--exclusive"], None);
     assert_stderr(&out, &format!("created {short} (64 bytes)"), "create ?id=1");
     write(&short, 0, b"same");
     assert_eq!(read(&long, None, Some(4)), b"same");
-    assert_eq!(info(&long)["name"], short.as_str());
-    let out = ipk(&["shm", "create", &short, "--size", "64", "--exclusive"]);
+    assert_eq!(IPCKIT.shm_info(&long)["name"], short.as_str());
+    let out = IPCKIT.run(&["shm", "create", &short, "--size", "64", "--exclusive"]);
     assert_fails(&out, 1, &[&short, "exists"], "create --exclusive without ?id= after ?id=1");
     create(&other, 64);
     assert_eq!(read(&other, None, None), vec![0u8; 64], "id 2 is another segment");
-    ok(&["rm", &short], None);
-    let out = ipk(&["shm", "info", &long]);
+    IPCKIT.run_ok(&["rm", &short], None);
+    let out = IPCKIT.run(&["shm", "info", &long]);
     assert_fails(&out, 1, &[&short, "no such"], "info ?id=1 after rm without ?id=");
     assert_eq!(read(&other, None, Some(1)), [0], "id 2 is still there");
-    ok(&["rm", &other], None);
+    IPCKIT.run_ok(&["rm", &other], None);
 }
 
 /// A `--len` far beyond memory is refused like any read past the end
@@ -454,9 +357,9 @@ fn sysv_id_1_is_the_default() {
 #[test]
 fn read_with_a_huge_len_is_invalid_not_a_crash() {
     let s = Scratch::new("shm-hugelen");
-    let obj = Cleanup::new(&s, Kind::Posix, 1);
+    let obj = Cleanup::new(IPCKIT, &s, Kind::Posix, 1);
     create(obj.name(), 100);
-    let out = ipk(&["shm", "read", obj.name(), "--len", "100000GiB"]);
+    let out = IPCKIT.run(&["shm", "read", obj.name(), "--len", "100000GiB"]);
     assert_fails(&out, 2, &[obj.name(), "past the end"], "read --len 100000GiB");
 }
 
@@ -486,10 +389,10 @@ fn malformed_names_are_usage_errors() {
             vec!["shm", "info", name, "--json"],
             vec!["shm", "rm", name],
         ] {
-            let out = ipk(&args);
+            let out = IPCKIT.run(&args);
             assert_fails(&out, 2, &[&quoted, why], &format!("{args:?}"));
         }
-        let out = ipk(&["rm", name]);
+        let out = IPCKIT.run(&["rm", name]);
         assert_fails(&out, 2, &[&quoted], &format!("ipckit rm {name}"));
     }
 }
@@ -505,7 +408,7 @@ fn rm_explains_malformed_shm_names() {
         ("//x", "second '/'"),
         ("file:", "empty file path"),
     ] {
-        let out = ipk(&["rm", name]);
+        let out = IPCKIT.run(&["rm", name]);
         assert_fails(&out, 2, &[&format!("\"{name}\""), why], &format!("ipckit rm {name}"));
         assert!(!out.stderr.contains("unknown scheme"), "ipckit rm {name}: {}", out.stderr);
     }
@@ -517,7 +420,7 @@ fn rm_explains_malformed_shm_names() {
 fn missing_objects_are_errors_naming_them() {
     let s = Scratch::new("shm-missing");
     for kind in KINDS {
-        let obj = Cleanup::new(&s, kind, 9);
+        let obj = Cleanup::new(IPCKIT, &s, kind, 9);
         let name = obj.name();
         for args in [
             vec!["shm", "write", name],
@@ -527,19 +430,19 @@ fn missing_objects_are_errors_naming_them() {
             vec!["shm", "rm", name],
             vec!["rm", name],
         ] {
-            let out = ipk_in(&args, b"data");
+            let out = IPCKIT.run_stdin(&args, b"data");
             assert_fails(&out, 1, &[name, "no such"], &format!("{args:?} of a missing object"));
         }
-        if let Some(p) = &obj.path {
+        if let Some(p) = obj.path() {
             assert!(!p.exists(), "{} was created", p.display());
         }
     }
     // A System V key path that does not exist: ftok fails, naming it.
     let path = s.path("absent");
     let name = format!("sysv:{}?id=3", path.display());
-    let out = ipk(&["shm", "create", &name, "--size", "10"]);
+    let out = IPCKIT.run(&["shm", "create", &name, "--size", "10"]);
     assert_fails(&out, 1, &[&name, "ftok", &path.display().to_string()], "create with a missing key path");
-    let out = ipk(&["shm", "read", &name]);
+    let out = IPCKIT.run(&["shm", "read", &name]);
     assert_fails(&out, 1, &[&name, "ftok"], "read with a missing key path");
 }
 
@@ -558,7 +461,7 @@ fn other_users_objects_are_permission_denied() {
     // uid 65534 must reach the scratch directory (ftok, files inside).
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&str], input: Option<&[u8]>| {
-        let mut cmd = ipckit();
+        let mut cmd = IPCKIT.command();
         cmd.args(args).uid(65534).gid(65534);
         run(&mut cmd, input)
     };
@@ -568,9 +471,9 @@ fn other_users_objects_are_permission_denied() {
             (1, "0600", &["permission denied", "operation not permitted"][..]),
             (2, "0644", &["belongs to uid 0, not to this user (uid 65534)", "permission denied"][..]),
         ] {
-            let obj = Cleanup::new(&s, kind, n);
+            let obj = Cleanup::new(IPCKIT, &s, kind, n);
             let name = obj.name();
-            ok(&["shm", "create", name, "--size", "64", "--mode", mode, "--exclusive"], None);
+            IPCKIT.run_ok(&["shm", "create", name, "--size", "64", "--mode", mode, "--exclusive"], None);
             let data = binary(64, 11);
             write(name, 0, &data);
             let mut attempts = vec![vec!["shm", "read", name], vec!["shm", "write", name]];
@@ -592,7 +495,7 @@ fn other_users_objects_are_permission_denied() {
                 assert_stderr(&out, name, &what);
             }
             assert_eq!(read(name, None, None), data, "{kind:?} {mode}: unchanged, still there");
-            assert_eq!(info(name)["uid"], 0);
+            assert_eq!(IPCKIT.shm_info(name)["uid"], 0);
         }
     }
 }
@@ -603,22 +506,22 @@ fn other_users_objects_are_permission_denied() {
 fn ipckit_rm_removes_every_kind() {
     let s = Scratch::new("shm-rm");
     for kind in KINDS {
-        let obj = Cleanup::new(&s, kind, 1);
+        let obj = Cleanup::new(IPCKIT, &s, kind, 1);
         let name = obj.name();
         create(name, 4096);
         write(name, 0, b"x");
-        if let Some(p) = &obj.path {
+        if let Some(p) = obj.path() {
             assert!(p.exists(), "{} exists before rm", p.display());
         }
-        let out = ok(&["rm", name], None);
+        let out = IPCKIT.run_ok(&["rm", name], None);
         assert!(out.stdout.is_empty());
         assert_gone(&obj);
-        let again = ipk(&["rm", name]);
+        let again = IPCKIT.run(&["rm", name]);
         assert_fails(&again, 1, &[name, "no such"], "ipckit rm of a removed object");
         // The name can be created again, fresh.
         create(name, 10);
         assert_eq!(read(name, None, None), vec![0u8; 10]);
-        ok(&["rm", name], None);
+        IPCKIT.run_ok(&["rm", name], None);
         assert_gone(&obj);
     }
 }

@@ -12,107 +12,31 @@
 //! `ipckit rm` on drop ([`Cleanup`]), also when a test fails; every process
 //! has the 30 s hang guard and is killed if the test fails.
 
-#[path = "../../ipckit/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
 
-use common::{Guarded, HANG_GUARD, Scratch};
-use support::{Out, ipckit, run};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::c::{build_c, pattern};
+use ipckit_testkit::child::Guarded;
+use ipckit_testkit::cli::Ipckit;
+use ipckit_testkit::cli::shm::{Cleanup, Kind};
+use ipckit_testkit::program::{Out, assert_stderr, run};
+use ipckit_testkit::scratch::Scratch;
+
+/// The binary under test.
+const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
 
 /// The C peer (see the comment at its top for its arguments).
 const SHM_C: &str = include_str!("c/shm.c");
 
 fn shm_bin(s: &Scratch) -> PathBuf {
-    common::build_c(s, "shm", SHM_C, &["-lrt"])
-}
-
-/// The C program's pattern: byte[i] = (SEED + 7*i + (i >> 8)) & 0xff.
-fn pattern(size: usize, seed: usize) -> Vec<u8> {
-    (0..size).map(|i| ((seed + 7 * i + (i >> 8)) & 0xff) as u8).collect()
+    build_c(s, "shm", SHM_C, &["-lrt"])
 }
 
 fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Posix,
-    Sysv,
-    File,
-}
-
-/// A shared-memory object of a test in both notations: ipckit's name and
-/// the C program's OBJECT arguments. Removed with `ipckit rm` on drop (also
-/// when the test panics). Declare it after the `Scratch` (a System V key is
-/// the ftok of the scratch directory) and before any process that uses it.
-struct Cleanup {
-    name: String,
-    c: Vec<String>,
-}
-
-impl Cleanup {
-    /// Object number `n` (1 to 99): `/ipckit-t-PID-TEST-segN` (C: `posix
-    /// NAME`), `sysv:SCRATCH?id=(100+N)` (C: `sysv SCRATCH 100+N`), or
-    /// `file:SCRATCH/segN` (C: `file PATH`).
-    fn new(s: &Scratch, kind: Kind, n: u8) -> Cleanup {
-        let tag = format!("seg{n}");
-        let dir = s.dir().display().to_string();
-        match kind {
-            Kind::Posix => {
-                let name = format!("/{}", s.name(&tag));
-                Cleanup { c: vec!["posix".into(), name.clone()], name }
-            }
-            Kind::Sysv => {
-                let id = 100 + n;
-                Cleanup { name: format!("sysv:{dir}?id={id}"), c: vec!["sysv".into(), dir, id.to_string()] }
-            }
-            Kind::File => {
-                let path = s.path(&tag).display().to_string();
-                Cleanup { name: format!("file:{path}"), c: vec!["file".into(), path] }
-            }
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The C program's arguments: `CMD OBJECT REST...`.
-    fn c_args(&self, cmd: &str, rest: &[&str]) -> Vec<String> {
-        let mut args = vec![cmd.to_string()];
-        args.extend(self.c.iter().cloned());
-        args.extend(rest.iter().map(|r| r.to_string()));
-        args
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        // No panic here (it would abort a failing test): a bounded wait,
-        // then the process is killed.
-        let Ok(mut child) = Command::new(env!("CARGO_BIN_EXE_ipckit"))
-            .args(["rm", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
-            return;
-        };
-        let deadline = Instant::now() + HANG_GUARD;
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 /// Runs the C program to completion.
@@ -128,33 +52,12 @@ fn c_ok(bin: &Path, args: &[String]) -> Out {
     out
 }
 
-/// `ipckit ARGS` (with `input`, if any); must succeed.
-#[track_caller]
-fn ipk_ok(args: &[&str], input: Option<&[u8]>) -> Out {
-    let out = run(ipckit().args(args), input);
-    out.expect_code(0, &format!("ipckit {args:?}"));
-    out
-}
-
-/// `ipckit shm info NAME --json`.
-#[track_caller]
-fn info(name: &str) -> serde_json::Value {
-    let lines = ipk_ok(&["shm", "info", name, "--json"], None).json_lines();
-    assert_eq!(lines.len(), 1, "one JSON object: {lines:?}");
-    lines.into_iter().next().unwrap()
-}
-
 /// The C program's `check` must print "LEN HEX" for exactly `want`.
 #[track_caller]
 fn assert_c_sees(out: &Out, want: &[u8]) {
     let text = out.text();
     let line = text.strip_suffix('\n').unwrap_or_else(|| panic!("one line from the C program: {text:?}"));
     assert_eq!(line, format!("{} {}", want.len(), hex(want)), "what the C program read");
-}
-
-#[track_caller]
-fn assert_stderr(out: &Out, needle: &str, what: &str) {
-    assert!(out.stderr.contains(needle), "{what}: stderr does not mention {needle:?}:\n{}", out.stderr);
 }
 
 /// The C program writes the pattern through its own calls; `ipckit shm
@@ -165,7 +68,7 @@ fn assert_stderr(out: &Out, needle: &str, what: &str) {
 fn c_writes_ipckit_reads(kind: Kind) {
     let s = Scratch::new(&format!("shmi-c2i-{kind:?}"));
     let bin = shm_bin(&s);
-    let obj = Cleanup::new(&s, kind, 1);
+    let obj = Cleanup::new(IPCKIT, &s, kind, 1);
     let name = obj.name();
     const SIZE: usize = 10_000;
     let want = pattern(SIZE, 3);
@@ -173,17 +76,17 @@ fn c_writes_ipckit_reads(kind: Kind) {
     let created = c_ok(&bin, &obj.c_args("create", &["10000", "600", "3"]));
     assert_eq!(created.text(), "created 10000\n");
 
-    let whole = ipk_ok(&["shm", "read", name], None).stdout;
+    let whole = IPCKIT.run_ok(&["shm", "read", name], None).stdout;
     assert_eq!(whole.len(), SIZE, "ipckit reads the size the C program set");
     assert!(whole == want, "ipckit read differs from the C pattern at {:?}", {
         whole.iter().zip(&want).position(|(a, b)| a != b)
     });
-    let slice = ipk_ok(&["shm", "read", name, "--offset", "4093", "--len", "10"], None).stdout;
+    let slice = IPCKIT.run_ok(&["shm", "read", name, "--offset", "4093", "--len", "10"], None).stdout;
     assert_eq!(slice, want[4093..4103], "a slice across the page boundary");
-    let tail = ipk_ok(&["shm", "read", name, "--offset", "9999"], None).stdout;
+    let tail = IPCKIT.run_ok(&["shm", "read", name, "--offset", "9999"], None).stdout;
     assert_eq!(tail, want[9999..], "the last byte");
 
-    let v = info(name);
+    let v = IPCKIT.shm_info(name);
     assert_eq!(v["size"], SIZE, "{v}");
     assert_eq!(v["mode"], "0600", "{v}");
     assert_eq!(v["uid"], rustix::process::geteuid().as_raw(), "{v}");
@@ -192,14 +95,14 @@ fn c_writes_ipckit_reads(kind: Kind) {
         assert_eq!(v["attached"], 0, "{v}");
     }
 
-    let reopen = ipk_ok(&["shm", "create", name, "--size", "10000"], None);
+    let reopen = IPCKIT.run_ok(&["shm", "create", name, "--size", "10000"], None);
     assert_stderr(&reopen, &format!("opened existing {name} (10000 bytes)"), "open-or-create of the C object");
     assert!(!reopen.stderr.contains("warning"), "no warning for a 0600 object: {}", reopen.stderr);
-    let refused = run(ipckit().args(["shm", "create", name, "--size", "10000", "--exclusive"]), None);
+    let refused = run(IPCKIT.command().args(["shm", "create", name, "--size", "10000", "--exclusive"]), None);
     refused.expect_code(1, "create --exclusive of the C object");
     assert_stderr(&refused, "exists", "create --exclusive of the C object");
 
-    ipk_ok(&["shm", "rm", name], None);
+    IPCKIT.run_ok(&["shm", "rm", name], None);
     let gone = c_run(&bin, &obj.c_args("check", &["0", "1", "3"]));
     gone.expect_code(1, "C check after ipckit shm rm");
     assert_stderr(&gone, "No such file or directory", "C check after ipckit shm rm");
@@ -228,11 +131,11 @@ fn c_writes_ipckit_reads_file() {
 fn ipckit_writes_c_reads(kind: Kind) {
     let s = Scratch::new(&format!("shmi-i2c-{kind:?}"));
     let bin = shm_bin(&s);
-    let obj = Cleanup::new(&s, kind, 1);
+    let obj = Cleanup::new(IPCKIT, &s, kind, 1);
     let name = obj.name();
-    let created = ipk_ok(&["shm", "create", name, "--size", "6000", "--exclusive"], None);
+    let created = IPCKIT.run_ok(&["shm", "create", name, "--size", "6000", "--exclusive"], None);
     let data = pattern(3000, 42);
-    ipk_ok(&["shm", "write", name, "--offset", "1000"], Some(&data));
+    IPCKIT.run_ok(&["shm", "write", name, "--offset", "1000"], Some(&data));
 
     let out = c_ok(&bin, &obj.c_args("check", &["1000", "3000", "42"]));
     assert_c_sees(&out, &data);
@@ -253,12 +156,12 @@ fn ipckit_writes_c_reads(kind: Kind) {
     if kind == Kind::Sysv {
         // The last to attach was the C program, the creator ipckit.
         let last = c_ok(&bin, &obj.c_args("check", &["1000", "1", "42"]));
-        let v = info(name);
+        let v = IPCKIT.shm_info(name);
         assert_eq!(v["creator_pid"], created.pid, "{v}");
         assert_eq!(v["last_pid"], last.pid, "{v}");
         assert_eq!(v["attached"], 0, "{v}");
     }
-    ipk_ok(&["rm", name], None);
+    IPCKIT.run_ok(&["rm", name], None);
     let gone = c_run(&bin, &obj.c_args("check", &["0", "1", "0"]));
     gone.expect_code(1, "C check after ipckit rm");
 }
@@ -356,11 +259,11 @@ impl Holder {
 fn sysv_attached_count_follows_c_holders() {
     let s = Scratch::new("shmi-attach");
     let bin = shm_bin(&s);
-    let obj = Cleanup::new(&s, Kind::Sysv, 1);
+    let obj = Cleanup::new(IPCKIT, &s, Kind::Sysv, 1);
     let name = obj.name();
-    let created = ipk_ok(&["shm", "create", name, "--size", "4096", "--exclusive"], None);
+    let created = IPCKIT.run_ok(&["shm", "create", name, "--size", "4096", "--exclusive"], None);
     let check = |attached: u64, last: u32, when: &str| {
-        let v = info(name);
+        let v = IPCKIT.shm_info(name);
         assert_eq!(v["attached"], attached, "{when}: {v}");
         assert_eq!(v["last_pid"], last, "{when}: {v}");
         assert_eq!(v["creator_pid"], created.pid, "{when}: {v}");
@@ -375,7 +278,7 @@ fn sysv_attached_count_follows_c_holders() {
     assert_eq!(second.expect_line("attached "), shmid, "the same segment");
     check(2, second.pid, "two C holders attached");
     // ipckit's own attachment comes and goes: the count is back to 2.
-    let writer = ipk_ok(&["shm", "write", name], Some(b"while held"));
+    let writer = IPCKIT.run_ok(&["shm", "write", name], Some(b"while held"));
     check(2, writer.pid, "after an ipckit write");
 
     let (first_pid, second_pid) = (first.pid, second.pid);
@@ -383,7 +286,7 @@ fn sysv_attached_count_follows_c_holders() {
     check(1, second_pid, "the second detached");
     first.release();
     check(0, first_pid, "both detached");
-    let bytes = ipk_ok(&["shm", "read", name, "--len", "10"], None).stdout;
+    let bytes = IPCKIT.run_ok(&["shm", "read", name, "--len", "10"], None).stdout;
     assert_eq!(bytes, b"while held");
 }
 
@@ -395,9 +298,9 @@ fn sysv_attached_count_follows_c_holders() {
 fn sysv_rm_while_attached_removes_at_last_detach() {
     let s = Scratch::new("shmi-rmattached");
     let bin = shm_bin(&s);
-    let obj = Cleanup::new(&s, Kind::Sysv, 1);
+    let obj = Cleanup::new(IPCKIT, &s, Kind::Sysv, 1);
     let name = obj.name();
-    ipk_ok(&["shm", "create", name, "--size", "4096", "--exclusive"], None);
+    IPCKIT.run_ok(&["shm", "create", name, "--size", "4096", "--exclusive"], None);
     let mut holder = Holder::spawn(&bin, &obj.c_args("hold", &[]));
     let shmid = holder.expect_line("attached ");
     let listed = || {
@@ -406,8 +309,8 @@ fn sysv_rm_while_attached_removes_at_last_detach() {
     };
     assert!(listed(), "segment {shmid} is in /proc/sysvipc/shm");
 
-    ipk_ok(&["shm", "rm", name], None);
-    let out = run(ipckit().args(["shm", "info", name]), None);
+    IPCKIT.run_ok(&["shm", "rm", name], None);
+    let out = run(IPCKIT.command().args(["shm", "info", name]), None);
     out.expect_code(1, "info after rm");
     assert_stderr(&out, name, "info after rm");
     assert!(listed(), "segment {shmid} stays while attached");
@@ -423,15 +326,15 @@ fn sysv_rm_while_attached_removes_at_last_detach() {
 fn wide_mode_warns(kind: Kind) {
     let s = Scratch::new(&format!("shmi-mode-{kind:?}"));
     let bin = shm_bin(&s);
-    let obj = Cleanup::new(&s, kind, 1);
+    let obj = Cleanup::new(IPCKIT, &s, kind, 1);
     let name = obj.name();
     c_ok(&bin, &obj.c_args("create", &["512", "644", "9"]));
-    assert_eq!(info(name)["mode"], "0644");
+    assert_eq!(IPCKIT.shm_info(name)["mode"], "0644");
 
-    let read = ipk_ok(&["shm", "read", name], None);
+    let read = IPCKIT.run_ok(&["shm", "read", name], None);
     assert_eq!(read.stdout, pattern(512, 9), "ipckit reads the 0644 segment");
 
-    let reopen = ipk_ok(&["shm", "create", name, "--size", "512"], None);
+    let reopen = IPCKIT.run_ok(&["shm", "create", name, "--size", "512"], None);
     let warning = reopen
         .stderr
         .lines()
@@ -443,7 +346,7 @@ fn wide_mode_warns(kind: Kind) {
     );
     assert_stderr(&reopen, &format!("opened existing {name} (512 bytes)"), "open-or-create");
     // Opening changed neither the mode nor the bytes.
-    assert_eq!(info(name)["mode"], "0644");
+    assert_eq!(IPCKIT.shm_info(name)["mode"], "0644");
     let out = c_ok(&bin, &obj.c_args("check", &["0", "512", "9"]));
     assert_c_sees(&out, &pattern(512, 9));
 }

@@ -5,14 +5,15 @@
 //!
 //! Later transports join by adding a line to `transports()`.
 
-mod common;
-
 use std::io::IoSlice;
 use std::time::Duration;
 
-use common::{Guarded, Rng, Scratch, checksum, child_role, rerun};
 use ipckit::pipe;
 use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::data::{Rng, checksum};
+use ipckit_testkit::scratch::Scratch;
 
 /// Largest message the suite sends where the kernel allows: a Unix
 /// datagram may be up to the default SO_SNDBUF of 208 KiB.
@@ -109,8 +110,7 @@ fn sizes_round_trip_exactly() {
                 }
             });
             for &size in &sizes {
-                let got =
-                    rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: recv {size}: {e}", t.label));
+                let got = rx.recv_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("{}: recv {size}: {e}", t.label));
                 assert_eq!(got.data.len(), size, "{}", t.label);
                 assert!(got.data == message(size), "{}: {size}-byte message corrupted", t.label);
             }
@@ -132,7 +132,7 @@ fn order_is_kept_and_vectored_sends_join() {
             });
             let mut buf = [0u8; 64];
             for i in 0u32..50 {
-                let (n, _) = rx.recv_into_timeout(&mut buf, common::HANG_GUARD).unwrap();
+                let (n, _) = rx.recv_into_timeout(&mut buf, HANG_GUARD).unwrap();
                 assert_eq!(&buf[..n], [&i.to_le_bytes()[..], b"-tail"].concat(), "{}", t.label);
             }
         });
@@ -150,7 +150,7 @@ fn empty_and_timeout_forms() {
         let e = rx.try_recv_into(&mut buf).expect_err("nothing sent yet");
         assert_eq!(e.kind(), ErrorKind::Empty, "{}: {e}", t.label);
         tx.try_send(b"now").unwrap();
-        assert_eq!(rx.recv_timeout(common::HANG_GUARD).unwrap().data, b"now", "{}", t.label);
+        assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"now", "{}", t.label);
     });
 }
 
@@ -160,7 +160,7 @@ fn oversized_send_is_refused_and_sends_nothing() {
         let e = tx.send(&vec![1u8; t.max + 1]).expect_err("over the maximum");
         assert_eq!(e.kind(), ErrorKind::TooLarge, "{}: {e}", t.label);
         tx.send(b"next").unwrap();
-        assert_eq!(rx.recv_timeout(common::HANG_GUARD).unwrap().data, b"next", "{}", t.label);
+        assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"next", "{}", t.label);
     });
 }
 
@@ -171,10 +171,10 @@ fn small_buffer_loses_nothing() {
         let mut small = [0u8; 4];
         // The message may not have arrived yet on every transport: wait for
         // the error, which must be TooLarge, not a truncated message.
-        let e = rx.recv_into_timeout(&mut small, common::HANG_GUARD).expect_err("buffer too small");
+        let e = rx.recv_into_timeout(&mut small, HANG_GUARD).expect_err("buffer too small");
         assert_eq!(e.kind(), ErrorKind::TooLarge, "{}: {e}", t.label);
         let mut big = [0u8; 16];
-        let (n, _) = rx.recv_into_timeout(&mut big, common::HANG_GUARD).unwrap();
+        let (n, _) = rx.recv_into_timeout(&mut big, HANG_GUARD).unwrap();
         assert_eq!(&big[..n], b"0123456789", "{}", t.label);
     });
 }
@@ -220,7 +220,7 @@ fn child_sender() {
     let mut tx = match std::env::var("IPCKIT_EP") {
         Ok(text) => {
             let ep: Endpoint = text.parse().unwrap();
-            Sender::connect_timeout(&ep, &opts, common::HANG_GUARD).unwrap()
+            Sender::connect_timeout(&ep, &opts, HANG_GUARD).unwrap()
         }
         Err(_) => {
             let fd: i32 = std::env::var("IPCKIT_PIPE_FD").unwrap().parse().unwrap();
@@ -276,7 +276,7 @@ fn receive_all(label: &str, mut rx: Receiver, count: u32, seed: u64, child: Guar
     let mut buf = vec![0u8; max];
     for expect in 0..count {
         let (n, _) = rx
-            .recv_into_timeout(&mut buf, common::HANG_GUARD)
+            .recv_into_timeout(&mut buf, HANG_GUARD)
             .unwrap_or_else(|e| panic!("{label} (seed {seed}): message #{expect}: {e}"));
         assert!(n >= 12, "{label}: short message #{expect}: {n} bytes");
         let seq = u32::from_le_bytes(buf[..4].try_into().unwrap());
@@ -300,9 +300,9 @@ fn empty_message_just_before_close_is_delivered() {
         tx.send(b"").unwrap();
         tx.send(b"after").unwrap();
         drop(tx);
-        let first = rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", t.label));
+        let first = rx.recv_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", t.label));
         assert_eq!(first.data, b"", "{}", t.label);
-        let second = rx.recv_timeout(common::HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", t.label));
+        let second = rx.recv_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", t.label));
         assert_eq!(second.data, b"after", "{}", t.label);
         drop(rx);
         remove(&t);

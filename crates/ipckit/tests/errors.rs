@@ -2,8 +2,6 @@
 //! foundation issue's table (the endpoint-grammar rows are unit tests in
 //! `src/endpoint.rs`; the CLI exit codes are in the CLI crate's tests).
 
-mod common;
-
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -11,9 +9,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use common::{HANG_GUARD, Scratch, child_role, open_fds, rerun};
 use ipckit::socket::{Connection, Listener};
 use ipckit::{Endpoint, ErrorKind, Options, Receiver, SendMeta, Sender, pipe};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::procfs::open_fds;
+use ipckit_testkit::scratch::Scratch;
 
 fn ep(text: &str) -> Endpoint {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -234,8 +235,7 @@ fn dead_reader_is_disconnected_and_never_sigpipe_on_sockets() {
         format!("unix-seqpacket:@{}", s.name("q")),
     ] {
         let mut rx = Receiver::bind(&ep(&text)).unwrap();
-        let mut child =
-            common::Guarded::spawn(rerun("child_writer_to_dead_reader", "writer").env("IPCKIT_EP", rx.name()));
+        let mut child = Guarded::spawn(rerun("child_writer_to_dead_reader", "writer").env("IPCKIT_EP", rx.name()));
         assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"first");
         drop(rx);
         let status = child.child().wait().unwrap();
@@ -299,7 +299,7 @@ fn truncated_descriptors_are_an_error_and_none_leak() {
     for (role, nfds) in [("many", ipckit::socket::MAX_FDS), ("rlimit", 8)] {
         let text = format!("unix:{}", s.path(&format!("{role}.sock")).display());
         let listener = Listener::bind(&ep(&text)).unwrap();
-        let child = common::Guarded::spawn(rerun("child_fd_receiver", role).env("IPCKIT_EP", &text));
+        let child = Guarded::spawn(rerun("child_fd_receiver", role).env("IPCKIT_EP", &text));
         let mut conn = listener.accept_timeout(HANG_GUARD).unwrap();
         assert_eq!(conn.recv_timeout(HANG_GUARD).unwrap().data, b"ready");
         let files: Vec<OwnedFd> = (0..nfds).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect();
@@ -367,7 +367,7 @@ fn other_users_objects_are_permission_denied() {
     // World-writable, but root's: refused by ipckit's owner check.
     let open_fifo = format!("fifo:{}", s.path("open").display());
     ipckit::pipe::fifo::create(&s.path("open"), 0o666).unwrap();
-    let status = common::Guarded::spawn(
+    let status = Guarded::spawn(
         rerun("child_unprivileged", "nobody")
             .uid(65534)
             .gid(65534)

@@ -1,12 +1,12 @@
 //! File-descriptor passing and peer credentials between real processes.
 
-mod common;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 
-use common::{HANG_GUARD, Scratch, child_role, rerun};
 use ipckit::{Endpoint, Options, Receiver, SendMeta, Sender};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::scratch::Scratch;
 
 /// Child: creates a memfd, writes into it, and sends it with a message.
 #[test]
@@ -34,7 +34,7 @@ fn memfd_sent_over_each_unix_socket_type_is_readable_by_the_receiver() {
         format!("unix-dgram:{}", s.path("d.sock").display()),
     ] {
         let mut rx = Receiver::bind(&text.parse().unwrap()).unwrap();
-        let child = common::Guarded::spawn(rerun("child_memfd_sender", "memfd").env("IPCKIT_EP", &text));
+        let child = Guarded::spawn(rerun("child_memfd_sender", "memfd").env("IPCKIT_EP", &text));
         let pid = child.0.as_ref().unwrap().id() as i32;
         let mut msg = rx.recv_timeout(HANG_GUARD).unwrap();
         assert_eq!(msg.data, b"here is a memfd", "{text}");

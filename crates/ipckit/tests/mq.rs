@@ -1,13 +1,13 @@
 //! POSIX and System V message queues: priorities, type rules, truncation,
 //! limits, ownership, and the bad-input table at the library level.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{HANG_GUARD, Scratch, child_role, rerun};
 use ipckit::mq::{PosixQueue, SysvQueue};
 use ipckit::{Endpoint, ErrorKind, Options, Receiver, SendMeta, Sender};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::child::{Guarded, child_role, rerun};
+use ipckit_testkit::scratch::Scratch;
 
 fn ep(text: &str) -> Endpoint {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -187,7 +187,7 @@ fn sysv_status_names_the_last_sender() {
     let s = Scratch::new("sysvstat");
     let q = s.sysv_mq(1, "");
     let queue = SysvQueue::open(&ep(&q), &create()).unwrap();
-    let child = common::Guarded::spawn(rerun("child_queue_sender", "sender").env("IPCKIT_EP", &q));
+    let child = Guarded::spawn(rerun("child_queue_sender", "sender").env("IPCKIT_EP", &q));
     let pid = child.0.as_ref().unwrap().id() as i32;
     assert!(child.wait().success());
     let st = queue.status().unwrap().stat;
@@ -226,7 +226,7 @@ fn other_users_queues_are_permission_denied() {
     // 0600 (the kernel refuses) and 0666 (ipckit's owner check refuses).
     let queues = [s.mq("a", ""), s.mq("b", "?mode=0666"), s.sysv_mq(1, ""), s.sysv_mq(2, "&mode=0666")];
     let _held: Vec<Receiver> = queues.iter().map(|q| Receiver::bind_with(&ep(q), &create()).unwrap()).collect();
-    let status = common::Guarded::spawn(
+    let status = Guarded::spawn(
         std::os::unix::process::CommandExt::gid(
             std::os::unix::process::CommandExt::uid(&mut rerun("child_unprivileged_queues", "nobody"), 65534),
             65534,

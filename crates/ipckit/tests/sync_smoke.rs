@@ -1,13 +1,12 @@
 //! Quick checks of the synchronization primitives in one process, across
 //! threads; the multi-process tests are in sync.rs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Scratch;
 use ipckit::ErrorKind;
 use ipckit::sync::{Condvar, Event, EventMode, FutexSemaphore, LockError, Mutex};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::scratch::Scratch;
 
 #[test]
 fn mutex_counts_across_threads_and_try_lock_is_busy() {
@@ -158,7 +157,7 @@ fn a_forgotten_guard_keeps_the_mapping_for_the_robust_list() {
     })
     .join()
     .unwrap();
-    match m.lock_timeout(common::HANG_GUARD) {
+    match m.lock_timeout(HANG_GUARD) {
         Err(LockError::OwnerDied(mut g)) => g.mark_consistent().unwrap(),
         other => panic!("expected OwnerDied, got {:?}", other.map(|g| *g).map_err(|e| e.kind())),
     }

@@ -1,8 +1,8 @@
 //! The invariants of `ipckit::framing::Decoder`, checked on one input.
 //!
-//! Shared by the `frame_decoder` fuzz target and by the deterministic smoke
-//! test `crates/ipckit-cli/tests/decoder_smoke.rs` (which includes this
-//! file with `#[path]`, so it is compiled and run by a stable `cargo test`).
+//! Shared by the `frame_decoder` fuzz target (`fuzz/`) and by the
+//! deterministic smoke test `crates/ipckit-cli/tests/decoder_smoke.rs`, so
+//! that a stable `cargo test` compiles and runs it.
 //!
 //! The first bytes of the input choose the configuration, the rest is the
 //! byte stream a peer wrote:
