@@ -83,6 +83,11 @@ pub struct Common {
     /// Largest message accepted or sent (e.g. 64KiB).
     #[arg(long, default_value = "16MiB", value_parser = units::parse_size)]
     pub max_size: usize,
+    /// Socket receivers: the most bytes held for unfinished frames across
+    /// all connections; past it, the connection with the largest unfinished
+    /// frame is dropped (with a warning).
+    #[arg(long, default_value = "64MiB", value_parser = units::parse_size)]
+    pub max_buffered: usize,
 }
 
 fn parse_framing(s: &str) -> Result<Framing, String> {
@@ -96,6 +101,7 @@ impl Common {
             .exclusive(self.exclusive)
             .framing(self.framing)
             .max_message(self.max_size)
+            .max_buffered(self.max_buffered)
     }
 }
 
@@ -127,8 +133,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Prints the library's warnings, one line each.
+pub fn print_warnings(warnings: Vec<String>) {
+    for w in warnings {
+        eprintln!("ipckit: warning: {w}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A receiver serves as many connections as the hard limit allows.
+    let _ = ipckit::process::raise_fd_limit();
     let result = match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),

@@ -61,6 +61,7 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
         })
         .transpose()?;
     let mut rx = Receiver::bind_with(&ep, &opts)?;
+    crate::print_warnings(rx.take_warnings());
     eprintln!("{READY_PREFIX}{}", rx.name());
     if let Some(fd) = ready_fd {
         let mut f = std::fs::File::from(fd);
@@ -76,6 +77,7 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
             Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
             None => rx.recv(),
         };
+        crate::print_warnings(rx.take_warnings());
         let msg = match result {
             Ok(msg) => msg,
             // One sender's fault (a torn or oversized message) is reported

@@ -47,11 +47,14 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
     if let Some(t) = args.msg_type {
         meta = meta.msg_type(t);
     }
+    crate::print_warnings(tx.take_warnings());
     let mut send = |msg: &[u8]| -> ipckit::Result<()> {
-        match left() {
+        let sent = match left() {
             Some(t) => tx.send_with_timeout(msg, &meta, t),
             None => tx.send_with(msg, &meta),
-        }
+        };
+        crate::print_warnings(tx.take_warnings());
+        sent
     };
     if !args.messages.is_empty() {
         for m in &args.messages {

@@ -19,7 +19,12 @@ pub struct Options {
     pub(crate) unlink_on_drop: bool,
     pub(crate) msg_type: i64,
     pub(crate) noerror: bool,
+    pub(crate) max_buffered: usize,
 }
+
+/// The default bound on the bytes a socket receiver holds for unfinished
+/// frames, across all its connections: 64 MiB.
+pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -31,6 +36,7 @@ impl Default for Options {
             unlink_on_drop: false,
             msg_type: 0,
             noerror: false,
+            max_buffered: DEFAULT_MAX_BUFFERED,
         }
     }
 }
@@ -88,6 +94,15 @@ impl Options {
     /// message is reported in [`Meta::truncated`](crate::Meta::truncated).
     pub fn noerror(mut self, yes: bool) -> Options {
         self.noerror = yes;
+        self
+    }
+
+    /// Socket receivers: the most bytes held for unfinished frames, across
+    /// all connections ([`DEFAULT_MAX_BUFFERED`] by default). Past it, the
+    /// connection with the largest unfinished frame is dropped and reported
+    /// as a warning.
+    pub fn max_buffered(mut self, bytes: usize) -> Options {
+        self.max_buffered = bytes;
         self
     }
 

@@ -70,6 +70,13 @@ pub fn set_sigpipe_default() -> Result<()> {
     sys::process::set_sigpipe_default().map_err(|e| Error::os("signal", "SIGPIPE", e))
 }
 
+/// Raises the soft limit on open descriptors (`RLIMIT_NOFILE`) to the hard
+/// limit, for a program that serves many connections. Returns the new soft
+/// limit.
+pub fn raise_fd_limit() -> Result<u64> {
+    sys::process::raise_nofile_limit().map_err(|e| Error::os("setrlimit", "RLIMIT_NOFILE", e))
+}
+
 /// `sched_setaffinity`: pins the calling thread to one CPU.
 pub fn pin_to_cpu(cpu: usize) -> Result<()> {
     sys::process::pin_to_cpu(cpu).map_err(|e| Error::os("sched_setaffinity", format!("cpu {cpu}"), e))

@@ -102,6 +102,13 @@ macro_rules! transports {
                 }
             }
 
+            pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+                match self {
+                    $(Flavor::$uv(t) => Transfer::take_warnings(t),)*
+                    $(Flavor::$v(t) => Transfer::take_warnings(t),)*
+                }
+            }
+
             pub(crate) fn connections(&self) -> usize {
                 match self {
                     $(Flavor::$uv(t) => Transfer::connections(t),)*

@@ -108,6 +108,12 @@ pub(crate) trait Transfer {
     fn connections(&self) -> usize {
         0
     }
+
+    /// Conditions met since the last call that the caller should hear of
+    /// but that did not stop the operation (the library never prints).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Removes the named object an endpoint refers to: a FIFO, a Unix socket

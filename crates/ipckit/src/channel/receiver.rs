@@ -47,6 +47,14 @@ impl Receiver {
         self.flavor.name()
     }
 
+    /// Conditions met since the last call that did not stop receiving but
+    /// that a user should hear of (the library never prints): for example
+    /// connections refused because descriptors ran out, or a connection
+    /// dropped for holding too much of an unfinished frame.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        self.flavor.take_warnings()
+    }
+
     /// How many senders are connected now (socket receivers).
     pub fn connections(&self) -> usize {
         self.flavor.connections()

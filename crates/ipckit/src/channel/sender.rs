@@ -56,6 +56,14 @@ impl Sender {
 
     send_ops!();
 
+    /// Conditions met since the last call that did not stop sending but
+    /// that a user should hear of (the library never prints): for example
+    /// a frame over `PIPE_BUF` on a FIFO, which another writer's frames can
+    /// interleave with, or endpoint attributes an existing queue ignored.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        self.flavor.take_warnings()
+    }
+
     /// What this sender is connected to.
     pub fn name(&self) -> &str {
         self.flavor.name()

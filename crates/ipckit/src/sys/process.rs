@@ -149,6 +149,17 @@ pub(crate) fn file_size_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Fsize).current
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft
+/// limit now in force (`u64::MAX`: unlimited).
+pub(crate) fn raise_nofile_limit() -> Result<u64, Errno> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum })?;
+    }
+    Ok(limit.maximum.unwrap_or(u64::MAX))
+}
+
 /// The effective user id of this process.
 pub(crate) fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()
