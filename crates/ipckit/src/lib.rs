@@ -51,6 +51,7 @@
 //!
 //! The kernel is called from one private module, `sys`, and nowhere else.
 
+mod atomic;
 pub mod channel;
 pub mod endpoint;
 mod error;
