@@ -370,3 +370,6 @@ impl FutexSemaphore {
         }
     }
 }
+
+#[cfg(all(test, ipckit_loom))]
+mod loom_tests;
