@@ -66,6 +66,7 @@
 //! engines every descriptor-based transport runs on); `wait` (the blocking,
 //! `try_` and `_timeout` forms).
 
+mod atomic;
 pub mod channel;
 pub mod endpoint;
 mod error;
