@@ -24,15 +24,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::INIT_TIMEOUT;
 use super::mutex::{LockError, MutexGuard};
-use super::{INIT_TIMEOUT, kind};
 use crate::error::{Error, Result};
-use crate::shm::{HEADER_SIZE, Object, ObjectSpec, Opened, Segment, ShmName};
+use crate::shm::{HEADER_SIZE, Object, ObjectKind, ObjectSpec, Opened, Segment, ShmName};
 use crate::sys::sync as raw;
 
 const SEQ_OFFSET: usize = HEADER_SIZE;
 
-const SPEC: ObjectSpec = ObjectSpec { kind: kind::CONDVAR, version: 1, abi: 0, payload: 64 };
+const SPEC: ObjectSpec = ObjectSpec { kind: ObjectKind::Condvar.code(), version: 1, abi: 0, payload: 64 };
 
 /// A process-shared condition variable, used with a [`Mutex`](super::Mutex).
 #[derive(Debug)]

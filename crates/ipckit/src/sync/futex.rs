@@ -54,10 +54,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{INIT_TIMEOUT, kind};
+use super::INIT_TIMEOUT;
 use crate::atomic::{Atomic, Mapped, Ordering, Words};
 use crate::error::{Error, ErrorKind, Result};
-use crate::shm::{HEADER_SIZE, Object, ObjectSpec, Opened, Segment, ShmName};
+use crate::shm::{HEADER_SIZE, Object, ObjectKind, ObjectSpec, Opened, Segment, ShmName};
 use crate::sys::Errno;
 
 /// How long a waiter spins before sleeping, unless configured.
@@ -210,8 +210,8 @@ pub struct Event {
     spin: Duration,
 }
 
-const EVENT_SPEC: ObjectSpec = ObjectSpec { kind: kind::EVENT, version: 1, abi: 0, payload: 64 };
-const SEM_SPEC: ObjectSpec = ObjectSpec { kind: kind::FUTEX_SEMAPHORE, version: 1, abi: 0, payload: 64 };
+const EVENT_SPEC: ObjectSpec = ObjectSpec { kind: ObjectKind::Event.code(), version: 1, abi: 0, payload: 64 };
+const SEM_SPEC: ObjectSpec = ObjectSpec { kind: ObjectKind::FutexSemaphore.code(), version: 1, abi: 0, payload: 64 };
 
 impl Event {
     /// Opens the event `name`, creating it (unset, in `mode`) if needed. An

@@ -29,12 +29,3 @@ use std::time::Duration;
 
 /// How long openers wait for a creator still initialising an object.
 pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The object kinds of this module, as header words (see
-/// [`ObjectKind`](crate::shm::ObjectKind)).
-pub(crate) mod kind {
-    use crate::shm::ObjectKind;
-    pub(crate) const CONDVAR: u32 = ObjectKind::Condvar.code();
-    pub(crate) const EVENT: u32 = ObjectKind::Event.code();
-    pub(crate) const FUTEX_SEMAPHORE: u32 = ObjectKind::FutexSemaphore.code();
-}
