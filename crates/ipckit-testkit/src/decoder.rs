@@ -22,13 +22,18 @@
 //! - `BufferTooSmall` loses nothing: the same message arrives with a
 //!   larger buffer; `next_len` announces exactly what `decode_into` gives;
 //! - `NotYet` only when the source blocked;
+//! - `decode_owned` (a buffer of the message's own) gives the same outcome,
+//!   and holds at most twice the bytes received plus one growth chunk: a
+//!   frame announcing more than arrives never costs what it announces;
 //! - the outcome (messages and errors, in order) is the same for every
 //!   read step, buffer size and blocking pattern, and equals a reference
 //!   decoder written from the documented format.
 
 use ipckit::Errno;
 use ipckit::Framing;
-use ipckit::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, LEN32_MAX, SliceSource};
+use ipckit::framing::{
+    ByteSource, Chunk, DecodeError, Decoded, DecodedOwned, Decoder, GROW_CHUNK, LEN32_MAX, SliceSource,
+};
 
 /// What one configuration of the decoder made of the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +190,48 @@ pub fn decode(data: &[u8], cfg: Config) -> Vec<Event> {
     }
 }
 
+/// Decodes `data` with `cfg` through `decode_owned`, checking that what the
+/// decoder holds grows with the bytes read, not with announced lengths.
+pub fn decode_owned(data: &[u8], cfg: Config) -> Vec<Event> {
+    let mut d = Decoder::new(cfg.framing, cfg.max);
+    let mut src = Stutter {
+        inner: SliceSource::new(data, cfg.step),
+        block_every: cfg.block_every,
+        reads: 0,
+        blocked: false,
+        eof: false,
+        len: 0,
+    };
+    let mut events = Vec::new();
+    let limit = 8 * (data.len() + 2) + 64;
+    // The lines buffer reads a chunk at a time (64 KiB) up to max + 1.
+    let slack = 2 * GROW_CHUNK + 64 * 1024 + 1;
+    for _ in 0..limit {
+        let reads_before = src.reads;
+        let r = d.decode_owned(&mut src);
+        assert!(
+            d.buffered() <= 2 * src.len + slack,
+            "the decoder holds {} bytes after {} bytes arrived",
+            d.buffered(),
+            src.len
+        );
+        match r {
+            Ok(DecodedOwned::Message(m)) => {
+                assert!(m.len() <= d.max(), "message of {} bytes over the maximum {}", m.len(), d.max());
+                assert!(m.len() <= src.len, "message of {} bytes, but only {} bytes were read", m.len(), src.len);
+                events.push(Event::Msg(m));
+            }
+            Ok(DecodedOwned::Eof) => return events,
+            Ok(DecodedOwned::NotYet) => {
+                assert!(src.reads > reads_before && src.blocked, "NotYet without a blocking read");
+            }
+            Err(DecodeError::BufferTooSmall { .. }) => panic!("decode_owned has no caller's buffer to be too small"),
+            Err(e) => record_error(&mut events, e, &d, cfg.framing),
+        }
+    }
+    panic!("decode_owned did not finish within {limit} calls on {} bytes", data.len());
+}
+
 fn record_error(events: &mut Vec<Event>, e: DecodeError, d: &Decoder, framing: Framing) {
     match e {
         DecodeError::TooLarge { len, max } => {
@@ -309,5 +356,9 @@ pub fn check(input: &[u8]) {
     let plain = Config { step: data.len().max(1), buf: usize::MAX, next_len_first: false, block_every: 0, ..cfg };
     let base = normalise(decode(data, plain), cfg.framing);
     assert_eq!(got, base, "outcome depends on how the stream is read ({cfg:?})");
+    let owned = normalise(decode_owned(data, cfg), cfg.framing);
+    if !base.iter().any(|e| matches!(e, Event::Unfinishable(_))) {
+        assert_eq!(owned, base, "decode_owned disagrees with decode_into ({cfg:?})");
+    }
     assert_eq!(base, reference(data, cfg.framing, cfg.max), "decoder disagrees with the documented format ({cfg:?})");
 }

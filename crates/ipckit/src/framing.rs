@@ -194,7 +194,11 @@ pub struct Decoder {
     header: [u8; 4],
     header_got: usize,
     body_len: Option<usize>,
+    /// The received part of the current frame's payload: `partial[..got]`.
+    /// Its length grows with the bytes that arrive (doubling, from
+    /// [`GROW_CHUNK`]), never with the length a frame announces.
     partial: Vec<u8>,
+    got: usize,
     skip: u64,
     // lines
     line: Vec<u8>,
@@ -206,6 +210,21 @@ pub struct Decoder {
 /// The read size of the `lines` decoder's buffer.
 const LINE_CHUNK: usize = 64 * 1024;
 
+/// The first allocation for a frame's payload received in pieces; it then
+/// doubles with the bytes received, up to the announced length.
+pub const GROW_CHUNK: usize = 64 * 1024;
+
+/// A message decoded into a buffer of its own.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodedOwned {
+    /// A whole message.
+    Message(Vec<u8>),
+    /// The stream ended cleanly between messages.
+    Eof,
+    /// The source would block; what arrived is kept.
+    NotYet,
+}
+
 impl Decoder {
     /// A decoder for `framing` that rejects messages over `max` bytes.
     pub fn new(framing: Framing, max: usize) -> Decoder {
@@ -216,6 +235,7 @@ impl Decoder {
             header_got: 0,
             body_len: None,
             partial: Vec::new(),
+            got: 0,
             skip: 0,
             line: Vec::new(),
             start: 0,
@@ -227,6 +247,12 @@ impl Decoder {
     /// The maximum message size.
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// The bytes this decoder holds for a message not yet complete (what a
+    /// receiver serving many streams bounds in total).
+    pub fn buffered(&self) -> usize {
+        self.partial.capacity() + self.line.capacity()
     }
 
     /// True when a partly received frame (or buffered data) is pending.
@@ -249,6 +275,63 @@ impl Decoder {
             Framing::Len32 => self.len32_into(src, buf),
             Framing::Lines => self.line_into(src, Some(buf)),
         }
+    }
+
+    /// Decodes the next message into a buffer of its own: as big as the
+    /// message, grown with the bytes that arrive, never with what a frame
+    /// announces (a peer announcing the maximum and sending little holds
+    /// little).
+    pub fn decode_owned(&mut self, src: &mut impl ByteSource) -> Result<DecodedOwned, DecodeError> {
+        if self.framing == Framing::Lines {
+            // A line's length is known once it is buffered whole.
+            let len = match self.line_into(src, None)? {
+                Decoded::Message(len) => len,
+                Decoded::Eof => return Ok(DecodedOwned::Eof),
+                Decoded::NotYet => return Ok(DecodedOwned::NotYet),
+            };
+            let mut data = vec![0u8; len];
+            return match self.line_into(src, Some(&mut data))? {
+                Decoded::Message(n) => {
+                    data.truncate(n);
+                    Ok(DecodedOwned::Message(data))
+                }
+                Decoded::Eof => Ok(DecodedOwned::Eof),
+                Decoded::NotYet => Ok(DecodedOwned::NotYet),
+            };
+        }
+        let len = match self.len32_header(src)? {
+            Decoded::Message(len) => len,
+            Decoded::Eof => return Ok(DecodedOwned::Eof),
+            Decoded::NotYet => return Ok(DecodedOwned::NotYet),
+        };
+        while self.got < len {
+            let target = len.min((2 * self.got).max(GROW_CHUNK));
+            if self.partial.len() < target {
+                // Exact: amortised doubling would overshoot the frame.
+                self.partial.reserve_exact(target - self.partial.len());
+                self.partial.resize(target, 0);
+            }
+            match src.read(&mut self.partial[self.got..target])? {
+                Chunk::Data(n) => self.got += n,
+                Chunk::Eof => {
+                    let got = std::mem::take(&mut self.got);
+                    self.end_frame();
+                    return Err(DecodeError::EofMidFrame { got: got + 4, want: len + 4 });
+                }
+                Chunk::WouldBlock => return Ok(DecodedOwned::NotYet),
+            }
+        }
+        let mut data = std::mem::take(&mut self.partial);
+        data.truncate(len);
+        self.got = 0;
+        self.body_len = None;
+        Ok(DecodedOwned::Message(data))
+    }
+
+    fn end_frame(&mut self) {
+        self.body_len = None;
+        self.got = 0;
+        self.partial = Vec::new();
     }
 
     /// Reads until the length of the next message is known, without
@@ -307,26 +390,30 @@ impl Decoder {
         if len > buf.len() {
             return Err(DecodeError::BufferTooSmall { len, cap: buf.len() });
         }
-        let mut got = self.partial.len();
-        buf[..got].copy_from_slice(&self.partial);
-        self.partial.clear();
+        // What arrived before goes first; the rest is read in place.
+        let kept = self.got;
+        buf[..kept].copy_from_slice(&self.partial[..kept]);
+        let mut got = kept;
         while got < len {
             match src.read(&mut buf[got..len])? {
                 Chunk::Data(n) => got += n,
                 Chunk::Eof => {
-                    self.body_len = None;
+                    self.end_frame();
                     return Err(DecodeError::EofMidFrame { got: got + 4, want: len + 4 });
                 }
                 Chunk::WouldBlock => {
-                    self.partial.extend_from_slice(&buf[..got]);
+                    // Keep only what is new; the buffer grows with it.
+                    if self.partial.len() < got {
+                        self.partial.reserve_exact(got - self.partial.len());
+                        self.partial.resize(got, 0);
+                    }
+                    self.partial[kept..got].copy_from_slice(&buf[kept..got]);
+                    self.got = got;
                     return Ok(Decoded::NotYet);
                 }
             }
         }
-        self.body_len = None;
-        if self.partial.capacity() > LINE_CHUNK {
-            self.partial = Vec::new();
-        }
+        self.end_frame();
         Ok(Decoded::Message(len))
     }
 

@@ -32,7 +32,7 @@ impl Socket {
 
     /// Listens, and serves every sender that connects.
     pub(crate) fn bind(ep: &Endpoint, opts: &Options) -> Result<Socket> {
-        Server::new(Listener::bind_with(ep, opts)?).map(Socket::Server)
+        Server::new(Listener::bind_with(ep, opts)?, opts).map(Socket::Server)
     }
 }
 
@@ -124,6 +124,13 @@ impl Transfer for Socket {
         match self {
             Socket::Connection(_) => 0,
             Socket::Server(s) => s.connections(),
+        }
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            Socket::Connection(_) => Vec::new(),
+            Socket::Server(s) => s.take_warnings(),
         }
     }
 }

@@ -1,44 +1,107 @@
 //! A receiver's socket server: one listener, every connected sender, and
 //! turn-taking between them, so that a receiver is a mailbox.
 //!
-//! Messages are taken whole from whichever connection has one, accepting
-//! new senders as they come, round-robin over the ready connections so that
-//! no sender starves another. A sender that closes is dropped; one that
-//! breaks off inside a frame is reported (`Disconnected`) once and dropped;
-//! one whose message is over the maximum is reported (`TooLarge`) and kept,
-//! since its stream is still in step.
+//! - **Every connection through epoll.** The listener and each connection
+//!   are in one epoll set (level-triggered), which is also what
+//!   `Receiver::poll_fd` hands out. Waiting costs the same whatever number
+//!   of idle connections is open, and there is no cap below the descriptor
+//!   limit: an idle connection is never evicted (that would lose its
+//!   sender's next message).
+//! - **Turns.** Connections known to be readable wait in a queue; each turn
+//!   takes one message from the front one, which goes to the back if it may
+//!   have more. No sender starves another.
+//! - **Out of descriptors.** One descriptor is kept in reserve. When
+//!   `accept` fails for want of descriptors (`EMFILE`, `ENFILE`), the
+//!   reserve is given up to accept the waiting connection and close it at
+//!   once, so that senders are told (their connection ends) instead of
+//!   hanging in the backlog, and the connections already open are served
+//!   on. This is reported once, as a warning.
+//! - **Memory for unfinished frames is bounded in total**
+//!   ([`Options::max_buffered`](crate::Options::max_buffered)). A frame's
+//!   buffer grows with the bytes that arrive, never with the length it
+//!   announces; past the bound, the connection holding the largest
+//!   unfinished frame is dropped, with a warning.
+//! - **Faults are per sender.** A sender that closes is dropped; one that
+//!   breaks off inside a frame, or breaks the protocol (more descriptors
+//!   with a frame than allowed), is reported once and dropped; one whose
+//!   message is over the maximum is reported (`TooLarge`) and kept, since
+//!   its stream is still in step.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::Listener;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys;
+use crate::options::Options;
+use crate::sys::{self, Errno};
 use crate::transport::Io;
 use crate::wait::{Got, Wait};
 
-/// The most connections a socket receiver serves at once; further senders
-/// wait in the listen backlog until one leaves.
-pub(crate) const MAX_CONNECTIONS: usize = 256;
+/// The epoll data word of the listener; connections use their slot index.
+const LISTENER: u64 = u64::MAX;
+
+/// The most events one `epoll_wait` reports.
+const EVENTS: usize = 256;
+
+/// One connected sender.
+#[derive(Debug)]
+struct Conn {
+    io: Io,
+    /// In the ready queue now.
+    queued: bool,
+    /// Bytes held for its unfinished frame, as last counted.
+    buffered: usize,
+}
 
 /// A listener and the connections it accepted.
 #[derive(Debug)]
 pub(crate) struct Server {
     listener: Listener,
-    conns: Vec<Io>,
-    /// Where the next round-robin turn starts.
-    next: usize,
-    /// Readable when the listener or any connection is: what `poll_fd`
-    /// hands out.
     epoll: OwnedFd,
+    /// Connections by slot; `None` slots are in `free`.
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    /// Slots that may have a message, in turn order.
+    ready: VecDeque<usize>,
+    events: Vec<u64>,
+    /// Given up to accept-and-close when descriptors run out.
+    reserve: Option<OwnedFd>,
+    /// Whether the listener is in the epoll set with interest (it is taken
+    /// out when descriptors ran out and the reserve is gone).
+    accepting: bool,
+    /// Out of descriptors, and said so.
+    exhausted: bool,
+    /// Bytes held for unfinished frames, over every connection.
+    buffered: usize,
+    max_buffered: usize,
+    warnings: Vec<String>,
 }
 
 impl Server {
-    /// Serves `listener`.
-    pub(crate) fn new(listener: Listener) -> Result<Server> {
-        let name = listener.local_endpoint().to_string();
+    /// Serves `listener` (made non-blocking: every wait is on the epoll
+    /// set).
+    pub(crate) fn new(listener: Listener, opts: &Options) -> Result<Server> {
+        let name = listener.name().to_string();
+        listener.set_nonblocking(true)?;
         let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", &name, e))?;
-        sys::io::epoll_add(epoll.as_fd(), listener.as_fd()).map_err(|e| Error::os("epoll_ctl", &name, e))?;
-        Ok(Server { listener, conns: Vec::new(), next: 0, epoll })
+        sys::io::epoll_add(epoll.as_fd(), listener.as_fd(), LISTENER).map_err(|e| Error::os("epoll_ctl", &name, e))?;
+        let reserve = sys::fs::open_reserve().map_err(|e| Error::os("open /dev/null", &name, e))?;
+        Ok(Server {
+            listener,
+            epoll,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            ready: VecDeque::new(),
+            events: Vec::with_capacity(EVENTS),
+            reserve: Some(reserve),
+            accepting: true,
+            exhausted: false,
+            buffered: 0,
+            max_buffered: opts.max_buffered,
+            warnings: Vec::new(),
+        })
     }
 
     /// The endpoint senders use (for TCP port 0, the real port).
@@ -48,7 +111,7 @@ impl Server {
 
     /// How many senders are connected now.
     pub(crate) fn connections(&self) -> usize {
-        self.conns.len()
+        self.live
     }
 
     /// An epoll instance, readable when the listener or any connection is.
@@ -58,87 +121,207 @@ impl Server {
 
     /// Whether a connection holds read-ahead bytes that may be a message.
     pub(crate) fn has_buffered_message(&self) -> bool {
-        self.conns.iter().any(Io::has_buffered_message)
+        self.conns.iter().flatten().any(|c| c.io.has_buffered_message())
     }
 
-    /// One message from whichever connection has one, by `f` (a receive
-    /// attempt on one connection), within `wait`.
+    /// What happened since the last call that the caller should hear of.
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// One message from whichever connection has one, by `f` (one receive
+    /// attempt on one connection, which must not wait), within `wait`.
     pub(crate) fn next<T>(&mut self, wait: Wait, mut f: impl FnMut(&mut Io, Wait) -> Result<Got<T>>) -> Result<Got<T>> {
-        let mut ready: Vec<bool> = Vec::new();
+        // A `try_` form looks once: serve, collect events, serve again.
+        let mut looked = false;
         loop {
-            if let Some(i) = self.conns.iter().position(Io::has_buffered_message) {
-                if let Got::Msg(m) = f(&mut self.conns[i], Wait::Never)? {
-                    return Ok(Got::Msg(m));
+            while let Some(slot) = self.ready.pop_front() {
+                if let Some(got) = self.serve(slot, &mut f)? {
+                    return Ok(got);
                 }
             }
-            let accepting = self.conns.len() < MAX_CONNECTIONS;
-            let (listener_ready, n) = {
-                let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(self.conns.len() + 1);
-                if accepting {
-                    fds.push(self.listener.as_fd());
-                }
-                fds.extend(self.conns.iter().map(|c| c.fd()));
-                let n = sys::io::poll_readable(&fds, &mut ready, wait).map_err(|e| self.os("poll", e))?;
-                let listener_ready = accepting && ready.remove(0);
-                (listener_ready, n)
+            let out_of_time = match wait {
+                Wait::Never => std::mem::replace(&mut looked, true),
+                _ => wait.remaining() == Some(std::time::Duration::ZERO),
             };
+            if out_of_time {
+                return Ok(Got::NotYet);
+            }
+            let n = sys::io::epoll_wait(self.epoll.as_fd(), &mut self.events, EVENTS, wait)
+                .map_err(|e| Error::os("epoll_wait", self.name(), e))?;
             if n == 0 {
                 return Ok(Got::NotYet);
             }
-            if listener_ready {
-                match self.listener.try_accept() {
-                    Ok(conn) => {
-                        let io = conn.into_io();
-                        sys::io::epoll_add(self.epoll.as_fd(), io.fd()).map_err(|e| self.os("epoll_ctl", e))?;
-                        self.conns.push(io);
-                        ready.push(true);
-                    }
-                    // Taken by another process: nothing to do.
-                    Err(e) if e.kind() == ErrorKind::Empty => {}
-                    // Out of descriptors, say: report it rather than spin on
-                    // a listener that stays readable.
-                    Err(e) => return Err(e),
+            for i in 0..n {
+                match self.events[i] {
+                    LISTENER => self.accept_all()?,
+                    slot => self.mark_ready(slot as usize),
                 }
-            }
-            let count = self.conns.len();
-            let start = if count == 0 { 0 } else { self.next % count };
-            let mut remove: Option<usize> = None;
-            for k in 0..count {
-                let i = (start + k) % count;
-                if !ready[i] {
-                    continue;
-                }
-                match f(&mut self.conns[i], Wait::Never) {
-                    Ok(Got::Msg(m)) => {
-                        self.next = i + 1;
-                        return Ok(Got::Msg(m));
-                    }
-                    Ok(Got::NotYet) => {}
-                    Ok(Got::Eof) => {
-                        remove = Some(i);
-                        break;
-                    }
-                    // The stream is still in step after these: keep the sender.
-                    Err(e) if e.kind() == ErrorKind::TooLarge => {
-                        self.next = i + 1;
-                        return Err(e);
-                    }
-                    Err(e) => {
-                        self.conns.remove(i);
-                        return Err(e);
-                    }
-                }
-            }
-            if let Some(i) = remove {
-                self.conns.remove(i);
-            }
-            if matches!(wait, Wait::Never) && remove.is_none() {
-                return Ok(Got::NotYet);
             }
         }
     }
 
-    fn os(&self, op: &'static str, e: sys::Errno) -> Error {
-        Error::os(op, self.name(), e)
+    /// One turn of connection `slot`: `Some` when it ends the call (a
+    /// message or an error to report).
+    fn serve<T>(&mut self, slot: usize, f: &mut impl FnMut(&mut Io, Wait) -> Result<Got<T>>) -> Result<Option<Got<T>>> {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return Ok(None);
+        };
+        conn.queued = false;
+        let got = f(&mut conn.io, Wait::Never);
+        let now = conn.io.buffered();
+        self.buffered = self.buffered - conn.buffered + now;
+        conn.buffered = now;
+        let outcome = match got {
+            // It may have more: it goes to the back of the queue.
+            Ok(Got::Msg(m)) => {
+                self.mark_ready(slot);
+                Some(Ok(Got::Msg(m)))
+            }
+            Ok(Got::NotYet) => None,
+            Ok(Got::Eof) => {
+                self.close(slot);
+                None
+            }
+            // The stream is still in step after these: keep the sender.
+            Err(e) if e.kind() == ErrorKind::TooLarge => {
+                self.mark_ready(slot);
+                Some(Err(e))
+            }
+            Err(e) => {
+                self.close(slot);
+                Some(Err(e))
+            }
+        };
+        self.bound_buffers();
+        outcome.transpose()
+    }
+
+    fn mark_ready(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if !conn.queued {
+                conn.queued = true;
+                self.ready.push_back(slot);
+            }
+        }
+    }
+
+    /// Past the bound on unfinished frames, drops the connections holding
+    /// the largest ones until the rest fit.
+    fn bound_buffers(&mut self) {
+        while self.buffered > self.max_buffered {
+            let largest = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i, c.buffered)))
+                .max_by_key(|&(_, b)| b);
+            let Some((slot, held)) = largest else { break };
+            let total = self.buffered;
+            let who = self.conns[slot].as_ref().and_then(|c| c.io.peer_credentials());
+            let who = who.map_or_else(|| "a sender".to_string(), |c| format!("the sender with pid {}", c.pid));
+            self.warnings.push(format!(
+                "{}: dropped the connection of {who}: its unfinished frame held {held} bytes, and unfinished \
+                 frames held {total} bytes in all, over the bound of {} bytes",
+                self.name(),
+                self.max_buffered
+            ));
+            self.close(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else { return };
+        // Closing the descriptor takes it out of the epoll set.
+        self.buffered -= conn.buffered;
+        self.live -= 1;
+        self.free.push(slot);
+        drop(conn);
+        if self.reserve.is_none() {
+            self.reserve = sys::fs::open_reserve().ok();
+        }
+        if !self.accepting {
+            let on = sys::io::epoll_interest(self.epoll.as_fd(), self.listener.as_fd(), LISTENER, true);
+            self.accepting = on.is_ok();
+        }
+    }
+
+    /// Accepts the waiting connections (at most [`EVENTS`] a call, so that a
+    /// flood of connects cannot keep the receiver from serving; the rest
+    /// wait in the backlog, and the listener stays readable).
+    fn accept_all(&mut self) -> Result<()> {
+        for _ in 0..EVENTS {
+            match sys::net::accept_now(self.listener.as_fd()) {
+                Ok(Some(fd)) => {
+                    self.exhausted = false;
+                    self.add(fd)?;
+                }
+                Ok(None) => return Ok(()),
+                Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
+                    if !self.refuse_one(e)? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(Error::os("accept", self.name(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Out of descriptors: gives up the reserve to accept one waiting
+    /// connection and close it at once. `false` when that is not possible
+    /// (the reserve is gone): the listener is then left out of the epoll
+    /// set until a connection closes.
+    fn refuse_one(&mut self, e: Errno) -> Result<bool> {
+        if !self.exhausted {
+            self.exhausted = true;
+            self.warnings.push(format!(
+                "{}: out of file descriptors ({}) with {} senders connected: new connections are accepted and \
+                 closed at once until some close; the connected senders are served on",
+                self.name(),
+                crate::error::errno_name(e),
+                self.live
+            ));
+        }
+        let Some(reserve) = self.reserve.take() else {
+            let off = sys::io::epoll_interest(self.epoll.as_fd(), self.listener.as_fd(), LISTENER, false);
+            self.accepting = off.is_err();
+            return Ok(false);
+        };
+        drop(reserve);
+        let refused = sys::net::accept_now(self.listener.as_fd());
+        self.reserve = sys::fs::open_reserve().ok();
+        match refused {
+            // Closed at once: the sender sees its connection end.
+            Ok(Some(fd)) => drop(fd),
+            Ok(None) => return Ok(false),
+            Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {}
+            Err(e) => return Err(Error::os("accept", self.name(), e)),
+        }
+        Ok(self.reserve.is_some())
+    }
+
+    fn add(&mut self, fd: OwnedFd) -> Result<()> {
+        let io = match self.listener.wrap(fd) {
+            Ok(conn) => conn.into_io(),
+            // This connection could not be set up (a TCP option): drop it.
+            Err(_) => return Ok(()),
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        if let Err(e) = sys::io::epoll_add(self.epoll.as_fd(), io.fd(), slot as u64) {
+            self.free.push(slot);
+            return Err(Error::os("epoll_ctl", self.name(), e));
+        }
+        self.conns[slot] = Some(Conn { io, queued: false, buffered: 0 });
+        self.live += 1;
+        // It may have sent already.
+        self.mark_ready(slot);
+        Ok(())
     }
 }

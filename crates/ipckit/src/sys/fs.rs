@@ -115,3 +115,9 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<OwnedFd, Errno> {
     retry(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive))?;
     Ok(fd)
 }
+
+/// `/dev/null`, opened close-on-exec: a descriptor held in reserve, to be
+/// given up when descriptors run out.
+pub(crate) fn open_reserve() -> Result<OwnedFd, Errno> {
+    open(Path::new("/dev/null"), OFlags::RDONLY)
+}

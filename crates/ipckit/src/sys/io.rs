@@ -88,25 +88,6 @@ pub(crate) fn set_nonblocking(fd: impl AsFd, on: bool) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `poll` for readability on several descriptors. Fills `ready` with one
-/// flag per descriptor and returns how many reported events, 0 when the
-/// wait ran out. Retries `EINTR` with what is left of the wait.
-pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], ready: &mut Vec<bool>, wait: Wait) -> Result<usize, Errno> {
-    let mut set: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN)).collect();
-    let n = loop {
-        let timeout = wait.remaining().map(timespec);
-        match rustix::event::poll(&mut set, timeout.as_ref()) {
-            Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
-            Ok(n) => break n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    };
-    ready.clear();
-    ready.extend(set.iter().map(|p| !p.revents().is_empty()));
-    Ok(n)
-}
-
 /// `pipe2(O_CLOEXEC)`: the read end and the write end.
 pub(crate) fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), Errno> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -118,8 +99,38 @@ pub(crate) fn epoll_create() -> Result<std::os::fd::OwnedFd, Errno> {
     rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)
 }
 
-/// Adds `fd` to an epoll instance, for readability.
-pub(crate) fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+/// Adds `fd` to an epoll instance, for readability (level-triggered),
+/// with `data` to tell it by in [`epoll_wait`].
+pub(crate) fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64) -> Result<(), Errno> {
     use rustix::event::epoll;
-    epoll::add(epoll, fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN)
+    epoll::add(epoll, fd, epoll::EventData::new_u64(data), epoll::EventFlags::IN)
+}
+
+/// Turns readability interest in `fd` on or off, keeping it in the set.
+pub(crate) fn epoll_interest(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64, on: bool) -> Result<(), Errno> {
+    use rustix::event::epoll;
+    let flags = if on { epoll::EventFlags::IN } else { epoll::EventFlags::empty() };
+    epoll::modify(epoll, fd, epoll::EventData::new_u64(data), flags)
+}
+
+/// `epoll_wait` for at most `max` events within `wait`: fills `ready` with
+/// the data words of the descriptors that are ready (readable, hung up or
+/// in error) and returns how many; 0 when the wait ran out. Retries
+/// `EINTR` with what is left of the wait.
+pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, ready: &mut Vec<u64>, max: usize, wait: Wait) -> Result<usize, Errno> {
+    use rustix::event::epoll;
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(max.max(1));
+    let n = loop {
+        let timeout = wait.remaining().map(timespec);
+        events.clear();
+        match epoll::wait(epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
+            Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
+            Ok(n) => break n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    ready.clear();
+    ready.extend(events.iter().map(|e| e.data.u64()));
+    Ok(n)
 }

@@ -64,6 +64,20 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &impl SocketAddrArg, wait: Wait)
     }
 }
 
+/// Accepts one waiting connection (close-on-exec) from a non-blocking
+/// listener; `Ok(None)` when none is waiting. A connection reset while it
+/// waited is skipped.
+pub(crate) fn accept_now(fd: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
+    loop {
+        match rustix::net::accept_with(fd, SocketFlags::CLOEXEC) {
+            Ok(c) => return Ok(Some(c)),
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::INTR | Errno::CONNABORTED) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Accepts one connection (close-on-exec), waiting at most `wait`.
 /// `Ok(None)` means the wait ran out.
 pub(crate) fn accept(fd: BorrowedFd<'_>, wait: Wait) -> Result<Option<OwnedFd>, Errno> {

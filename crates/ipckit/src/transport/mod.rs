@@ -122,6 +122,14 @@ impl Io {
         }
     }
 
+    /// The bytes held for a message not yet complete.
+    pub(crate) fn buffered(&self) -> usize {
+        match self {
+            Io::Stream(s) => s.buffered(),
+            Io::Packet(_) => 0,
+        }
+    }
+
     /// True when a message can be returned without reading the fd.
     pub(crate) fn has_buffered_message(&self) -> bool {
         match self {

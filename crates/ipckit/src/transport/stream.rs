@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use super::Base;
 use crate::error::{Error, ErrorKind, Result};
-use crate::framing::{ByteSource, Chunk, DecodeError, Decoded, Decoder, Framing, len32_header};
+use crate::framing::{ByteSource, Chunk, DecodeError, Decoded, DecodedOwned, Decoder, Framing, len32_header};
 use crate::meta::{Limit, Message, Meta, check_len};
 use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
-use crate::wait::{Got, into_message, not_yet};
+use crate::wait::{Got, not_yet};
 
 /// What kind of descriptor carries the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub(crate) struct StreamIo {
     fds: Vec<OwnedFd>,
     /// Ancillary data of the message being received was truncated.
     control_truncated: bool,
+    /// The peer attached more than [`sys::net::MAX_FDS`] descriptors to one
+    /// frame: they were closed, and the stream is out of step for good.
+    too_many_fds: bool,
     /// Bytes read ahead of the decoder; `None` on Unix streams.
     ahead: Option<Ahead>,
 }
@@ -70,6 +73,7 @@ impl StreamIo {
             broken: false,
             fds: Vec::new(),
             control_truncated: false,
+            too_many_fds: false,
             ahead: (kind != StreamKind::Unix).then(|| Ahead { buf: vec![0; READ_AHEAD].into(), pos: 0, len: 0 }),
         }
     }
@@ -180,6 +184,9 @@ impl StreamIo {
     }
 
     fn decode_error(&mut self, e: DecodeError) -> Error {
+        if self.too_many_fds {
+            return self.fd_flood();
+        }
         // A message that did not fit the buffer stays pending, with its
         // descriptors; every other error ends the message.
         if !matches!(e, DecodeError::BufferTooSmall { .. }) {
@@ -201,6 +208,7 @@ impl StreamIo {
             wait,
             fds: &mut self.fds,
             control_truncated: &mut self.control_truncated,
+            too_many_fds: &mut self.too_many_fds,
         };
         (&mut self.decoder, FdSource { raw, ahead: self.ahead.as_mut() })
     }
@@ -223,7 +231,29 @@ impl StreamIo {
         Ok(Meta { fds, creds: self.base.creds, ..Meta::default() })
     }
 
+    /// The bytes held for a message not yet complete.
+    pub(crate) fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
+    fn fd_flood(&mut self) -> Error {
+        self.fds.clear();
+        Error::new(
+            ErrorKind::Corrupt,
+            "recv",
+            self.name(),
+            format!(
+                "the peer attached more than {} file descriptors to one frame; they were closed and the \
+                 connection is out of step",
+                sys::net::MAX_FDS
+            ),
+        )
+    }
+
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        if self.too_many_fds {
+            return Err(self.fd_flood());
+        }
         let (decoder, mut src) = self.source(wait);
         match decoder.decode_into(&mut src, buf) {
             Ok(Decoded::Message(n)) => Ok(Got::Msg((n, self.complete()?))),
@@ -234,17 +264,18 @@ impl StreamIo {
     }
 
     pub(crate) fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
+        if self.too_many_fds {
+            return Err(self.fd_flood());
+        }
         let (decoder, mut src) = self.source(wait);
-        let len = match decoder.next_len(&mut src) {
-            Ok(Decoded::Message(n)) => n,
-            Ok(Decoded::Eof) => return Ok(Got::Eof),
-            Ok(Decoded::NotYet) => return Ok(Got::NotYet),
-            Err(e) => return Err(self.decode_error(e)),
-        };
-        // Bounded: the decoder rejected anything over the maximum.
-        let mut data = vec![0u8; len];
-        let got = self.recv_into(&mut data, wait)?;
-        Ok(got.map(|m| into_message(data, m)))
+        // The buffer grows with the bytes that arrive, bounded by the
+        // maximum: never by what a frame announces.
+        match decoder.decode_owned(&mut src) {
+            Ok(DecodedOwned::Message(data)) => Ok(Got::Msg(Message { data, meta: self.complete()? })),
+            Ok(DecodedOwned::Eof) => Ok(Got::Eof),
+            Ok(DecodedOwned::NotYet) => Ok(Got::NotYet),
+            Err(e) => Err(self.decode_error(e)),
+        }
     }
 }
 
@@ -262,6 +293,7 @@ struct RawSource<'a> {
     wait: Wait,
     fds: &'a mut Vec<OwnedFd>,
     control_truncated: &'a mut bool,
+    too_many_fds: &'a mut bool,
 }
 
 impl RawSource<'_> {
@@ -276,6 +308,14 @@ impl RawSource<'_> {
             }
             StreamKind::Unix | StreamKind::Tcp => {
                 let r = sys::net::recv(self.fd, &mut [IoSliceMut::new(buf)], nowait, false)?;
+                if self.fds.len() + r.fds.len() > sys::net::MAX_FDS {
+                    // A frame carries at most MAX_FDS: close these at once
+                    // and stop reading, so that a peer attaching descriptors
+                    // to every byte cannot make this process hold them.
+                    drop(r.fds);
+                    *self.too_many_fds = true;
+                    return Err(Errno::TOOMANYREFS);
+                }
                 self.fds.extend(r.fds);
                 *self.control_truncated |= r.control_truncated;
                 Ok(r.bytes)
