@@ -30,8 +30,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ipckit::socket::MAX_FDS;
 use ipckit::process::{pass_fd, take_inherited_fd};
+use ipckit::socket::MAX_FDS;
 use ipckit::{Endpoint, EndpointKind};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{CWD, Mode, OFlags};
@@ -41,8 +41,10 @@ use rustix::net::{
     SocketFlags, SocketType, sockopt,
 };
 
+use super::catalogue::{Mechanism, Shape};
 use super::link::Link;
-use super::{Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot, queue};
+use super::meeting::{Meeting, Pending, SETUP_TIMEOUT, Spot};
+use super::queue;
 
 /// Which family of calls moves the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
