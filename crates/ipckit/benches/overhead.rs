@@ -49,47 +49,31 @@ trait Pair {
     fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>);
 }
 
-struct Conns(Connection, Connection);
+/// A [`Pair`] of an ipckit sending end and receiving end, each with the
+/// same `send` and `recv_into` (ipckit gives them one macro, not a trait);
+/// `|tx, rx| fds` borrows their descriptors.
+macro_rules! pair {
+    ($name:ident($tx:ty, $rx:ty), |$t:ident, $r:ident| $fds:expr) => {
+        struct $name($tx, $rx);
 
-impl Pair for Conns {
-    fn send(&mut self, msg: &[u8]) {
-        self.0.send(msg).expect("send");
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
-        self.1.recv_into(buf).expect("recv").0
-    }
-    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.0.as_fd(), self.1.as_fd())
-    }
+        impl Pair for $name {
+            fn send(&mut self, msg: &[u8]) {
+                self.0.send(msg).expect("send");
+            }
+            fn recv(&mut self, buf: &mut [u8]) -> usize {
+                self.1.recv_into(buf).expect("recv").0
+            }
+            fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+                let ($t, $r) = (&self.0, &self.1);
+                $fds
+            }
+        }
+    };
 }
 
-struct Channel(Sender, Receiver);
-
-impl Pair for Channel {
-    fn send(&mut self, msg: &[u8]) {
-        self.0.send(msg).expect("send");
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
-        self.1.recv_into(buf).expect("recv").0
-    }
-    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.0.poll_fd().expect("sender fd"), self.1.poll_fd().expect("receiver fd"))
-    }
-}
-
-struct Pipe(PipeWriter, PipeReader);
-
-impl Pair for Pipe {
-    fn send(&mut self, msg: &[u8]) {
-        self.0.send(msg).expect("send");
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
-        self.1.recv_into(buf).expect("recv").0
-    }
-    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.0.as_fd(), self.1.as_fd())
-    }
-}
+pair!(Conns(Connection, Connection), |tx, rx| (tx.as_fd(), rx.as_fd()));
+pair!(Channel(Sender, Receiver), |tx, rx| (tx.poll_fd().expect("sender fd"), rx.poll_fd().expect("receiver fd")));
+pair!(Pipe(PipeWriter, PipeReader), |tx, rx| (tx.as_fd(), rx.as_fd()));
 
 fn opts() -> Options {
     Options::new().max_message(64 * 1024)

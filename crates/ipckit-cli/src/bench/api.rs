@@ -16,8 +16,11 @@ use ipckit::pipe::{PipeReader, PipeWriter};
 use ipckit::socket::{Connection, Listener};
 use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender};
 
+use super::catalogue::{Mechanism, Shape};
 use super::link::Link;
-use super::{MAX_MESSAGE, Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot, queue};
+use super::meeting::{Meeting, Pending, SETUP_TIMEOUT, Spot};
+use super::plan::MAX_MESSAGE;
+use super::queue;
 
 /// The options of every ipckit link: `len32` framing, and a maximum message
 /// size equal to the receive buffer, so that a message socket needs no

@@ -25,9 +25,11 @@ use ipckit::shm::{Region, Trust};
 use ipckit::socket::{Connection, Listener};
 use ipckit::{Endpoint, Options, SendMeta};
 
+use super::catalogue::{Experiment, Mode, Role};
 use super::link::{Buffer, Rounds, Sample, time_rounds};
+use super::meeting::{Meeting, SETUP_TIMEOUT};
 use super::process::Peer;
-use super::{Bench, Experiment, Meeting, Mode, Role, SETUP_TIMEOUT};
+use super::runner::Bench;
 
 /// The sizes compared.
 pub(super) const SIZES: [usize; 9] = [64, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];

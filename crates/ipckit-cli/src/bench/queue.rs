@@ -22,9 +22,11 @@ use ipckit::mq::sysv::resolve_key;
 use ipckit::{Endpoint, EndpointKind};
 use rustix::io::Errno;
 
+use super::catalogue::Mechanism;
 use super::link::Link;
+use super::meeting::{Meeting, Pending, Spot};
+use super::plan::MAX_MESSAGE;
 use super::raw_ffi::{self, MTYPE, MTYPE_SIZE};
-use super::{MAX_MESSAGE, Mechanism, Meeting, Pending, Spot};
 
 /// Messages a POSIX queue holds: one is all a round trip needs, and keeps
 /// the two queues far under `RLIMIT_MSGQUEUE`.

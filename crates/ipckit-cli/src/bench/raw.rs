@@ -41,8 +41,10 @@ use rustix::net::{
     SocketFlags, SocketType, sockopt,
 };
 
+use super::catalogue::{Mechanism, Shape};
 use super::link::Link;
-use super::{Mechanism, Meeting, Pending, SETUP_TIMEOUT, Shape, Spot, queue};
+use super::meeting::{Meeting, Pending, SETUP_TIMEOUT, Spot};
+use super::queue;
 
 /// Which family of calls moves the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,9 +70,17 @@ struct RawStream {
 }
 
 /// The most bytes read ahead, as in ipckit.
+///
+/// This constant, [`Ahead`] and [`RawStream::read_some`] copy ipckit's
+/// read-ahead (`READ_AHEAD`, `Ahead` and `FdSource::read` in
+/// `transport/stream.rs`) on purpose: the raw baseline must make the same
+/// reads of the same sizes without calling the library code it is measured
+/// against (which is private to the library anyway). A change there
+/// belongs here too.
 const READ_AHEAD: usize = 4096;
 
-/// Read-ahead bytes: `buf[pos..len]` are not yet consumed.
+/// Read-ahead bytes: `buf[pos..len]` are not yet consumed (ipckit's
+/// `Ahead`, copied: see [`READ_AHEAD`]).
 #[derive(Debug)]
 struct Ahead {
     buf: Box<[u8]>,

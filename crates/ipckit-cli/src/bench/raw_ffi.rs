@@ -181,6 +181,10 @@ impl Drop for SysvQueue {
 /// A page (or more) of shared memory: a memfd mapped `MAP_SHARED`, to pass
 /// to the peer by descriptor. Only atomics and a pthread mutex are made
 /// from it: no reference to plain bytes another process writes.
+///
+/// Its own on purpose, not ipckit's (the library's `sys::shm::Mapping` is
+/// crate-private, and under the ipckit rows it is part of what is measured):
+/// the two share only the shape of an owned mapping.
 #[derive(Debug)]
 pub(super) struct SharedPage {
     ptr: NonNull<u8>,

@@ -5,8 +5,9 @@ use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
 use super::link::{Rounds, Sample, median};
+use super::placement::Placement;
+use super::plan::{Job, MAX_MESSAGE, Plan, SIZES};
 use super::sync::{BATCH, SyncOp};
-use super::{Job, MAX_MESSAGE, Placement, Plan, SIZES};
 
 /// One mode's trials of a row.
 #[derive(Debug)]

@@ -24,10 +24,12 @@ use ipckit::sync::{DEFAULT_SPIN, Event, EventMode, Mutex, MutexGuard};
 use rustix::io::Errno;
 use rustix::thread::futex;
 
+use super::catalogue::{Experiment, Mode, Role};
 use super::link::{Rounds, Sample, time_rounds};
+use super::meeting::Meeting;
 use super::process::{Alarm, Peer};
 use super::raw_ffi::{PthreadMutex, SharedPage};
-use super::{Bench, Experiment, Meeting, Mode, Role};
+use super::runner::Bench;
 
 /// Lock+unlock pairs per timed batch of the uncontended row.
 pub(super) const BATCH: usize = 10_000;

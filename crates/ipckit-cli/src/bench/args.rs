@@ -1,0 +1,53 @@
+//! The command-line arguments of `ipckit bench` and of its peer,
+//! `ipckit bench-peer`.
+
+use clap::Args;
+
+use super::catalogue::{Experiment, Mechanism, Mode};
+use super::meeting::Meeting;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A few seconds instead of up to a minute: fewer trials and round
+    /// trips (for smoke tests; the ratios are rougher).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the results as one JSON document on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Only rows whose name contains this text (repeatable): pipe, fifo,
+    /// unix-stream, unix-seqpacket, unix-dgram, tcp, mq, sysv-mq,
+    /// copy-vs-map, mutex-uncontended, mutex-handoff, event-pingpong.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
+    /// Trials of each mode per row [default: 21 (15 for copy vs map),
+    /// fewer (at least 5) where a loaded machine makes them slow; 3 with
+    /// --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub trials: Option<u32>,
+}
+
+/// Internal: the peer of one trial. It opens its side, does its part of
+/// `iterations` rounds, and exits.
+#[derive(Args, Debug)]
+pub struct PeerArgs {
+    /// A message mechanism: echo every message.
+    #[arg(long, value_enum, required_unless_present = "experiment", conflicts_with = "experiment")]
+    pub(super) mechanism: Option<Mechanism>,
+    /// Another experiment's peer.
+    #[arg(long, value_enum)]
+    pub(super) experiment: Option<Experiment>,
+    #[arg(long, value_enum)]
+    pub(super) mode: Mode,
+    /// Bytes in every message.
+    #[arg(long, default_value_t = 0)]
+    pub(super) size: usize,
+    /// Rounds to take part in.
+    #[arg(long)]
+    pub(super) iterations: usize,
+    /// The CPU to run on.
+    #[arg(long)]
+    pub(super) cpu: Option<usize>,
+    #[command(flatten)]
+    pub(super) meeting: Meeting,
+}

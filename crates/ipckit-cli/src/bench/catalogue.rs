@@ -1,0 +1,148 @@
+//! What a trial can run: the message mechanisms and how each joins two
+//! processes, the other experiments, and the modes (ipckit or raw, copy or
+//! map), with the dispatch of a message trial to `api` or `raw`.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+use clap::ValueEnum;
+
+use super::link::Link;
+use super::meeting::{Meeting, Pending, Spot};
+use super::{api, raw};
+
+/// A message mechanism under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum Mechanism {
+    Pipe,
+    Fifo,
+    UnixStream,
+    UnixSeqpacket,
+    UnixDgram,
+    Tcp,
+    Mq,
+    SysvMq,
+}
+
+/// How the two processes of a trial are joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// Two anonymous pipes, one each way, inherited by the peer.
+    Pipes,
+    /// Each side owns an inbox the other sends to (FIFO, datagram socket).
+    Mailboxes,
+    /// The parent listens, the peer connects; one socket both ways.
+    Connection,
+    /// Two message queues, one each way, both created by the parent.
+    Queues,
+}
+
+impl Mechanism {
+    pub(super) const ALL: [Mechanism; 8] = [
+        Mechanism::Pipe,
+        Mechanism::Fifo,
+        Mechanism::UnixStream,
+        Mechanism::UnixSeqpacket,
+        Mechanism::UnixDgram,
+        Mechanism::Tcp,
+        Mechanism::Mq,
+        Mechanism::SysvMq,
+    ];
+
+    /// The name in tables, `--filter` and `--mechanism`.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Mechanism::Pipe => "pipe",
+            Mechanism::Fifo => "fifo",
+            Mechanism::UnixStream => "unix-stream",
+            Mechanism::UnixSeqpacket => "unix-seqpacket",
+            Mechanism::UnixDgram => "unix-dgram",
+            Mechanism::Tcp => "tcp",
+            Mechanism::Mq => "mq",
+            Mechanism::SysvMq => "sysv-mq",
+        }
+    }
+
+    /// How the two processes of a trial are joined.
+    pub(super) fn shape(self) -> Shape {
+        match self {
+            Mechanism::Pipe => Shape::Pipes,
+            Mechanism::Fifo | Mechanism::UnixDgram => Shape::Mailboxes,
+            Mechanism::UnixStream | Mechanism::UnixSeqpacket | Mechanism::Tcp => Shape::Connection,
+            Mechanism::Mq | Mechanism::SysvMq => Shape::Queues,
+        }
+    }
+}
+
+/// A peer that is not a message echo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum Experiment {
+    /// Receives payloads (copy) or notes of a shared segment (map).
+    CopyMap,
+    /// Takes its turns of a mutex-protected turn word.
+    MutexHandoff,
+    /// Answers each event with the other.
+    EventPingpong,
+}
+
+impl Experiment {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Experiment::CopyMap => "copy-map",
+            Experiment::MutexHandoff => "mutex-handoff",
+            Experiment::EventPingpong => "event-pingpong",
+        }
+    }
+}
+
+/// What a peer does: echo messages, or another experiment.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Role {
+    Echo(Mechanism),
+    Experiment(Experiment),
+}
+
+/// Which implementation a trial runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum Mode {
+    /// ipckit's public API.
+    Ipckit,
+    /// Direct system calls, the same ones ipckit makes.
+    Raw,
+    /// Copy vs map: the bytes go through the socket.
+    Copy,
+    /// Copy vs map: the bytes go through a shared segment.
+    Map,
+}
+
+impl Mode {
+    /// The order of trials within each pair of the ipckit-vs-raw tables.
+    pub(super) const PAIR: [Mode; 2] = [Mode::Ipckit, Mode::Raw];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Mode::Ipckit => "ipckit",
+            Mode::Raw => "raw",
+            Mode::Copy => "copy",
+            Mode::Map => "map",
+        }
+    }
+
+    /// The parent's side of a message trial, before the peer is spawned.
+    pub(super) fn prepare(self, mech: Mechanism, spot: &Spot<'_>, cmd: &mut Command) -> Result<(Meeting, Pending)> {
+        match self {
+            Mode::Ipckit => api::prepare(mech, spot, cmd),
+            Mode::Raw => raw::prepare(mech, spot, cmd),
+            other => bail!("mode {} does not apply to {}", other.name(), mech.name()),
+        }
+    }
+
+    /// The peer's side of a message trial.
+    pub(super) fn open_peer(self, mech: Mechanism, meeting: &Meeting) -> Result<Box<dyn Link>> {
+        match self {
+            Mode::Ipckit => api::open_peer(mech, meeting),
+            Mode::Raw => raw::open_peer(mech, meeting),
+            other => bail!("mode {} does not apply to {}", other.name(), mech.name()),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! What a run measures, from the arguments: the rows of each table, the
+//! trials and round trips per row, and each table's share of the time
+//! budget.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Result;
+use ipckit::ErrorKind;
+
+use super::args::BenchArgs;
+use super::catalogue::Mechanism;
+use super::link::Rounds;
+use super::sync::SyncOp;
+use super::{copymap, queue, report};
+
+/// The message sizes of the socket rows; queue rows add the largest
+/// message the kernel allows.
+pub(super) const SIZES: [usize; 2] = [64, 64 * 1024];
+
+/// The largest message of the message table: every link's configured
+/// maximum and the size of every receive buffer.
+pub(super) const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The time a default run aims to spend measuring each table (46 s in
+/// all, so that a run with set-up and the last trials of each job stays
+/// under a minute): on an idle machine it needs about half; on a loaded
+/// one, jobs stop after their share.
+const BUDGET_MESSAGES: Duration = Duration::from_secs(26);
+const BUDGET_COPY_MAP: Duration = Duration::from_secs(15);
+const BUDGET_SYNC: Duration = Duration::from_secs(5);
+
+/// The fewest trials of each mode a job runs, whatever the budget.
+pub(super) const MIN_TRIALS: usize = 5;
+
+/// Trials of each mode per size of the copy-vs-map table, by default:
+/// fewer than elsewhere, as its large sizes take long.
+const COPY_MAP_TRIALS: usize = 15;
+
+/// The tables, each with its own share of the time budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Table {
+    Messages,
+    CopyMap,
+    Sync,
+}
+
+/// What a run measures.
+#[derive(Clone, Debug)]
+pub(super) struct Plan {
+    /// The message table's rows.
+    pub(super) jobs: Vec<Job>,
+    /// Whether the copy-vs-map table is wanted.
+    pub(super) copy_map: bool,
+    /// The synchronization table's rows.
+    pub(super) sync: Vec<SyncOp>,
+    /// Trials of each mode per row (copy vs map: `copy_map_trials`).
+    pub(super) trials: usize,
+    pub(super) copy_map_trials: usize,
+    /// Whether a job stops early once it has used its share of its table's
+    /// budget (a loaded machine), after at least [`MIN_TRIALS`]. Not with
+    /// `--trials` or `--quick`.
+    budgeted: bool,
+    pub(super) quick: bool,
+    /// The kernel's limits on queue messages.
+    pub(super) limits: queue::Limits,
+}
+
+/// The name of the copy-vs-map table in `--filter`.
+pub(super) const COPY_MAP_NAME: &str = "copy-vs-map";
+
+impl Plan {
+    pub(super) fn new(args: &BenchArgs) -> Result<Plan> {
+        let wanted = |name: &str| args.filter.is_empty() || args.filter.iter().any(|f| name.contains(f.as_str()));
+        let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(|m| wanted(m.name())).collect();
+        let copy_map = wanted(COPY_MAP_NAME);
+        let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
+        if mechanisms.is_empty() && !copy_map && sync.is_empty() {
+            // A usage error (exit code 2), like a malformed endpoint.
+            let names: Vec<&str> = Mechanism::ALL
+                .iter()
+                .map(|m| m.name())
+                .chain([COPY_MAP_NAME])
+                .chain(SyncOp::ALL.iter().map(|op| op.name()))
+                .collect();
+            let why = format!("matches no row (there are: {})", names.join(", "));
+            return Err(
+                ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {:?}", args.filter), why).into()
+            );
+        }
+        let (trials, copy_map_trials, budgeted) = match (args.trials, args.quick) {
+            (Some(t), _) => (t as usize, t as usize, false),
+            (None, true) => (3, 3, false),
+            (None, false) => (21, COPY_MAP_TRIALS, true),
+        };
+        let limits = queue::Limits::read();
+        let jobs = mechanisms.iter().flat_map(|&m| Job::all(m, &limits)).collect();
+        Ok(Plan { jobs, copy_map, sync, trials, copy_map_trials, budgeted, quick: args.quick, limits })
+    }
+
+    /// The time a job of `table` may take before it has had enough (after
+    /// [`MIN_TRIALS`]), if the run is budgeted.
+    pub(super) fn share(&self, table: Table) -> Option<Duration> {
+        let (budget, jobs) = match table {
+            Table::Messages => (BUDGET_MESSAGES, self.jobs.iter().filter(|j| j.limit.is_none()).count()),
+            Table::CopyMap => (BUDGET_COPY_MAP, copymap::SIZES.len()),
+            Table::Sync => (BUDGET_SYNC, self.sync.len()),
+        };
+        self.budgeted.then(|| budget / jobs.max(1) as u32)
+    }
+
+    /// Round trips per trial for messages of `size` bytes: enough for a
+    /// stable median, few enough that the default run stays under a minute
+    /// on two cores (large messages take several times longer).
+    pub(super) fn rounds(&self, size: usize) -> Rounds {
+        match (self.quick, size <= 4096) {
+            (false, true) => Rounds { warmup: 100, timed: 1000 },
+            (false, false) => Rounds { warmup: 40, timed: 400 },
+            (true, true) => Rounds { warmup: 50, timed: 300 },
+            (true, false) => Rounds { warmup: 20, timed: 100 },
+        }
+    }
+
+    /// Trials in the whole run.
+    pub(super) fn trial_count(&self) -> u64 {
+        let pairs = self.jobs.len() * self.trials
+            + usize::from(self.copy_map) * copymap::SIZES.len() * self.copy_map_trials
+            + self.sync.len() * self.trials;
+        (pairs * 2) as u64
+    }
+}
+
+/// One row of the message table: a mechanism at one message size.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Job {
+    pub(super) mechanism: Mechanism,
+    pub(super) size: usize,
+    /// The largest message the kernel allows for this mechanism (a queue).
+    pub(super) kernel_max: bool,
+    /// The kernel's limit, when `size` is over it: the row is "n/a".
+    pub(super) limit: Option<usize>,
+}
+
+impl Job {
+    /// The rows of `mech`: 64 B and 64 KiB; for a queue, the kernel's
+    /// largest message between them, and 64 KiB only if it fits.
+    fn all(mech: Mechanism, limits: &queue::Limits) -> Vec<Job> {
+        let job = |size| Job { mechanism: mech, size, kernel_max: false, limit: None };
+        let Some(limit) = limits.of(mech) else {
+            return SIZES.map(job).to_vec();
+        };
+        let mut jobs = vec![job(SIZES[0])];
+        let largest = queue::queue_msgsize(limit);
+        if largest > SIZES[0] && largest < MAX_MESSAGE {
+            jobs.push(Job { kernel_max: true, ..job(largest) });
+        }
+        let over = (limit.max < MAX_MESSAGE).then_some(limit.max);
+        jobs.push(Job { limit: over, ..job(MAX_MESSAGE) });
+        jobs
+    }
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.mechanism.name(), report::size(self.size))
+    }
+}

@@ -1,0 +1,194 @@
+//! The runner: spawns the peer of each trial, alternates the modes of a
+//! row until it has enough trials or its share of the budget is spent, and
+//! collects the rows of every table.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::catalogue::{Mode, Role, Shape};
+use super::link::{self, Sample};
+use super::meeting::Spot;
+use super::placement::Placement;
+use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
+use super::process::{self, Alarm, Peer, Scratch};
+use super::report::{self, CopyMapRow, Outcome, Report, Row, SyncRow};
+use super::sync::{self, SyncOp};
+use super::{copymap, queue};
+
+/// What the trials of one job found.
+enum Trials {
+    /// The samples of the two modes.
+    Done([Vec<Sample>; 2]),
+    /// A message over a kernel limit (`EMSGSIZE`); why.
+    Limit(String),
+}
+
+/// Everything a trial needs from the run.
+#[derive(Debug)]
+pub(super) struct Bench {
+    pub(super) plan: Plan,
+    pub(super) placement: Placement,
+    pub(super) scratch: Scratch,
+    pub(super) exe: PathBuf,
+    pub(super) bar: ProgressBar,
+}
+
+impl Bench {
+    /// `ipckit bench-peer` for a trial, without the meeting arguments.
+    pub(super) fn peer_command(&self, role: Role, mode: Mode, size: usize, iterations: usize) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("bench-peer");
+        match role {
+            Role::Echo(mech) => cmd.args(["--mechanism", mech.name()]),
+            Role::Experiment(e) => cmd.args(["--experiment", e.name()]),
+        };
+        cmd.args(["--mode", mode.name(), "--size", &size.to_string(), "--iterations", &iterations.to_string()]);
+        if let Some(cpu) = self.placement.peer_cpu() {
+            cmd.args(["--cpu", &cpu.to_string()]);
+        }
+        cmd
+    }
+
+    /// Runs the trials of one job, `modes` alternating, until it has had
+    /// enough: `trials` of each, or (budgeted) at least [`MIN_TRIALS`] once
+    /// `share` is spent. A message over a kernel limit (`EMSGSIZE`) ends
+    /// the job as [`Trials::Limit`].
+    fn interleave(
+        &self,
+        label: &str,
+        modes: [Mode; 2],
+        trials: usize,
+        share: Option<Duration>,
+        mut trial: impl FnMut(Mode, usize) -> Result<Sample>,
+    ) -> Result<Trials> {
+        let start = Instant::now();
+        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        let mut n = 0;
+        let enough = |n: usize| n >= trials || share.is_some_and(|s| n >= MIN_TRIALS && start.elapsed() >= s);
+        while !enough(n) {
+            for (i, mode) in modes.into_iter().enumerate() {
+                self.bar.set_message(format!("{label} {}", mode.name()));
+                match trial(mode, n) {
+                    Ok(sample) => samples[i].push(sample),
+                    Err(e) if is_limit(&e) => {
+                        self.bar.inc(((trials - n) * 2 - i) as u64);
+                        return Ok(Trials::Limit(format!("{e:#}")));
+                    }
+                    Err(e) => return Err(e.context(format!("{label}, {} trial {}", mode.name(), n + 1))),
+                }
+                self.bar.inc(1);
+            }
+            n += 1;
+        }
+        // Trials the budget saved, so that the bar ends full.
+        self.bar.inc(((trials - n) * 2) as u64);
+        Ok(Trials::Done(samples))
+    }
+
+    /// One trial of the message table: spawn a peer, set up the link, time
+    /// the round trips, end the peer.
+    fn message_trial(&self, job: Job, mode: Mode, n: usize) -> Result<Sample> {
+        let rounds = self.plan.rounds(job.size);
+        let mut cmd = self.peer_command(Role::Echo(job.mechanism), mode, job.size, rounds.total());
+        let tag = format!("{}-{}-{}-{n}", job.mechanism.name(), job.size, mode.name());
+        let queue_msgsize = self.plan.limits.of(job.mechanism).map_or(0, queue::queue_msgsize);
+        let spot = Spot { scratch: &self.scratch, tag, queue_msgsize };
+        let (meeting, pending) = mode.prepare(job.mechanism, &spot, &mut cmd)?;
+        cmd.args(meeting.args());
+        let alarm: Option<Alarm> = match job.mechanism.shape() {
+            Shape::Mailboxes | Shape::Queues => Some(process::wake_inbox(meeting.connect()?)),
+            _ => None,
+        };
+        let peer = Peer::spawn(&mut cmd, alarm)?;
+        let mut buf = link::Buffer::payload(MAX_MESSAGE);
+        // The link is closed when this returns, before the peer is awaited.
+        let outcome = pending().and_then(|mut link| link::time_round_trips(&mut *link, &mut buf, job.size, rounds));
+        peer.finish(outcome)
+    }
+
+    /// A row of the message table.
+    fn message_row(&self, job: Job) -> Result<Row> {
+        let rounds = self.plan.rounds(job.size);
+        if let Some(limit) = job.limit {
+            self.bar.inc((self.plan.trials * 2) as u64);
+            let why = format!(
+                "{} is over the kernel's limit of {limit} bytes per message ({})",
+                report::size(job.size),
+                self.plan.limits.of(job.mechanism).map_or("", |l| l.source.as_str())
+            );
+            return Ok(Row { job, rounds, outcome: Outcome::Limit { limit: Some(limit), why } });
+        }
+        let share = self.plan.share(Table::Messages);
+        let trials = self.interleave(&job.to_string(), Mode::PAIR, self.plan.trials, share, |mode, n| {
+            self.message_trial(job, mode, n)
+        })?;
+        let outcome = match trials {
+            Trials::Done([ipckit, raw]) => Outcome::measured(ipckit, raw),
+            Trials::Limit(why) => Outcome::Limit { limit: None, why },
+        };
+        Ok(Row { job, rounds, outcome })
+    }
+
+    /// The copy-vs-map table's rows.
+    fn copy_map_rows(&self) -> Result<Vec<CopyMapRow>> {
+        let share = self.plan.share(Table::CopyMap);
+        let mut rows = Vec::new();
+        for size in copymap::SIZES {
+            let payload = link::Buffer::payload(size);
+            let label = format!("{COPY_MAP_NAME} {}", report::size(size));
+            let trials = self.interleave(&label, copymap::MODES, self.plan.copy_map_trials, share, |mode, n| {
+                copymap::trial(self, mode, &payload, n)
+            })?;
+            let Trials::Done([copy, map]) = trials else {
+                bail!("{label}: over a kernel limit");
+            };
+            rows.push(CopyMapRow::new(size, copymap::rounds(size, self.plan.quick), copy, map));
+        }
+        Ok(rows)
+    }
+
+    /// Every table of the plan, in order.
+    pub(super) fn measure(&self, load: Option<f64>) -> Result<Report<'_>> {
+        let rows = self.plan.jobs.iter().map(|&job| self.message_row(job)).collect::<Result<Vec<Row>>>()?;
+        let copy_map = if self.plan.copy_map { Some(self.copy_map_rows()?) } else { None };
+        let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
+        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync })
+    }
+
+    /// A row of the synchronization table.
+    fn sync_row(&self, op: SyncOp) -> Result<SyncRow> {
+        let share = self.plan.share(Table::Sync);
+        let trials =
+            self.interleave(op.name(), Mode::PAIR, self.plan.trials, share, |mode, n| sync::trial(self, op, mode, n))?;
+        let Trials::Done([ipckit, raw]) = trials else {
+            bail!("{}: over a kernel limit", op.name());
+        };
+        Ok(SyncRow::new(op, op.rounds(self.plan.quick), ipckit, raw))
+    }
+}
+
+/// Whether `e` is a message over a kernel limit (`EMSGSIZE`), from ipckit or
+/// from a raw call.
+fn is_limit(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<ipckit::Error>().is_some_and(|e| e.errno() == Some(rustix::io::Errno::MSGSIZE))
+            || cause.downcast_ref::<rustix::io::Errno>() == Some(&rustix::io::Errno::MSGSIZE)
+    })
+}
+
+/// A progress bar on standard error (drawn only on a terminal).
+pub(super) fn progress_bar(len: u64) -> ProgressBar {
+    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} trials, {elapsed} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(len).with_style(style)
+}
+
+/// The 1-minute load average (`/proc/loadavg`): how much other work
+/// competes for the CPUs.
+pub(super) fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
