@@ -290,15 +290,19 @@ impl Server {
         };
         drop(reserve);
         let refused = sys::net::accept_now(self.listener.as_fd());
-        self.reserve = sys::fs::open_reserve().ok();
-        match refused {
-            // Closed at once: the sender sees its connection end.
-            Ok(Some(fd)) => drop(fd),
-            Ok(None) => return Ok(false),
-            Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {}
+        // Closed at once (before the reserve is taken back, which needs its
+        // descriptor): the sender sees its connection end.
+        let more = match refused {
+            Ok(Some(fd)) => {
+                drop(fd);
+                true
+            }
+            Ok(None) => false,
+            Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => false,
             Err(e) => return Err(Error::os("accept", self.name(), e)),
-        }
-        Ok(self.reserve.is_some())
+        };
+        self.reserve = sys::fs::open_reserve().ok();
+        Ok(more && self.reserve.is_some())
     }
 
     fn add(&mut self, fd: OwnedFd) -> Result<()> {
