@@ -92,6 +92,8 @@ pub(crate) trait Atomic: Sync {
     ) -> std::result::Result<Self::Value, Self::Value>;
     fn fetch_add(&self, value: Self::Value, order: Ordering) -> Self::Value;
     fn fetch_sub(&self, value: Self::Value, order: Ordering) -> Self::Value;
+    fn fetch_or(&self, value: Self::Value, order: Ordering) -> Self::Value;
+    fn fetch_and(&self, value: Self::Value, order: Ordering) -> Self::Value;
     fn fetch_update(
         &self,
         set: Ordering,
@@ -143,6 +145,14 @@ macro_rules! impl_atomic {
             #[inline]
             fn fetch_sub(&self, value: $value, order: Ordering) -> $value {
                 <$atomic>::fetch_sub(self, value, order)
+            }
+            #[inline]
+            fn fetch_or(&self, value: $value, order: Ordering) -> $value {
+                <$atomic>::fetch_or(self, value, order)
+            }
+            #[inline]
+            fn fetch_and(&self, value: $value, order: Ordering) -> $value {
+                <$atomic>::fetch_and(self, value, order)
             }
             #[inline]
             fn fetch_update(

@@ -47,6 +47,7 @@ mod mq;
 mod pipe;
 mod receiver;
 mod sender;
+mod shm;
 mod sysv_mq;
 mod tcp;
 mod unix;

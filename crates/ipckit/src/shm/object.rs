@@ -92,12 +92,21 @@ pub enum ObjectKind {
     Event,
     /// A futex semaphore ([`sync::FutexSemaphore`](crate::sync::FutexSemaphore)), kind 5.
     FutexSemaphore,
+    /// One sender's ring of a `shm:` channel (an anonymous memfd, never
+    /// named), kind 6.
+    ChannelRing,
 }
 
 impl ObjectKind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [ObjectKind; 5] =
-        [ObjectKind::Mutex, ObjectKind::Condvar, ObjectKind::Semaphore, ObjectKind::Event, ObjectKind::FutexSemaphore];
+    pub const ALL: [ObjectKind; 6] = [
+        ObjectKind::Mutex,
+        ObjectKind::Condvar,
+        ObjectKind::Semaphore,
+        ObjectKind::Event,
+        ObjectKind::FutexSemaphore,
+        ObjectKind::ChannelRing,
+    ];
 
     /// The number in the header's `kind` word.
     pub const fn code(self) -> u32 {
@@ -107,6 +116,7 @@ impl ObjectKind {
             ObjectKind::Semaphore => 3,
             ObjectKind::Event => 4,
             ObjectKind::FutexSemaphore => 5,
+            ObjectKind::ChannelRing => 6,
         }
     }
 
@@ -123,6 +133,7 @@ impl ObjectKind {
             ObjectKind::Semaphore => "semaphore",
             ObjectKind::Event => "event",
             ObjectKind::FutexSemaphore => "futex-semaphore",
+            ObjectKind::ChannelRing => "channel-ring",
         }
     }
 }

@@ -1,0 +1,192 @@
+//! The shared memory of one ring: a sealed memfd the receiver creates for
+//! each sender, and the copies in and out of memory a peer may write.
+//!
+//! # Layout
+//!
+//! All offsets in bytes; every multi-byte field little-endian (the native
+//! order of every target ipckit builds for); `#[repr(C)]` [`RingHeader`].
+//!
+//! | offset | size | field | written by |
+//! | --- | --- | --- | --- |
+//! | 0 | 64 | ipckit object header: magic, version 1, state ready, kind 6 (`ObjectKind::ChannelRing`), `size` = the memfd's size | receiver, before handing the memfd over |
+//! | 64 | 8 | `tail`: bytes published (bit 63: the receiver is parked) | sender (bit 63: receiver) |
+//! | 72 | 56 | reserved, 0 | |
+//! | 128 | 8 | `head`: bytes consumed (bit 63: the sender is parked) | receiver (bit 63: sender) |
+//! | 136 | 4 | `closed`: 1 once the receiver has stopped receiving | receiver |
+//! | 140 | 52 | reserved, 0 | |
+//! | 192 | 8 | `capacity`: the data area's size, a power of two | receiver, before handing over |
+//! | 200 | 56 | reserved, 0 | |
+//! | 256 | `capacity` | data: the records (see `ring`) | sender |
+//!
+//! `tail` and `head` are on cache lines of their own (64 bytes apart from
+//! everything else), so that publishing and consuming do not contend for a
+//! line. The memfd is sealed against shrinking and growing before it is
+//! handed over: neither side can make the other's accesses fault.
+//!
+//! # Copies from memory a peer may write
+//!
+//! An honest peer never writes the bytes this side is reading (the ring
+//! protocol hands them over with release/acquire), but a hostile one may,
+//! and a plain `copy_nonoverlapping` racing with a write is undefined
+//! behaviour in Rust's memory model even where the hardware copies the
+//! bytes faithfully. The copies here are therefore made outside the
+//! language: on x86-64 with one `rep movsb` in inline assembly (which the
+//! compiler treats as an opaque access to the bytes; with `FSRM`/`ERMSB`,
+//! which every recent x86-64 has, it is as fast as `memcpy` at every size),
+//! elsewhere word by word with relaxed atomic loads and stores. Either way
+//! a racing writer gives wrong bytes, never undefined behaviour, and the
+//! bytes are checked after they are copied.
+
+use crate::shm::{HEADER_SIZE, ObjectKind, ObjectSpec};
+
+/// Byte offset of `tail`.
+pub(crate) const TAIL: usize = 64;
+/// Byte offset of `head`.
+pub(crate) const HEAD: usize = 128;
+/// Byte offset of `closed`.
+pub(crate) const CLOSED: usize = 136;
+/// Byte offset of `capacity`.
+pub(crate) const CAPACITY: usize = 192;
+/// Byte offset of the data area.
+pub(crate) const DATA: usize = 256;
+
+const _: () = assert!(TAIL == HEADER_SIZE && HEAD - TAIL == 64 && DATA % 64 == 0);
+
+/// The smallest ring: 4 KiB.
+pub(crate) const MIN_CAPACITY: usize = 4096;
+/// The largest ring: 1 GiB.
+pub(crate) const MAX_CAPACITY: usize = 1 << 30;
+/// The default ring, `?size=`: 1 MiB, so that the bench's 64 KiB messages
+/// and bursts of them fit. A memfd is sparse: pages cost only once touched.
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// The header of a ring's memory, as a C program would declare it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub(crate) struct RingHeader {
+    pub(crate) object: crate::shm::Header,
+    pub(crate) tail: u64,
+    pub(crate) reserved1: [u64; 7],
+    pub(crate) head: u64,
+    pub(crate) closed: u32,
+    pub(crate) reserved2: [u32; 13],
+    pub(crate) capacity: u64,
+    pub(crate) reserved3: [u64; 7],
+}
+
+const _: () = assert!(std::mem::size_of::<RingHeader>() == DATA);
+const _: () = assert!(std::mem::offset_of!(RingHeader, tail) == TAIL);
+const _: () = assert!(std::mem::offset_of!(RingHeader, head) == HEAD);
+const _: () = assert!(std::mem::offset_of!(RingHeader, closed) == CLOSED);
+const _: () = assert!(std::mem::offset_of!(RingHeader, capacity) == CAPACITY);
+
+/// What a ring's object header says.
+pub(crate) fn spec(capacity: usize) -> ObjectSpec {
+    ObjectSpec { kind: ObjectKind::ChannelRing.code(), version: 1, abi: 0, payload: DATA - HEADER_SIZE + capacity }
+}
+
+/// Copies `src` into memory at `dst` that another process may read or
+/// write at the same time.
+///
+/// # Safety
+///
+/// `dst..dst + src.len()` lies inside one live, writable mapping.
+#[inline]
+pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `rep movsb` copies rcx bytes from rsi to rdi, forward (the
+    // direction flag is clear at every function boundary, per the ABI);
+    // both ranges are valid (the caller's promise for `dst`; `src` is a
+    // slice) and they do not overlap (`src` is private memory). The asm
+    // touches only those bytes and the three registers it declares.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") src.len() => _,
+            inout("rsi") src.as_ptr() => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as promised by the caller.
+    unsafe {
+        words::copy_to(dst, src)
+    }
+}
+
+/// Copies `dst.len()` bytes out of memory at `src` that another process
+/// may write at the same time.
+///
+/// # Safety
+///
+/// `src..src + dst.len()` lies inside one live mapping.
+#[inline]
+pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `copy_to_shared`, with the roles of the ranges swapped:
+    // `src` is valid for reads (the caller's promise), `dst` is a private
+    // slice.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") dst.len() => _,
+            inout("rsi") src => _,
+            inout("rdi") dst.as_mut_ptr() => _,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as promised by the caller.
+    unsafe {
+        words::copy_from(src, dst)
+    }
+}
+
+/// Word-wise copies with relaxed atomics, for targets without the asm
+/// copy.
+#[cfg(not(target_arch = "x86_64"))]
+mod words {
+    use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+    /// # Safety
+    ///
+    /// As [`super::copy_to_shared`].
+    pub(super) unsafe fn copy_to(dst: *mut u8, src: &[u8]) {
+        let mut i = 0;
+        while i < src.len() {
+            let p = dst.wrapping_add(i);
+            if (p as usize) % 8 == 0 && src.len() - i >= 8 {
+                let word = u64::from_ne_bytes(src[i..i + 8].try_into().expect("8 bytes"));
+                // SAFETY: 8 aligned bytes inside the mapping (the caller's
+                // promise); atomics permit concurrent access.
+                unsafe { AtomicU64::from_ptr(p.cast()) }.store(word, Ordering::Relaxed);
+                i += 8;
+            } else {
+                // SAFETY: one byte inside the mapping.
+                unsafe { AtomicU8::from_ptr(p) }.store(src[i], Ordering::Relaxed);
+                i += 1;
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`super::copy_from_shared`].
+    pub(super) unsafe fn copy_from(src: *const u8, dst: &mut [u8]) {
+        let mut i = 0;
+        while i < dst.len() {
+            let p = src.wrapping_add(i) as *mut u8;
+            if (p as usize) % 8 == 0 && dst.len() - i >= 8 {
+                // SAFETY: 8 aligned bytes inside the mapping; a load only.
+                let word = unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+                dst[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+                i += 8;
+            } else {
+                // SAFETY: one byte inside the mapping; a load only.
+                dst[i] = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed);
+                i += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! A ring's memory in a shared mapping: the production [`RingMemory`].
+
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::layout::{self, CAPACITY, CLOSED, DATA, HEAD, MAX_CAPACITY, MIN_CAPACITY, RingHeader, TAIL};
+use super::ring::RingMemory;
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::{HEADER_SIZE, Header, MAGIC, Region, STATE_READY, Trust};
+
+/// A ring's mapping, with its words and data area resolved once.
+#[derive(Debug)]
+pub(crate) struct MappedRing {
+    // Invariant: the pointers point into `region`'s mapping (checked when
+    // made), which stays at its address until `region` is dropped with
+    // `self`; the data area is `capacity` bytes at `data`.
+    tail: NonNull<AtomicU64>,
+    head: NonNull<AtomicU64>,
+    closed: NonNull<AtomicU32>,
+    data: NonNull<u8>,
+    capacity: usize,
+    region: Region,
+}
+
+// SAFETY: a MappedRing owns its mapping (the Region is Send and Sync) and
+// hands out only atomics and copies through raw pointers into it, which
+// any thread may use.
+unsafe impl Send for MappedRing {}
+// SAFETY: as above; `&MappedRing` allows atomics and copies only.
+unsafe impl Sync for MappedRing {}
+
+/// Whether `capacity` is a ring size ipckit accepts.
+pub(crate) fn check_capacity(capacity: usize) -> std::result::Result<(), String> {
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(format!("ring size {capacity} must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes"));
+    }
+    Ok(())
+}
+
+impl MappedRing {
+    /// The receiver's side: a new memfd named `ipckit-shm:NAME` of
+    /// `capacity` data bytes, sealed against shrinking and growing, its
+    /// header written. Returns the ring and the descriptor to hand over.
+    pub(crate) fn create(channel: &str, capacity: usize) -> Result<MappedRing> {
+        check_capacity(capacity).map_err(|why| Error::new(ErrorKind::Invalid, "bind", channel, why))?;
+        let region = Region::memfd(&format!("ipckit-shm:{channel}"), DATA + capacity)?;
+        let spec = layout::spec(capacity);
+        let header = Header {
+            magic: MAGIC,
+            version: spec.version,
+            state: STATE_READY,
+            abi: spec.abi,
+            kind: spec.kind,
+            reserved: 0,
+            size: (DATA + capacity) as u64,
+            reserved2: [0; 3],
+        };
+        region.write(0, &header)?;
+        region.write(CAPACITY, &(capacity as u64))?;
+        MappedRing::from_region(region, capacity)
+    }
+
+    /// The sender's side: maps the memfd the receiver handed over (sealed
+    /// against shrinking and growing, else refused before mapping) and
+    /// checks its header. `label` names the channel in errors.
+    pub(crate) fn open(fd: OwnedFd, label: &str) -> Result<MappedRing> {
+        let corrupt = |why: String| Error::new(ErrorKind::Corrupt, "connect", label, why);
+        let size = crate::sys::fs::fstat(&fd).map_err(|e| Error::os("fstat", label, e))?.size;
+        let len = usize::try_from(size).map_err(|_| corrupt(format!("ring memory of {size} bytes")))?;
+        if len < DATA + MIN_CAPACITY {
+            return Err(corrupt(format!("ring memory of {len} bytes is too small")));
+        }
+        let region = Region::from_received_fd(fd, len, Trust::SealedOnly)?;
+        let header: RingHeader = region.read(0)?;
+        let spec = layout::spec(0);
+        let capacity = usize::try_from(header.capacity).unwrap_or(0);
+        let ok = header.object.magic == MAGIC
+            && header.object.kind == spec.kind
+            && header.object.version == spec.version
+            && header.object.state == STATE_READY
+            && header.object.size == size
+            && check_capacity(capacity).is_ok()
+            && DATA + capacity == len;
+        if !ok {
+            return Err(corrupt(format!(
+                "the receiver's ring memory is not an ipckit ring (kind {}, version {}, capacity {}, {len} bytes)",
+                header.object.kind, header.object.version, header.capacity
+            )));
+        }
+        MappedRing::from_region(region, capacity)
+    }
+
+    fn from_region(region: Region, capacity: usize) -> Result<MappedRing> {
+        debug_assert!(HEADER_SIZE <= TAIL);
+        let tail = NonNull::from(region.atomic_u64(TAIL)?);
+        let head = NonNull::from(region.atomic_u64(HEAD)?);
+        let closed = NonNull::from(region.atomic_u32(CLOSED)?);
+        // In bounds: the region is DATA + capacity bytes (checked by the
+        // callers), and the view checks it again.
+        let data = region.ptr(region.view(DATA, capacity, 64)?);
+        let data = NonNull::new(data).expect("a mapping is never at address 0");
+        Ok(MappedRing { tail, head, closed, data, capacity, region })
+    }
+
+    /// The descriptor to hand to the sender.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.region.fd().expect("a ring is a memfd")
+    }
+
+    /// Marks the ring closed: the receiver stopped receiving.
+    pub(crate) fn close(&self) {
+        self.closed_word().store(1, Ordering::Release);
+    }
+
+    /// Whether the receiver marked the ring closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed_word().load(Ordering::Acquire) != 0
+    }
+
+    fn closed_word(&self) -> &AtomicU32 {
+        // SAFETY: points into the mapping, which lives as long as `self`.
+        unsafe { self.closed.as_ref() }
+    }
+}
+
+impl RingMemory for MappedRing {
+    type Word = AtomicU64;
+
+    #[inline]
+    fn tail(&self) -> &AtomicU64 {
+        // SAFETY: points into the mapping, which lives as long as `self`.
+        unsafe { self.tail.as_ref() }
+    }
+
+    #[inline]
+    fn head(&self) -> &AtomicU64 {
+        // SAFETY: as in `tail`.
+        unsafe { self.head.as_ref() }
+    }
+
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    #[inline]
+    fn write(&self, at: usize, data: &[u8]) {
+        assert!(at <= self.capacity && data.len() <= self.capacity - at, "ring write out of bounds");
+        // SAFETY: `at..at + len` is inside the data area (asserted), which is
+        // inside the writable mapping (the invariant).
+        unsafe { layout::copy_to_shared(self.data.as_ptr().add(at), data) }
+    }
+
+    #[inline]
+    fn read(&self, at: usize, buf: &mut [u8]) {
+        assert!(at <= self.capacity && buf.len() <= self.capacity - at, "ring read out of bounds");
+        // SAFETY: as in `write`; a read only.
+        unsafe { layout::copy_from_shared(self.data.as_ptr().add(at), buf) }
+    }
+}
