@@ -38,10 +38,10 @@ use crate::transport::Io;
 use crate::wait::{Got, Wait};
 
 /// The epoll data word of the listener; connections use their slot index.
-const LISTENER: u64 = u64::MAX;
+pub(crate) const LISTENER: u64 = u64::MAX;
 
 /// The most events one `epoll_wait` reports.
-const EVENTS: usize = 256;
+pub(crate) const EVENTS: usize = 256;
 
 /// One connected sender.
 #[derive(Debug)]
@@ -53,10 +53,129 @@ struct Conn {
     buffered: usize,
 }
 
+/// A listener in an epoll set, accepting what comes, with a descriptor in
+/// reserve for when descriptors run out: the part of a server that the
+/// socket receivers and the shared-memory channel's receiver share.
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    listener: Listener,
+    /// Given up to accept-and-close when descriptors run out.
+    reserve: Option<OwnedFd>,
+    /// Whether the listener is in the epoll set with interest (it is taken
+    /// out when descriptors ran out and the reserve is gone).
+    accepting: bool,
+    /// Out of descriptors, and said so.
+    exhausted: bool,
+    warnings: Vec<String>,
+}
+
+impl Acceptor {
+    /// Makes `listener` non-blocking and adds it to `epoll` with the data
+    /// word [`LISTENER`].
+    pub(crate) fn new(listener: Listener, epoll: BorrowedFd<'_>) -> Result<Acceptor> {
+        let name = listener.name().to_string();
+        listener.set_nonblocking(true)?;
+        sys::io::epoll_add(epoll, listener.as_fd(), LISTENER).map_err(|e| Error::os("epoll_ctl", &name, e))?;
+        let reserve = sys::fs::open_reserve().map_err(|e| Error::os("open /dev/null", &name, e))?;
+        Ok(Acceptor { listener, reserve: Some(reserve), accepting: true, exhausted: false, warnings: Vec::new() })
+    }
+
+    /// The listener's endpoint.
+    pub(crate) fn name(&self) -> &str {
+        self.listener.name()
+    }
+
+    /// The listener, to wrap accepted descriptors.
+    pub(crate) fn listener(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// What happened since the last call that the caller should hear of.
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Accepts the waiting connections (at most [`EVENTS`] a call, so that a
+    /// flood of connects cannot keep the receiver from serving; the rest
+    /// wait in the backlog, and the listener stays readable), handing each
+    /// to `add`. `live` is how many connections are open, for the warning.
+    pub(crate) fn accept_all(
+        &mut self,
+        epoll: BorrowedFd<'_>,
+        live: usize,
+        mut add: impl FnMut(OwnedFd) -> Result<()>,
+    ) -> Result<()> {
+        for _ in 0..EVENTS {
+            match sys::net::accept_now(self.listener.as_fd()) {
+                Ok(Some(fd)) => {
+                    self.exhausted = false;
+                    add(fd)?;
+                }
+                Ok(None) => return Ok(()),
+                Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
+                    if !self.refuse_one(epoll, live, e)? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(Error::os("accept", self.name(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection closed: a descriptor is free again, for the reserve
+    /// and for accepting.
+    pub(crate) fn closed(&mut self, epoll: BorrowedFd<'_>) {
+        if self.reserve.is_none() {
+            self.reserve = sys::fs::open_reserve().ok();
+        }
+        if !self.accepting {
+            let on = sys::io::epoll_interest(epoll, self.listener.as_fd(), LISTENER, true);
+            self.accepting = on.is_ok();
+        }
+    }
+
+    /// Out of descriptors: gives up the reserve to accept one waiting
+    /// connection and close it at once. `false` when that is not possible
+    /// (the reserve is gone): the listener is then left out of the epoll
+    /// set until a connection closes.
+    fn refuse_one(&mut self, epoll: BorrowedFd<'_>, live: usize, e: Errno) -> Result<bool> {
+        if !self.exhausted {
+            self.exhausted = true;
+            self.warnings.push(format!(
+                "{}: out of file descriptors ({}) with {live} senders connected: new connections are accepted and \
+                 closed at once until some close; the connected senders are served on",
+                self.name(),
+                crate::error::errno_name(e),
+            ));
+        }
+        let Some(reserve) = self.reserve.take() else {
+            let off = sys::io::epoll_interest(epoll, self.listener.as_fd(), LISTENER, false);
+            self.accepting = off.is_err();
+            return Ok(false);
+        };
+        drop(reserve);
+        let refused = sys::net::accept_now(self.listener.as_fd());
+        // Closed at once (before the reserve is taken back, which needs its
+        // descriptor): the sender sees its connection end.
+        let more = match refused {
+            Ok(Some(fd)) => {
+                drop(fd);
+                true
+            }
+            Ok(None) => false,
+            Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => false,
+            Err(e) => return Err(Error::os("accept", self.name(), e)),
+        };
+        self.reserve = sys::fs::open_reserve().ok();
+        Ok(more && self.reserve.is_some())
+    }
+}
+
 /// A listener and the connections it accepted.
 #[derive(Debug)]
 pub(crate) struct Server {
-    listener: Listener,
+    acceptor: Acceptor,
     epoll: OwnedFd,
     /// Connections by slot; `None` slots are in `free`.
     conns: Vec<Option<Conn>>,
@@ -65,13 +184,6 @@ pub(crate) struct Server {
     /// Slots that may have a message, in turn order.
     ready: VecDeque<usize>,
     events: Vec<u64>,
-    /// Given up to accept-and-close when descriptors run out.
-    reserve: Option<OwnedFd>,
-    /// Whether the listener is in the epoll set with interest (it is taken
-    /// out when descriptors ran out and the reserve is gone).
-    accepting: bool,
-    /// Out of descriptors, and said so.
-    exhausted: bool,
     /// Bytes held for unfinished frames, over every connection.
     buffered: usize,
     max_buffered: usize,
@@ -82,22 +194,16 @@ impl Server {
     /// Serves `listener` (made non-blocking: every wait is on the epoll
     /// set).
     pub(crate) fn new(listener: Listener, opts: &Options) -> Result<Server> {
-        let name = listener.name().to_string();
-        listener.set_nonblocking(true)?;
-        let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", &name, e))?;
-        sys::io::epoll_add(epoll.as_fd(), listener.as_fd(), LISTENER).map_err(|e| Error::os("epoll_ctl", &name, e))?;
-        let reserve = sys::fs::open_reserve().map_err(|e| Error::os("open /dev/null", &name, e))?;
+        let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", listener.name(), e))?;
+        let acceptor = Acceptor::new(listener, epoll.as_fd())?;
         Ok(Server {
-            listener,
+            acceptor,
             epoll,
             conns: Vec::new(),
             free: Vec::new(),
             live: 0,
             ready: VecDeque::new(),
             events: Vec::with_capacity(EVENTS),
-            reserve: Some(reserve),
-            accepting: true,
-            exhausted: false,
             buffered: 0,
             max_buffered: opts.max_buffered,
             warnings: Vec::new(),
@@ -106,7 +212,7 @@ impl Server {
 
     /// The endpoint senders use (for TCP port 0, the real port).
     pub(crate) fn name(&self) -> &str {
-        self.listener.name()
+        self.acceptor.name()
     }
 
     /// How many senders are connected now.
@@ -126,7 +232,9 @@ impl Server {
 
     /// What happened since the last call that the caller should hear of.
     pub(crate) fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        let mut warnings = self.acceptor.take_warnings();
+        warnings.append(&mut self.warnings);
+        warnings
     }
 
     /// One message from whichever connection has one, by `f` (one receive
@@ -154,7 +262,17 @@ impl Server {
             }
             for i in 0..n {
                 match self.events[i] {
-                    LISTENER => self.accept_all()?,
+                    LISTENER => {
+                        let (epoll, live) = (self.epoll.as_fd(), self.live);
+                        let mut accepted = Vec::new();
+                        self.acceptor.accept_all(epoll, live, |fd| {
+                            accepted.push(fd);
+                            Ok(())
+                        })?;
+                        for fd in accepted {
+                            self.add(fd)?;
+                        }
+                    }
                     slot => self.mark_ready(slot as usize),
                 }
             }
@@ -237,76 +355,11 @@ impl Server {
         self.live -= 1;
         self.free.push(slot);
         drop(conn);
-        if self.reserve.is_none() {
-            self.reserve = sys::fs::open_reserve().ok();
-        }
-        if !self.accepting {
-            let on = sys::io::epoll_interest(self.epoll.as_fd(), self.listener.as_fd(), LISTENER, true);
-            self.accepting = on.is_ok();
-        }
-    }
-
-    /// Accepts the waiting connections (at most [`EVENTS`] a call, so that a
-    /// flood of connects cannot keep the receiver from serving; the rest
-    /// wait in the backlog, and the listener stays readable).
-    fn accept_all(&mut self) -> Result<()> {
-        for _ in 0..EVENTS {
-            match sys::net::accept_now(self.listener.as_fd()) {
-                Ok(Some(fd)) => {
-                    self.exhausted = false;
-                    self.add(fd)?;
-                }
-                Ok(None) => return Ok(()),
-                Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
-                    if !self.refuse_one(e)? {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(Error::os("accept", self.name(), e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Out of descriptors: gives up the reserve to accept one waiting
-    /// connection and close it at once. `false` when that is not possible
-    /// (the reserve is gone): the listener is then left out of the epoll
-    /// set until a connection closes.
-    fn refuse_one(&mut self, e: Errno) -> Result<bool> {
-        if !self.exhausted {
-            self.exhausted = true;
-            self.warnings.push(format!(
-                "{}: out of file descriptors ({}) with {} senders connected: new connections are accepted and \
-                 closed at once until some close; the connected senders are served on",
-                self.name(),
-                crate::error::errno_name(e),
-                self.live
-            ));
-        }
-        let Some(reserve) = self.reserve.take() else {
-            let off = sys::io::epoll_interest(self.epoll.as_fd(), self.listener.as_fd(), LISTENER, false);
-            self.accepting = off.is_err();
-            return Ok(false);
-        };
-        drop(reserve);
-        let refused = sys::net::accept_now(self.listener.as_fd());
-        // Closed at once (before the reserve is taken back, which needs its
-        // descriptor): the sender sees its connection end.
-        let more = match refused {
-            Ok(Some(fd)) => {
-                drop(fd);
-                true
-            }
-            Ok(None) => false,
-            Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => false,
-            Err(e) => return Err(Error::os("accept", self.name(), e)),
-        };
-        self.reserve = sys::fs::open_reserve().ok();
-        Ok(more && self.reserve.is_some())
+        self.acceptor.closed(self.epoll.as_fd());
     }
 
     fn add(&mut self, fd: OwnedFd) -> Result<()> {
-        let io = match self.listener.wrap(fd) {
+        let io = match self.acceptor.listener().wrap(fd) {
             Ok(conn) => conn.into_io(),
             // This connection could not be set up (a TCP option): drop it.
             Err(_) => return Ok(()),
