@@ -7,6 +7,14 @@
 //! command instead of leaving it running without the lock. The mutex is
 //! robust: if a holder dies, the next one is told ("previous holder died")
 //! and takes over.
+//!
+//! A damaged lock object is reported, never fatal: one scribbled on between
+//! uses is `Corrupt` (the library checks the mutex before glibc sees it),
+//! exit 1 with the hint to remove it; one truncated while the command runs
+//! is caught by a `SIGBUS` handler ([`sigbus`]), and ipckit still exits
+//! with the command's status.
+
+mod sigbus;
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -28,7 +36,9 @@ pub const LONG_HELP: &str = "Run COMMAND while holding the robust lock NAME, the
         command itself, not processes it starts; use `exec` in `sh -c`), and the next `ipckit lock NAME` warns that the previous holder died, then runs anyway.\n\n\
         Exit status: the command's (128+N if it was killed by signal N; 127 if it was not found, 126 if it \
         could not be run), 3 if the lock was not acquired within --timeout (the command is not run), \
-        1 or 2 for ipckit's own errors.";
+        1 or 2 for ipckit's own errors (1 for a corrupt lock object: remove it with `ipckit rm NAME`). If \
+        another process truncates the lock object while the command runs, ipckit says so and still exits \
+        with the command's status.";
 
 #[derive(Args, Debug)]
 pub struct LockArgs {
@@ -43,9 +53,36 @@ pub struct LockArgs {
     pub command: Vec<OsString>,
 }
 
+/// An error about the lock object itself, with what to do about it.
+#[derive(Debug)]
+struct Damaged {
+    error: ipckit::Error,
+    name: ShmName,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (remove it with `ipckit rm {}`)", self.error, self.name)
+    }
+}
+
+impl std::error::Error for Damaged {}
+
+/// A corrupt lock object gets the hint to remove it (exit 1); other errors
+/// go as they are.
+fn hinted(error: ipckit::Error, name: &ShmName) -> anyhow::Error {
+    if error.kind() == ErrorKind::Corrupt {
+        anyhow::Error::new(Damaged { error, name: name.clone() })
+    } else {
+        error.into()
+    }
+}
+
 pub fn run(args: LockArgs) -> anyhow::Result<()> {
     let name: ShmName = args.name.parse()?;
-    let (mutex, _) = Mutex::<u64>::open_or_create(&name, 0)?;
+    sigbus::install(&name.to_string())?;
+    let (mutex, _) = Mutex::<u64>::open_or_create(&name, 0).map_err(|e| hinted(e, &name))?;
+    sigbus::set_mapping(mutex.mapped_range());
     let locked = match args.timeout {
         Some(t) => mutex.lock_timeout(t),
         None => mutex.lock(),
@@ -61,32 +98,38 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
                 "ipckit: warning: lock {name}: the previous holder died holding it ({pid}); \
                  what it was doing may be half done; running the command anyway"
             );
-            guard.mark_consistent()?;
+            guard.mark_consistent().map_err(|e| hinted(e, &name))?;
             guard
         }
         Err(LockError::Failed(e)) if e.kind() == ErrorKind::NotRecoverable => {
             return Err(anyhow::Error::new(e)
                 .context(format!("lock {name} is unusable: remove it with `ipckit rm {name}`, then retry")));
         }
-        Err(LockError::Failed(e)) => return Err(e.into()),
+        Err(LockError::Failed(e)) => return Err(hinted(e, &name)),
     };
     // The holder's pid, for the warning above if this process dies.
     *guard = u64::from(std::process::id());
 
+    // While the command runs, nothing touches the lock object's memory: a
+    // truncation then faults only at the unlock, which the SIGBUS handler
+    // turns into the command's status.
     let outcome = run_command(&args.command);
+    let code = match &outcome {
+        Ok(status) => exit_code(*status),
+        Err(Failure::CannotRun(code, message)) => {
+            eprintln!("ipckit: lock {name}: {message}");
+            *code
+        }
+        Err(Failure::Other(_)) => 1,
+    };
+    sigbus::set_status(code);
     // Unlock before exiting (std::process::exit runs no destructors; the
     // mapping itself goes with the process).
     drop(guard);
     match outcome {
-        Ok(status) => match exit_code(status) {
-            0 => Ok(()),
-            code => std::process::exit(code),
-        },
-        Err(Failure::CannotRun(code, message)) => {
-            eprintln!("ipckit: lock {name}: {message}");
-            std::process::exit(code)
-        }
         Err(Failure::Other(e)) => Err(e),
+        _ if code == 0 => Ok(()),
+        _ => std::process::exit(code),
     }
 }
 

@@ -20,7 +20,8 @@ pub enum Trust {
     /// choice: a sender cannot make the mapping fault later).
     SealedOnly,
     /// Any shared-memory descriptor: the caller trusts the sender not to
-    /// truncate it (a truncation would raise `SIGBUS` on access).
+    /// truncate it (the safe copies then report `Corrupt`, through the
+    /// descriptor; atomics and raw access on the mapping raise `SIGBUS`).
     TrustSender,
 }
 

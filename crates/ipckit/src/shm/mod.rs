@@ -34,9 +34,26 @@
 //!     never hands out references into shared memory, only copies and
 //!     atomics, and every index or length a peer could write is read once
 //!     and checked, so scribbling is never undefined behaviour in ipckit;
-//!   - truncate an unsealed POSIX object or file: a later access to the
-//!     lost pages raises `SIGBUS`. Opening checks the size before mapping,
-//!     but a truncation after that cannot be prevented for these kinds;
+//!   - truncate an unsealed POSIX object, file or memfd. Opening checks the
+//!     size before mapping, but a truncation after that cannot be prevented
+//!     for these kinds. The safe copies ([`Region::read_at`],
+//!     [`Region::write_at`], [`Region::read`], [`Region::write`]) then go
+//!     through the descriptor (`pread`/`pwrite`, a system call each), so a
+//!     truncation is a `Corrupt` error naming the object and its sizes,
+//!     never `SIGBUS`; a write refused for a truncation does not grow the
+//!     object back. The documented exception: what works on the mapping
+//!     itself (atomics; the mutexes, semaphores, events and condvars of
+//!     [`sync`](crate::sync), which glibc and the kernel access in place;
+//!     raw pointers and slices; a write past the process's `RLIMIT_FSIZE`
+//!     or on an `O_APPEND` descriptor) faults with `SIGBUS` on the lost
+//!     pages. A program that must survive that catches `SIGBUS` itself
+//!     (`ipckit lock` does, see
+//!     [`Mutex::mapped_range`](crate::sync::Mutex::mapped_range));
+//!   - scribble on the `pthread_mutex_t` of a lock: between uses, the words
+//!     glibc trusts are checked before every lock (`Corrupt`, never glibc's
+//!     abort); while a process holds the lock, scribbling stays the
+//!     exception (glibc keeps robust-list pointers in the mutex and follows
+//!     them at unlock);
 //!   - a memfd sealed against shrinking and growing cannot be resized
 //!     (`EPERM`), which is why [`Region::from_received_fd`] refuses unsealed
 //!     descriptors unless the caller trusts the sender;

@@ -186,7 +186,7 @@ impl Segment {
         let len =
             usize::try_from(st.size).map_err(|_| Error::new(ErrorKind::Invalid, "open", label, "too large to map"))?;
         if len == 0 {
-            return Err(Error::new(ErrorKind::Corrupt, "open", label, "the object is empty (size 0)"));
+            return Err(Error::new(ErrorKind::Corrupt, "open", label, "the object is empty (size 0: truncated?)"));
         }
         if let Some(want) = self.size {
             if len < want {

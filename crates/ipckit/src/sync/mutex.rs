@@ -15,9 +15,23 @@
 //! `pthread_mutex_lock((pthread_mutex_t *)(base + 64))`, handling
 //! `EOWNERDEAD` with `pthread_mutex_consistent`.
 //!
-//! The trust model's one exception: glibc keeps robust-list pointers
-//! inside the mutex, so the mutex is safe against peers that crash, not
-//! against peers that scribble on it.
+//! # What a damaged object does
+//!
+//! - Scribbled on between uses (nobody holding the lock): before every lock,
+//!   the `pthread_mutex_t` words glibc trusts and ipckit wrote (its kind
+//!   word, and the shape of its lock word) are checked against what
+//!   `pthread_mutex_init` left (the layout and the check are documented in
+//!   `sys/sync.rs`), so a damaged mutex is `Corrupt` ("the lock object is
+//!   corrupt"), never one of glibc's assertions; an `EINVAL` from glibc is
+//!   `Corrupt` too. A damaged header is `Corrupt` or `Invalid` at open.
+//! - The trust model's one exception: scribbling while a process holds the
+//!   lock. glibc keeps robust-list pointers inside the mutex and follows
+//!   them at unlock, so the mutex is safe against peers that crash, not
+//!   against peers that scribble on it while it is held.
+//! - Truncated (a POSIX object or a file): glibc and the kernel access the
+//!   mutex in place, so a lock or unlock after a truncation faults with
+//!   `SIGBUS`. A program that must survive it catches `SIGBUS` and tells
+//!   its own faults by [`Mutex::mapped_range`] (as `ipckit lock` does).
 
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
@@ -30,7 +44,7 @@ use super::INIT_TIMEOUT;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{HEADER_SIZE, Object, ObjectKind, ObjectSpec, Opened, Region, Segment, ShmName, View, abi_tag};
 use crate::sys::Errno;
-use crate::sys::sync::{self as raw, LockWait, PTHREAD_MUTEX_SIZE};
+use crate::sys::sync::{self as raw, LockFailure, LockWait, PTHREAD_MUTEX_SIZE};
 
 /// Offset of the `pthread_mutex_t` in a mutex object.
 pub const MUTEX_OFFSET: usize = HEADER_SIZE;
@@ -134,6 +148,18 @@ impl<T> Mutex<T> {
         self.obj.as_ref().expect("the object lives until drop").region()
     }
 
+    /// The addresses at which the object is mapped in this process. If
+    /// another process truncates the object (a POSIX object or a file), a
+    /// lock or unlock faults there with `SIGBUS`: the one thing this type
+    /// cannot turn into an error, since glibc and the kernel access the
+    /// mutex in place. A program that must survive that installs a `SIGBUS`
+    /// handler and tells its own faults by these addresses (`ipckit lock`
+    /// does).
+    pub fn mapped_range(&self) -> std::ops::Range<usize> {
+        let start = self.region().as_ptr() as usize;
+        start..start + self.region().len()
+    }
+
     fn raw(&self) -> *mut u8 {
         self.region().ptr(self.mutex)
     }
@@ -228,7 +254,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Mutex<T> {
     }
 }
 
-fn lock_error(name: &str, e: Errno) -> Error {
+fn lock_error(name: &str, e: LockFailure) -> Error {
+    let e = match e {
+        LockFailure::Defect(d) => {
+            return Error::new(ErrorKind::Corrupt, "lock", name, format!("the lock object is corrupt: {d}"));
+        }
+        LockFailure::Os(e) => e,
+    };
     match e {
         Errno::BUSY => Error::new(ErrorKind::Busy, "lock", name, "held by another thread or process"),
         Errno::TIMEDOUT => Error::new(ErrorKind::TimedOut, "lock", name, "not acquired within the timeout"),
@@ -238,6 +270,11 @@ fn lock_error(name: &str, e: Errno) -> Error {
         Errno::DEADLK => {
             Error::os("lock", name, e).with_kind(ErrorKind::Invalid).with_detail("already held by this thread")
         }
+        // The arguments are ipckit's and valid: glibc refused the mutex
+        // itself, which no longer is what ipckit initialised.
+        Errno::INVAL => Error::os("lock", name, e)
+            .with_kind(ErrorKind::Corrupt)
+            .with_detail("the lock object is corrupt: glibc refused its pthread_mutex_t"),
         e => Error::os("lock", name, e),
     }
 }

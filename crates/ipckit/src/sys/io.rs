@@ -134,3 +134,45 @@ pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, ready: &mut Vec<u64>, max: usize
     ready.extend(events.iter().map(|e| e.data.u64()));
     Ok(n)
 }
+
+/// `pread` at `offset` until `buf` is full or the file ends, retrying
+/// `EINTR`: the number of bytes read, fewer than `buf.len()` only at the end
+/// of the file. Reading through the descriptor, never a mapping, cannot
+/// fault when the file shrinks: the kernel reports the end instead.
+pub(crate) fn pread_full(
+    fd: BorrowedFd<'_>,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    offset: u64,
+) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset.checked_add(done as u64).ok_or(Errno::OVERFLOW)?;
+        let n = retry(|| rustix::io::pread(fd, &mut buf[done..], at).map(|(read, _)| read.len()))?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// `pwrite` of all of `data` at `offset`, retrying `EINTR` and short
+/// writes. Past the end of the file, the file grows (as any `pwrite`): a
+/// caller that must not grow it checks the size first.
+pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < data.len() {
+        let at = offset.checked_add(done as u64).ok_or(Errno::OVERFLOW)?;
+        match retry(|| rustix::io::pwrite(fd, &data[done..], at))? {
+            0 => return Err(Errno::IO),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Whether writes on `fd` append whatever the offset (`O_APPEND`: Linux's
+/// `pwrite` then ignores the offset).
+pub(crate) fn is_append(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    Ok(rustix::fs::fcntl_getfl(fd)?.contains(OFlags::APPEND))
+}

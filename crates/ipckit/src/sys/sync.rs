@@ -53,6 +53,150 @@ pub const PTHREAD_MUTEX_SIZE: usize = std::mem::size_of::<libc::pthread_mutex_t>
 /// Size of `sem_t` on this target.
 pub const SEM_SIZE: usize = std::mem::size_of::<libc::sem_t>();
 
+/// What glibc trusts in a `pthread_mutex_t`, and what ipckit checks before
+/// every lock.
+///
+/// glibc picks its locking algorithm from the mutex's *kind* word and reads
+/// the *lock* word as a futex. A kind word with the priority-protection bit
+/// (`PTHREAD_MUTEX_PRIO_PROTECT_NP`, 64) makes it read a priority ceiling
+/// out of the lock word and `assert` on it (`tpp.c`): an abort, not an
+/// error. So before handing a mutex to glibc, ipckit checks the two words
+/// it wrote itself.
+///
+/// The layout is glibc's `struct __pthread_mutex_s` (`bits/struct_mutex.h`;
+/// glibc 2.36, x86_64, 40 bytes; every 64-bit glibc target starts the same
+/// way):
+///
+/// ```text
+/// offset  type  field      what ipckit requires
+///      0  int   __lock     0, or a thread id (below 2^22, the kernel's
+///                          PID_MAX_LIMIT) with FUTEX_WAITERS (1 << 31) and
+///                          FUTEX_OWNER_DIED (1 << 30) possibly set; bits
+///                          22..29 never
+///      4  uint  __count    anything (only recursive mutexes count)
+///      8  int   __owner    anything (glibc reports ENOTRECOVERABLE for
+///                          0x7fffffff)
+///     12  uint  __nusers   anything (a statistic)
+///     16  int   __kind     exactly what pthread_mutex_init wrote for
+///                          PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST |
+///                          PTHREAD_MUTEX_ERRORCHECK: 0x92 = PSHARED bit
+///                          (128) | PTHREAD_MUTEX_ROBUST_NORMAL_NP (16) |
+///                          PTHREAD_MUTEX_ERRORCHECK_NP (2); no
+///                          priority-inheritance (32) or -protection (64)
+///                          bits, no ceiling
+///     20  int   __spins    anything (only adaptive mutexes spin)
+///     24  list  __list     anything while nobody holds the lock: a lock
+///                          overwrites it before glibc reads it
+/// ```
+///
+/// The expected kind word is learned once per process from a mutex
+/// initialised the way [`mutex_init`] does (a unit test pins it to 0x92).
+/// The check is tied to the header's ABI tag ([`crate::shm::abi_tag`]: the
+/// architecture and the size of `pthread_mutex_t`): an object made for
+/// another layout is refused by the tag before any of this is read.
+///
+/// What the check cannot cover: a peer that scribbles while a process holds
+/// the lock (glibc then follows the `__list` pointers at unlock), or in the
+/// instant between the check and glibc's read. That is the trust model's
+/// documented exception.
+mod glibc_mutex {
+    /// Byte offset of `__lock`.
+    pub(super) const LOCK: usize = 0;
+    /// Byte offset of `__kind`.
+    #[cfg(target_pointer_width = "64")]
+    pub(super) const KIND: usize = 16;
+    /// Byte offset of `__kind` (32-bit glibc puts it before `__nusers`).
+    #[cfg(target_pointer_width = "32")]
+    pub(super) const KIND: usize = 12;
+    /// The thread-id bits of the lock word (`FUTEX_TID_MASK`).
+    pub(super) const TID_MASK: u32 = 0x3fff_ffff;
+    /// Thread ids are below the kernel's `PID_MAX_LIMIT`: 2^22 on 64-bit
+    /// kernels, 2^15 on 32-bit ones.
+    pub(super) const TID_LIMIT: u32 = if cfg!(target_pointer_width = "64") { 1 << 22 } else { 1 << 15 };
+}
+
+const _: () = assert!(glibc_mutex::KIND + 4 <= PTHREAD_MUTEX_SIZE);
+
+/// What is wrong with a mutex's words: it is not what ipckit initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MutexDefect {
+    /// `__kind` is not what `pthread_mutex_init` wrote.
+    Kind { found: u32, expected: u32 },
+    /// `__lock` holds bits no thread id has.
+    LockWord(u32),
+}
+
+impl std::fmt::Display for MutexDefect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            MutexDefect::Kind { found, expected } => write!(
+                f,
+                "its pthread_mutex_t kind word is {found:#x}, not the {expected:#x} of a process-shared robust \
+                 error-checking mutex"
+            ),
+            MutexDefect::LockWord(w) => write!(
+                f,
+                "its pthread_mutex_t lock word {w:#010x} is neither free nor a thread id (below {:#x})",
+                glibc_mutex::TID_LIMIT
+            ),
+        }
+    }
+}
+
+/// Why a lock failed: glibc's errno, or a mutex ipckit refused to hand to
+/// glibc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockFailure {
+    Os(Errno),
+    Defect(MutexDefect),
+}
+
+/// The kind word [`mutex_init`] leaves, learned once from a private mutex.
+fn expected_kind() -> u32 {
+    static KIND: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *KIND.get_or_init(|| {
+        let mut template = std::mem::MaybeUninit::<libc::pthread_mutex_t>::zeroed();
+        let p = template.as_mut_ptr().cast::<u8>();
+        // SAFETY: `template` is PTHREAD_MUTEX_SIZE writable bytes, aligned
+        // for pthread_mutex_t, used by this thread only.
+        match unsafe { mutex_init(p) } {
+            // SAFETY: the kind word lies inside the initialised mutex, 4-byte
+            // aligned; nobody else has the template.
+            Ok(()) => unsafe { p.add(glibc_mutex::KIND).cast::<u32>().read() },
+            // Then no mutex can be made here: refuse every kind word.
+            Err(_) => u32::MAX,
+        }
+        // The template is plain memory: a robust mutex never locked needs
+        // no pthread_mutex_destroy.
+    })
+}
+
+/// Checks the words glibc trusts (see [`glibc_mutex`]) before a lock.
+///
+/// # Safety
+///
+/// `m` points to `PTHREAD_MUTEX_SIZE` bytes that stay mapped during the
+/// call.
+unsafe fn mutex_check(m: *mut u8) -> Result<(), MutexDefect> {
+    use std::sync::atomic::Ordering::Relaxed;
+    // SAFETY: both words are aligned ints inside the mutex; other processes
+    // may change them at any time, so they are read atomically.
+    let (lock, kind) = unsafe {
+        (
+            AtomicU32::from_ptr(m.add(glibc_mutex::LOCK).cast()).load(Relaxed),
+            AtomicU32::from_ptr(m.add(glibc_mutex::KIND).cast()).load(Relaxed),
+        )
+    };
+    let expected = expected_kind();
+    if kind != expected {
+        return Err(MutexDefect::Kind { found: kind, expected });
+    }
+    if lock & glibc_mutex::TID_MASK >= glibc_mutex::TID_LIMIT {
+        return Err(MutexDefect::LockWord(lock));
+    }
+    Ok(())
+}
+
 /// Initialises a process-shared, robust, error-checking mutex at `m`.
 ///
 /// # Safety
@@ -87,17 +231,23 @@ pub(crate) enum LockWait {
 }
 
 /// Locks the mutex at `m`: `Ok(false)` locked, `Ok(true)` locked but its
-/// previous owner died (`EOWNERDEAD`), `Err(EBUSY)` for a try that failed,
-/// `Err(ETIMEDOUT)`, `Err(ENOTRECOVERABLE)`.
+/// previous owner died (`EOWNERDEAD`), `Err(Os(EBUSY))` for a try that
+/// failed, `Err(Os(ETIMEDOUT))`, `Err(Os(ENOTRECOVERABLE))`; `Err(Defect)`
+/// when the mutex's words are not what ipckit initialised (see
+/// [`glibc_mutex`]), checked before glibc sees them.
 ///
 /// # Safety
 ///
-/// `m` must point to a mutex initialised by [`mutex_init`] in memory that
-/// stays mapped for as long as the calling thread may hold it.
+/// `m` must point to a mutex initialised by [`mutex_init`] (possibly
+/// scribbled on since, while nobody held it) in memory that stays mapped
+/// for as long as the calling thread may hold it.
 #[inline]
-pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, Errno> {
+pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, LockFailure> {
+    // SAFETY: `m` points to a mapped mutex, per this function's contract.
+    unsafe { mutex_check(m) }.map_err(LockFailure::Defect)?;
     let m = m.cast::<libc::pthread_mutex_t>();
-    // SAFETY: `m` is a valid robust mutex per this function's contract.
+    // SAFETY: `m` is a valid robust mutex per this function's contract, and
+    // its kind and lock words are of the shapes glibc handles (checked).
     let r = unsafe {
         match wait {
             LockWait::Block => libc::pthread_mutex_lock(m),
@@ -123,7 +273,7 @@ pub(crate) unsafe fn mutex_lock(m: *mut u8, wait: LockWait) -> Result<bool, Errn
     match r {
         0 => Ok(false),
         libc::EOWNERDEAD => Ok(true),
-        e => Err(Errno::from_raw_os_error(e)),
+        e => Err(LockFailure::Os(Errno::from_raw_os_error(e))),
     }
 }
 
@@ -428,4 +578,65 @@ pub(crate) fn sem_stat(id: i32) -> Result<SemStat, Errno> {
 pub(crate) fn sem_remove(id: i32) -> Result<(), Errno> {
     // SAFETY: IPC_RMID takes no fourth argument.
     if unsafe { libc::semctl(id, 0, libc::IPC_RMID) } < 0 { Err(last_errno()) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mutex as ipckit makes it, in 8-byte aligned private memory.
+    fn fresh() -> Box<[u64; 8]> {
+        let mut m = Box::new([0u64; 8]);
+        // SAFETY: 64 writable, aligned bytes used by this thread only.
+        unsafe { mutex_init(m.as_mut_ptr().cast()) }.unwrap();
+        m
+    }
+
+    fn word(m: &mut [u64; 8], offset: usize) -> &mut u32 {
+        // SAFETY: an aligned u32 inside the array, borrowed from it.
+        unsafe { &mut *m.as_mut_ptr().cast::<u8>().add(offset).cast::<u32>() }
+    }
+
+    #[test]
+    fn the_kind_word_is_what_the_layout_table_says() {
+        let mut m = fresh();
+        // PSHARED bit | PTHREAD_MUTEX_ROBUST_NORMAL_NP | ERRORCHECK.
+        assert_eq!(expected_kind(), 128 | 16 | 2);
+        assert_eq!(*word(&mut m, glibc_mutex::KIND), 0x92);
+        assert_eq!(*word(&mut m, glibc_mutex::LOCK), 0);
+    }
+
+    #[test]
+    fn the_check_passes_what_glibc_writes_and_refuses_the_rest() {
+        let mut m = fresh();
+        let p: *mut u8 = m.as_mut_ptr().cast();
+        // SAFETY: `m` is an initialised mutex that outlives every call.
+        unsafe {
+            assert_eq!(mutex_lock(p, LockWait::Try), Ok(false));
+            assert_eq!(mutex_owner_tid(p), rustix::thread::gettid().as_raw_nonzero().get() as u32);
+            mutex_check(p).unwrap();
+            mutex_unlock(p).unwrap();
+            mutex_check(p).unwrap();
+        }
+        // The kernel's owner-died and waiters bits on a thread id.
+        for lock in [0x4000_0000, 0xc000_0000, 0x8000_0000 | 1234, (1 << 22) - 1] {
+            *word(&mut m, glibc_mutex::LOCK) = lock;
+            // SAFETY: as above.
+            assert_eq!(unsafe { mutex_check(p) }, Ok(()), "{lock:#x}");
+        }
+        for lock in [200 << 19, 1 << 22, 0x3fff_ffff, u32::MAX] {
+            *word(&mut m, glibc_mutex::LOCK) = lock;
+            // SAFETY: as above.
+            assert_eq!(unsafe { mutex_check(p) }, Err(MutexDefect::LockWord(lock)), "{lock:#x}");
+            // SAFETY: as above; refused before glibc reads it.
+            assert_eq!(unsafe { mutex_lock(p, LockWait::Try) }, Err(LockFailure::Defect(MutexDefect::LockWord(lock))));
+        }
+        *word(&mut m, glibc_mutex::LOCK) = 0;
+        for kind in [0x40, 0x92 | 0x20, 0x92 | 0x40, 0x12, 0x90, 0] {
+            *word(&mut m, glibc_mutex::KIND) = kind;
+            let want = MutexDefect::Kind { found: kind, expected: 0x92 };
+            // SAFETY: as above.
+            assert_eq!(unsafe { mutex_lock(p, LockWait::Try) }, Err(LockFailure::Defect(want)), "{kind:#x}");
+        }
+    }
 }

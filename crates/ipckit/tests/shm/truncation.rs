@@ -108,3 +108,77 @@ fn sealed_memfd_cannot_be_resized_by_its_receiver() {
     conn.send(b"done").unwrap();
     assert_success(child.wait(), "sealed memfd sender");
 }
+
+/// Checks the safe copies of `region` (8192 bytes, `set_len` resizes what
+/// backs it) across truncations: what is still there reads back; past the
+/// new end, every copy is a `Corrupt` error naming the object and the
+/// sizes, and a refused write does not grow the object back.
+fn check_copies_after_truncation(region: &Region, set_len: &dyn Fn(u64), size: &dyn Fn() -> u64) {
+    let name = region.name().to_string();
+    assert_eq!(region.len(), 8192);
+    region.write_at(0, b"kept").unwrap();
+    region.write_at(8000, b"lost").unwrap();
+    set_len(4096);
+    let mut buf = [0u8; 4];
+    region.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"kept");
+    let e = region.read_at(8000, &mut buf).unwrap_err();
+    assert_err(&e, ErrorKind::Corrupt, &[&name, "truncated", "4096 bytes", "8000", "8192"]);
+    let mut straddling = [0u8; 16];
+    let e = region.read_at(4090, &mut straddling).unwrap_err();
+    assert_err(&e, ErrorKind::Corrupt, &[&name, "truncated", "4096 bytes"]);
+    assert_err(&region.read::<u64>(8000).unwrap_err(), ErrorKind::Corrupt, &[&name, "truncated"]);
+    assert_err(&region.write_at(8000, b"more").unwrap_err(), ErrorKind::Corrupt, &[&name, "truncated"]);
+    assert_err(&region.write(8000, &7u64).unwrap_err(), ErrorKind::Corrupt, &[&name, "truncated"]);
+    assert_eq!(size(), 4096, "a refused write grew the object back");
+    region.write_at(4092, b"edge").unwrap();
+    set_len(0);
+    assert_err(&region.read_at(0, &mut buf).unwrap_err(), ErrorKind::Corrupt, &[&name, "truncated", "0 bytes"]);
+    assert_err(&region.write_at(0, b"gone").unwrap_err(), ErrorKind::Corrupt, &[&name, "truncated"]);
+    assert_eq!(size(), 0);
+    // Grown back, the bytes read as zeros (the old pages are gone).
+    set_len(8192);
+    region.read_at(8000, &mut buf).unwrap();
+    assert_eq!(buf, [0; 4]);
+}
+
+/// Child: the copies of a POSIX object (`IPCKIT_POSIX`), a file
+/// (`IPCKIT_FILE`) and an unsealed memfd taken on trust, across
+/// truncations. A `SIGBUS` here ends the child by a signal, which the
+/// parent reports.
+#[test]
+#[ignore = "child process entry point"]
+fn child_copies_after_truncation() {
+    let Some(_) = child_role() else { return };
+    for name in [env("IPCKIT_POSIX"), env("IPCKIT_FILE")] {
+        let region = Segment::new(shm(&name)).size(8192).create().unwrap();
+        let fd = region.fd().unwrap();
+        check_copies_after_truncation(&region, &|len| rustix::fs::ftruncate(fd, len).unwrap(), &|| {
+            rustix::fs::fstat(fd).unwrap().st_size as u64
+        });
+        drop(region);
+        ipckit::shm::remove(&shm(&name)).unwrap();
+    }
+    let fd = rustix::fs::memfd_create("ipckit-t-unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&fd, 8192).unwrap();
+    let region = Region::from_received_fd(fd, 8192, Trust::TrustSender).unwrap();
+    let fd = region.fd().unwrap();
+    check_copies_after_truncation(&region, &|len| rustix::fs::ftruncate(fd, len).unwrap(), &|| {
+        rustix::fs::fstat(fd).unwrap().st_size as u64
+    });
+}
+
+#[test]
+fn copies_on_a_truncated_segment_are_errors_not_sigbus() {
+    let s = Scratch::new("shmtrunc-copy");
+    let posix = s.shm("c");
+    let file = file_name(&s, "c");
+    let status = Guarded::spawn(
+        rerun("truncation::child_copies_after_truncation", "copies")
+            .env("IPCKIT_POSIX", posix.as_str())
+            .env("IPCKIT_FILE", &file),
+    )
+    .wait();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), None, "the child died of a signal: {status}");
+    assert_success(status, "copies after truncation");
+}

@@ -22,6 +22,8 @@
 //! 7. [`c_peer`]: a C peer.
 //! 8. [`foreign_objects`]: other users' objects, and objects that are not
 //!    ipckit locks.
+//! 9. [`corruption`]: lock objects scribbled on between uses: errors, never
+//!    signals.
 //!
 //! [`support`] has the report pipe and what several sections use.
 
@@ -29,6 +31,7 @@ mod support;
 
 mod c_peer;
 mod condvar;
+mod corruption;
 mod foreign_objects;
 mod futex;
 mod mutex_counts;

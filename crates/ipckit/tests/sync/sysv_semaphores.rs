@@ -12,7 +12,9 @@ use ipckit_testkit::scratch::Scratch;
 
 /// Child: takes one from semaphore 0 of the set `IPCKIT_SYSV` (ftok path,
 /// id 1) with or without `SEM_UNDO` (`IPCKIT_UNDO`), reports "taken", then
-/// waits to be killed, or exits (`IPCKIT_THEN=exit`).
+/// waits to be killed, or (`IPCKIT_THEN=exit`) exits once the parent posts
+/// semaphore 1 (so that the parent sees the value before the exit undoes
+/// it).
 #[test]
 #[ignore = "child process entry point"]
 fn child_sysv_taker() {
@@ -24,6 +26,7 @@ fn child_sysv_taker() {
     if env("IPCKIT_THEN") != "exit" {
         block_until_killed();
     }
+    set.op_timeout(&[SemOp { index: 1, delta: -1, undo: false }], HANG_GUARD).unwrap();
 }
 
 /// Child: reports "waiting", waits on semaphore 0 of the set `IPCKIT_SYSV`,
@@ -42,11 +45,13 @@ fn child_sysv_waiter() {
 fn sem_undo_restores_what_a_killed_process_took() {
     let s = Scratch::new("sync-semundo");
     let key = sysv_key(&s, 1);
-    let set = SemaphoreSet::create(&key, 1, 1, 0o600, true).unwrap().remove_on_drop(true);
+    // Semaphore 0 is taken; semaphore 1 lets an exiting child go.
+    let set = SemaphoreSet::create(&key, 2, 1, 0o600, true).unwrap().remove_on_drop(true);
     let dir = s.dir().to_str().unwrap();
     // (undo, how the child ends, the value after it is gone)
     for (undo, then, after) in [(true, "kill", 1), (false, "kill", 0), (true, "exit", 1)] {
         set.set_value(0, 1).unwrap();
+        set.set_value(1, 0).unwrap();
         let (child, mut reports) = spawn_reporting(
             rerun("sysv_semaphores::child_sysv_taker", "taker")
                 .env("IPCKIT_SYSV", dir)
@@ -60,6 +65,7 @@ fn sem_undo_restores_what_a_killed_process_took() {
         if then == "kill" {
             kill_and_reap(child, "taker");
         } else {
+            set.op(&[SemOp { index: 1, delta: 1, undo: false }]).unwrap();
             assert_success(child.wait(), "taker");
         }
         assert_eq!(set.value(0).unwrap(), after, "undo {undo}, {then}");
