@@ -57,6 +57,7 @@
 //! 8. [`framing`]: the `len32` and `lines` frame formats for byte streams.
 //! 9. [`objects`]: every IPC object on the machine, listed and removed.
 //! 10. [`process`]: handing descriptors to children, CPU placement.
+//! 11. [`units`]: durations and sizes as text (`500ms`, `64KiB`).
 //!
 //! Data flows one way: an [`Endpoint`] parsed from a string, a
 //! [`Sender`]/[`Receiver`] that dispatches over its transports, the
@@ -82,6 +83,7 @@ pub mod socket;
 pub mod sync;
 pub(crate) mod sys;
 mod transport;
+pub mod units;
 mod wait;
 
 pub use channel::remove;
