@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Send messages: each argument is one message; with none, each line of
-    /// standard input is one.
+    /// standard input is one, sent as it is read.
     #[command(long_about = send::LONG_HELP)]
     Send(send::SendArgs),
     /// Receive messages and print them, one per line.

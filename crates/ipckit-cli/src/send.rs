@@ -1,6 +1,7 @@
-//! `ipckit send`.
+//! `ipckit send`: message arguments, all of standard input as one message,
+//! or standard input streamed, one message per line as each line is read.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::time::Duration;
 
 use clap::Args;
@@ -11,8 +12,18 @@ use crate::{Common, Deadline, units};
 /// The long help of `ipckit send` (`--help`).
 pub const LONG_HELP: &str = "Send messages: each argument is one message; with none, each line of standard \
         input is one.\n\n\
-        --timeout D: the whole send (finding the receiver, waiting for room) must be done within D. A D too long \
-        for the clock (e.g. 99999999999999999999s) means no limit. Exit 3 when it runs out.\n\n\
+        Standard input is streamed: each line (without its newline) is sent as soon as it is read, so \
+        `tail -f log | ipckit send ENDPOINT` forwards lines as they come, and memory stays bounded by \
+        --max-size whatever the input. A line longer than --max-size is an error (exit 1) as soon as \
+        --max-size + 1 bytes of it are read; none of it is sent, and the command stops there, like after \
+        any failed send (the lines before it were sent). An empty line is an empty message; a last line \
+        without a newline is sent at the end of the input.\n\n\
+        --stdin-whole sends all of standard input as one message, at most --max-size bytes: more is refused \
+        before anything is opened or sent.\n\n\
+        --timeout D: with message arguments or --stdin-whole, the whole send (finding the receiver, waiting \
+        for room) must be done within D. Streaming, finding the receiver and each message get D each; \
+        waiting for input does not count, so a stream runs as long as its input. A D too long for the clock \
+        (e.g. 99999999999999999999s) means no limit. Exit 3 when it runs out.\n\n\
         Exit status: 0 sent, 1 error (nobody there, a message too large, disconnected), 2 invalid (bad \
         endpoint or option), 3 timed out.";
 
@@ -23,7 +34,8 @@ pub struct SendArgs {
     /// Messages, one per argument. With none, standard input is read, a
     /// message per line.
     pub messages: Vec<String>,
-    /// Send all of standard input as one message instead of one per line.
+    /// Send all of standard input as one message (at most --max-size
+    /// bytes) instead of one per line.
     #[arg(long, conflicts_with = "messages")]
     pub stdin_whole: bool,
     /// Priority of every message (POSIX queues, `mq:`; 0 to 32767).
@@ -32,8 +44,10 @@ pub struct SendArgs {
     /// Type of every message (System V queues, `sysv-mq:`; 1 or more).
     #[arg(long = "type", value_name = "TYPE", value_parser = units::msg_type)]
     pub msg_type: Option<i64>,
-    /// Give up after this long (e.g. 500ms, 2s): exit 3. Too long for the
-    /// clock: no limit.
+    /// Give up after this long (e.g. 500ms, 2s): exit 3. With messages as
+    /// arguments or --stdin-whole: for the whole send; streaming standard
+    /// input: for connecting and for each message. Too long for the clock:
+    /// no limit.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
@@ -76,19 +90,28 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut input = Vec::new();
-    std::io::stdin().lock().read_to_end(&mut input).map_err(|e| crate::io_error("read", "stdin", &e))?;
-    let deadline = Deadline::after(args.timeout);
-    let mut tx = Out::connect(&ep, &opts, meta, deadline.left())?;
+    let mut stdin = std::io::stdin().lock();
     if args.stdin_whole {
+        let input = read_whole(&mut stdin, max, &ep)?;
+        let deadline = Deadline::after(args.timeout);
+        let mut tx = Out::connect(&ep, &opts, meta, deadline.left())?;
         return Ok(tx.send(&input, deadline.left())?);
     }
-    if input.is_empty() {
-        return Ok(());
-    }
-    let body = input.strip_suffix(b"\n").unwrap_or(&input);
-    for line in body.split(|&b| b == b'\n') {
-        tx.send(line, deadline.left())?;
+    let mut tx = Out::connect(&ep, &opts, meta, args.timeout)?;
+    let mut line = Vec::new();
+    for number in 1u64.. {
+        match read_line(&mut stdin, max, &mut line).map_err(|e| crate::io_error("read", "stdin", &e))? {
+            Next::End => break,
+            Next::Line => tx.send(&line, args.timeout)?,
+            Next::TooLong => {
+                let why = format!(
+                    "line {number} of standard input exceeds the maximum of {max} bytes (--max-size): it has at \
+                     least {} bytes; none of it was sent",
+                    max.saturating_add(1)
+                );
+                return Err(Error::new(ErrorKind::TooLarge, "send", &ep, why).into());
+            }
+        }
     }
     Ok(())
 }
@@ -124,5 +147,111 @@ impl<'a> Out<'a> {
         };
         crate::print_warnings(self.tx.take_warnings());
         sent
+    }
+}
+
+/// All of `input`, at most `max` bytes: reads one byte more than that at
+/// most, to refuse more without reading (or holding) all of it.
+fn read_whole(input: &mut impl Read, max: usize, ep: &Endpoint) -> ipckit::Result<Vec<u8>> {
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut data = Vec::new();
+    input.take(limit).read_to_end(&mut data).map_err(|e| crate::io_error("read", "stdin", &e))?;
+    if data.len() > max {
+        let why = format!(
+            "standard input exceeds the maximum of {max} bytes (--max-size): it has at least {} bytes; \
+             nothing was sent",
+            max.saturating_add(1)
+        );
+        return Err(Error::new(ErrorKind::TooLarge, "send", ep, why));
+    }
+    Ok(data)
+}
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A line, in the buffer without its newline.
+    Line,
+    /// The end of the input.
+    End,
+    /// A line of more than the maximum: the buffer holds the maximum of
+    /// it, the rest is unread.
+    TooLong,
+}
+
+/// Reads the next line into `line` (cleared first), without its `\n`, as
+/// soon as it is complete: never waits for more input than the line. A
+/// last line without `\n` counts. Holds at most `max` bytes of a line, so
+/// a line of more than `max` is [`Next::TooLong`] once `max + 1` bytes of
+/// it have been seen, whatever its length.
+fn read_line(input: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> std::io::Result<Next> {
+    line.clear();
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { Next::End } else { Next::Line });
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if take > max - line.len() {
+            return Ok(Next::TooLong);
+        }
+        line.extend_from_slice(&buf[..take]);
+        input.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Next::Line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of `input` with a maximum of `max`, read through a
+    /// buffer of `cap` bytes.
+    fn lines(input: &[u8], max: usize, cap: usize) -> Vec<Result<Vec<u8>, ()>> {
+        let mut reader = std::io::BufReader::with_capacity(cap, input);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut reader, max, &mut line).expect("read") {
+                Next::End => return out,
+                Next::Line => out.push(Ok(line.clone())),
+                Next::TooLong => {
+                    assert!(line.len() <= max, "held {} bytes with a maximum of {max}", line.len());
+                    out.push(Err(()));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lines_as_before() {
+        let ok = |v: &[&str]| v.iter().map(|s| Ok(s.as_bytes().to_vec())).collect::<Vec<_>>();
+        for cap in [1, 2, 3, 8192] {
+            assert_eq!(lines(b"", 10, cap), ok(&[]));
+            assert_eq!(lines(b"\n", 10, cap), ok(&[""]));
+            assert_eq!(lines(b"a\nb\n", 10, cap), ok(&["a", "b"]));
+            assert_eq!(lines(b"a\n\nb", 10, cap), ok(&["a", "", "b"]));
+            assert_eq!(lines(b"a\r\n", 10, cap), ok(&["a\r"]));
+        }
+    }
+
+    #[test]
+    fn lines_over_the_maximum() {
+        for cap in [1, 4, 8192] {
+            assert_eq!(lines(b"1234\n12345\n", 4, cap), vec![Ok(b"1234".to_vec()), Err(())]);
+            assert_eq!(lines(b"12345", 4, cap), vec![Err(())]);
+            assert_eq!(lines(b"\n\n", 0, cap), vec![Ok(vec![]), Ok(vec![])]);
+            assert_eq!(lines(b"x", 0, cap), vec![Err(())]);
+        }
     }
 }
