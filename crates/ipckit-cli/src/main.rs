@@ -57,7 +57,9 @@ enum Command {
     /// ipckit objects and whether any process still uses them.
     Ls(ls::LsArgs),
     /// Remove this user's stale ipckit objects: those no process holds (no
-    /// participant's flock; System V: nothing attached).
+    /// participant's flock; System V: nothing attached). A NAME that is
+    /// not removed (no such object, not an ipckit object, another user's,
+    /// in use) is reported, and the exit status is 1.
     Clean(ls::CleanArgs),
     /// Run a command while holding a robust lock (`/name`, `sysv:KEY`,
     /// `file:/path`); exit with its status, 3 on --timeout.
@@ -155,12 +157,29 @@ impl Deadline {
 
 /// The exit code for an error, per DESIGN.md.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(reported) = e.downcast_ref::<Reported>() {
+        return reported.0;
+    }
     match e.downcast_ref::<ipckit::Error>().map(ipckit::Error::kind) {
         Some(ErrorKind::TimedOut) => 3,
         Some(ErrorKind::Invalid) => 2,
         _ => 1,
     }
 }
+
+/// A failure already told on standard error, one line per cause (e.g.
+/// several names `clean` did not remove): exit with this code, print
+/// nothing more.
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed (exit {}), reported above", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
 
 /// An I/O error as an ipckit error naming the operation and the object
 /// (`write stdout: no space left on device (ENOSPC)`).
@@ -257,6 +276,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ipckit::Error>().and_then(hint) {
+                _ if e.is::<Reported>() => {}
                 Some(hint) => errln(format_args!("{e:#} ({hint})")),
                 None => errln(format_args!("{e:#}")),
             }
