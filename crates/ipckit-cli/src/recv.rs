@@ -1,21 +1,26 @@
 //! `ipckit recv`.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::Duration;
 
 use base64::Engine;
 use clap::Args;
 use ipckit::{EndpointKind, ErrorKind, Message, Receiver, UnixAddr};
 
-use crate::Common;
+use crate::{Common, Deadline, units};
 
 #[derive(Args, Debug)]
 pub struct RecvArgs {
     /// Where to receive (e.g. unix:/tmp/app.sock, fifo:/tmp/f, tcp:127.0.0.1:7000).
     pub endpoint: String,
     /// Stop after this many messages (default: run until killed).
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = units::count)]
     pub count: Option<u64>,
+    /// Give up after this long (e.g. 500ms, 2s), for all the messages:
+    /// exit 3. Too long for the clock (e.g. 99999999999999999999s): no
+    /// limit.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub timeout: Option<Duration>,
     /// Print one JSON object per message: data (UTF-8) or data_b64, len,
     /// and the transport's metadata.
     #[arg(long, conflicts_with = "raw")]
@@ -25,7 +30,7 @@ pub struct RecvArgs {
     pub raw: bool,
     /// System V queues: which message to take. 0: the first; N > 0: the
     /// first of type N; N < 0: the first of the lowest type at most |N|.
-    #[arg(long = "type", value_name = "RULE", allow_negative_numbers = true, default_value_t = 0)]
+    #[arg(long = "type", value_name = "RULE", value_parser = units::type_rule, default_value_t = 0)]
     pub msg_type: i64,
     /// System V queues: cut messages longer than --max-size instead of
     /// refusing them (a cut message is reported, with "truncated" in --json).
@@ -33,8 +38,9 @@ pub struct RecvArgs {
     pub noerror: bool,
     /// When ready to receive, write "ready ENDPOINT\n" to this descriptor
     /// and close it (in addition to the "ipckit: ready ENDPOINT" line on
-    /// standard error).
-    #[arg(long, value_name = "N")]
+    /// standard error). N is 3 or more: a descriptor opened for this, as
+    /// in `3>file`.
+    #[arg(long, value_name = "N", value_parser = units::ready_fd)]
     pub ready_fd: Option<i32>,
     #[command(flatten)]
     pub common: Common,
@@ -56,25 +62,28 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
         .map(|n| {
             ipckit::process::take_fd_named_by_user(n).map_err(|e| {
                 let errno = e.errno().unwrap_or(ipckit::Errno::BADF);
-                ipckit::Error::os("--ready-fd", n, errno).with_kind(ErrorKind::Invalid)
+                ipckit::Error::os("--ready-fd", n, errno)
+                    .with_kind(ErrorKind::Invalid)
+                    .with_detail(format!("descriptor {n} is not open in this process (open it, e.g. `{n}>file`)"))
             })
         })
         .transpose()?;
     let mut rx = Receiver::bind_with(&ep, &opts)?;
     crate::print_warnings(rx.take_warnings());
-    eprintln!("{READY_PREFIX}{}", rx.name());
+    // Not `eprintln!`, which panics when standard error cannot be written.
+    let _ = writeln!(std::io::stderr(), "{READY_PREFIX}{}", rx.name());
     if let Some(fd) = ready_fd {
         let mut f = std::fs::File::from(fd);
         // The announcement is best effort: a reader that went away does not
         // stop the receiver.
         let _ = writeln!(f, "ready {}", rx.name());
     }
-    let deadline = args.common.timeout.map(|t| Instant::now() + t);
+    let deadline = Deadline::after(args.timeout);
     let stdout = std::io::stdout();
     let mut received = 0u64;
     while args.count.is_none_or(|c| received < c) {
-        let result = match deadline {
-            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+        let result = match deadline.left() {
+            Some(t) => rx.recv_timeout(t),
             None => rx.recv(),
         };
         crate::print_warnings(rx.take_warnings());
@@ -83,14 +92,13 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
             // One sender's fault (a torn or oversized message) is reported
             // and the receiver goes on serving the others.
             Err(e) if is_one_senders_fault(&e, &ep) => {
-                eprintln!("ipckit: {e}");
+                crate::errln(format_args!("{e}"));
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         let mut out = stdout.lock();
-        print_message(&mut out, &msg, args.json, args.raw)?;
-        out.flush()?;
+        print_message(&mut out, &msg, args.json, args.raw).and_then(|()| out.flush()).map_err(crate::stdout_error)?;
         received += 1;
     }
     Ok(())

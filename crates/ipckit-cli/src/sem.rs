@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use ipckit::endpoint::SysvKey;
 use ipckit::shm::ShmName;
-use ipckit::sync::{NamedSemaphore, SemOp, SemaphoreSet};
+use ipckit::sync::{NamedSemaphore, SEM_VALUE_MAX, SemOp, SemaphoreSet};
 use ipckit::{Error, ErrorKind};
 
 use crate::units;
@@ -24,6 +24,8 @@ pub const LONG_HELP: &str = "Semaphores: create, post, wait, value, rm.\n\n\
         or wait as soon as it exits. A post or wait by `ipckit sem` stays done, like a POSIX one.\n\n\
         Semaphores are created with mode 0600 and removed with `ipckit sem rm` (not `ipckit rm`, which \
         removes shared-memory segments of these names).\n\n\
+        Values: a POSIX semaphore holds 0 to 2147483647 (SEM_VALUE_MAX), a System V one 0 to 32767 \
+        (SEMVMX); `create --value` outside that range is refused before anything is created.\n\n\
         Exit status: 0 done, 1 error (no such semaphore, exists already with --exclusive, permission \
         denied), 2 invalid (bad name, value out of range, index out of range), 3 timed out.";
 
@@ -40,15 +42,15 @@ pub enum SemCommand {
     Create {
         /// `/name` (POSIX) or `sysv:KEY` (System V set).
         name: String,
-        /// Initial value (POSIX: at most 2147483647; System V: at most 32767,
-        /// for every semaphore of the set).
-        #[arg(long, default_value_t = 0)]
-        value: u32,
+        /// Initial value (POSIX: 0 to 2147483647; System V: 0 to 32767, for
+        /// every semaphore of the set).
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = units::sem_value)]
+        value: i64,
         /// Fail (exit 1) if it exists already.
         #[arg(long)]
         exclusive: bool,
         /// System V: how many semaphores the set has (default 1).
-        #[arg(long)]
+        #[arg(long, value_name = "N", value_parser = units::sem_count)]
         count: Option<u16>,
     },
     /// Add one, waking a waiter. System V: without SEM_UNDO, so the post
@@ -57,7 +59,7 @@ pub enum SemCommand {
         /// `/name` or `sysv:KEY`.
         name: String,
         /// System V: which semaphore of the set (default 0).
-        #[arg(long)]
+        #[arg(long, value_name = "I", value_parser = units::sem_index)]
         index: Option<u16>,
     },
     /// Wait until the value is positive and take one. System V: without
@@ -66,10 +68,11 @@ pub enum SemCommand {
         /// `/name` or `sysv:KEY`.
         name: String,
         /// System V: which semaphore of the set (default 0).
-        #[arg(long)]
+        #[arg(long, value_name = "I", value_parser = units::sem_index)]
         index: Option<u16>,
-        /// Give up after this long (e.g. 500ms, 2s): exit 3.
-        #[arg(long, value_parser = units::parse_duration)]
+        /// Give up after this long (e.g. 500ms, 2s): exit 3. Too long for
+        /// the clock (e.g. 99999999999999999999s): no limit.
+        #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
         timeout: Option<Duration>,
     },
     /// Print the value.
@@ -77,7 +80,7 @@ pub enum SemCommand {
         /// `/name` or `sysv:KEY`.
         name: String,
         /// System V: which semaphore of the set (default 0).
-        #[arg(long)]
+        #[arg(long, value_name = "I", value_parser = units::sem_index)]
         index: Option<u16>,
     },
     /// Remove the semaphore (POSIX: the name; System V: the whole set,
@@ -159,7 +162,7 @@ pub fn run(args: SemArgs) -> anyhow::Result<()> {
                 }
                 Target::Sysv(key) => i64::from(SemaphoreSet::open(&key)?.value(index.unwrap_or(0))?),
             };
-            println!("{value}");
+            crate::outln(format_args!("{value}"))?;
         }
         SemCommand::Rm { name } => match target(&name)? {
             Target::Posix(n) => NamedSemaphore::unlink(&n)?,
@@ -169,34 +172,43 @@ pub fn run(args: SemArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn create(name: &str, value: u32, exclusive: bool, count: Option<u16>) -> ipckit::Result<()> {
+/// `--value` as the initial value of a semaphore whose values go to
+/// `max`: checked before anything is created.
+fn initial_value(label: &str, value: i64, max: u32, kind: &str) -> ipckit::Result<u32> {
+    match u32::try_from(value) {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(invalid("sem create", label, format!("--value {value} is outside 0..={max}, the range of {kind}"))),
+    }
+}
+
+fn create(name: &str, value: i64, exclusive: bool, count: Option<u16>) -> ipckit::Result<()> {
     match target(name)? {
         Target::Posix(n) => {
             posix_only(name, "--count", count.is_some())?;
+            let value = initial_value(&n, value, SEM_VALUE_MAX, "a POSIX semaphore (SEM_VALUE_MAX)")?;
             match NamedSemaphore::create(&n, value, MODE) {
-                Ok(_) => eprintln!("ipckit: created {n} (value {value})"),
+                Ok(_) => crate::errln(format_args!("created {n} (value {value})")),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists && !exclusive => {
                     let sem = NamedSemaphore::open(&n)?;
-                    eprintln!("ipckit: opened existing {n} (value {})", sem.value()?);
+                    crate::errln(format_args!("opened existing {n} (value {})", sem.value()?));
                 }
                 Err(e) => return Err(e),
             }
         }
         Target::Sysv(key) => {
             let label = format!("sysv:{key}");
-            let v = match i32::try_from(value) {
-                Ok(v) if value <= SEMVMX => v,
-                _ => return Err(invalid("semget", &label, format!("value {value} is outside 0..={SEMVMX}"))),
-            };
+            let v = initial_value(&label, value, SEMVMX, "a System V semaphore (SEMVMX)")?;
+            // SEMVMX fits an i32.
+            let v = i32::try_from(v).unwrap_or(i32::MAX);
             let n = count.unwrap_or(1);
             match SemaphoreSet::create(&key, n, v, MODE, true) {
-                Ok(_) => eprintln!("ipckit: created {label} ({n} semaphore{}, value {v})", plural(n)),
+                Ok(_) => crate::errln(format_args!("created {label} ({n} semaphore{}, value {v})", plural(n))),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists && !exclusive => {
                     let set = SemaphoreSet::open(&key)?;
                     let have = set.len();
-                    eprintln!("ipckit: opened existing {label} ({have} semaphore{})", plural(have));
+                    crate::errln(format_args!("opened existing {label} ({have} semaphore{})", plural(have)));
                     if count.is_some_and(|c| c != have) {
-                        eprintln!("ipckit: warning: {label} has {have} semaphore{}, not {n}", plural(have));
+                        crate::errln(format_args!("warning: {label} has {have} semaphore{}, not {n}", plural(have)));
                     }
                 }
                 Err(e) => return Err(e),

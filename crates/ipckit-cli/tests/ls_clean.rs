@@ -32,15 +32,19 @@ fn clean_removes_stale_ipckit_objects_only() {
     assert!(find(&plain).get("ipckit").is_none(), "a plain segment is not an ipckit object");
     assert_eq!(find(&plain)["mode"], "0600");
 
+    // Named objects that are not removed are reported, and make it exit 1.
     let names = [&*stale, &*live, &*plain];
     let dry = run(IPCKIT.command().arg("clean").arg("--dry-run").args(names), None);
-    dry.expect_code(0, "clean --dry-run");
+    dry.expect_code(1, "clean --dry-run");
     assert_eq!(dry.text(), format!("would remove {}\n", &*stale));
+    assert!(dry.stderr.contains(&format!("clean {}: not removed: in use", &*live)), "{}", dry.stderr);
+    assert!(dry.stderr.contains(&format!("clean {}: not removed: not an ipckit object", &*plain)), "{}", dry.stderr);
     let shm_path = |n: &str| std::path::PathBuf::from(format!("/dev/shm{n}"));
     assert!(shm_path(&stale).exists(), "a dry run removes nothing");
 
     let done = run(IPCKIT.command().arg("clean").args(names), None);
-    done.expect_code(0, "clean");
+    done.expect_code(1, "clean");
+    assert!(done.stderr.contains(&format!("clean {}: not removed: in use", &*live)), "{}", done.stderr);
     assert_eq!(done.text(), format!("removed {}\n", &*stale));
     assert!(!shm_path(&stale).exists());
     assert!(shm_path(&live).exists() && shm_path(&plain).exists(), "live and foreign objects stay");
