@@ -35,6 +35,10 @@ pub use crate::name::{SysvKey, SysvKeySource};
 /// one of which is the terminating NUL or the abstract marker).
 pub const UNIX_ADDR_MAX: usize = 107;
 
+/// The longest `shm:` channel name: what an abstract socket name leaves
+/// after `ipckit/shm/`.
+pub const SHM_NAME_MAX: usize = UNIX_ADDR_MAX - "ipckit/shm/".len();
+
 /// The schemes ipckit knows, in the order the documentation lists them.
 pub const SCHEMES: &[&str] = &["fifo", "mq", "sysv-mq", "unix", "unix-seqpacket", "unix-dgram", "tcp", "shm"];
 
@@ -144,6 +148,25 @@ impl Endpoint {
             .transpose()
     }
 
+    /// A size option (`?size=64KiB`), if given.
+    pub fn size_option(&self, key: &str) -> Result<Option<u64>> {
+        self.option(key)
+            .map(|v| crate::units::parse_size(v).map_err(|why| self.invalid(format!("option {key}: {why}"))))
+            .transpose()
+    }
+
+    /// A duration option (`?spin=50us`), if given.
+    pub fn duration_option(&self, key: &str) -> Result<Option<std::time::Duration>> {
+        self.option(key)
+            .map(|v| crate::units::parse_duration(v).map_err(|why| self.invalid(format!("option {key}: {why}"))))
+            .transpose()
+    }
+
+    /// The `?wait=` option, if given.
+    pub fn wait_option(&self) -> Result<Option<crate::options::WaitMode>> {
+        self.option("wait").map(|v| parse_wait(v).map_err(|why| self.invalid(why))).transpose()
+    }
+
     /// The file-system path this endpoint creates, if any (FIFO or socket
     /// file).
     pub fn path(&self) -> Option<&Path> {
@@ -172,6 +195,15 @@ fn parse_number(v: &str) -> std::result::Result<u64, String> {
     }
 }
 
+/// `?wait=`: `block` (spin, then park) or `busy` (never park).
+fn parse_wait(v: &str) -> std::result::Result<crate::options::WaitMode, String> {
+    match v {
+        "block" => Ok(crate::options::WaitMode::Block),
+        "busy" => Ok(crate::options::WaitMode::Busy),
+        other => Err(format!("option wait: {other:?} is not block or busy")),
+    }
+}
+
 /// The options each scheme accepts.
 fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str] {
     match (scheme, kind) {
@@ -180,7 +212,7 @@ fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str]
         ("sysv-mq", EndpointKind::SysvMq(k)) if k.is_path() => &["id", "mode", "maxbytes"],
         ("sysv-mq", _) => &["mode", "maxbytes"],
         (_, EndpointKind::Unix(_, UnixAddr::Path(_))) => &["mode"],
-        ("shm", _) => &["size", "mode"],
+        ("shm", _) => &["size", "senders", "wait", "spin", "mode"],
         _ => &[],
     }
 }
@@ -269,8 +301,11 @@ impl FromStr for Endpoint {
             }
             "shm" => {
                 let name = addr.strip_prefix('/').unwrap_or(addr);
-                if name.is_empty() || name.contains('/') || name.len() > 200 {
-                    return Err(invalid("shm name must be 1 to 200 characters without '/'".into()));
+                if name.is_empty() || name.contains('/') || name.len() > SHM_NAME_MAX {
+                    return Err(invalid(format!(
+                        "shm name must be 1 to {SHM_NAME_MAX} bytes without '/' (it is carried in an abstract socket \
+                         name of 107 bytes)"
+                    )));
                 }
                 EndpointKind::Shm(addr.to_string())
             }
@@ -284,9 +319,12 @@ impl FromStr for Endpoint {
                 let known = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
                 return Err(invalid(format!("unknown option {k:?} for {scheme} (known: {known})")));
             }
-            let checked = match k.as_str() {
-                "mode" => parse_mode(v).map(drop),
-                "id" => Ok(()),
+            let checked = match (scheme, k.as_str()) {
+                (_, "mode") => parse_mode(v).map(drop),
+                (_, "id") => Ok(()),
+                ("shm", "size") => crate::units::parse_size(v).map(drop).map_err(|w| format!("option size: {w}")),
+                ("shm", "spin") => crate::units::parse_duration(v).map(drop).map_err(|w| format!("option spin: {w}")),
+                ("shm", "wait") => parse_wait(v).map(drop),
                 _ => parse_number(v).map(drop).map_err(|w| format!("option {k}: {w}")),
             };
             checked.map_err(invalid)?;

@@ -93,5 +93,5 @@ pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
 pub use error::{Error, ErrorKind, Result, errno_name};
 pub use framing::Framing;
 pub use meta::{Credentials, Message, Meta, SendMeta};
-pub use options::{DEFAULT_MAX_BUFFERED, Options};
+pub use options::{DEFAULT_CHANNEL_SPIN, DEFAULT_MAX_BUFFERED, Options, WaitMode};
 pub use sys::Errno;

@@ -127,6 +127,11 @@ pub(crate) enum Limit {
     QueueMessageSize,
     /// The System V `msgmax`.
     Msgmax,
+    /// The largest message a `shm:` ring holds.
+    Ring {
+        /// The ring's size.
+        capacity: usize,
+    },
 }
 
 /// The length of a message gathered from `parts`: `TooLarge`, naming the
@@ -147,6 +152,9 @@ pub(crate) fn check_len(
         Limit::Maximum => format!("the maximum of {max} bytes"),
         Limit::QueueMessageSize => format!("the queue's message size of {max} bytes"),
         Limit::Msgmax => format!("the limit of {max} bytes (msgmax)"),
+        Limit::Ring { capacity } => {
+            format!("the largest message of {max} bytes that the channel's ring of {capacity} bytes holds")
+        }
     };
     Err(crate::Error::new(crate::ErrorKind::TooLarge, op, object, format!("message of {len} bytes exceeds {what}")))
 }

@@ -1,5 +1,7 @@
 //! Options for opening an endpoint, shared by every transport.
 
+use std::time::Duration;
+
 use crate::framing::{DEFAULT_MAX_MESSAGE, Framing};
 
 /// How to open an endpoint. Options that belong to the object itself
@@ -20,7 +22,27 @@ pub struct Options {
     pub(crate) msg_type: i64,
     pub(crate) noerror: bool,
     pub(crate) max_buffered: usize,
+    pub(crate) wait: WaitMode,
+    pub(crate) spin: Duration,
 }
+
+/// How a `shm:` channel end waits for a message or for room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum WaitMode {
+    /// Spin for the spin window, then park (sleep until the other side
+    /// wakes it): the default.
+    #[default]
+    Block,
+    /// Never park: spin until the message or the room comes (a core stays
+    /// busy; no system call on the data path at all).
+    Busy,
+}
+
+/// How long a `shm:` channel end spins before it parks, unless configured
+/// (`?spin=`, [`Options::spin`]): 50 µs, somewhat more than a kernel
+/// wake-up costs on a small virtual machine (about 35 µs), so that a peer
+/// answering within that time is met without one.
+pub const DEFAULT_CHANNEL_SPIN: Duration = Duration::from_micros(50);
 
 /// The default bound on the bytes a socket receiver holds for unfinished
 /// frames, across all its connections: 64 MiB.
@@ -37,6 +59,8 @@ impl Default for Options {
             msg_type: 0,
             noerror: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
+            wait: WaitMode::Block,
+            spin: DEFAULT_CHANNEL_SPIN,
         }
     }
 }
@@ -103,6 +127,19 @@ impl Options {
     /// as a warning.
     pub fn max_buffered(mut self, bytes: usize) -> Options {
         self.max_buffered = bytes;
+        self
+    }
+
+    /// `shm:` channels: how to wait (`?wait=` on the endpoint wins).
+    pub fn wait(mut self, mode: WaitMode) -> Options {
+        self.wait = mode;
+        self
+    }
+
+    /// `shm:` channels: the spin window before parking; zero parks at once
+    /// (`?spin=` on the endpoint wins).
+    pub fn spin(mut self, window: Duration) -> Options {
+        self.spin = window;
         self
     }
 

@@ -6,7 +6,7 @@
 use std::io::IoSlice;
 use std::os::fd::BorrowedFd;
 
-use super::{Open, Transfer, dgram, fifo, mq, pipe, sysv_mq, tcp, unix};
+use super::{Open, Transfer, dgram, fifo, mq, pipe, shm, sysv_mq, tcp, unix};
 use crate::endpoint::{Endpoint, EndpointKind, UnixType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Message, Meta, SendMeta};
@@ -130,6 +130,7 @@ transports! {
         Tcp(tcp::Socket) = tcp::Tcp: EndpointKind::Tcp { .. },
         PosixMq(mq::PosixQueue) = mq::PosixQueue: EndpointKind::Mq(_),
         SysvMq(sysv_mq::SysvQueue) = sysv_mq::SysvQueue: EndpointKind::SysvMq(_),
+        Shm(shm::Shm) = shm::Shm: EndpointKind::Shm(_),
     }
 }
 

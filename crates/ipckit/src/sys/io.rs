@@ -113,6 +113,12 @@ pub(crate) fn epoll_interest(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u6
     epoll::modify(epoll, fd, epoll::EventData::new_u64(data), flags)
 }
 
+/// Removes `fd` from an epoll instance (closing it does too, once every
+/// duplicate is closed).
+pub(crate) fn epoll_remove(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    rustix::event::epoll::delete(epoll, fd)
+}
+
 /// `epoll_wait` for at most `max` events within `wait`: fills `ready` with
 /// the data words of the descriptors that are ready (readable, hung up or
 /// in error) and returns how many; 0 when the wait ran out. Retries

@@ -160,6 +160,11 @@ pub(crate) fn raise_nofile_limit() -> Result<u64, Errno> {
     Ok(limit.maximum.unwrap_or(u64::MAX))
 }
 
+/// The effective group id of this process.
+pub(crate) fn getegid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
 /// The effective user id of this process.
 pub(crate) fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()

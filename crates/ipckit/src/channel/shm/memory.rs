@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::layout::{self, CAPACITY, CLOSED, DATA, HEAD, MAX_CAPACITY, MIN_CAPACITY, RingHeader, TAIL};
 use super::ring::RingMemory;
 use crate::error::{Error, ErrorKind, Result};
-use crate::shm::{HEADER_SIZE, Header, MAGIC, Region, STATE_READY, Trust};
+use crate::shm::{Header, MAGIC, Region, STATE_READY, Trust};
 
 /// A ring's mapping, with its words and data area resolved once.
 #[derive(Debug)]
@@ -92,7 +92,6 @@ impl MappedRing {
     }
 
     fn from_region(region: Region, capacity: usize) -> Result<MappedRing> {
-        debug_assert!(HEADER_SIZE <= TAIL);
         let tail = NonNull::from(region.atomic_u64(TAIL)?);
         let head = NonNull::from(region.atomic_u64(HEAD)?);
         let closed = NonNull::from(region.atomic_u32(CLOSED)?);

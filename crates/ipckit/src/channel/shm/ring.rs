@@ -167,6 +167,15 @@ impl<M: RingMemory> Producer<M> {
         Ok((capacity - (self.tail - head)) as usize)
     }
 
+    /// Whether `need` bytes are free now.
+    #[inline]
+    pub(crate) fn room(&mut self, need: usize) -> Result<bool, RingError> {
+        if self.mem.capacity() - (self.tail - self.head) as usize >= need {
+            return Ok(true);
+        }
+        Ok(self.refresh()? >= need)
+    }
+
     /// Copies one message gathered from `parts` (`len` bytes in all, at most
     /// [`max_message`]) into the ring and publishes it, if there is room.
     pub(crate) fn try_push(&mut self, parts: &[IoSlice<'_>], len: usize, tag: u32) -> Result<Push, RingError> {
@@ -212,12 +221,6 @@ impl<M: RingMemory> Producer<M> {
     /// Withdraws a parked announcement (after waking for any reason).
     pub(crate) fn unpark(&self) {
         self.mem.head().fetch_and(INDEX, Ordering::AcqRel);
-    }
-
-    /// Whether the ring holds nothing this side published that the
-    /// consumer has not consumed.
-    pub(crate) fn drained(&mut self) -> Result<bool, RingError> {
-        Ok(self.refresh()? == self.mem.capacity())
     }
 }
 

@@ -1,0 +1,487 @@
+//! A `shm:` receiver: the listener, one ring per sender (it is their only
+//! consumer), served in turn, and every control connection in one epoll
+//! set (what `poll_fd` hands out).
+//!
+//! A receive takes the next message from the rings, round-robin, with no
+//! system call. With none there, it spins for the spin window, then parks:
+//! it sets `PARKED` on every ring (senders then wake it over their control
+//! connection) and sleeps in `epoll_wait`, which also brings new senders
+//! (accepted and welcomed without blocking: a client that connects and
+//! says nothing holds only its own descriptor) and the end of senders that
+//! left. A sender that left is dropped once everything it published has
+//! been received; its unfinished message, never published, is simply gone.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Config;
+use super::control::{self, Packet, Refusal};
+use super::memory::MappedRing;
+use super::ring::{Consumer, Record, RingError, RingMemory, TAG_INLINE};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Credentials, Message, Meta, SendMeta};
+use crate::socket::Listener;
+use crate::socket::server::{Acceptor, EVENTS, LISTENER};
+use crate::sys;
+use crate::transport::Io;
+use crate::wait::{Got, Wait};
+
+/// Epoll data of a connection that has not said hello yet: this bit and
+/// its slot.
+const PENDING: u64 = 1 << 32;
+
+/// How long a connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a busy-waiting receiver looks for new senders and departures.
+const BUSY_EVENTS: Duration = Duration::from_millis(1);
+
+/// A connected sender.
+#[derive(Debug)]
+struct Peer {
+    control: Io,
+    ring: Consumer<MappedRing>,
+    creds: Credentials,
+    /// Its connection ended: dropped once its ring is drained.
+    leaving: bool,
+    /// `PARKED` is set on its ring.
+    armed: bool,
+}
+
+/// A connection that has not said hello yet.
+#[derive(Debug)]
+struct Pending {
+    control: Io,
+    since: Instant,
+}
+
+/// The receiving end of a `shm:` channel.
+#[derive(Debug)]
+pub(crate) struct ShmReceiver {
+    name: Arc<str>,
+    cfg: Config,
+    epoll: OwnedFd,
+    acceptor: Acceptor,
+    peers: Vec<Option<Peer>>,
+    pending: Vec<Option<Pending>>,
+    live: usize,
+    /// Where the next round-robin turn starts.
+    next: usize,
+    events: Vec<u64>,
+    warnings: Vec<String>,
+}
+
+impl ShmReceiver {
+    /// Binds the channel: its control socket, an abstract name (a second
+    /// live receiver is `AlreadyExists`).
+    pub(crate) fn bind(ep: &Endpoint, cfg: Config) -> Result<ShmReceiver> {
+        let name: Arc<str> = ep.to_string().into();
+        let listener = Listener::bind_with(&cfg.control, &cfg.control_opts()).map_err(|e| {
+            let kind = e.kind();
+            let why = match kind {
+                ErrorKind::AlreadyExists => "another receiver is bound to this channel".to_string(),
+                _ => e.to_string(),
+            };
+            Error::new(kind, "bind", ep, why)
+        })?;
+        let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", ep, e))?;
+        let acceptor = Acceptor::new(listener, epoll.as_fd())?;
+        Ok(ShmReceiver {
+            name,
+            cfg,
+            epoll,
+            acceptor,
+            peers: Vec::new(),
+            pending: Vec::new(),
+            live: 0,
+            next: 0,
+            events: Vec::with_capacity(EVENTS),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Whether any ring holds a published message (a cheap check, for
+    /// spinning).
+    fn any_ready(&mut self) -> bool {
+        self.peers.iter_mut().flatten().any(|p| matches!(p.ring.peek(), Ok(Some(_)) | Err(_)) || p.leaving)
+    }
+
+    fn corrupt(&self, pid: i32, why: String) -> Error {
+        Error::new(
+            ErrorKind::Corrupt,
+            "recv",
+            &*self.name,
+            format!("the sender with pid {pid} broke the ring protocol ({why}); it was dropped"),
+        )
+    }
+
+    /// After a message is consumed: wakes its sender if it parked.
+    fn popped(ring: &mut Consumer<MappedRing>, record: Record, control: &mut Io) {
+        if ring.pop(record) {
+            // Its end gone shows as the end of its connection.
+            let _ = control.send(&[IoSlice::new(b"w")], &SendMeta::new(), Wait::Never);
+        }
+    }
+
+    /// Receives one message within `wait`, by `take`.
+    fn next<T>(
+        &mut self,
+        wait: Wait,
+        mut take: impl FnMut(&mut Consumer<MappedRing>, &mut Io, Record, Meta) -> Result<T>,
+    ) -> Result<Got<T>> {
+        let mut looked = false;
+        loop {
+            if let Some(got) = self.take(&mut take)? {
+                return Ok(Got::Msg(got));
+            }
+            if matches!(wait, Wait::Never) {
+                if std::mem::replace(&mut looked, true) {
+                    // Say it will wait, so that `poll_fd` turns readable.
+                    if self.arm() {
+                        return Ok(Got::NotYet);
+                    }
+                    self.disarm();
+                    looked = false;
+                    continue;
+                }
+                self.events(Wait::Never)?;
+                continue;
+            }
+            let busy = self.cfg.wait == crate::options::WaitMode::Busy;
+            let window = if busy { Duration::MAX } else { self.cfg.spin };
+            if self.spin(window, wait)? {
+                continue;
+            }
+            if wait.remaining() == Some(Duration::ZERO) {
+                return Ok(Got::NotYet);
+            }
+            if busy {
+                continue;
+            }
+            if self.arm() {
+                let woken = self.events(wait);
+                self.disarm();
+                woken?;
+            } else {
+                self.disarm();
+            }
+        }
+    }
+
+    /// One round over the rings, from where the last one stopped: the
+    /// first message found, by `take`. A ring that breaks the protocol is
+    /// dropped and reported; one whose sender left and that is drained is
+    /// dropped.
+    fn take<T>(
+        &mut self,
+        take: &mut impl FnMut(&mut Consumer<MappedRing>, &mut Io, Record, Meta) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let n = self.peers.len();
+        for k in 0..n {
+            let slot = (self.next + k) % n;
+            let Some(peer) = self.peers[slot].as_mut() else { continue };
+            match peer.ring.peek() {
+                Ok(Some(record)) if record.tag == TAG_INLINE => {
+                    self.next = slot;
+                    let meta = Meta { creds: Some(peer.creds), ..Meta::default() };
+                    let got = take(&mut peer.ring, &mut peer.control, record, meta)?;
+                    self.next = slot + 1;
+                    return Ok(Some(got));
+                }
+                Ok(Some(record)) => {
+                    let pid = peer.creds.pid;
+                    self.drop_peer(slot);
+                    return Err(self.corrupt(pid, format!("a record has the unknown tag {}", record.tag)));
+                }
+                Ok(None) if peer.leaving => self.drop_peer(slot),
+                Ok(None) => {}
+                Err(RingError::Corrupt(why)) => {
+                    let pid = peer.creds.pid;
+                    self.drop_peer(slot);
+                    return Err(self.corrupt(pid, why));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Spins until a ring has a message, at most `window` and never past
+    /// `wait`; in a long spin, looks for events now and then. `true` when
+    /// something may be ready.
+    fn spin(&mut self, window: Duration, wait: Wait) -> Result<bool> {
+        if window.is_zero() {
+            return Ok(false);
+        }
+        let start = Instant::now();
+        let mut looked = start;
+        loop {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+                if self.any_ready() {
+                    return Ok(true);
+                }
+            }
+            let now = Instant::now();
+            if now.duration_since(start) >= window || wait.remaining() == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            if now.duration_since(looked) >= BUSY_EVENTS {
+                looked = now;
+                if self.events(Wait::Never)? {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Sets `PARKED` on every ring; `false` when a ring has a message (or a
+    /// sender is leaving): then there is no sleeping.
+    fn arm(&mut self) -> bool {
+        let mut sleep = true;
+        for peer in self.peers.iter_mut().flatten() {
+            if peer.leaving {
+                sleep = false;
+                continue;
+            }
+            peer.armed = true;
+            if !matches!(peer.ring.park(), Ok(true)) {
+                sleep = false;
+            }
+        }
+        sleep
+    }
+
+    fn disarm(&mut self) {
+        for peer in self.peers.iter_mut().flatten() {
+            if std::mem::take(&mut peer.armed) {
+                peer.ring.unpark();
+            }
+        }
+    }
+
+    /// Waits for events within `wait` and handles them: new senders,
+    /// hellos, wake-ups, departures. `true` when any came.
+    fn events(&mut self, wait: Wait) -> Result<bool> {
+        self.expire_pending();
+        let n = sys::io::epoll_wait(self.epoll.as_fd(), &mut self.events, EVENTS, wait)
+            .map_err(|e| Error::os("epoll_wait", &*self.name, e))?;
+        for i in 0..n {
+            match self.events[i] {
+                LISTENER => {
+                    let mut accepted = Vec::new();
+                    let live = self.live;
+                    self.acceptor.accept_all(self.epoll.as_fd(), live, |fd| {
+                        accepted.push(fd);
+                        Ok(())
+                    })?;
+                    for fd in accepted {
+                        self.add_pending(fd)?;
+                    }
+                }
+                data if data & PENDING != 0 => self.hello((data & !PENDING) as usize),
+                slot => self.drain(slot as usize),
+            }
+        }
+        Ok(n > 0)
+    }
+
+    /// Takes a sender's wake-ups; notes its departure.
+    fn drain(&mut self, slot: usize) {
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else { return };
+        for _ in 0..64 {
+            match peer.control.recv(Wait::Never) {
+                Ok(Got::Msg(_)) => {}
+                Ok(Got::NotYet) => return,
+                Ok(Got::Eof) | Err(_) => {
+                    peer.leaving = true;
+                    let _ = sys::io::epoll_remove(self.epoll.as_fd(), peer.control.fd());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_pending(&mut self, fd: OwnedFd) -> Result<()> {
+        let Ok(conn) = self.acceptor.listener().wrap(fd) else { return Ok(()) };
+        let mut control = conn.into_io();
+        let creds = control.peer_credentials();
+        let admitted = creds.is_some_and(|c| control::admits(self.cfg.mode, self.cfg.me, c));
+        if !admitted {
+            let why = format!(
+                "uid {} may not use this channel (the receiver is uid {}; ?mode= admits others)",
+                creds.map_or(-1, |c| c.uid as i64),
+                self.cfg.me.0
+            );
+            refuse(&mut control, Refusal::Permission, why);
+            return Ok(());
+        }
+        let slot = match self.pending.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None => {
+                self.pending.push(None);
+                self.pending.len() - 1
+            }
+        };
+        sys::io::epoll_add(self.epoll.as_fd(), control.fd(), PENDING | slot as u64)
+            .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
+        self.pending[slot] = Some(Pending { control, since: Instant::now() });
+        Ok(())
+    }
+
+    /// Drops connections that did not say hello in time.
+    fn expire_pending(&mut self) {
+        for p in &mut self.pending {
+            if p.as_ref().is_some_and(|p| p.since.elapsed() > HELLO_TIMEOUT) {
+                *p = None;
+                self.acceptor.closed(self.epoll.as_fd());
+            }
+        }
+    }
+
+    /// A pending connection said something: welcome it, or refuse it.
+    fn hello(&mut self, slot: usize) {
+        let Some(mut pending) = self.pending.get_mut(slot).and_then(Option::take) else { return };
+        let packet = match pending.control.recv(Wait::Never) {
+            Ok(Got::Msg(m)) => Packet::hello(&m.data),
+            // Not yet a whole packet: keep waiting for it.
+            Ok(Got::NotYet) => {
+                self.pending[slot] = Some(pending);
+                return;
+            }
+            Ok(Got::Eof) | Err(_) => {
+                self.acceptor.closed(self.epoll.as_fd());
+                return;
+            }
+        };
+        let mut control = pending.control;
+        let Some(Packet::Hello { .. }) = packet else {
+            refuse(&mut control, Refusal::Protocol, "that was not a hello".into());
+            self.acceptor.closed(self.epoll.as_fd());
+            return;
+        };
+        if self.live >= self.cfg.senders {
+            let why = format!("the channel serves at most {} senders (?senders=)", self.cfg.senders);
+            refuse(&mut control, Refusal::Senders, why);
+            self.acceptor.closed(self.epoll.as_fd());
+            return;
+        }
+        if let Err(e) = self.welcome(control) {
+            self.warnings.push(format!("{}: a sender could not join: {e}", self.name));
+        }
+    }
+
+    fn welcome(&mut self, mut control: Io) -> Result<()> {
+        let creds = control.peer_credentials().expect("checked at accept");
+        let ring = MappedRing::create(&self.cfg.channel, self.cfg.capacity)?;
+        let packet = Packet::Welcome { capacity: ring.capacity() as u64 }.encode();
+        let fds = [ring.fd()];
+        control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never)?;
+        let slot = match self.peers.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None => {
+                self.peers.push(None);
+                self.peers.len() - 1
+            }
+        };
+        sys::io::epoll_interest(self.epoll.as_fd(), control.fd(), slot as u64, true)
+            .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
+        self.peers[slot] = Some(Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false });
+        self.live += 1;
+        Ok(())
+    }
+
+    fn drop_peer(&mut self, slot: usize) {
+        if let Some(peer) = self.peers.get_mut(slot).and_then(Option::take) {
+            peer.ring.memory().close();
+            self.live -= 1;
+            drop(peer);
+            self.acceptor.closed(self.epoll.as_fd());
+        }
+    }
+}
+
+/// Tells a connection why it may not join, and closes it.
+fn refuse(control: &mut Io, reason: Refusal, why: String) {
+    let packet = Packet::Refused { reason: Some(reason), why }.encode();
+    let _ = control.send(&[IoSlice::new(&packet)], &SendMeta::new(), Wait::Never);
+}
+
+impl super::super::Transfer for ShmReceiver {
+    fn send(&mut self, _parts: &[IoSlice<'_>], _meta: &SendMeta<'_>, _wait: Wait) -> Result<()> {
+        Err(Error::new(ErrorKind::Unsupported, "send", &*self.name, "a shm: receiver does not send"))
+    }
+
+    fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        let name = self.name.clone();
+        self.next(wait, |ring, control, record, meta| {
+            if record.len > buf.len() {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "recv",
+                    &*name,
+                    format!(
+                        "message of {} bytes does not fit the {}-byte buffer (it stays queued)",
+                        record.len,
+                        buf.len()
+                    ),
+                ));
+            }
+            ring.read(record, &mut buf[..record.len]);
+            ShmReceiver::popped(ring, record, control);
+            Ok((record.len, meta))
+        })
+    }
+
+    fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
+        let (name, max) = (self.name.clone(), self.cfg.max_message);
+        self.next(wait, |ring, control, record, meta| {
+            if record.len > max {
+                ShmReceiver::popped(ring, record, control);
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "recv",
+                    &*name,
+                    format!("message of {} bytes over the maximum of {max} bytes was dropped", record.len),
+                ));
+            }
+            // Bounded by the ring (checked in `peek`) and the maximum.
+            let mut data = vec![0u8; record.len];
+            ring.read(record, &mut data);
+            ShmReceiver::popped(ring, record, control);
+            Ok(Message { data, meta })
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An epoll set, readable when a sender that saw this receiver parked
+    /// (after a `try_recv` that was `Empty`) has published, or when a
+    /// sender comes or goes.
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.epoll.as_fd())
+    }
+
+    fn connections(&self) -> usize {
+        self.live
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        let mut w = self.acceptor.take_warnings();
+        w.append(&mut self.warnings);
+        w
+    }
+}
+
+impl Drop for ShmReceiver {
+    fn drop(&mut self) {
+        // Senders learn at their next send, before their connection's end.
+        for peer in self.peers.iter().flatten() {
+            peer.ring.memory().close();
+        }
+    }
+}
