@@ -33,21 +33,34 @@ struct Transport {
     /// Whether senders see the receiver go away (not for queues, which
     /// outlive both).
     receiver_bound: bool,
+    /// Whether the object is created with `create` (not `shm:`, whose
+    /// receiver always creates it).
+    create: bool,
 }
 
 fn transports(scratch: &Scratch) -> Vec<Transport> {
-    let mut all = vec![Transport { label: "pipe".into(), endpoint: None, max: BIG, receiver_bound: true }];
+    let mut all =
+        vec![Transport { label: "pipe".into(), endpoint: None, max: BIG, receiver_bound: true, create: true }];
     for ep in scratch.endpoints() {
-        all.push(Transport { label: ep.clone(), endpoint: Some(ep), max: BIG, receiver_bound: true });
+        all.push(Transport { label: ep.clone(), endpoint: Some(ep), max: BIG, receiver_bound: true, create: true });
     }
     for ep in [scratch.mq("q", ""), scratch.sysv_mq(1, "")] {
-        all.push(Transport { label: ep.clone(), endpoint: Some(ep), max: QUEUE_MAX, receiver_bound: false });
+        all.push(Transport {
+            label: ep.clone(),
+            endpoint: Some(ep),
+            max: QUEUE_MAX,
+            receiver_bound: false,
+            create: true,
+        });
     }
+    // A ring of 256 KiB holds the largest message four times over.
+    let shm = format!("shm:{}?size=256KiB", scratch.name("shm"));
+    all.push(Transport { label: shm.clone(), endpoint: Some(shm), max: BIG, receiver_bound: true, create: false });
     all
 }
 
 fn opts_for(t: &Transport) -> Options {
-    Options::new().create(true).max_message(t.max)
+    Options::new().create(t.create).max_message(t.max)
 }
 
 /// A bound receiver and a connected sender.

@@ -182,3 +182,28 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, data: &[u8], offset: u64) -> Result
 pub(crate) fn is_append(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     Ok(rustix::fs::fcntl_getfl(fd)?.contains(OFlags::APPEND))
 }
+
+/// An eventfd (close-on-exec, non-blocking): a counter that is readable
+/// while it is not zero, to wake a thread that waits in epoll.
+pub(crate) fn eventfd() -> Result<std::os::fd::OwnedFd, Errno> {
+    use rustix::event::EventfdFlags;
+    rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+}
+
+/// Adds one to an eventfd (it becomes readable).
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    match retry(|| rustix::io::write(fd, &1u64.to_ne_bytes())) {
+        // The counter is at its maximum: it is readable already.
+        Ok(_) | Err(Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes an eventfd's count (it stops being readable).
+pub(crate) fn eventfd_drain(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let mut count = [0u8; 8];
+    match retry(|| rustix::io::read(fd, &mut count)) {
+        Ok(_) | Err(Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -13,7 +13,8 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Config;
@@ -29,9 +30,16 @@ use crate::sys;
 use crate::transport::Io;
 use crate::wait::{Got, Wait};
 
-/// Epoll data of a connection that has not said hello yet: this bit and
-/// its slot.
+/// Epoll data of the doorbell that says new senders are waiting to be
+/// adopted (the receiving side's epoll).
+const DOORBELL: u64 = u64::MAX - 1;
+
+/// Epoll data of a connection that has not said hello yet (the service
+/// thread's epoll): this bit and its slot.
 const PENDING: u64 = 1 << 32;
+
+/// Epoll data of the service thread's own bell (stop, or a sender left).
+const SERVICE_BELL: u64 = u64::MAX - 2;
 
 /// How long a connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,25 +66,44 @@ struct Pending {
     since: Instant,
 }
 
+/// What the service thread hands to the receiving side.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Senders welcomed, not yet adopted.
+    incoming: Mutex<Vec<Peer>>,
+    has_incoming: AtomicBool,
+    /// Senders welcomed and not yet dropped.
+    live: AtomicUsize,
+    warnings: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
 /// The receiving end of a `shm:` channel.
+///
+/// Senders join through a service thread of the receiver's own (it
+/// accepts, checks credentials, creates the ring and welcomes), so that a
+/// sender can join while the receiving thread is busy, or is the same
+/// thread (bind, connect, send, receive in one thread). The receiving
+/// side adopts new senders at its next receive; a doorbell (an eventfd in
+/// its epoll set) wakes it for them when it is parked.
 #[derive(Debug)]
 pub(crate) struct ShmReceiver {
     name: Arc<str>,
     cfg: Config,
     epoll: OwnedFd,
-    acceptor: Acceptor,
+    doorbell: OwnedFd,
+    shared: Arc<Shared>,
+    service_bell: OwnedFd,
+    service: Option<std::thread::JoinHandle<()>>,
     peers: Vec<Option<Peer>>,
-    pending: Vec<Option<Pending>>,
-    live: usize,
     /// Where the next round-robin turn starts.
     next: usize,
     events: Vec<u64>,
-    warnings: Vec<String>,
 }
 
 impl ShmReceiver {
     /// Binds the channel: its control socket, an abstract name (a second
-    /// live receiver is `AlreadyExists`).
+    /// live receiver is `AlreadyExists`), and starts its service thread.
     pub(crate) fn bind(ep: &Endpoint, cfg: Config) -> Result<ShmReceiver> {
         let name: Arc<str> = ep.to_string().into();
         let listener = Listener::bind_with(&cfg.control, &cfg.control_opts()).map_err(|e| {
@@ -87,26 +114,62 @@ impl ShmReceiver {
             };
             Error::new(kind, "bind", ep, why)
         })?;
-        let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", ep, e))?;
-        let acceptor = Acceptor::new(listener, epoll.as_fd())?;
+        let os = |op: &'static str| move |e| Error::os(op, ep, e);
+        let epoll = sys::io::epoll_create().map_err(os("epoll_create"))?;
+        let doorbell = sys::io::eventfd().map_err(os("eventfd"))?;
+        sys::io::epoll_add(epoll.as_fd(), doorbell.as_fd(), DOORBELL).map_err(os("epoll_ctl"))?;
+        let service_epoll = sys::io::epoll_create().map_err(os("epoll_create"))?;
+        let service_bell = sys::io::eventfd().map_err(os("eventfd"))?;
+        sys::io::epoll_add(service_epoll.as_fd(), service_bell.as_fd(), SERVICE_BELL).map_err(os("epoll_ctl"))?;
+        let acceptor = Acceptor::new(listener, service_epoll.as_fd())?;
+        let shared = Arc::new(Shared::default());
+        let mut service = Service {
+            name: name.clone(),
+            cfg: cfg.clone(),
+            epoll: service_epoll,
+            bell: service_bell.try_clone().map_err(|e| Error::new(ErrorKind::Io, "bind", ep, e.to_string()))?,
+            doorbell: doorbell.try_clone().map_err(|e| Error::new(ErrorKind::Io, "bind", ep, e.to_string()))?,
+            acceptor,
+            pending: Vec::new(),
+            shared: shared.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("ipckit-shm:{}", cfg.channel))
+            .spawn(move || service.run())
+            .map_err(|e| Error::new(ErrorKind::Io, "bind", ep, format!("cannot start the service thread: {e}")))?;
         Ok(ShmReceiver {
             name,
             cfg,
             epoll,
-            acceptor,
+            doorbell,
+            shared,
+            service_bell,
+            service: Some(thread),
             peers: Vec::new(),
-            pending: Vec::new(),
-            live: 0,
             next: 0,
             events: Vec::with_capacity(EVENTS),
-            warnings: Vec::new(),
         })
     }
 
-    /// Whether any ring holds a published message (a cheap check, for
-    /// spinning).
-    fn any_ready(&mut self) -> bool {
-        self.peers.iter_mut().flatten().any(|p| matches!(p.ring.peek(), Ok(Some(_)) | Err(_)) || p.leaving)
+    /// Takes the senders the service thread welcomed.
+    fn adopt(&mut self) -> Result<()> {
+        if !self.shared.has_incoming.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let incoming = std::mem::take(&mut *self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+        for peer in incoming {
+            let slot = match self.peers.iter().position(Option::is_none) {
+                Some(slot) => slot,
+                None => {
+                    self.peers.push(None);
+                    self.peers.len() - 1
+                }
+            };
+            sys::io::epoll_add(self.epoll.as_fd(), peer.control.fd(), slot as u64)
+                .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
+            self.peers[slot] = Some(peer);
+        }
+        Ok(())
     }
 
     fn corrupt(&self, pid: i32, why: String) -> Error {
@@ -134,6 +197,7 @@ impl ShmReceiver {
     ) -> Result<Got<T>> {
         let mut looked = false;
         loop {
+            self.adopt()?;
             if let Some(got) = self.take(&mut take)? {
                 return Ok(Got::Msg(got));
             }
@@ -208,6 +272,13 @@ impl ShmReceiver {
         Ok(None)
     }
 
+    /// Whether any ring holds a published message (or something to act
+    /// on): a cheap check, for spinning.
+    fn any_ready(&mut self) -> bool {
+        self.shared.has_incoming.load(Ordering::Acquire)
+            || self.peers.iter_mut().flatten().any(|p| p.leaving || !matches!(p.ring.peek(), Ok(None)))
+    }
+
     /// Spins until a ring has a message, at most `window` and never past
     /// `wait`; in a long spin, looks for events now and then. `true` when
     /// something may be ready.
@@ -237,10 +308,10 @@ impl ShmReceiver {
         }
     }
 
-    /// Sets `PARKED` on every ring; `false` when a ring has a message (or a
-    /// sender is leaving): then there is no sleeping.
+    /// Sets `PARKED` on every ring; `false` when a ring has a message, a
+    /// sender is leaving, or new senders wait: then there is no sleeping.
     fn arm(&mut self) -> bool {
-        let mut sleep = true;
+        let mut sleep = !self.shared.has_incoming.load(Ordering::Acquire);
         for peer in self.peers.iter_mut().flatten() {
             if peer.leaving {
                 sleep = false;
@@ -262,26 +333,17 @@ impl ShmReceiver {
         }
     }
 
-    /// Waits for events within `wait` and handles them: new senders,
-    /// hellos, wake-ups, departures. `true` when any came.
+    /// Waits for events within `wait` and handles them: wake-ups,
+    /// departures, new senders. `true` when any came.
     fn events(&mut self, wait: Wait) -> Result<bool> {
-        self.expire_pending();
         let n = sys::io::epoll_wait(self.epoll.as_fd(), &mut self.events, EVENTS, wait)
             .map_err(|e| Error::os("epoll_wait", &*self.name, e))?;
         for i in 0..n {
             match self.events[i] {
-                LISTENER => {
-                    let mut accepted = Vec::new();
-                    let live = self.live;
-                    self.acceptor.accept_all(self.epoll.as_fd(), live, |fd| {
-                        accepted.push(fd);
-                        Ok(())
-                    })?;
-                    for fd in accepted {
-                        self.add_pending(fd)?;
-                    }
+                DOORBELL => {
+                    let _ = sys::io::eventfd_drain(self.doorbell.as_fd());
+                    self.adopt()?;
                 }
-                data if data & PENDING != 0 => self.hello((data & !PENDING) as usize),
                 slot => self.drain(slot as usize),
             }
         }
@@ -300,6 +362,86 @@ impl ShmReceiver {
                     let _ = sys::io::epoll_remove(self.epoll.as_fd(), peer.control.fd());
                     return;
                 }
+            }
+        }
+    }
+
+    fn drop_peer(&mut self, slot: usize) {
+        if let Some(peer) = self.peers.get_mut(slot).and_then(Option::take) {
+            peer.ring.memory().close();
+            drop(peer);
+            self.shared.live.fetch_sub(1, Ordering::AcqRel);
+            // A descriptor is free: the service thread may accept again.
+            let _ = sys::io::eventfd_signal(self.service_bell.as_fd());
+        }
+    }
+}
+
+/// The receiver's service thread: accepts, checks credentials, creates
+/// rings, welcomes; never touches a ring after handing it over.
+struct Service {
+    name: Arc<str>,
+    cfg: Config,
+    epoll: OwnedFd,
+    bell: OwnedFd,
+    doorbell: OwnedFd,
+    acceptor: Acceptor,
+    pending: Vec<Option<Pending>>,
+    shared: Arc<Shared>,
+}
+
+impl Service {
+    fn run(&mut self) {
+        let mut events = Vec::with_capacity(EVENTS);
+        while !self.shared.stop.load(Ordering::Acquire) {
+            self.expire_pending();
+            // While connections owe a hello, look again in time to drop
+            // the ones that never say it.
+            let wait = if self.pending.iter().any(Option::is_some) {
+                Wait::timeout(Duration::from_secs(1))
+            } else {
+                Wait::Forever
+            };
+            let n = match sys::io::epoll_wait(self.epoll.as_fd(), &mut events, EVENTS, wait) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.warn(format!("{}: the service thread stopped: epoll_wait: {e:?}", self.name));
+                    return;
+                }
+            };
+            for &event in &events[..n] {
+                match event {
+                    SERVICE_BELL => {
+                        let _ = sys::io::eventfd_drain(self.bell.as_fd());
+                        self.acceptor.closed(self.epoll.as_fd());
+                    }
+                    LISTENER => self.accept(),
+                    data => self.hello((data & !PENDING) as usize),
+                }
+            }
+            let mut warnings = self.acceptor.take_warnings();
+            if !warnings.is_empty() {
+                self.shared.warnings.lock().unwrap_or_else(|p| p.into_inner()).append(&mut warnings);
+            }
+        }
+    }
+
+    fn warn(&self, w: String) {
+        self.shared.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(w);
+    }
+
+    fn accept(&mut self) {
+        let mut accepted = Vec::new();
+        let live = self.shared.live.load(Ordering::Acquire);
+        if let Err(e) = self.acceptor.accept_all(self.epoll.as_fd(), live, |fd| {
+            accepted.push(fd);
+            Ok(())
+        }) {
+            self.warn(format!("{}: accept: {e}", self.name));
+        }
+        for fd in accepted {
+            if let Err(e) = self.add_pending(fd) {
+                self.warn(format!("{}: a sender could not join: {e}", self.name));
             }
         }
     }
@@ -357,19 +499,20 @@ impl ShmReceiver {
             }
         };
         let mut control = pending.control;
+        let _ = sys::io::epoll_remove(self.epoll.as_fd(), control.fd());
         let Some(Packet::Hello { .. }) = packet else {
             refuse(&mut control, Refusal::Protocol, "that was not a hello".into());
             self.acceptor.closed(self.epoll.as_fd());
             return;
         };
-        if self.live >= self.cfg.senders {
+        if self.shared.live.load(Ordering::Acquire) >= self.cfg.senders {
             let why = format!("the channel serves at most {} senders (?senders=)", self.cfg.senders);
             refuse(&mut control, Refusal::Senders, why);
             self.acceptor.closed(self.epoll.as_fd());
             return;
         }
         if let Err(e) = self.welcome(control) {
-            self.warnings.push(format!("{}: a sender could not join: {e}", self.name));
+            self.warn(format!("{}: a sender could not join: {e}", self.name));
         }
     }
 
@@ -379,27 +522,11 @@ impl ShmReceiver {
         let packet = Packet::Welcome { capacity: ring.capacity() as u64 }.encode();
         let fds = [ring.fd()];
         control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never)?;
-        let slot = match self.peers.iter().position(Option::is_none) {
-            Some(slot) => slot,
-            None => {
-                self.peers.push(None);
-                self.peers.len() - 1
-            }
-        };
-        sys::io::epoll_interest(self.epoll.as_fd(), control.fd(), slot as u64, true)
-            .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
-        self.peers[slot] = Some(Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false });
-        self.live += 1;
-        Ok(())
-    }
-
-    fn drop_peer(&mut self, slot: usize) {
-        if let Some(peer) = self.peers.get_mut(slot).and_then(Option::take) {
-            peer.ring.memory().close();
-            self.live -= 1;
-            drop(peer);
-            self.acceptor.closed(self.epoll.as_fd());
-        }
+        let peer = Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false };
+        self.shared.live.fetch_add(1, Ordering::AcqRel);
+        self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()).push(peer);
+        self.shared.has_incoming.store(true, Ordering::Release);
+        sys::io::eventfd_signal(self.doorbell.as_fd()).map_err(|e| Error::os("eventfd", &*self.name, e))
     }
 }
 
@@ -467,13 +594,11 @@ impl super::super::Transfer for ShmReceiver {
     }
 
     fn connections(&self) -> usize {
-        self.live
+        self.shared.live.load(Ordering::Acquire)
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
-        let mut w = self.acceptor.take_warnings();
-        w.append(&mut self.warnings);
-        w
+        std::mem::take(&mut *self.shared.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -481,6 +606,15 @@ impl Drop for ShmReceiver {
     fn drop(&mut self) {
         // Senders learn at their next send, before their connection's end.
         for peer in self.peers.iter().flatten() {
+            peer.ring.memory().close();
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = sys::io::eventfd_signal(self.service_bell.as_fd());
+        if let Some(service) = self.service.take() {
+            let _ = service.join();
+        }
+        // Senders welcomed but never adopted.
+        for peer in self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             peer.ring.memory().close();
         }
     }

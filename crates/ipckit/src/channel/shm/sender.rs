@@ -29,6 +29,8 @@ pub(crate) struct ShmSender {
     control: Io,
     ring: Producer<MappedRing>,
     capacity: usize,
+    /// The configured maximum ([`Options::max_message`](crate::Options)).
+    max_message: usize,
     wait: WaitMode,
     spin: Duration,
     warnings: Vec<String>,
@@ -111,6 +113,7 @@ impl ShmSender {
             control,
             ring: Producer::new(ring),
             capacity,
+            max_message: cfg.max_message,
             wait: cfg.wait,
             spin: cfg.spin,
             warnings,
@@ -197,8 +200,12 @@ impl super::super::Transfer for ShmSender {
         if !meta.only_fds("send", &self.name)?.is_empty() {
             return Err(self.error(ErrorKind::Unsupported, "a shm: channel does not carry file descriptors"));
         }
-        let max = ring::max_message(self.capacity);
-        let len = check_len(parts, max, Limit::Ring { capacity: self.capacity }, "send", &self.name)?;
+        let ring_max = ring::max_message(self.capacity);
+        let len = if self.max_message < ring_max {
+            check_len(parts, self.max_message, Limit::Maximum, "send", &self.name)?
+        } else {
+            check_len(parts, ring_max, Limit::Ring { capacity: self.capacity }, "send", &self.name)?
+        };
         if let Some(why) = self.gone {
             return Err(self.error(ErrorKind::Disconnected, why));
         }
