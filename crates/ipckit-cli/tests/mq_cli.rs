@@ -635,3 +635,45 @@ fn blocked_sysv_receiver_exits_when_queue_is_removed() {
     out.expect_code(1, "the blocked receiver");
     assert!(out.stdout.is_empty(), "printed {}", out.text());
 }
+
+/// Attributes in the endpoint apply only when a queue is created: on an
+/// existing queue that has others, `send` and `recv` warn (`ipckit:
+/// warning:`, naming the queue's real attributes) and go on; matching
+/// attributes draw no warning.
+#[test]
+fn attributes_an_existing_queue_ignores_are_warned_about() {
+    let s = Scratch::new("mq-attrwarn");
+    let posix = s.mq("q", "?maxmsg=3&msgsize=64&mode=0600");
+    let posix_other = s.mq("q", "?maxmsg=5&msgsize=128&mode=0640");
+    let sysv = s.sysv_mq(1, "&maxbytes=1000&mode=0600");
+    let sysv_other = s.sysv_mq(1, "&maxbytes=2000&mode=0640");
+    let rows = [
+        (&posix, &posix_other, "maxmsg=3, msgsize=64, mode=0600", "maxmsg=5, msgsize=128, mode=0640"),
+        (&sysv, &sysv_other, "maxbytes=1000, mode=0600", "maxbytes=2000, mode=0640"),
+    ];
+    for (ep, other, real, asked) in rows {
+        create(ep);
+        // The same attributes: nothing to say.
+        let out = IPCKIT.run(&["send", ep, "--create", "same"]);
+        out.expect_code(0, &format!("send to {ep}"));
+        assert!(!out.stderr.contains("warning"), "{ep}: {}", out.stderr);
+        for args in [
+            vec!["send", other.as_str(), "--create", "other"],
+            vec!["send", other.as_str(), "other"],
+            vec!["recv", other.as_str(), "--count", "2", "--timeout", "20s"],
+        ] {
+            let out = IPCKIT.run(&args);
+            out.expect_code(0, &format!("{args:?}"));
+            let what = format!("{args:?}");
+            let warning = out.stderr.lines().find(|l| l.starts_with("ipckit: warning:")).unwrap_or_else(|| {
+                panic!("{what}: no warning:\n{}", out.stderr);
+            });
+            assert!(warning.contains(&format!("exists with {real}")), "{what}: {warning}");
+            assert!(warning.contains(&format!("endpoint's {asked} was ignored")), "{what}: {warning}");
+            assert_eq!(out.stderr.matches("ipckit: warning:").count(), 1, "{what}: once:\n{}", out.stderr);
+        }
+        let lines = recv_json(ep, 1, &[]);
+        assert_eq!(json_payload(&lines[0]), b"other");
+        assert_empty(ep);
+    }
+}

@@ -263,6 +263,35 @@ fn attributes_beyond_kernel_limits_are_invalid_and_name_the_limit() {
     assert_eq!(status.max_message, read("/proc/sys/kernel/msgmax"));
 }
 
+/// Attributes an existing queue does not have are not applied: the handle
+/// says so in its warnings (naming the real ones), once, through
+/// `take_warnings` of the queue and of a `Sender`/`Receiver`.
+#[test]
+fn attributes_an_existing_queue_ignores_are_warnings() {
+    let s = Scratch::new("mqwarn");
+    let posix = s.mq("q", "?maxmsg=3&msgsize=64");
+    let sysv = s.sysv_mq(1, "&maxbytes=1000");
+    let _made = (PosixQueue::open(&ep(&posix), &create()).unwrap(), SysvQueue::open(&ep(&sysv), &create()).unwrap());
+    let same = PosixQueue::open(&ep(&posix), &create()).unwrap();
+    assert!(same.warnings().is_empty(), "{:?}", same.warnings());
+    let mut other = PosixQueue::open(&ep(&format!("{}?msgsize=128&mode=0640", s.mq("q", ""))), &create()).unwrap();
+    assert_eq!(other.warnings().len(), 1, "{:?}", other.warnings());
+    let w = &other.warnings()[0];
+    assert!(w.contains("exists with maxmsg=3, msgsize=64, mode=0600"), "{w}");
+    assert!(w.contains("msgsize=128, mode=0640 was ignored"), "{w}");
+    assert_eq!(other.take_warnings().len(), 1);
+    assert!(other.take_warnings().is_empty(), "taken once");
+    assert_eq!(other.attributes().unwrap().msgsize, 64, "not applied");
+    let mut rx = Receiver::bind(&ep(&format!("{sysv}&mode=0644"))).unwrap();
+    let w = rx.take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("exists with maxbytes=1000, mode=0600") && w[0].contains("mode=0644 was ignored"), "{w:?}");
+    assert!(rx.take_warnings().is_empty(), "taken once");
+    let mut tx = Sender::connect(&ep(&format!("{}?maxmsg=4", s.mq("q", "")))).unwrap();
+    let w = tx.take_warnings();
+    assert!(w.len() == 1 && w[0].contains("maxmsg=4 was ignored"), "{w:?}");
+}
+
 #[test]
 fn sysv_status_names_the_last_sender() {
     let s = Scratch::new("sysvstat");
