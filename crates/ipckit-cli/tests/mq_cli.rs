@@ -155,6 +155,28 @@ fn missing_queue_without_create_is_an_error() {
     assert_stderr(&out, "no-such-file", "ftok of a missing path");
 }
 
+/// A key path that does not exist is a mistake in the endpoint, not a
+/// peer that is still starting: `send --timeout` fails at once (exit 1,
+/// naming ftok and the key path) instead of retrying until the timeout
+/// (exit 3, "peer not ready").
+#[test]
+fn missing_key_path_with_timeout_fails_at_once() {
+    let s = Scratch::new("mq-ftok");
+    let path = s.path("no-such-file");
+    let nowhere = format!("sysv-mq:{}", path.display());
+    for args in [
+        vec!["send", nowhere.as_str(), "--timeout", "20s", "x"],
+        vec!["send", nowhere.as_str(), "--create", "--timeout", "20s", "x"],
+    ] {
+        let out = IPCKIT.run(&args);
+        out.expect_code(1, &format!("{args:?}"));
+        let what = format!("{args:?}");
+        assert_stderr(&out, "ftok", &what);
+        assert_stderr(&out, &format!("key path {}", path.display()), &what);
+        assert!(!out.stderr.contains("peer not ready"), "{what}: {}", out.stderr);
+    }
+}
+
 /// `--exclusive` creates a new queue, and refuses one that exists (exit 1,
 /// "exists") without sending anything to it.
 #[test]

@@ -80,13 +80,17 @@ impl fmt::Display for SysvKey {
     }
 }
 
+/// The operation an error of [`resolve_key`] names: a key path that does
+/// not exist is `NotFound` from this operation.
+pub(crate) const FTOK: &str = "ftok";
+
 /// The numeric key `key` stands for (`ftok` of its path and id, for a path
 /// key). `object` names the object in the error.
 pub fn resolve_key(key: &SysvKey, object: &dyn fmt::Display) -> Result<i32> {
     match key.source() {
         SysvKeySource::Number(n) => Ok(*n),
         SysvKeySource::Path(path, id) => sys::mq::ftok(path, *id)
-            .map_err(|e| Error::os("ftok", object, e).with_detail(format!("key path {}", path.display()))),
+            .map_err(|e| Error::os(FTOK, object, e).with_detail(format!("key path {}", path.display()))),
     }
 }
 
