@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use ipckit_testkit::HANG_GUARD;
 use ipckit_testkit::cli::{Ipckit, check_announced, json_payload};
 use ipckit_testkit::procfs::wait_until_retrying;
-use ipckit_testkit::program::{Bg, mkfifo, run};
+use ipckit_testkit::program::{Bg, assert_stderr, mkfifo, run};
 use ipckit_testkit::scratch::Scratch;
 use rustix::process::Signal;
 
@@ -275,6 +275,49 @@ fn nothing_listening_exits_1() {
     out.expect_code(1, "recv from a missing FIFO");
     assert!(out.stderr.contains(&missing), "{}", out.stderr);
     assert!(!scratch.path("missing-fifo").exists());
+}
+
+/// A Unix socket path with something else there is "not a socket" (exit
+/// 1 at once, also with `--timeout`: no receiver can ever bind there), not
+/// "nothing is listening"; a path in a directory that does not exist says
+/// so, naming the user's path, never the temporary name a receiver binds
+/// first.
+#[test]
+fn unix_paths_that_are_not_sockets_or_lack_a_directory() {
+    let scratch = Scratch::new("notsock");
+    let file = scratch.path("regular");
+    std::fs::write(&file, b"not a socket").unwrap();
+    let dir = scratch.path("dir");
+    std::fs::create_dir(&dir).unwrap();
+    let missing_dir = scratch.path("no-such-dir");
+    for scheme in ["unix", "unix-seqpacket", "unix-dgram"] {
+        for (path, kind) in [(&file, "regular file"), (&dir, "directory")] {
+            let ep = format!("{scheme}:{}", path.display());
+            for extra in [&[][..], &["--timeout", "20s"][..]] {
+                let mut args = vec!["send", ep.as_str()];
+                args.extend_from_slice(extra);
+                args.push("hello");
+                let out = IPCKIT.run(&args);
+                out.expect_code(1, &format!("{args:?}"));
+                let what = format!("{args:?}");
+                assert_stderr(&out, &ep, &what);
+                assert_stderr(&out, &format!("not a socket ({} is a {kind})", path.display()), &what);
+                assert!(!out.stderr.contains("listening"), "{what}: {}", out.stderr);
+            }
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"not a socket", "the file is untouched");
+        let ep = format!("{scheme}:{}", missing_dir.join("x.sock").display());
+        let says = format!("the directory {} does not exist", missing_dir.display());
+        for args in [vec!["recv", ep.as_str(), "--count", "1"], vec!["send", ep.as_str(), "hello"]] {
+            let out = IPCKIT.run(&args);
+            out.expect_code(1, &format!("{args:?}"));
+            let what = format!("{args:?}");
+            assert_stderr(&out, &ep, &what);
+            assert_stderr(&out, &says, &what);
+            assert!(!out.stderr.contains(".ipckit-"), "{what}: names a temporary file: {}", out.stderr);
+        }
+    }
+    assert!(!missing_dir.exists());
 }
 
 /// `recv --timeout` with nobody sending: exit 3 on every transport.
