@@ -320,6 +320,37 @@ fn unix_paths_that_are_not_sockets_or_lack_a_directory() {
     assert!(!missing_dir.exists());
 }
 
+/// A frame over PIPE_BUF (4096 bytes) on a FIFO is not written atomically,
+/// so another writer's frames can interleave with it: `send` warns, once
+/// per sender, and sends it. A frame of exactly 4096 bytes (a 4092-byte
+/// payload and its 4-byte length) draws no warning.
+#[test]
+fn fifo_frames_over_pipe_buf_are_warned_about_once() {
+    let scratch = Scratch::new("pipebuf");
+    let ep = format!("fifo:{}", scratch.path("fifo").display());
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--create", "--count", "4", "--json"]));
+    recv.ready();
+    let fits = "f".repeat(4092);
+    let out = IPCKIT.run(&["send", &ep, &fits]);
+    out.expect_code(0, "a 4096-byte frame");
+    assert!(!out.stderr.contains("warning"), "a 4096-byte frame is atomic: {}", out.stderr);
+    let (a, b) = ("a".repeat(5000), "b".repeat(4093));
+    let out = IPCKIT.run(&["send", &ep, &a, &b, &fits]);
+    out.expect_code(0, "two frames over PIPE_BUF");
+    assert_eq!(out.stderr.matches("ipckit: warning:").count(), 1, "one warning per sender:\n{}", out.stderr);
+    assert_stderr(&out, &ep, "the warning");
+    assert_stderr(&out, "5004 bytes", "the warning names the frame");
+    assert_stderr(&out, "PIPE_BUF (4096 bytes)", "the warning");
+    assert_stderr(&out, "interleave", "the warning");
+    let out = recv.finish();
+    out.expect_code(0, "recv");
+    let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
+    assert_eq!(got, [fits.as_bytes(), a.as_bytes(), b.as_bytes(), fits.as_bytes()]);
+    // And `send --help` says so.
+    let help = IPCKIT.run_ok(&["send", "--help"], None).text();
+    assert!(help.contains("frames over 4 KiB (PIPE_BUF) can interleave"), "{help}");
+}
+
 /// `recv --timeout` with nobody sending: exit 3 on every transport.
 #[test]
 fn recv_timeout_exits_3() {

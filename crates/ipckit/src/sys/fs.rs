@@ -107,6 +107,10 @@ pub(crate) fn fd_file_type(fd: impl AsFd) -> Result<FileType, Errno> {
 
 pub(crate) use rustix::fs::FileType as Kind;
 
+/// The most bytes a write to a pipe or FIFO puts in it atomically, never
+/// interleaved with another writer's (`PIPE_BUF`, pipe(7)).
+pub(crate) const PIPE_BUF: usize = rustix::pipe::PIPE_BUF;
+
 /// What a file of `kind` is called in messages ("a regular file").
 pub(crate) fn kind_name(kind: Kind) -> &'static str {
     match kind {
