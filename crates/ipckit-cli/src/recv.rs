@@ -106,11 +106,12 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
 
 /// Errors that concern one sender's message, after which the receiver is
 /// still in step: a message over the maximum, or a sender that broke off
-/// inside a frame. On a queue, `Disconnected` means the queue itself was
-/// removed: that ends the receiver.
+/// inside a frame. On a queue, a message over the maximum stays queued (the
+/// next receive would meet it again) and `Disconnected` means the queue
+/// itself was removed: both end the receiver.
 fn is_one_senders_fault(e: &ipckit::Error, ep: &ipckit::Endpoint) -> bool {
     match e.kind() {
-        ErrorKind::TooLarge | ErrorKind::Corrupt => true,
+        ErrorKind::TooLarge | ErrorKind::Corrupt => !matches!(ep.kind(), EndpointKind::Mq(_) | EndpointKind::SysvMq(_)),
         ErrorKind::Disconnected => !matches!(ep.kind(), EndpointKind::Mq(_) | EndpointKind::SysvMq(_)),
         _ => false,
     }

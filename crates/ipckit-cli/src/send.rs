@@ -29,7 +29,8 @@ pub const LONG_HELP: &str = "Send messages: each argument is one message; with n
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// Where to send (e.g. unix:/tmp/app.sock, fifo:/tmp/f, tcp:127.0.0.1:7000).
+    /// Where to send (e.g. unix:/tmp/app.sock, fifo:/tmp/f, tcp:127.0.0.1:7000). On a FIFO with several
+    /// writers, frames over 4 KiB (PIPE_BUF) can interleave: a warning says so.
     pub endpoint: String,
     /// Messages, one per argument. With none, standard input is read, a
     /// message per line.

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use ipckit_testkit::HANG_GUARD;
 use ipckit_testkit::cli::{Ipckit, check_announced, json_payload};
 use ipckit_testkit::procfs::wait_until_retrying;
-use ipckit_testkit::program::{Bg, mkfifo, run};
+use ipckit_testkit::program::{Bg, assert_stderr, mkfifo, run};
 use ipckit_testkit::scratch::Scratch;
 use rustix::process::Signal;
 
@@ -275,6 +275,80 @@ fn nothing_listening_exits_1() {
     out.expect_code(1, "recv from a missing FIFO");
     assert!(out.stderr.contains(&missing), "{}", out.stderr);
     assert!(!scratch.path("missing-fifo").exists());
+}
+
+/// A Unix socket path with something else there is "not a socket" (exit
+/// 1 at once, also with `--timeout`: no receiver can ever bind there), not
+/// "nothing is listening"; a path in a directory that does not exist says
+/// so, naming the user's path, never the temporary name a receiver binds
+/// first.
+#[test]
+fn unix_paths_that_are_not_sockets_or_lack_a_directory() {
+    let scratch = Scratch::new("notsock");
+    let file = scratch.path("regular");
+    std::fs::write(&file, b"not a socket").unwrap();
+    let dir = scratch.path("dir");
+    std::fs::create_dir(&dir).unwrap();
+    let missing_dir = scratch.path("no-such-dir");
+    for scheme in ["unix", "unix-seqpacket", "unix-dgram"] {
+        for (path, kind) in [(&file, "regular file"), (&dir, "directory")] {
+            let ep = format!("{scheme}:{}", path.display());
+            for extra in [&[][..], &["--timeout", "20s"][..]] {
+                let mut args = vec!["send", ep.as_str()];
+                args.extend_from_slice(extra);
+                args.push("hello");
+                let out = IPCKIT.run(&args);
+                out.expect_code(1, &format!("{args:?}"));
+                let what = format!("{args:?}");
+                assert_stderr(&out, &ep, &what);
+                assert_stderr(&out, &format!("not a socket ({} is a {kind})", path.display()), &what);
+                assert!(!out.stderr.contains("listening"), "{what}: {}", out.stderr);
+            }
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"not a socket", "the file is untouched");
+        let ep = format!("{scheme}:{}", missing_dir.join("x.sock").display());
+        let says = format!("the directory {} does not exist", missing_dir.display());
+        for args in [vec!["recv", ep.as_str(), "--count", "1"], vec!["send", ep.as_str(), "hello"]] {
+            let out = IPCKIT.run(&args);
+            out.expect_code(1, &format!("{args:?}"));
+            let what = format!("{args:?}");
+            assert_stderr(&out, &ep, &what);
+            assert_stderr(&out, &says, &what);
+            assert!(!out.stderr.contains(".ipckit-"), "{what}: names a temporary file: {}", out.stderr);
+        }
+    }
+    assert!(!missing_dir.exists());
+}
+
+/// A frame over PIPE_BUF (4096 bytes) on a FIFO is not written atomically,
+/// so another writer's frames can interleave with it: `send` warns, once
+/// per sender, and sends it. A frame of exactly 4096 bytes (a 4092-byte
+/// payload and its 4-byte length) draws no warning.
+#[test]
+fn fifo_frames_over_pipe_buf_are_warned_about_once() {
+    let scratch = Scratch::new("pipebuf");
+    let ep = format!("fifo:{}", scratch.path("fifo").display());
+    let mut recv = Bg::spawn(IPCKIT.command().args(["recv", &ep, "--create", "--count", "4", "--json"]));
+    recv.ready();
+    let fits = "f".repeat(4092);
+    let out = IPCKIT.run(&["send", &ep, &fits]);
+    out.expect_code(0, "a 4096-byte frame");
+    assert!(!out.stderr.contains("warning"), "a 4096-byte frame is atomic: {}", out.stderr);
+    let (a, b) = ("a".repeat(5000), "b".repeat(4093));
+    let out = IPCKIT.run(&["send", &ep, &a, &b, &fits]);
+    out.expect_code(0, "two frames over PIPE_BUF");
+    assert_eq!(out.stderr.matches("ipckit: warning:").count(), 1, "one warning per sender:\n{}", out.stderr);
+    assert_stderr(&out, &ep, "the warning");
+    assert_stderr(&out, "5004 bytes", "the warning names the frame");
+    assert_stderr(&out, "PIPE_BUF (4096 bytes)", "the warning");
+    assert_stderr(&out, "interleave", "the warning");
+    let out = recv.finish();
+    out.expect_code(0, "recv");
+    let got: Vec<Vec<u8>> = out.json_lines().iter().map(json_payload).collect();
+    assert_eq!(got, [fits.as_bytes(), a.as_bytes(), b.as_bytes(), fits.as_bytes()]);
+    // And `send --help` says so.
+    let help = IPCKIT.run_ok(&["send", "--help"], None).text();
+    assert!(help.contains("frames over 4 KiB (PIPE_BUF) can interleave"), "{help}");
 }
 
 /// `recv --timeout` with nobody sending: exit 3 on every transport.

@@ -155,6 +155,28 @@ fn missing_queue_without_create_is_an_error() {
     assert_stderr(&out, "no-such-file", "ftok of a missing path");
 }
 
+/// A key path that does not exist is a mistake in the endpoint, not a
+/// peer that is still starting: `send --timeout` fails at once (exit 1,
+/// naming ftok and the key path) instead of retrying until the timeout
+/// (exit 3, "peer not ready").
+#[test]
+fn missing_key_path_with_timeout_fails_at_once() {
+    let s = Scratch::new("mq-ftok");
+    let path = s.path("no-such-file");
+    let nowhere = format!("sysv-mq:{}", path.display());
+    for args in [
+        vec!["send", nowhere.as_str(), "--timeout", "20s", "x"],
+        vec!["send", nowhere.as_str(), "--create", "--timeout", "20s", "x"],
+    ] {
+        let out = IPCKIT.run(&args);
+        out.expect_code(1, &format!("{args:?}"));
+        let what = format!("{args:?}");
+        assert_stderr(&out, "ftok", &what);
+        assert_stderr(&out, &format!("key path {}", path.display()), &what);
+        assert!(!out.stderr.contains("peer not ready"), "{what}: {}", out.stderr);
+    }
+}
+
 /// `--exclusive` creates a new queue, and refuses one that exists (exit 1,
 /// "exists") without sending anything to it.
 #[test]
@@ -440,9 +462,75 @@ fn noerror_cuts_and_reports_truncation() {
 
     IPCKIT.run(&["send", &ep, "--type", "7", "0123456789"]).expect_code(0, "send");
     let out = IPCKIT.run(&["recv", &ep, "--max-size", "4", "--count", "1", "--timeout", "300ms", "--json"]);
-    out.expect_code(3, "recv --max-size 4 without --noerror");
+    out.expect_code(1, "recv --max-size 4 without --noerror");
     assert!(out.stdout.is_empty(), "an oversized message is not printed: {}", out.text());
-    assert_stderr(&out, "message of 10 bytes", "recv --max-size 4");
+    assert_stderr(&out, "over the maximum of 4 bytes", "recv --max-size 4");
+    // It is still there, whole.
+    let lines = recv_json(&ep, 1, &[]);
+    assert_eq!(payloads_and(&lines, "type"), vec![(b"0123456789".to_vec(), 7)]);
+    assert_empty(&ep);
+}
+
+/// A message over `recv --max-size` is never destroyed: `recv` stops at it
+/// (exit 1, naming the sizes it knows) without receiving it or anything
+/// behind it, and a receiver with a large enough `--max-size` gets both.
+/// POSIX refuses before `mq_receive` (which always takes the message)
+/// whenever the queue's message size is over the maximum; System V
+/// leaves it queued (E2BIG).
+#[test]
+fn message_over_max_size_stays_queued() {
+    let s = Scratch::new("mq-keep");
+    let posix = s.mq("q", "");
+    let sysv = s.sysv_mq(1, "");
+    let big = "b".repeat(200);
+    for ep in [&posix, &sysv] {
+        IPCKIT.run(&["send", ep, "--create", &big, "small"]).expect_code(0, &format!("send to {ep}"));
+        let out = IPCKIT.run(&["recv", ep, "--max-size", "100", "--count", "2", "--timeout", "20s", "--json"]);
+        out.expect_code(1, &format!("recv --max-size 100 from {ep}"));
+        assert!(out.stdout.is_empty(), "{ep}: nothing received: {}", out.text());
+        assert_stderr(&out, "maximum of 100 bytes", ep);
+        assert_stderr(&out, "stays queued", ep);
+        assert!(!out.stderr.contains("dropped"), "{ep}: {}", out.stderr);
+        // Large enough: POSIX, the queue's message size; System V, the
+        // message's.
+        let enough = if ep.starts_with("mq:") {
+            let msgsize = proc_limit("/proc/sys/fs/mqueue/msgsize_default");
+            assert_stderr(&out, &format!("{msgsize} bytes"), "the queue's message size");
+            assert_eq!(posix_qsize(ep), 205, "both still queued");
+            msgsize.to_string()
+        } else {
+            assert_eq!(sysv_qnum(ep), 2, "both still queued");
+            "200".to_string()
+        };
+        let lines = recv_json(ep, 2, &["--max-size", &enough]);
+        let got: Vec<Vec<u8>> = lines.iter().map(json_payload).collect();
+        assert_eq!(got, [big.as_bytes(), b"small"], "{ep}");
+        assert_empty(ep);
+    }
+}
+
+/// The bytes queued in a POSIX queue, as its file in the mqueue file
+/// system says (`QSIZE:N`).
+fn posix_qsize(ep: &str) -> u64 {
+    let name = ep.strip_prefix("mq:/").unwrap().split('?').next().unwrap();
+    let text = std::fs::read_to_string(format!("/dev/mqueue/{name}")).expect("the queue's file in /dev/mqueue");
+    let field = text.split_whitespace().find_map(|f| f.strip_prefix("QSIZE:")).expect("QSIZE");
+    field.parse().unwrap_or_else(|e| panic!("QSIZE {field:?}: {e}"))
+}
+
+/// The messages in a System V queue, as /proc/sysvipc/msg says (`qnum`).
+fn sysv_qnum(ep: &str) -> u64 {
+    let parsed: ipckit::Endpoint = ep.parse().unwrap();
+    let ipckit::EndpointKind::SysvMq(key) = parsed.kind() else { panic!("{ep}") };
+    let key = ipckit::mq::sysv::resolve_key(key, &parsed).unwrap();
+    let table = std::fs::read_to_string("/proc/sysvipc/msg").unwrap();
+    let row = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first().and_then(|k| k.parse::<i32>().ok()) == Some(key))
+        .unwrap_or_else(|| panic!("key {key} in /proc/sysvipc/msg:\n{table}"));
+    // key msqid perms cbytes qnum ...
+    row[4].parse().unwrap()
 }
 
 /// `rm` removes either kind (exit 0); afterwards the queue is gone, and a
@@ -568,4 +656,46 @@ fn blocked_sysv_receiver_exits_when_queue_is_removed() {
     let out = recv.finish();
     out.expect_code(1, "the blocked receiver");
     assert!(out.stdout.is_empty(), "printed {}", out.text());
+}
+
+/// Attributes in the endpoint apply only when a queue is created: on an
+/// existing queue that has others, `send` and `recv` warn (`ipckit:
+/// warning:`, naming the queue's real attributes) and go on; matching
+/// attributes draw no warning.
+#[test]
+fn attributes_an_existing_queue_ignores_are_warned_about() {
+    let s = Scratch::new("mq-attrwarn");
+    let posix = s.mq("q", "?maxmsg=3&msgsize=64&mode=0600");
+    let posix_other = s.mq("q", "?maxmsg=5&msgsize=128&mode=0640");
+    let sysv = s.sysv_mq(1, "&maxbytes=1000&mode=0600");
+    let sysv_other = s.sysv_mq(1, "&maxbytes=2000&mode=0640");
+    let rows = [
+        (&posix, &posix_other, "maxmsg=3, msgsize=64, mode=0600", "maxmsg=5, msgsize=128, mode=0640"),
+        (&sysv, &sysv_other, "maxbytes=1000, mode=0600", "maxbytes=2000, mode=0640"),
+    ];
+    for (ep, other, real, asked) in rows {
+        create(ep);
+        // The same attributes: nothing to say.
+        let out = IPCKIT.run(&["send", ep, "--create", "same"]);
+        out.expect_code(0, &format!("send to {ep}"));
+        assert!(!out.stderr.contains("warning"), "{ep}: {}", out.stderr);
+        for args in [
+            vec!["send", other.as_str(), "--create", "other"],
+            vec!["send", other.as_str(), "other"],
+            vec!["recv", other.as_str(), "--count", "2", "--timeout", "20s"],
+        ] {
+            let out = IPCKIT.run(&args);
+            out.expect_code(0, &format!("{args:?}"));
+            let what = format!("{args:?}");
+            let warning = out.stderr.lines().find(|l| l.starts_with("ipckit: warning:")).unwrap_or_else(|| {
+                panic!("{what}: no warning:\n{}", out.stderr);
+            });
+            assert!(warning.contains(&format!("exists with {real}")), "{what}: {warning}");
+            assert!(warning.contains(&format!("endpoint's {asked} was ignored")), "{what}: {warning}");
+            assert_eq!(out.stderr.matches("ipckit: warning:").count(), 1, "{what}: once:\n{}", out.stderr);
+        }
+        let lines = recv_json(ep, 1, &[]);
+        assert_eq!(json_payload(&lines[0]), b"other");
+        assert_empty(ep);
+    }
 }

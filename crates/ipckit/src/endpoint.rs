@@ -336,7 +336,7 @@ impl FromStr for Endpoint {
 /// Checks a POSIX message-queue name: `/name`, one slash, 1 to 255
 /// characters after it.
 pub(crate) fn check_mq_name(name: &str) -> std::result::Result<(), String> {
-    crate::name::check_posix_name(name, "queue name")
+    crate::name::check_posix_name(name, crate::name::PosixKind::Queue)
 }
 
 fn parse_host_port(addr: &str) -> std::result::Result<(String, u16), String> {

@@ -1,9 +1,10 @@
 //! Names and keys of IPC objects, and the one way ipckit creates or opens
 //! a named object.
 //!
-//! - POSIX names, `/name`: one slash, then 1 to 255 characters (`NAME_MAX`)
-//!   without another slash: queues (`mq:/name`), shared-memory objects and
-//!   named semaphores ([`check_posix_name`]).
+//! - POSIX names, `/name`: one slash, then 1 to N characters without
+//!   another slash, N as the kernel and glibc allow for the kind of object
+//!   ([`PosixKind`], [`check_posix_name`]): 255 (`NAME_MAX`) for queues
+//!   (`mq:/name`) and shared-memory objects, 251 for named semaphores.
 //! - System V keys, [`SysvKey`]: a nonzero decimal or `0x` hex number, or
 //!   an absolute path and a project id for `ftok` ([`resolve_key`]).
 //! - Shared-memory object names, [`ShmName`]: `/name`, `sysv:KEY` or
@@ -80,20 +81,70 @@ impl fmt::Display for SysvKey {
     }
 }
 
+/// The operation an error of [`resolve_key`] names: a key path that does
+/// not exist is `NotFound` from this operation.
+pub(crate) const FTOK: &str = "ftok";
+
 /// The numeric key `key` stands for (`ftok` of its path and id, for a path
 /// key). `object` names the object in the error.
 pub fn resolve_key(key: &SysvKey, object: &dyn fmt::Display) -> Result<i32> {
     match key.source() {
         SysvKeySource::Number(n) => Ok(*n),
         SysvKeySource::Path(path, id) => sys::mq::ftok(path, *id)
-            .map_err(|e| Error::os("ftok", object, e).with_detail(format!("key path {}", path.display()))),
+            .map_err(|e| Error::os(FTOK, object, e).with_detail(format!("key path {}", path.display()))),
     }
 }
 
-/// Checks a POSIX IPC name: `/name`, one slash, 1 to 255 characters after
-/// it, not `.` or `..`. `what` names the object in the reason ("queue
-/// name", "name").
-pub fn check_posix_name(name: &str, what: &str) -> std::result::Result<(), String> {
+/// The kinds of POSIX named object: each has its own limit on the length of
+/// a name, measured on Linux 6.x with glibc 2.36 (the first length that
+/// fails is `ENAMETOOLONG`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PosixKind {
+    /// A message queue (`mq_open`): a file in the mqueue file system, so
+    /// a name of at most `NAME_MAX` (255) bytes.
+    Queue,
+    /// A shared-memory object (`shm_open`): the file `/dev/shm/NAME`, so
+    /// at most `NAME_MAX` (255) bytes.
+    SharedMemory,
+    /// A named semaphore (`sem_open`): glibc keeps it in
+    /// `/dev/shm/sem.NAME`, so at most `NAME_MAX` less 4 (251) bytes.
+    Semaphore,
+}
+
+impl PosixKind {
+    /// The longest name after the slash, in bytes.
+    pub fn max_len(self) -> usize {
+        match self {
+            PosixKind::Queue | PosixKind::SharedMemory => 255,
+            PosixKind::Semaphore => 251,
+        }
+    }
+
+    /// What the name is called in messages.
+    fn what(self) -> &'static str {
+        match self {
+            PosixKind::Queue => "queue name",
+            PosixKind::SharedMemory => "name",
+            PosixKind::Semaphore => "semaphore name",
+        }
+    }
+
+    /// Where the limit comes from.
+    fn why(self) -> &'static str {
+        match self {
+            PosixKind::Queue => "NAME_MAX",
+            PosixKind::SharedMemory => "NAME_MAX: the object is the file /dev/shm/NAME",
+            PosixKind::Semaphore => "NAME_MAX less 4: glibc keeps it as /dev/shm/sem.NAME",
+        }
+    }
+}
+
+/// Checks a POSIX IPC name for an object of `kind`: `/name`, one slash, 1
+/// to [`kind.max_len()`](PosixKind::max_len) bytes after it, not `.` or
+/// `..`. Refuses exactly what the kernel or glibc would refuse for its
+/// length, before they see it.
+pub fn check_posix_name(name: &str, kind: PosixKind) -> std::result::Result<(), String> {
+    let what = kind.what();
     let Some(rest) = name.strip_prefix('/') else {
         return Err(format!("{what} {name:?} must start with '/'"));
     };
@@ -103,8 +154,9 @@ pub fn check_posix_name(name: &str, what: &str) -> std::result::Result<(), Strin
     if rest.contains('/') {
         return Err(format!("{what} {name:?} has a second '/'"));
     }
-    if rest.len() > 255 {
-        return Err(format!("{what} is {} characters, the limit is 255 (NAME_MAX)", rest.len()));
+    if rest.len() > kind.max_len() {
+        let unit = if rest.is_ascii() { "characters" } else { "bytes" };
+        return Err(format!("{what} is {} {unit}, the limit is {} ({})", rest.len(), kind.max_len(), kind.why()));
     }
     if rest == "." || rest == ".." {
         return Err(format!("{what} {name:?} is reserved"));
@@ -151,7 +203,7 @@ impl FromStr for ShmName {
             }
             return Ok(ShmName::File(PathBuf::from(path)));
         }
-        check_posix_name(text, "name").map_err(invalid).map(|()| ShmName::Posix(text.to_string()))
+        check_posix_name(text, PosixKind::SharedMemory).map_err(invalid).map(|()| ShmName::Posix(text.to_string()))
     }
 }
 
@@ -241,4 +293,20 @@ pub(crate) fn check_owner(op: &'static str, object: impl fmt::Display, what: &st
         object,
         format!("the {what} belongs to uid {uid}, not to this user (uid {me})"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posix_names_up_to_each_kinds_limit() {
+        for (kind, max) in [(PosixKind::Queue, 255), (PosixKind::SharedMemory, 255), (PosixKind::Semaphore, 251)] {
+            assert_eq!(check_posix_name(&format!("/{}", "a".repeat(max)), kind), Ok(()), "{kind:?}");
+            let e = check_posix_name(&format!("/{}", "a".repeat(max + 1)), kind).unwrap_err();
+            assert!(e.contains(&format!("is {} characters, the limit is {max} (NAME_MAX", max + 1)), "{kind:?}: {e}");
+            let e = check_posix_name(&format!("/{}", "é".repeat(max / 2 + 1)), kind).unwrap_err();
+            assert!(e.contains("bytes, the limit"), "counted in bytes: {e}");
+        }
+    }
 }

@@ -46,20 +46,25 @@ impl Wait {
 }
 
 /// Repeats `attempt` while the peer is not there yet (`NotFound`: no such
-/// socket or FIFO; `Disconnected`: nothing listening, no reader), backing off
-/// from 1 ms to 50 ms, until the wait runs out. For connecting to a peer
-/// that is still starting. Each attempt gets the same wait, for the part of
-/// connecting that can block (a TCP handshake).
+/// socket, FIFO or queue; `Disconnected`: nothing listening, no reader),
+/// backing off from 1 ms to 50 ms, until the wait runs out. For connecting
+/// to a peer that is still starting. Each attempt gets the same wait, for
+/// the part of connecting that can block (a TCP handshake).
+///
+/// A System V key path that does not exist (`ftok`'s `ENOENT`) is a
+/// mistake in the endpoint, not a peer that is starting: it fails at once.
 pub(crate) fn until_peer_ready<T>(
     wait: Wait,
     op: &'static str,
     name: &dyn std::fmt::Display,
     mut attempt: impl FnMut(Wait) -> Result<T>,
 ) -> Result<T> {
+    let not_there_yet =
+        |e: &Error| matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Disconnected) && e.op() != crate::name::FTOK;
     let mut pause = Duration::from_millis(1);
     loop {
         match attempt(wait) {
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Disconnected) => {
+            Err(e) if not_there_yet(&e) => {
                 let left = wait.remaining();
                 if left == Some(Duration::ZERO) {
                     if matches!(wait, Wait::Never) {

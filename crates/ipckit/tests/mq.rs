@@ -72,7 +72,8 @@ fn sysv_type_rules() {
 #[test]
 fn small_buffers_lose_nothing_and_noerror_truncation_is_reported() {
     let s = Scratch::new("mqsmall");
-    for q in [s.mq("q", ""), s.sysv_mq(1, "")] {
+    // A POSIX queue takes buffers of at least its message size (16 here).
+    for q in [s.mq("q", "?maxmsg=1&msgsize=16"), s.sysv_mq(1, "")] {
         let mut tx = Sender::connect_with(&ep(&q), &create()).unwrap();
         let mut rx = Receiver::bind(&ep(&q)).unwrap();
         tx.send(b"0123456789").unwrap();
@@ -95,6 +96,86 @@ fn small_buffers_lose_nothing_and_noerror_truncation_is_reported() {
     assert_eq!((&small[..n], meta.truncated), (&b"0123"[..], true), "a cut message is reported");
     let (n, meta) = rx.recv_into_timeout(&mut small, HANG_GUARD).unwrap();
     assert_eq!((&small[..n], meta.truncated), (&b"0123"[..], false), "an exact fit is not cut");
+}
+
+/// The number of messages in a queue, as the kernel counts them, through a
+/// handle of its own: `mq_getattr` (`mq_curmsgs`) or `msgctl(IPC_STAT)`
+/// (`msg_qnum`, what /proc/sysvipc/msg shows as qnum).
+fn queued(q: &str) -> u64 {
+    if q.starts_with("mq:") {
+        PosixQueue::open(&ep(q), &Options::new()).unwrap().attributes().unwrap().curmsgs as u64
+    } else {
+        SysvQueue::open(&ep(q), &Options::new()).unwrap().status().unwrap().stat.messages
+    }
+}
+
+/// A POSIX receiver whose maximum or buffer is under the queue's message
+/// size (mq_msgsize, 8192 by default) is refused before `mq_receive`,
+/// naming both sizes: the message stays in the kernel's queue, and a
+/// receiver that can take it whole gets it.
+#[test]
+fn posix_receive_never_destroys_a_message() {
+    let s = Scratch::new("mqkeep");
+    let q = s.mq("q", "");
+    let msg = [b'm'; 200];
+    let mut tx = Sender::connect_with(&ep(&q), &create()).unwrap();
+    tx.send(&msg).unwrap();
+    tx.send(b"0123456789").unwrap();
+    let msgsize = PosixQueue::open(&ep(&q), &Options::new()).unwrap().attributes().unwrap().msgsize;
+    let mut small = Receiver::bind_with(&ep(&q), &Options::new().max_message(100)).unwrap();
+    for e in [small.recv_timeout(HANG_GUARD).unwrap_err(), small.try_recv().unwrap_err()] {
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+        assert!(e.to_string().contains(&format!("{msgsize} bytes")), "names the queue's message size: {e}");
+        assert!(e.to_string().contains("maximum of 100 bytes"), "names the maximum: {e}");
+        assert!(e.to_string().contains("stays queued"), "{e}");
+    }
+    assert_eq!(queued(&q), 2, "a refused recv took nothing");
+    // A buffer under the message size: refused too, even for a short message.
+    let mut rx = Receiver::bind(&ep(&q)).unwrap();
+    let mut buf = vec![0u8; msgsize as usize - 1];
+    let e = rx.recv_into_timeout(&mut buf, HANG_GUARD).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    assert!(e.to_string().contains(&format!("{msgsize} bytes")), "{e}");
+    assert!(e.to_string().contains(&format!("{}-byte buffer", msgsize - 1)), "{e}");
+    assert_eq!(queued(&q), 2, "a refused recv_into took nothing");
+    // Whole, in order, for a receiver that can take them.
+    assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, msg);
+    let mut buf = vec![0u8; msgsize as usize];
+    let (n, _) = rx.recv_into_timeout(&mut buf, HANG_GUARD).unwrap();
+    assert_eq!(&buf[..n], b"0123456789");
+    assert_eq!(queued(&q), 0);
+}
+
+/// A System V message over the receiver's maximum or buffer is left
+/// queued (msgrcv's E2BIG), reported as over the maximum (the kernel does
+/// not say its size); `noerror` cuts it instead.
+#[test]
+fn sysv_receive_never_destroys_a_message() {
+    let s = Scratch::new("sysvkeep");
+    let q = s.sysv_mq(1, "");
+    let msg: Vec<u8> = (0..200u8).collect();
+    let mut tx = Sender::connect_with(&ep(&q), &create()).unwrap();
+    tx.send(&msg).unwrap();
+    let mut small = Receiver::bind_with(&ep(&q), &Options::new().max_message(100)).unwrap();
+    for e in [small.recv_timeout(HANG_GUARD).unwrap_err(), small.try_recv().unwrap_err()] {
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+        assert!(e.to_string().contains("over the maximum of 100 bytes"), "{e}");
+        assert!(e.to_string().contains("stays queued"), "{e}");
+    }
+    assert_eq!(queued(&q), 1, "a refused recv took nothing");
+    let mut rx = Receiver::bind(&ep(&q)).unwrap();
+    let mut buf = [0u8; 199];
+    let e = rx.recv_into_timeout(&mut buf, HANG_GUARD).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    assert!(e.to_string().contains("199-byte buffer"), "{e}");
+    assert_eq!(queued(&q), 1, "a refused recv_into took nothing");
+    assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, msg);
+    // Asked to cut: the first 100 bytes, reported as truncated.
+    tx.send(&msg).unwrap();
+    let mut cut = Receiver::bind_with(&ep(&q), &Options::new().max_message(100).noerror(true)).unwrap();
+    let m = cut.recv_timeout(HANG_GUARD).unwrap();
+    assert_eq!((&m.data[..], m.meta.truncated), (&msg[..100], true));
+    assert_eq!(queued(&q), 0);
 }
 
 #[test]
@@ -180,6 +261,35 @@ fn attributes_beyond_kernel_limits_are_invalid_and_name_the_limit() {
     assert_eq!(status.stat.max_bytes, 1000);
     assert_eq!(status.stat.mode, 0o600);
     assert_eq!(status.max_message, read("/proc/sys/kernel/msgmax"));
+}
+
+/// Attributes an existing queue does not have are not applied: the handle
+/// says so in its warnings (naming the real ones), once, through
+/// `take_warnings` of the queue and of a `Sender`/`Receiver`.
+#[test]
+fn attributes_an_existing_queue_ignores_are_warnings() {
+    let s = Scratch::new("mqwarn");
+    let posix = s.mq("q", "?maxmsg=3&msgsize=64");
+    let sysv = s.sysv_mq(1, "&maxbytes=1000");
+    let _made = (PosixQueue::open(&ep(&posix), &create()).unwrap(), SysvQueue::open(&ep(&sysv), &create()).unwrap());
+    let same = PosixQueue::open(&ep(&posix), &create()).unwrap();
+    assert!(same.warnings().is_empty(), "{:?}", same.warnings());
+    let mut other = PosixQueue::open(&ep(&format!("{}?msgsize=128&mode=0640", s.mq("q", ""))), &create()).unwrap();
+    assert_eq!(other.warnings().len(), 1, "{:?}", other.warnings());
+    let w = &other.warnings()[0];
+    assert!(w.contains("exists with maxmsg=3, msgsize=64, mode=0600"), "{w}");
+    assert!(w.contains("msgsize=128, mode=0640 was ignored"), "{w}");
+    assert_eq!(other.take_warnings().len(), 1);
+    assert!(other.take_warnings().is_empty(), "taken once");
+    assert_eq!(other.attributes().unwrap().msgsize, 64, "not applied");
+    let mut rx = Receiver::bind(&ep(&format!("{sysv}&mode=0644"))).unwrap();
+    let w = rx.take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("exists with maxbytes=1000, mode=0600") && w[0].contains("mode=0644 was ignored"), "{w:?}");
+    assert!(rx.take_warnings().is_empty(), "taken once");
+    let mut tx = Sender::connect(&ep(&format!("{}?maxmsg=4", s.mq("q", "")))).unwrap();
+    let w = tx.take_warnings();
+    assert!(w.len() == 1 && w[0].contains("maxmsg=4 was ignored"), "{w:?}");
 }
 
 #[test]

@@ -11,7 +11,8 @@ use crate::sys;
 
 /// Implements `Open` and `Transfer` for a queue type whose inherent
 /// methods are the contract's: `open(ep, opts)`, `send_wait`,
-/// `recv_into_got`, `recv_got` and `object`. Senders and receivers open
+/// `recv_into_got`, `recv_got`, `object` and `take_warnings` (endpoint
+/// attributes an existing queue ignored). Senders and receivers open
 /// the same queue; `$remove` removes it, `$poll_fd` is its descriptor.
 macro_rules! queue_transport {
     ($queue:ty, remove: $remove:expr, poll_fd: $poll_fd:expr) => {
@@ -63,6 +64,10 @@ macro_rules! queue_transport {
 
             fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
                 $poll_fd(self)
+            }
+
+            fn take_warnings(&mut self) -> Vec<String> {
+                <$queue>::take_warnings(self)
             }
         }
     };

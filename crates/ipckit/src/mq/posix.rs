@@ -7,6 +7,16 @@
 //! non-blocking, for the `try_` and `_timeout` forms and for readiness with
 //! poll/epoll ([`AsFd`]).
 //!
+//! Receiving never destroys a message. `mq_receive` takes the message it
+//! returns (there is no peek) and needs a buffer of the queue's message
+//! size (`mq_msgsize`), so a receive whose buffer ([`recv_into`]) or
+//! maximum ([`Options::max_message`], for [`recv`]) is under `mq_msgsize`
+//! is `TooLarge`, naming both sizes, before anything is received: create
+//! the queue with a `?msgsize=` its receivers can take.
+//!
+//! [`recv_into`]: PosixQueue::recv_into
+//! [`recv`]: PosixQueue::recv
+//!
 //! Kernel limits apply: `/proc/sys/fs/mqueue/msg_max` messages (10 by
 //! default) of `msgsize_max` bytes (8 KiB) unless the endpoint asks for
 //! fewer (`mq:/jobs?maxmsg=5&msgsize=512`); larger attributes are `Invalid`,
@@ -44,11 +54,10 @@ pub struct PosixQueue {
     nonblocking: OwnedFd,
     msgsize: usize,
     max: usize,
-    /// Receive buffer for callers whose buffer is smaller than `msgsize`
-    /// (`mq_receive` refuses those).
+    /// The allocating receive's buffer, `msgsize` bytes once used.
     scratch: Vec<u8>,
-    /// A message received for a buffer it did not fit: handed out first.
-    pending: Option<(Vec<u8>, u32)>,
+    /// Conditions met while opening that the caller should hear of.
+    warnings: Vec<String>,
     unlink_on_drop: bool,
 }
 
@@ -80,8 +89,8 @@ impl PosixQueue {
         };
         let mode = ep.mode()?.unwrap_or(0o600);
         let maxmsg = ep.number_option("maxmsg")?;
-        let msgsize = ep.number_option("msgsize")?;
-        let attr = match (maxmsg, msgsize) {
+        let msgsize_asked = ep.number_option("msgsize")?;
+        let attr = match (maxmsg, msgsize_asked) {
             (None, None) => None,
             (m, s) => {
                 let m = m.or_else(|| sys::proc_limit("/proc/sys/fs/mqueue/msg_default")).unwrap_or(10);
@@ -109,6 +118,28 @@ impl PosixQueue {
         }
         let attr = sys::mq::mq_getattr(blocking.as_fd()).map_err(|e| Error::os("mq_getattr", ep, e))?;
         let msgsize = attr.msgsize.max(0) as usize;
+        let mut warnings = Vec::new();
+        if opened == Opened::Existing {
+            let asked = [("maxmsg", maxmsg, attr.maxmsg), ("msgsize", msgsize_asked, attr.msgsize)];
+            let mut ignored: Vec<String> = asked
+                .iter()
+                .filter(|(_, want, have)| want.is_some_and(|w| i64::try_from(w) != Ok(*have)))
+                .map(|(key, want, _)| format!("{key}={}", want.unwrap_or_default()))
+                .collect();
+            if let Some(m) = ep.mode()?.filter(|m| *m != st.mode & 0o777) {
+                ignored.push(format!("mode={m:04o}"));
+            }
+            if !ignored.is_empty() {
+                warnings.push(format!(
+                    "{ep}: the queue exists with maxmsg={}, msgsize={}, mode={:04o}; the endpoint's {} was \
+                     ignored (attributes apply only when a queue is created)",
+                    attr.maxmsg,
+                    attr.msgsize,
+                    st.mode & 0o777,
+                    ignored.join(", ")
+                ));
+            }
+        }
         Ok(PosixQueue {
             name: name.clone(),
             label: ep.to_string().into(),
@@ -117,7 +148,7 @@ impl PosixQueue {
             msgsize,
             max: msgsize.min(opts.max_message),
             scratch: Vec::new(),
-            pending: None,
+            warnings,
             unlink_on_drop: opts.unlink_on_drop,
         })
     }
@@ -131,6 +162,19 @@ impl PosixQueue {
     /// The queue's attributes now (`mq_getattr`).
     pub fn attributes(&self) -> Result<MqAttr> {
         sys::mq::mq_getattr(self.blocking.as_fd()).map_err(|e| Error::os("mq_getattr", &*self.label, e))
+    }
+
+    /// Conditions met while opening that did not stop it but that the
+    /// caller should hear of (the library never prints): endpoint
+    /// attributes (`maxmsg`, `msgsize`, `mode`) that an existing queue
+    /// does not have, which apply only when a queue is created.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Takes the [`warnings`](Self::warnings), leaving none.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// The queue name (`/name`).
@@ -188,71 +232,53 @@ impl PosixQueue {
         }
     }
 
-    pub(crate) fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
-        if let Some((msg, priority)) = self.pending.take() {
-            if msg.len() > buf.len() {
-                let len = msg.len();
-                self.pending = Some((msg, priority));
-                return Err(self.too_small(len, buf.len()));
-            }
-            buf[..msg.len()].copy_from_slice(&msg);
-            return Ok(Got::Msg((msg.len(), Meta { priority: Some(priority), ..Meta::default() })));
+    /// Refuses a receive that could take a message it cannot hand out
+    /// whole: `mq_receive` needs a buffer of at least the queue's message
+    /// size (`EMSGSIZE` otherwise) and always takes the message it returns
+    /// (there is no peek), so a buffer or maximum `cap` under `mq_msgsize`
+    /// is refused before receiving, and nothing leaves the queue.
+    fn check_room(&self, cap: usize, what: std::fmt::Arguments<'_>) -> Result<()> {
+        if self.msgsize <= cap {
+            return Ok(());
         }
-        if buf.len() >= self.msgsize {
-            let r = with_wait(self.fds(), wait, Ready::Read, |fd| sys::mq::mq_receive(fd, buf));
-            return Ok(match r.map_err(|e| self.os("mq_receive", e))? {
-                Some((n, priority)) => Got::Msg((n, Meta { priority: Some(priority), ..Meta::default() })),
-                None => Got::NotYet,
-            });
-        }
-        // mq_receive refuses buffers under the queue's message size: receive
-        // into our own, and keep a message that does not fit the caller's.
-        let Some((n, priority)) = self.recv_scratch(wait)? else {
-            return Ok(Got::NotYet);
-        };
-        if n > buf.len() {
-            self.pending = Some((self.scratch[..n].to_vec(), priority));
-            return Err(self.too_small(n, buf.len()));
-        }
-        buf[..n].copy_from_slice(&self.scratch[..n]);
-        Ok(Got::Msg((n, Meta { priority: Some(priority), ..Meta::default() })))
-    }
-
-    fn recv_scratch(&mut self, wait: Wait) -> Result<Option<(usize, u32)>> {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        // Bounded by the kernel's msgsize_max, not by a peer.
-        scratch.resize(self.msgsize, 0);
-        let r = with_wait(self.fds(), wait, Ready::Read, |fd| sys::mq::mq_receive(fd, &mut scratch));
-        self.scratch = scratch;
-        r.map_err(|e| self.os("mq_receive", e))
-    }
-
-    fn too_small(&self, len: usize, cap: usize) -> Error {
-        Error::new(
+        Err(Error::new(
             ErrorKind::TooLarge,
             "mq_receive",
             &*self.label,
-            format!("message of {len} bytes does not fit the {cap}-byte buffer (it stays queued)"),
-        )
+            format!(
+                "the queue's message size (mq_msgsize) is {} bytes, over {what}: nothing was received \
+                 (any message stays queued)",
+                self.msgsize
+            ),
+        ))
+    }
+
+    pub(crate) fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        self.check_room(buf.len(), format_args!("the {}-byte buffer", buf.len()))?;
+        let r = with_wait(self.fds(), wait, Ready::Read, |fd| sys::mq::mq_receive(fd, buf));
+        Ok(match r.map_err(|e| self.os("mq_receive", e))? {
+            Some((n, priority)) => Got::Msg((n, Meta { priority: Some(priority), ..Meta::default() })),
+            None => Got::NotYet,
+        })
     }
 
     pub(crate) fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
-        if let Some((data, priority)) = self.pending.take() {
-            return Ok(Got::Msg(Message { data, meta: Meta { priority: Some(priority), ..Meta::default() } }));
-        }
-        let Some((n, priority)) = self.recv_scratch(wait)? else {
-            return Ok(Got::NotYet);
-        };
-        if n > self.max {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "mq_receive",
-                &*self.label,
-                format!("message of {n} bytes over the maximum of {} bytes was dropped", self.max),
-            ));
-        }
-        let data = self.scratch[..n].to_vec();
-        Ok(Got::Msg(Message { data, meta: Meta { priority: Some(priority), ..Meta::default() } }))
+        self.check_room(self.max, format_args!("the maximum of {} bytes", self.max))?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // Bounded by the queue's msgsize, at most the caller's maximum and
+        // the kernel's msgsize_max: not by a peer.
+        scratch.resize(self.msgsize, 0);
+        let r = with_wait(self.fds(), wait, Ready::Read, |fd| sys::mq::mq_receive(fd, &mut scratch));
+        let got = r.map_err(|e| self.os("mq_receive", e)).map(|got| {
+            got.map_or(Got::NotYet, |(n, priority)| {
+                Got::Msg(Message {
+                    data: scratch[..n].to_vec(),
+                    meta: Meta { priority: Some(priority), ..Meta::default() },
+                })
+            })
+        });
+        self.scratch = scratch;
+        got
     }
 }
 

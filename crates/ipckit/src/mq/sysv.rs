@@ -59,6 +59,8 @@ pub struct SysvQueue {
     max: usize,
     /// `struct msgbuf` for the system calls: type, then text.
     scratch: Vec<u8>,
+    /// Conditions met while opening that the caller should hear of.
+    warnings: Vec<String>,
     remove_on_drop: bool,
 }
 
@@ -105,6 +107,25 @@ impl SysvQueue {
         if let (Opened::Created, Some(b)) = (opened, max_bytes) {
             sys::mq::msg_set_max_bytes(id, b).map_err(|e| Error::os("msgctl IPC_SET", ep, e))?;
         }
+        let mut warnings = Vec::new();
+        if opened == Opened::Existing {
+            let mut ignored = Vec::new();
+            if let Some(b) = max_bytes.filter(|b| *b != stat.max_bytes) {
+                ignored.push(format!("maxbytes={b}"));
+            }
+            if let Some(m) = ep.mode()?.filter(|m| *m != stat.mode) {
+                ignored.push(format!("mode={m:04o}"));
+            }
+            if !ignored.is_empty() {
+                warnings.push(format!(
+                    "{ep}: the queue exists with maxbytes={}, mode={:04o}; the endpoint's {} was ignored \
+                     (attributes apply only when a queue is created)",
+                    stat.max_bytes,
+                    stat.mode,
+                    ignored.join(", ")
+                ));
+            }
+        }
         let msgmax = kernel_limit(MSGMAX_PATH, 8192) as usize;
         Ok(SysvQueue {
             id,
@@ -115,6 +136,7 @@ impl SysvQueue {
             msgmax,
             max: msgmax.min(opts.max_message),
             scratch: Vec::new(),
+            warnings,
             remove_on_drop: opts.unlink_on_drop,
         })
     }
@@ -134,6 +156,19 @@ impl SysvQueue {
     pub fn status(&self) -> Result<QueueStatus> {
         let stat = sys::mq::msg_stat(self.id).map_err(|e| self.os("msgctl IPC_STAT", e))?;
         Ok(QueueStatus { stat, max_message: self.msgmax as u64, default_max_bytes: kernel_limit(MSGMNB_PATH, 16384) })
+    }
+
+    /// Conditions met while opening that did not stop it but that the
+    /// caller should hear of (the library never prints): endpoint
+    /// attributes (`maxbytes`, `mode`) that an existing queue does not
+    /// have, which apply only when a queue is created.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Takes the [`warnings`](Self::warnings), leaving none.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// The key and the queue id.
@@ -195,8 +230,9 @@ impl SysvQueue {
 
     /// Receives into the scratch buffer at most `cap` text bytes (`cap + 1`
     /// with `MSG_NOERROR`, to detect truncation). `None`: nothing within the
-    /// wait.
-    fn recv_scratch(&mut self, cap: usize, wait: Wait) -> Result<Option<(usize, i64)>> {
+    /// wait. A longer message without `MSG_NOERROR` is `E2BIG` and stays
+    /// queued: `TooLarge`, over `what` (the kernel does not say its size).
+    fn recv_scratch(&mut self, cap: usize, what: std::fmt::Arguments<'_>, wait: Wait) -> Result<Option<(usize, i64)>> {
         let room = if self.noerror { cap.saturating_add(1) } else { cap }.min(self.msgmax);
         self.scratch.clear();
         // Bounded by msgmax, the kernel's limit, not by a peer.
@@ -209,14 +245,15 @@ impl SysvQueue {
                 ErrorKind::TooLarge,
                 "msgrcv",
                 &*self.label,
-                format!("the next message does not fit the {cap}-byte buffer (it stays queued)"),
+                format!("the next message is over {what} (it stays queued; the kernel does not say its size)"),
             )),
             Err(e) => Err(self.os("msgrcv", e)),
         }
     }
 
     pub(crate) fn recv_into_got(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
-        let Some((n, msg_type)) = self.recv_scratch(buf.len(), wait)? else {
+        let cap = buf.len();
+        let Some((n, msg_type)) = self.recv_scratch(cap, format_args!("the {cap}-byte buffer"), wait)? else {
             return Ok(Got::NotYet);
         };
         let truncated = n > buf.len();
@@ -226,22 +263,14 @@ impl SysvQueue {
     }
 
     pub(crate) fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
-        // Every message fits msgmax, so none is left queued; one over this
-        // receiver's maximum is cut (MSG_NOERROR) or refused.
-        let cap = if self.noerror { self.max } else { self.msgmax };
-        let Some((n, msg_type)) = self.recv_scratch(cap, wait)? else {
+        // At most this receiver's maximum: a longer message stays queued
+        // (E2BIG), or is cut with MSG_NOERROR.
+        let max = self.max;
+        let Some((n, msg_type)) = self.recv_scratch(max, format_args!("the maximum of {max} bytes"), wait)? else {
             return Ok(Got::NotYet);
         };
-        let truncated = n > self.max;
-        if truncated && !self.noerror {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "msgrcv",
-                &*self.label,
-                format!("message of {n} bytes over the maximum of {} bytes was dropped", self.max),
-            ));
-        }
-        let data = self.scratch[MTYPE_SIZE..MTYPE_SIZE + n.min(self.max)].to_vec();
+        let truncated = n > max;
+        let data = self.scratch[MTYPE_SIZE..MTYPE_SIZE + n.min(max)].to_vec();
         Ok(Got::Msg(Message { data, meta: Meta { msg_type: Some(msg_type), truncated, ..Meta::default() } }))
     }
 }

@@ -116,8 +116,7 @@ fn bind_path(fd: &OwnedFd, ep: &Endpoint, ty: UnixType, path: &Path) -> Result<(
         ));
     }
     let tmp_addr = sys::net::unix_path(&tmp).map_err(|e| Error::os("bind", ep, e))?;
-    sys::net::bind(fd.as_fd(), &tmp_addr)
-        .map_err(|e| Error::os("bind", ep, e).with_detail(format!("binding {}", tmp.display())))?;
+    sys::net::bind(fd.as_fd(), &tmp_addr).map_err(|e| bind_error(ep, path, e))?;
     let result = sys::fs::chmod(&tmp, mode)
         .map_err(|e| Error::os("chmod", ep, e))
         .and_then(|()| move_into_place(ep, ty, &tmp, path));
@@ -125,6 +124,27 @@ fn bind_path(fd: &OwnedFd, ep: &Endpoint, ty: UnixType, path: &Path) -> Result<(
         let _ = sys::fs::unlink(&tmp);
     }
     result
+}
+
+/// The directory a socket file at `path` goes in.
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Binding the temporary name next to `path` failed: say what is wrong
+/// with the user's path, never naming the temporary file.
+fn bind_error(ep: &Endpoint, path: &Path, e: Errno) -> Error {
+    let err = Error::os("bind", ep, e);
+    let dir = directory(path).display();
+    match e {
+        Errno::NOENT => err.with_detail(format!("the directory {dir} does not exist")),
+        Errno::NOTDIR => err.with_detail(format!("{dir} is not a directory")),
+        Errno::ACCESS | Errno::PERM => err.with_detail(format!("no permission to create a socket file in {dir}")),
+        _ => err.with_detail(format!("creating a socket file in {dir}")),
+    }
 }
 
 /// Renames the bound temporary socket to `path`, replacing a stale socket
@@ -139,11 +159,7 @@ fn move_into_place(ep: &Endpoint, ty: UnixType, tmp: &Path, path: &Path) -> Resu
     // processes finding the same stale file cannot both replace it (the
     // second would remove the first's live socket). A directory that cannot
     // be opened for reading is handled without the lock.
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let _lock = sys::fs::lock_dir(dir).ok();
+    let _lock = sys::fs::lock_dir(directory(path)).ok();
     for _ in 0..8 {
         match sys::fs::rename_noreplace(tmp, path) {
             Ok(()) => return Ok(()),
@@ -170,16 +186,37 @@ fn move_into_place(ep: &Endpoint, ty: UnixType, tmp: &Path, path: &Path) -> Resu
 pub(crate) fn connect(ep: &Endpoint, ty: UnixType, addr: &UnixAddr) -> Result<OwnedFd> {
     let fd = new_socket(ty, ep, "connect")?;
     let a = address(addr, ep, "connect")?;
-    sys::net::connect(fd.as_fd(), &a, Wait::Forever).map_err(|e| {
-        let err = Error::os("connect", ep, e);
-        match e {
-            Errno::NOENT => err.with_detail("no socket at this path"),
-            Errno::CONNREFUSED if ty == UnixType::Dgram => err.with_detail("nothing is receiving"),
-            Errno::CONNREFUSED => err.with_detail("nothing is listening"),
-            _ => err,
-        }
-    })?;
+    sys::net::connect(fd.as_fd(), &a, Wait::Forever).map_err(|e| connect_error(ep, ty, addr, e))?;
     Ok(fd)
+}
+
+/// Connecting failed with `e`. On `ENOENT` and `ECONNREFUSED` the path
+/// says more than the errno: something that is not a socket is there
+/// (`Io`, not retried: no receiver can bind there), or its directory does
+/// not exist.
+fn connect_error(ep: &Endpoint, ty: UnixType, addr: &UnixAddr, e: Errno) -> Error {
+    let err = Error::os("connect", ep, e);
+    if let (UnixAddr::Path(path), Errno::NOENT | Errno::CONNREFUSED) = (addr, e) {
+        // connect follows symbolic links; so does stat.
+        match sys::fs::stat(path) {
+            Ok(st) if st.kind != sys::fs::Kind::Socket => {
+                let what = sys::fs::kind_name(st.kind);
+                return err
+                    .with_kind(ErrorKind::Io)
+                    .with_detail(format!("not a socket ({} is a {what})", path.display()));
+            }
+            Err(Errno::NOENT) if sys::fs::stat(directory(path)) == Err(Errno::NOENT) => {
+                return err.with_detail(format!("the directory {} does not exist", directory(path).display()));
+            }
+            _ => {}
+        }
+    }
+    match e {
+        Errno::NOENT => err.with_detail("no socket at this path"),
+        Errno::CONNREFUSED if ty == UnixType::Dgram => err.with_detail("nothing is receiving"),
+        Errno::CONNREFUSED => err.with_detail("nothing is listening"),
+        _ => err,
+    }
 }
 
 /// Binds a datagram socket (no listen) for a receiver, with `SO_PASSCRED`

@@ -77,7 +77,8 @@ pub struct NamedSemaphore {
 
 impl NamedSemaphore {
     fn check_name(name: &str) -> Result<()> {
-        name::check_posix_name(name, "name").map_err(|why| Error::new(ErrorKind::Invalid, "sem_open", name, why))
+        name::check_posix_name(name, name::PosixKind::Semaphore)
+            .map_err(|why| Error::new(ErrorKind::Invalid, "sem_open", name, why))
     }
 
     fn check_value(name: &str, value: u32) -> Result<()> {

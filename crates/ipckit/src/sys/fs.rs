@@ -107,6 +107,24 @@ pub(crate) fn fd_file_type(fd: impl AsFd) -> Result<FileType, Errno> {
 
 pub(crate) use rustix::fs::FileType as Kind;
 
+/// The most bytes a write to a pipe or FIFO puts in it atomically, never
+/// interleaved with another writer's (`PIPE_BUF`, pipe(7)).
+pub(crate) const PIPE_BUF: usize = rustix::pipe::PIPE_BUF;
+
+/// What a file of `kind` is called in messages ("a regular file").
+pub(crate) fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::RegularFile => "regular file",
+        Kind::Directory => "directory",
+        Kind::Symlink => "symbolic link",
+        Kind::Fifo => "FIFO",
+        Kind::Socket => "socket",
+        Kind::CharacterDevice => "character device",
+        Kind::BlockDevice => "block device",
+        _ => "file of unknown type",
+    }
+}
+
 /// Opens directory `dir` and takes an exclusive `flock` on it, released
 /// when the returned descriptor is closed. Serialises check-then-replace
 /// sequences among ipckit processes working in the same directory.

@@ -120,12 +120,20 @@ pub(crate) fn shm_open(name: &str, writable: bool, create: Option<u32>) -> Resul
     if create.is_some() {
         flags |= OFlags::CREATE | OFlags::EXCL;
     }
-    retry(|| rustix::shm::open(name, flags, Mode::from_raw_mode(create.unwrap_or(0))))
+    retry(|| rustix::shm::open(shm_file_name(name), flags, Mode::from_raw_mode(create.unwrap_or(0))))
 }
 
 /// `shm_unlink(name)`.
 pub(crate) fn shm_unlink(name: &str) -> Result<(), Errno> {
-    rustix::shm::unlink(name)
+    rustix::shm::unlink(shm_file_name(name))
+}
+
+/// The name without its leading slash: rustix opens `/dev/shm/` plus the
+/// name as given, but counts the slash against `NAME_MAX`, so that with
+/// it a 255-byte name (which glibc's `shm_open` takes) would be
+/// `ENAMETOOLONG`.
+fn shm_file_name(name: &str) -> &str {
+    name.trim_start_matches('/')
 }
 
 /// `posix_fallocate(fd, 0, len)`: reserves the pages now, so that a full
