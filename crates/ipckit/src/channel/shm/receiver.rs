@@ -448,18 +448,7 @@ impl Service {
 
     fn add_pending(&mut self, fd: OwnedFd) -> Result<()> {
         let Ok(conn) = self.acceptor.listener().wrap(fd) else { return Ok(()) };
-        let mut control = conn.into_io();
-        let creds = control.peer_credentials();
-        let admitted = creds.is_some_and(|c| control::admits(self.cfg.mode, self.cfg.me, c));
-        if !admitted {
-            let why = format!(
-                "uid {} may not use this channel (the receiver is uid {}; ?mode= admits others)",
-                creds.map_or(-1, |c| c.uid as i64),
-                self.cfg.me.0
-            );
-            refuse(&mut control, Refusal::Permission, why);
-            return Ok(());
-        }
+        let control = conn.into_io();
         let slot = match self.pending.iter().position(Option::is_none) {
             Some(slot) => slot,
             None => {
@@ -505,6 +494,19 @@ impl Service {
             self.acceptor.closed(self.epoll.as_fd());
             return;
         };
+        // Refused after its hello is read: a connection closed with unread
+        // data would reach the sender as a reset, not as the reason.
+        let creds = control.peer_credentials();
+        if !creds.is_some_and(|c| control::admits(self.cfg.mode, self.cfg.me, c)) {
+            let why = format!(
+                "uid {} may not use this channel (the receiver is uid {}; ?mode= admits others)",
+                creds.map_or(-1, |c| c.uid as i64),
+                self.cfg.me.0
+            );
+            refuse(&mut control, Refusal::Permission, why);
+            self.acceptor.closed(self.epoll.as_fd());
+            return;
+        }
         if self.shared.live.load(Ordering::Acquire) >= self.cfg.senders {
             let why = format!("the channel serves at most {} senders (?senders=)", self.cfg.senders);
             refuse(&mut control, Refusal::Senders, why);

@@ -1,0 +1,20 @@
+//! `shm:` channels between real processes: the rings, waiting, set-up,
+//! liveness and a peer that is not trusted.
+//!
+//! 1. `basics`: one thread and two processes; the three forms; `poll_fd`
+//!    after `Empty` and after `Full`.
+//! 2. `bad_input`: the table of bad input, a row each.
+//! 3. `hostile`: a process that scribbles over its whole ring while the
+//!    receiver serves an honest sender.
+//! 4. `death`: senders and receivers SIGKILLed at random points.
+//! 5. `stress`: a million messages of log-uniform sizes, 1 → 1 and 4 → 1.
+//!
+//! Channel names carry the test prefix (`shm:ipckit-t-…`), so that
+//! `.ci/run`'s sweep would see a control socket left behind.
+
+mod bad_input;
+mod basics;
+mod death;
+mod hostile;
+mod stress;
+mod support;
