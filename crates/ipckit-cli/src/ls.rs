@@ -51,16 +51,24 @@ pub fn ls(args: LsArgs) -> anyhow::Result<()> {
                 obj.insert("ipckit".into(), i.kind_name().into());
                 obj.insert("stale".into(), i.stale.into());
             }
+            if let Some(c) = e.channel {
+                obj.insert("receiver_pid".into(), c.receiver_pid.into());
+                obj.insert("senders".into(), c.senders.into());
+            }
             crate::outln(format_args!("{}", serde_json::Value::Object(obj)))?;
         }
     } else {
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED).set_header(["kind", "name", "size", "uid", "mode", "ipckit"]);
         for e in &entries {
-            let ipckit = match e.ipckit {
-                Some(i) if i.stale => format!("{} (stale)", i.kind_name()),
-                Some(i) => i.kind_name().to_string(),
-                None => "-".into(),
+            let ipckit = match (e.ipckit, e.channel) {
+                (Some(i), _) if i.stale => format!("{} (stale)", i.kind_name()),
+                (Some(i), _) => i.kind_name().to_string(),
+                (None, Some(c)) => match c.receiver_pid {
+                    Some(pid) => format!("channel: receiver pid {pid}, {} senders", c.senders),
+                    None => format!("channel: {} senders", c.senders),
+                },
+                (None, None) => "-".into(),
             };
             table.add_row([
                 e.kind.as_str().into(),

@@ -136,6 +136,16 @@ impl Bg {
         self.pid
     }
 
+    /// Its standard input, if it was spawned with `Stdio::piped()`.
+    pub fn stdin(&mut self) -> &mut std::process::ChildStdin {
+        self.guard.child().stdin.as_mut().expect("spawned with a piped stdin")
+    }
+
+    /// Closes its standard input (it reads end-of-file).
+    pub fn close_stdin(&mut self) {
+        drop(self.guard.child().stdin.take());
+    }
+
     /// The exit status, if the process has exited (`try_wait`).
     pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
         self.guard.child().try_wait()

@@ -40,6 +40,10 @@ pub enum Family {
     SysvShm,
     /// A System V semaphore set, named `sysv:0xKEY`.
     SysvSemaphores,
+    /// A `shm:` channel, named `shm:NAME`: its receiver's control socket
+    /// (an abstract name, so nothing is left of it once its processes
+    /// are gone).
+    ShmChannel,
 }
 
 impl Family {
@@ -53,6 +57,7 @@ impl Family {
             Family::SysvQueue => "sysv-mq",
             Family::SysvShm => "sysv-shm",
             Family::SysvSemaphores => "sysv-sem",
+            Family::ShmChannel => "shm-channel",
         }
     }
 }
@@ -95,6 +100,18 @@ pub struct ObjectInfo {
     pub mode: u32,
     /// For ipckit's own objects: the kind, and whether it is stale.
     pub ipckit: Option<IpckitObject>,
+    /// For a `shm:` channel: its receiver's pid (when this user may see
+    /// it) and how many senders are connected.
+    pub channel: Option<ChannelInfo>,
+}
+
+/// A `shm:` channel's receiver and senders, as `/proc/net/unix` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The receiver's process, if its descriptors can be read here.
+    pub receiver_pid: Option<i32>,
+    /// Senders connected now (accepted control connections).
+    pub senders: usize,
 }
 
 /// Every object visible here: POSIX ones first, then System V ones.
@@ -102,7 +119,71 @@ pub struct ObjectInfo {
 pub fn list() -> Vec<ObjectInfo> {
     let mut out = posix_objects();
     out.extend(sysv_objects());
+    out.extend(shm_channels());
     out
+}
+
+/// `shm:` channels: listening sockets named `@ipckit/shm/NAME` in
+/// `/proc/net/unix`, with the connections accepted on them.
+fn shm_channels() -> Vec<ObjectInfo> {
+    const PREFIX: &str = "@ipckit/shm/";
+    let Ok(text) = std::fs::read_to_string("/proc/net/unix") else { return Vec::new() };
+    // (name, listener inode, connected count)
+    let mut found: Vec<(String, Option<u64>, usize)> = Vec::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (Some(flags), Some(state), Some(inode), Some(path)) = (cols.get(3), cols.get(5), cols.get(6), cols.get(7))
+        else {
+            continue;
+        };
+        let Some(name) = path.strip_prefix(PREFIX) else { continue };
+        let listening = u32::from_str_radix(flags, 16).is_ok_and(|f| f & 0x10000 != 0);
+        let entry = match found.iter_mut().find(|(n, _, _)| n == name) {
+            Some(e) => e,
+            None => {
+                found.push((name.to_string(), None, 0));
+                found.last_mut().expect("just pushed")
+            }
+        };
+        if listening {
+            entry.1 = inode.parse().ok();
+        } else if *state == "03" {
+            entry.2 += 1;
+        }
+    }
+    found
+        .into_iter()
+        .filter_map(|(name, inode, senders)| {
+            let inode = inode?;
+            let receiver_pid = socket_owner(inode);
+            let uid = receiver_pid.and_then(|p| sys::fs::stat(std::path::Path::new(&format!("/proc/{p}"))).ok());
+            Some(ObjectInfo {
+                kind: Family::ShmChannel,
+                name: format!("shm:{name}"),
+                size: 0,
+                uid: uid.map_or(u32::MAX, |st| st.uid),
+                mode: 0,
+                ipckit: None,
+                channel: Some(ChannelInfo { receiver_pid, senders }),
+            })
+        })
+        .collect()
+}
+
+/// The process holding socket `inode`, from `/proc/PID/fd` (only processes
+/// this user may look into).
+fn socket_owner(inode: u64) -> Option<i32> {
+    let target = format!("socket:[{inode}]");
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc_entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
 
 /// The ipckit header of a segment, if it is an initialised ipckit object.
@@ -131,7 +212,15 @@ fn posix_objects() -> Vec<ObjectInfo> {
                 _ => (Family::PosixShm, format!("/{file}")),
             };
             let ipckit = if kind == Family::PosixShm { name.parse().ok().and_then(|n| classify(&n)) } else { None };
-            out.push(ObjectInfo { kind, name, size: st.size, uid: st.uid, mode: st.mode & 0o777, ipckit });
+            out.push(ObjectInfo {
+                kind,
+                name,
+                size: st.size,
+                uid: st.uid,
+                mode: st.mode & 0o777,
+                ipckit,
+                channel: None,
+            });
         }
     }
     out
@@ -168,6 +257,7 @@ fn sysv_objects() -> Vec<ObjectInfo> {
                 uid: col(&cols, &row, "uid").and_then(|u| u.parse().ok()).unwrap_or(0),
                 mode: col(&cols, &row, "perms").and_then(|p| u32::from_str_radix(p, 8).ok()).unwrap_or(0) & 0o777,
                 ipckit,
+                channel: None,
             });
         }
     }
