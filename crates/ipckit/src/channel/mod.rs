@@ -14,6 +14,8 @@
 //! 8. `tcp`: `tcp:HOST:PORT`, a connection or a server.
 //! 9. `mq`: `mq:/name`, POSIX queues.
 //! 10. `sysv_mq`: `sysv-mq:KEY`, System V queues.
+//! 11. `shm`: `shm:NAME`, ipckit's shared-memory channel (a directory of
+//!     its own: rings, layout, control connection, the two ends).
 //!
 //! # The contract
 //!
@@ -26,15 +28,15 @@
 //!
 //! # Adding a transport
 //!
-//! One new file and one line in the table. For the shared-memory channel:
+//! One new module and one line in the table. The shared-memory channel was
+//! added that way:
 //!
-//! 1. `channel/shm.rs` defines `pub(crate) struct Shm` (the open channel
-//!    end: a ring and its wake-up descriptors) and implements `Open`
-//!    (`type End = Shm`; `connect` maps the receiver's ring, `bind` creates
-//!    it, `remove` explains there is nothing to remove) and `Transfer`
-//!    (`send` writes into the ring, `recv_into`/`recv` read from it,
-//!    `poll_fd` hands out the eventfd).
-//! 2. `flavor.rs` gains one row in its `transports!` table:
+//! 1. `channel/shm/` defines `Shm` (a sender's or a receiver's end) and
+//!    implements `Open` for it (`connect` joins the receiver's channel,
+//!    `bind` creates it, `remove` explains there is nothing to remove) and
+//!    `Transfer` (`send` writes into the ring, `recv_into`/`recv` read from
+//!    the rings, `poll_fd` hands out what to poll).
+//! 2. `flavor.rs` gained one row in its `transports!` table:
 //!    `Shm(shm::Shm) = shm::Shm: EndpointKind::Shm(_),`
 //!
 //! Every endpoint kind without a row is `Unsupported` in `connect`, `bind`
