@@ -27,6 +27,8 @@
 //!    objects.
 //! 8. [`decoder`]: the invariants of `ipckit::framing::Decoder`, for the
 //!    fuzz target and its stable smoke test.
+//! 9. [`ring`]: the invariants of the `shm:` ring protocol against a
+//!    hostile peer, for the `shm_ring` fuzz target and its smoke test.
 
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ pub mod data;
 pub mod decoder;
 pub mod procfs;
 pub mod program;
+pub mod ring;
 pub mod scratch;
 
 /// The hang guard for every wait in a test.

@@ -95,3 +95,8 @@ pub use framing::Framing;
 pub use meta::{Credentials, Message, Meta, SendMeta};
 pub use options::{DEFAULT_CHANNEL_SPIN, DEFAULT_MAX_BUFFERED, Options, WaitMode};
 pub use sys::Errno;
+
+/// Not a stable API: the `shm:` ring protocol over ordinary memory, for the
+/// fuzz target `shm_ring` and its smoke test.
+#[doc(hidden)]
+pub use channel::fuzzing;

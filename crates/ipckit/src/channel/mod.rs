@@ -59,6 +59,8 @@ use std::os::fd::BorrowedFd;
 
 pub use receiver::Receiver;
 pub use sender::Sender;
+#[doc(hidden)]
+pub use shm::fuzzing;
 
 use crate::endpoint::Endpoint;
 use crate::error::Result;

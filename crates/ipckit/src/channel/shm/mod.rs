@@ -27,8 +27,12 @@
 //! 4. `memory`: that memory mapped, as the protocol's `RingMemory`.
 //! 5. `sender`, `receiver`: the two ends, as transports.
 //! 6. `loom_tests`: the protocol model-checked.
+//! 7. `fuzzing`: the protocol over ordinary memory, for the fuzz target
+//!    (`ipckit::fuzzing`, hidden: not a stable API).
 
 pub(crate) mod control;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod layout;
 pub(crate) mod memory;
 mod receiver;
