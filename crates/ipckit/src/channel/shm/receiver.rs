@@ -195,23 +195,31 @@ impl ShmReceiver {
         wait: Wait,
         mut take: impl FnMut(&mut Consumer<MappedRing>, &mut Io, Record, Meta) -> Result<T>,
     ) -> Result<Got<T>> {
-        let mut looked = false;
+        // Armed by a `try_` call that was `Empty`: not any more.
+        self.disarm();
+        let mut looked = 0;
         loop {
             self.adopt()?;
             if let Some(got) = self.take(&mut take)? {
                 return Ok(Got::Msg(got));
             }
             if matches!(wait, Wait::Never) {
-                if std::mem::replace(&mut looked, true) {
-                    // Say it will wait, so that `poll_fd` turns readable.
-                    if self.arm() {
-                        return Ok(Got::NotYet);
-                    }
-                    self.disarm();
-                    looked = false;
+                looked += 1;
+                if looked == 1 {
+                    self.events(Wait::Never)?;
                     continue;
                 }
-                self.events(Wait::Never)?;
+                // Say it will wait, so that `poll_fd` turns readable.
+                if self.arm() {
+                    return Ok(Got::NotYet);
+                }
+                if looked >= 3 {
+                    // A peer racing with every look: say "nothing now", and
+                    // leave `poll_fd` readable so the caller looks again.
+                    let _ = sys::io::eventfd_signal(self.doorbell.as_fd());
+                    return Ok(Got::NotYet);
+                }
+                self.disarm();
                 continue;
             }
             let busy = self.cfg.wait == crate::options::WaitMode::Busy;
