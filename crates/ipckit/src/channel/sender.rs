@@ -69,8 +69,12 @@ impl Sender {
         self.flavor.name()
     }
 
-    /// The descriptor to poll for room (writable), where the transport has
-    /// one: every transport but System V queues.
+    /// The descriptor to poll for room, where the transport has one (every
+    /// transport but System V queues). On the kernel's transports it is
+    /// *writable* when there is room. On `shm:` it is the control
+    /// connection, *readable* when room may be there after a `try_send`
+    /// that was `Full` (and when the receiver is gone): poll it for
+    /// reading, then `try_send` again.
     pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         self.flavor.poll_fd()
     }

@@ -74,6 +74,15 @@ impl Region {
         sys::shm::add_seals(fd.as_fd(), Seals::FUTURE_WRITE).map_err(|e| Error::os("F_ADD_SEALS", self.name(), e))
     }
 
+    /// Adds `F_SEAL_SEAL` to a memfd region: no seal can be added or
+    /// removed any more.
+    pub(crate) fn seal_seals(&self) -> Result<()> {
+        let Backing::Memfd { fd } = self.backing() else {
+            return Err(Error::new(ErrorKind::Unsupported, "F_ADD_SEALS", self.name(), "not a memfd"));
+        };
+        sys::shm::add_seals(fd.as_fd(), Seals::SEAL).map_err(|e| Error::os("F_ADD_SEALS", self.name(), e))
+    }
+
     /// Maps a descriptor received from another process, announced as
     /// `len` bytes. Before mapping, checks that it is at least `len` bytes
     /// and, with [`Trust::SealedOnly`], that it is a memfd sealed against

@@ -95,17 +95,21 @@ pub enum ObjectKind {
     /// One sender's ring of a `shm:` channel (an anonymous memfd, never
     /// named), kind 6.
     ChannelRing,
+    /// A `shm:` receiver's liveness page (an anonymous memfd the senders
+    /// map read-only), kind 7.
+    ChannelReceiver,
 }
 
 impl ObjectKind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [ObjectKind; 6] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Mutex,
         ObjectKind::Condvar,
         ObjectKind::Semaphore,
         ObjectKind::Event,
         ObjectKind::FutexSemaphore,
         ObjectKind::ChannelRing,
+        ObjectKind::ChannelReceiver,
     ];
 
     /// The number in the header's `kind` word.
@@ -117,6 +121,7 @@ impl ObjectKind {
             ObjectKind::Event => 4,
             ObjectKind::FutexSemaphore => 5,
             ObjectKind::ChannelRing => 6,
+            ObjectKind::ChannelReceiver => 7,
         }
     }
 
@@ -134,6 +139,7 @@ impl ObjectKind {
             ObjectKind::Event => "event",
             ObjectKind::FutexSemaphore => "futex-semaphore",
             ObjectKind::ChannelRing => "channel-ring",
+            ObjectKind::ChannelReceiver => "channel-receiver",
         }
     }
 }

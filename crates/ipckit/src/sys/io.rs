@@ -125,20 +125,21 @@ pub(crate) fn epoll_remove(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<
 /// `EINTR` with what is left of the wait.
 pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, ready: &mut Vec<u64>, max: usize, wait: Wait) -> Result<usize, Errno> {
     use rustix::event::epoll;
-    let mut events: Vec<epoll::Event> = Vec::with_capacity(max.max(1));
-    let n = loop {
+    // On the stack: no allocation per wait.
+    let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 64];
+    let max = max.clamp(1, events.len());
+    let got = loop {
         let timeout = wait.remaining().map(timespec);
-        events.clear();
-        match epoll::wait(epoll, rustix::buffer::spare_capacity(&mut events), timeout.as_ref()) {
-            Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
-            Ok(n) => break n,
+        match epoll::wait(epoll, &mut events[..max], timeout.as_ref()) {
+            Ok((got, _)) if got.is_empty() && wait.remaining() != Some(Duration::ZERO) => {}
+            Ok((got, _)) => break got,
             Err(Errno::INTR) => {}
             Err(e) => return Err(e),
         }
     };
     ready.clear();
-    ready.extend(events.iter().map(|e| e.data.u64()));
-    Ok(n)
+    ready.extend(got.iter().map(|e| e.data.u64()));
+    Ok(ready.len())
 }
 
 /// `pread` at `offset` until `buf` is full or the file ends, retrying

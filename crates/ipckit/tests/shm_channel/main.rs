@@ -8,6 +8,8 @@
 //!    receiver serves an honest sender.
 //! 4. `death`: senders and receivers SIGKILLed at random points.
 //! 5. `stress`: a million messages of log-uniform sizes, 1 → 1 and 4 → 1.
+//! 6. `liveness`: a receiver's end seen at the next send (also `try_send`),
+//!    departures seen by a busy receiver, fairness, buffered messages.
 //!
 //! Channel names carry the test prefix (`shm:ipckit-t-…`), so that
 //! `.ci/run`'s sweep would see a control socket left behind.
@@ -16,5 +18,6 @@ mod bad_input;
 mod basics;
 mod death;
 mod hostile;
+mod liveness;
 mod stress;
 mod support;

@@ -12,16 +12,36 @@
 //! | 64 | 8 | `tail`: bytes published (bit 63: the receiver is parked) | sender (bit 63: receiver) |
 //! | 72 | 56 | reserved, 0 | |
 //! | 128 | 8 | `head`: bytes consumed (bit 63: the sender is parked) | receiver (bit 63: sender) |
-//! | 136 | 4 | `closed`: 1 once the receiver has stopped receiving | receiver |
-//! | 140 | 52 | reserved, 0 | |
+//! | 136 | 56 | reserved, 0 | |
 //! | 192 | 8 | `capacity`: the data area's size, a power of two | receiver, before handing over |
-//! | 200 | 56 | reserved, 0 | |
+//! | 200 | 4 | `closed`: 1 once the receiver has stopped serving this sender | receiver |
+//! | 204 | 52 | reserved, 0 | |
 //! | 256 | `capacity` | data: the records (see `ring`) | sender |
 //!
-//! `tail` and `head` are on cache lines of their own (64 bytes apart from
-//! everything else), so that publishing and consuming do not contend for a
-//! line. The memfd is sealed against shrinking and growing before it is
-//! handed over: neither side can make the other's accesses fault.
+//! `tail` and `head` are on cache lines of their own, so that publishing
+//! and consuming do not contend for a line; `capacity` and `closed` share a
+//! line that is written once (and once more at the end), which the sender
+//! reads on every send at no cost. The memfd is sealed against shrinking,
+//! growing and further seals before it is handed over: neither side can
+//! make the other's accesses fault.
+//!
+//! # The receiver's liveness page
+//!
+//! One more memfd, `ipckit-shm:NAME:receiver`, one page, shared by every
+//! sender of the channel and mapped read-only by them (sealed with
+//! `F_SEAL_FUTURE_WRITE` after the receiver mapped it):
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 64 | ipckit object header, kind 7 (`ObjectKind::ChannelReceiver`) |
+//! | 64 | 40 | a robust, process-shared `pthread_mutex_t`, locked by the receiver's service thread for as long as the receiver lives |
+//!
+//! When that thread ends (the receiver dropped, or its process killed at
+//! any instruction), the kernel's robust-futex cleanup marks the mutex's
+//! lock word `FUTEX_OWNER_DIED`. A sender loads that word on every send:
+//! it learns that its receiver is gone at its very next send, with no
+//! system call. Only the receiver can write the page, so a hostile sender
+//! cannot touch the list pointers glibc keeps in the mutex.
 //!
 //! # Copies from memory a peer may write
 //!
@@ -44,7 +64,11 @@ pub(crate) const TAIL: usize = 64;
 /// Byte offset of `head`.
 pub(crate) const HEAD: usize = 128;
 /// Byte offset of `closed`.
-pub(crate) const CLOSED: usize = 136;
+pub(crate) const CLOSED: usize = 200;
+/// Byte offset of the liveness page's mutex.
+pub(crate) const LIVE_MUTEX: usize = HEADER_SIZE;
+/// The liveness page's size.
+pub(crate) const LIVE_PAGE: usize = 4096;
 /// Byte offset of `capacity`.
 pub(crate) const CAPACITY: usize = 192;
 /// Byte offset of the data area.
@@ -57,7 +81,9 @@ pub(crate) const MIN_CAPACITY: usize = 4096;
 /// The largest ring: 1 GiB.
 pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 /// The default ring, `?size=`: 1 MiB, so that the bench's 64 KiB messages
-/// and bursts of them fit. A memfd is sparse: pages cost only once touched.
+/// and bursts of them fit. The ring's pages are reserved when it is made
+/// (so that a full memory never shows up later as a fault), so each sender
+/// costs its receiver `size` bytes of memory.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 
 /// The header of a ring's memory, as a C program would declare it.
@@ -68,10 +94,10 @@ pub(crate) struct RingHeader {
     pub(crate) tail: u64,
     pub(crate) reserved1: [u64; 7],
     pub(crate) head: u64,
-    pub(crate) closed: u32,
-    pub(crate) reserved2: [u32; 13],
+    pub(crate) reserved2: [u64; 7],
     pub(crate) capacity: u64,
-    pub(crate) reserved3: [u64; 7],
+    pub(crate) closed: u32,
+    pub(crate) reserved3: [u32; 13],
 }
 
 const _: () = assert!(std::mem::size_of::<RingHeader>() == DATA);
@@ -79,6 +105,11 @@ const _: () = assert!(std::mem::offset_of!(RingHeader, tail) == TAIL);
 const _: () = assert!(std::mem::offset_of!(RingHeader, head) == HEAD);
 const _: () = assert!(std::mem::offset_of!(RingHeader, closed) == CLOSED);
 const _: () = assert!(std::mem::offset_of!(RingHeader, capacity) == CAPACITY);
+
+/// What the liveness page's object header says.
+pub(crate) fn live_spec() -> ObjectSpec {
+    ObjectSpec { kind: ObjectKind::ChannelReceiver.code(), version: 1, abi: 0, payload: LIVE_PAGE - HEADER_SIZE }
+}
 
 /// What a ring's object header says.
 pub(crate) fn spec(capacity: usize) -> ObjectSpec {

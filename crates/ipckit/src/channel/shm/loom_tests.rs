@@ -184,3 +184,207 @@ fn loom_ring_largest_message() {
     assert_eq!(BIG.len(), max_message(64));
     exchange(64, &[BIG, b"x"]);
 }
+
+// The receiver's and the sender's loops over the protocol (the shape of
+// `ShmReceiver::next` and `ShmSender::send`), model-checked.
+
+/// A level-triggered readiness flag, as an epoll set over control sockets:
+/// `poll` waits until rung and leaves it rung; `drain` clears it.
+#[derive(Default)]
+struct Level {
+    rung: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Level {
+    fn ring(&self) {
+        *self.rung.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+    fn poll(&self) {
+        let mut rung = self.rung.lock().unwrap();
+        while !*rung {
+            rung = self.cv.wait(rung).unwrap();
+        }
+    }
+    fn drain(&self) {
+        *self.rung.lock().unwrap() = false;
+    }
+}
+
+/// `ShmReceiver::take`: one round over the rings.
+fn take_any(rings: &mut [Consumer<Arc<LoomRing>>]) -> Option<Vec<u8>> {
+    for c in rings.iter_mut() {
+        if let Some(rec) = c.peek().expect("honest") {
+            let mut buf = vec![0u8; rec.len];
+            c.read(rec, &mut buf);
+            let _ = c.pop(rec); // producers never wait for room here
+            return Some(buf);
+        }
+    }
+    None
+}
+
+/// `ShmReceiver::arm`.
+fn arm(rings: &mut [Consumer<Arc<LoomRing>>]) -> bool {
+    let mut sleep = true;
+    for c in rings.iter_mut() {
+        if !c.park().expect("honest") {
+            sleep = false;
+        }
+    }
+    sleep
+}
+
+fn disarm(rings: &[Consumer<Arc<LoomRing>>]) {
+    for c in rings {
+        c.unpark();
+    }
+}
+
+/// Two producers, one message each, the receiver's blocking loop
+/// (`ShmReceiver::next`, spin 0): take, arm every ring, sleep in "epoll",
+/// drain, disarm.
+#[test]
+fn loom_ring_receiver_blocking_two_rings() {
+    check(|| {
+        let level = Arc::new(Level::default());
+        let mut rings = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..2u8 {
+            let ring = LoomRing::new(64);
+            let mut p = Producer::new(ring.clone());
+            rings.push(Consumer::new(ring));
+            let level = level.clone();
+            threads.push(thread::spawn(move || {
+                if let Push::Done { wake: true } = p.try_push(&[IoSlice::new(&[i])], 1, TAG_INLINE).unwrap() {
+                    level.ring();
+                }
+            }));
+        }
+        let mut got = 0;
+        while got < 2 {
+            if take_any(&mut rings).is_some() {
+                got += 1;
+                continue;
+            }
+            if arm(&mut rings) {
+                level.poll();
+                level.drain();
+            }
+            disarm(&rings);
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}
+
+/// The `try_recv` + `poll_fd` contract: try_recv (take; drain; take; arm
+/// and say Empty, rings left armed), then poll the epoll set until
+/// readable, then try again.
+#[test]
+fn loom_ring_receiver_try_recv_and_poll_fd() {
+    check(|| {
+        let level = Arc::new(Level::default());
+        let mut rings = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..2u8 {
+            let ring = LoomRing::new(64);
+            let mut p = Producer::new(ring.clone());
+            rings.push(Consumer::new(ring));
+            let level = level.clone();
+            threads.push(thread::spawn(move || {
+                if let Push::Done { wake: true } = p.try_push(&[IoSlice::new(&[i])], 1, TAG_INLINE).unwrap() {
+                    level.ring();
+                }
+            }));
+        }
+        let try_recv = |rings: &mut Vec<Consumer<Arc<LoomRing>>>| -> Option<Vec<u8>> {
+            let mut looked = false;
+            loop {
+                if let Some(m) = take_any(rings) {
+                    return Some(m);
+                }
+                if looked {
+                    if arm(rings) {
+                        return None;
+                    }
+                    disarm(rings);
+                    looked = false;
+                    continue;
+                }
+                looked = true;
+                level.drain(); // events(Wait::Never)
+            }
+        };
+        let mut got = 0;
+        while got < 2 {
+            match try_recv(&mut rings) {
+                Some(_) => got += 1,
+                None => level.poll(),
+            }
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}
+
+/// The `try_send` + `poll_fd` contract as sender.rs implements it: Full,
+/// take the wake-ups already there, park, report Full; the caller polls
+/// the control socket and tries again. The consumer is the blocking
+/// receiver. Without the drain, `poll_fd` stays readable and the loop
+/// spins (loom: a livelock).
+fn try_send_model() {
+    check(|| {
+        let ring = LoomRing::new(16);
+        let to_consumer = Arc::new(Doorbell::default());
+        let room = Arc::new(Level::default());
+        let mut p = Producer::new(ring.clone());
+        let (tc, rm) = (to_consumer.clone(), room.clone());
+        let t = thread::spawn(move || {
+            for m in [b"12345678", b"abcdefgh", b"ABCDEFGH"] {
+                loop {
+                    match p.try_push(&[IoSlice::new(m)], 8, TAG_INLINE).unwrap() {
+                        Push::Done { wake } => {
+                            if wake {
+                                tc.ring();
+                            }
+                            break;
+                        }
+                        Push::Full => {
+                            rm.drain();
+                            if p.park(16).unwrap() {
+                                rm.poll(); // the user's poll(poll_fd)
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let mut c = Consumer::new(ring);
+        for _ in 0..3 {
+            loop {
+                if let Some(rec) = c.peek().unwrap() {
+                    let mut buf = vec![0u8; rec.len];
+                    c.read(rec, &mut buf);
+                    if c.pop(rec) {
+                        room.ring();
+                    }
+                    break;
+                }
+                if c.park().unwrap() {
+                    to_consumer.sleep();
+                    c.unpark();
+                }
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn loom_ring_try_send_and_poll_fd() {
+    try_send_model();
+}

@@ -4,7 +4,9 @@ use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::layout::{self, CAPACITY, CLOSED, DATA, HEAD, MAX_CAPACITY, MIN_CAPACITY, RingHeader, TAIL};
+use super::layout::{
+    self, CAPACITY, CLOSED, DATA, HEAD, LIVE_MUTEX, LIVE_PAGE, MAX_CAPACITY, MIN_CAPACITY, RingHeader, TAIL,
+};
 use super::ring::RingMemory;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Header, MAGIC, Region, STATE_READY, Trust};
@@ -58,6 +60,7 @@ impl MappedRing {
         };
         region.write(0, &header)?;
         region.write(CAPACITY, &(capacity as u64))?;
+        region.seal_seals()?;
         MappedRing::from_region(region, capacity)
     }
 
@@ -156,5 +159,118 @@ impl RingMemory for MappedRing {
         assert!(at <= self.capacity && buf.len() <= self.capacity - at, "ring read out of bounds");
         // SAFETY: as in `write`; a read only.
         unsafe { layout::copy_from_shared(self.data.as_ptr().add(at), buf) }
+    }
+
+    #[inline]
+    fn write_word(&self, at: usize, word: u64) {
+        assert!(at % 8 == 0 && at + 8 <= self.capacity, "ring word out of bounds");
+        // SAFETY: 8 aligned bytes inside the data area (asserted; the data
+        // area is 64-aligned), inside the mapping; atomics permit
+        // concurrent access.
+        unsafe { AtomicU64::from_ptr(self.data.as_ptr().add(at).cast()) }.store(word, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn read_word(&self, at: usize) -> u64 {
+        assert!(at % 8 == 0 && at + 8 <= self.capacity, "ring word out of bounds");
+        // SAFETY: as in `write_word`; a load only.
+        unsafe { AtomicU64::from_ptr(self.data.as_ptr().add(at).cast()) }.load(Ordering::Relaxed)
+    }
+}
+
+/// The receiver's liveness page (see `layout`): written only by the
+/// receiver, whose service thread holds its robust mutex while it lives.
+#[derive(Debug)]
+pub(crate) struct LivePage {
+    // Invariant: points to the mutex's lock word inside `region`'s mapping,
+    // which lives as long as `self`.
+    word: NonNull<AtomicU32>,
+    region: Region,
+}
+
+// SAFETY: as for MappedRing: an owned mapping, used through an atomic load.
+unsafe impl Send for LivePage {}
+// SAFETY: as above.
+unsafe impl Sync for LivePage {}
+
+/// `FUTEX_OWNER_DIED` in a robust mutex's lock word.
+const OWNER_DIED: u32 = 0x4000_0000;
+/// The owner's thread id in a robust mutex's lock word.
+const TID_MASK: u32 = 0x3fff_ffff;
+
+impl LivePage {
+    /// The receiver's side: the page, its mutex initialised (not locked:
+    /// [`hold`](Self::hold) does that, in the thread that must live),
+    /// sealed so that every later mapping is read-only.
+    pub(crate) fn create(channel: &str) -> Result<LivePage> {
+        let region = Region::memfd(&format!("ipckit-shm:{channel}:receiver"), LIVE_PAGE)?;
+        let spec = layout::live_spec();
+        let header = Header {
+            magic: MAGIC,
+            version: spec.version,
+            state: STATE_READY,
+            abi: spec.abi,
+            kind: spec.kind,
+            reserved: 0,
+            size: LIVE_PAGE as u64,
+            reserved2: [0; 3],
+        };
+        region.write(0, &header)?;
+        let view = region.view(LIVE_MUTEX, crate::sys::sync::PTHREAD_MUTEX_SIZE, 8)?;
+        // SAFETY: the page is new and private to this process until it is
+        // handed over; the view is inside the mapping and aligned.
+        unsafe { crate::sys::sync::mutex_init(region.ptr(view)) }
+            .map_err(|e| Error::os("pthread_mutex_init", region.name(), e))?;
+        region.seal_writes()?;
+        region.seal_seals()?;
+        LivePage::from_region(region)
+    }
+
+    /// Locks the page's mutex in the calling thread, for as long as that
+    /// thread lives: its end (however it comes) is what senders see.
+    pub(crate) fn hold(&self) -> Result<()> {
+        let view = self.region.view(LIVE_MUTEX, crate::sys::sync::PTHREAD_MUTEX_SIZE, 8)?;
+        // SAFETY: the mutex was initialised by `create` and the mapping
+        // lives as long as `self`; no other process can write the page.
+        match unsafe { crate::sys::sync::mutex_lock(self.region.ptr(view), crate::sys::sync::LockWait::Try) } {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::new(ErrorKind::Busy, "lock", self.region.name(), "the liveness mutex is taken")),
+        }
+    }
+
+    /// The sender's side: maps the page the receiver handed over (read-only,
+    /// sealed) and checks its header.
+    pub(crate) fn open(fd: OwnedFd, label: &str) -> Result<LivePage> {
+        let region = Region::from_received_fd(fd, LIVE_PAGE, Trust::SealedOnly)?;
+        let header: Header = region.read(0)?;
+        let spec = layout::live_spec();
+        if header.magic != MAGIC || header.kind != spec.kind || header.version != spec.version {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "connect",
+                label,
+                format!("the receiver's liveness page is not one (kind {}, version {})", header.kind, header.version),
+            ));
+        }
+        LivePage::from_region(region)
+    }
+
+    fn from_region(region: Region) -> Result<LivePage> {
+        let view = region.view(LIVE_MUTEX, 4, 4)?;
+        let word = NonNull::new(region.ptr(view).cast::<AtomicU32>()).expect("a mapping is never at address 0");
+        Ok(LivePage { word, region })
+    }
+
+    /// The descriptor to hand to a sender.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.region.fd().expect("a memfd")
+    }
+
+    /// Whether the receiver's service thread still holds the mutex.
+    #[inline]
+    pub(crate) fn alive(&self) -> bool {
+        // SAFETY: the invariant; a load only (the page may be read-only).
+        let word = unsafe { self.word.as_ref() }.load(Ordering::Acquire);
+        word & TID_MASK != 0 && word & OWNER_DIED == 0
     }
 }

@@ -197,6 +197,13 @@ impl Transfer for Shm {
         }
     }
 
+    fn has_buffered_message(&self) -> bool {
+        match self {
+            Shm::Sender(_) => false,
+            Shm::Receiver(r) => r.has_buffered_message(),
+        }
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         match self {
             Shm::Sender(s) => s.take_warnings(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::Config;
 use super::control::{self, Packet, Refusal};
-use super::memory::MappedRing;
+use super::memory::{LivePage, MappedRing};
 use super::ring::{Consumer, Record, RingError, RingMemory, TAG_INLINE};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -64,7 +64,17 @@ struct Peer {
 struct Pending {
     control: Io,
     since: Instant,
+    /// Its user may use the channel (else it is only held to hear its
+    /// hello, so that the refusal reaches it as a reason, not a reset).
+    admitted: bool,
 }
+
+/// The most connections held waiting for their hello.
+const PENDING_MAX: usize = 256;
+/// Of which, from users the channel does not admit.
+const REFUSING_MAX: usize = 16;
+/// How long a connection of a user not admitted is held.
+const REFUSING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the service thread hands to the receiving side.
 #[derive(Debug, Default)]
@@ -99,6 +109,9 @@ pub(crate) struct ShmReceiver {
     /// Where the next round-robin turn starts.
     next: usize,
     events: Vec<u64>,
+    /// Messages taken, and when events were last looked at.
+    busy_turns: u64,
+    last_events: Instant,
 }
 
 impl ShmReceiver {
@@ -123,9 +136,11 @@ impl ShmReceiver {
         sys::io::epoll_add(service_epoll.as_fd(), service_bell.as_fd(), SERVICE_BELL).map_err(os("epoll_ctl"))?;
         let acceptor = Acceptor::new(listener, service_epoll.as_fd())?;
         let shared = Arc::new(Shared::default());
+        let page = LivePage::create(&cfg.channel)?;
         let mut service = Service {
             name: name.clone(),
             cfg: cfg.clone(),
+            page,
             epoll: service_epoll,
             bell: service_bell.try_clone().map_err(|e| Error::new(ErrorKind::Io, "bind", ep, e.to_string()))?,
             doorbell: doorbell.try_clone().map_err(|e| Error::new(ErrorKind::Io, "bind", ep, e.to_string()))?,
@@ -148,6 +163,8 @@ impl ShmReceiver {
             peers: Vec::new(),
             next: 0,
             events: Vec::with_capacity(EVENTS),
+            busy_turns: 0,
+            last_events: Instant::now(),
         })
     }
 
@@ -157,6 +174,7 @@ impl ShmReceiver {
             return Ok(());
         }
         let incoming = std::mem::take(&mut *self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failed = None;
         for peer in incoming {
             let slot = match self.peers.iter().position(Option::is_none) {
                 Some(slot) => slot,
@@ -165,11 +183,15 @@ impl ShmReceiver {
                     self.peers.len() - 1
                 }
             };
-            sys::io::epoll_add(self.epoll.as_fd(), peer.control.fd(), slot as u64)
-                .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
             self.peers[slot] = Some(peer);
+            let fd = self.peers[slot].as_ref().map(|p| p.control.fd()).expect("just placed");
+            if let Err(e) = sys::io::epoll_add(self.epoll.as_fd(), fd, slot as u64) {
+                // Not served without its departures seen: let it go.
+                self.drop_peer(slot);
+                failed.get_or_insert(Error::os("epoll_ctl", &*self.name, e));
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     fn corrupt(&self, pid: i32, why: String) -> Error {
@@ -201,6 +223,12 @@ impl ShmReceiver {
         loop {
             self.adopt()?;
             if let Some(got) = self.take(&mut take)? {
+                self.busy_turns += 1;
+                // A busy channel still notices departures and wake-ups:
+                // now and then, without a clock read per message.
+                if self.busy_turns % 64 == 0 && self.last_events.elapsed() >= BUSY_EVENTS {
+                    self.events(Wait::Never)?;
+                }
                 return Ok(Got::Msg(got));
             }
             if matches!(wait, Wait::Never) {
@@ -257,11 +285,11 @@ impl ShmReceiver {
             let Some(peer) = self.peers[slot].as_mut() else { continue };
             match peer.ring.peek() {
                 Ok(Some(record)) if record.tag == TAG_INLINE => {
-                    self.next = slot;
                     let meta = Meta { creds: Some(peer.creds), ..Meta::default() };
-                    let got = take(&mut peer.ring, &mut peer.control, record, meta)?;
+                    // The next turn is the next sender's, also when this
+                    // message does not fit (it stays queued).
                     self.next = slot + 1;
-                    return Ok(Some(got));
+                    return take(&mut peer.ring, &mut peer.control, record, meta).map(Some);
                 }
                 Ok(Some(record)) => {
                     let pid = peer.creds.pid;
@@ -344,6 +372,7 @@ impl ShmReceiver {
     /// Waits for events within `wait` and handles them: wake-ups,
     /// departures, new senders. `true` when any came.
     fn events(&mut self, wait: Wait) -> Result<bool> {
+        self.last_events = Instant::now();
         let n = sys::io::epoll_wait(self.epoll.as_fd(), &mut self.events, EVENTS, wait)
             .map_err(|e| Error::os("epoll_wait", &*self.name, e))?;
         for i in 0..n {
@@ -361,8 +390,9 @@ impl ShmReceiver {
     /// Takes a sender's wake-ups; notes its departure.
     fn drain(&mut self, slot: usize) {
         let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else { return };
+        let mut scratch = [0u8; control::PACKET_MAX];
         for _ in 0..64 {
-            match peer.control.recv(Wait::Never) {
+            match peer.control.recv_into(&mut scratch, Wait::Never) {
                 Ok(Got::Msg(_)) => {}
                 Ok(Got::NotYet) => return,
                 Ok(Got::Eof) | Err(_) => {
@@ -390,6 +420,9 @@ impl ShmReceiver {
 struct Service {
     name: Arc<str>,
     cfg: Config,
+    /// Held (its mutex locked) by this thread while it runs: its end is
+    /// how senders learn the receiver's.
+    page: LivePage,
     epoll: OwnedFd,
     bell: OwnedFd,
     doorbell: OwnedFd,
@@ -400,6 +433,9 @@ struct Service {
 
 impl Service {
     fn run(&mut self) {
+        if let Err(e) = self.page.hold() {
+            self.warn(format!("{}: senders will not see this receiver's end at once: {e}", self.name));
+        }
         let mut events = Vec::with_capacity(EVENTS);
         while !self.shared.stop.load(Ordering::Acquire) {
             self.expire_pending();
@@ -457,6 +493,15 @@ impl Service {
     fn add_pending(&mut self, fd: OwnedFd) -> Result<()> {
         let Ok(conn) = self.acceptor.listener().wrap(fd) else { return Ok(()) };
         let control = conn.into_io();
+        let admitted = control.peer_credentials().is_some_and(|c| control::admits(self.cfg.mode, self.cfg.me, c));
+        // Bounded, so that silent connections (any user can connect to an
+        // abstract name) cannot take every descriptor: past the bounds,
+        // closed at once.
+        let held = self.pending.iter().flatten().count();
+        let refusing = self.pending.iter().flatten().filter(|p| !p.admitted).count();
+        if held >= PENDING_MAX || (!admitted && refusing >= REFUSING_MAX) {
+            return Ok(());
+        }
         let slot = match self.pending.iter().position(Option::is_none) {
             Some(slot) => slot,
             None => {
@@ -466,14 +511,15 @@ impl Service {
         };
         sys::io::epoll_add(self.epoll.as_fd(), control.fd(), PENDING | slot as u64)
             .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
-        self.pending[slot] = Some(Pending { control, since: Instant::now() });
+        self.pending[slot] = Some(Pending { control, since: Instant::now(), admitted });
         Ok(())
     }
 
     /// Drops connections that did not say hello in time.
     fn expire_pending(&mut self) {
         for p in &mut self.pending {
-            if p.as_ref().is_some_and(|p| p.since.elapsed() > HELLO_TIMEOUT) {
+            let limit = |p: &Pending| if p.admitted { HELLO_TIMEOUT } else { REFUSING_TIMEOUT };
+            if p.as_ref().is_some_and(|p| p.since.elapsed() > limit(p)) {
                 *p = None;
                 self.acceptor.closed(self.epoll.as_fd());
             }
@@ -526,16 +572,23 @@ impl Service {
         }
     }
 
-    fn welcome(&mut self, mut control: Io) -> Result<()> {
+    fn welcome(&mut self, control: Io) -> Result<()> {
         let creds = control.peer_credentials().expect("checked at accept");
         let ring = MappedRing::create(&self.cfg.channel, self.cfg.capacity)?;
         let packet = Packet::Welcome { capacity: ring.capacity() as u64 }.encode();
-        let fds = [ring.fd()];
-        control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never)?;
-        let peer = Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false };
-        self.shared.live.fetch_add(1, Ordering::AcqRel);
-        self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()).push(peer);
+        // Handed over before the welcome goes out, so that a sender that has
+        // its welcome is one the receiving side adopts at its next look.
+        let mut incoming = self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner());
+        incoming.push(Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false });
         self.shared.has_incoming.store(true, Ordering::Release);
+        let peer = incoming.last_mut().expect("just pushed");
+        let fds = [peer.ring.memory().fd(), self.page.fd()];
+        if let Err(e) = peer.control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never) {
+            incoming.pop();
+            return Err(e);
+        }
+        self.shared.live.fetch_add(1, Ordering::AcqRel);
+        drop(incoming);
         sys::io::eventfd_signal(self.doorbell.as_fd()).map_err(|e| Error::os("eventfd", &*self.name, e))
     }
 }
@@ -605,6 +658,14 @@ impl super::super::Transfer for ShmReceiver {
 
     fn connections(&self) -> usize {
         self.shared.live.load(Ordering::Acquire)
+    }
+
+    /// Whether a ring holds a message now (or a sender came or left): then
+    /// a `try_recv` has something to do although `poll_fd` may not be
+    /// readable.
+    fn has_buffered_message(&self) -> bool {
+        self.shared.has_incoming.load(Ordering::Acquire)
+            || self.peers.iter().flatten().any(|p| p.leaving || p.ring.published())
     }
 
     fn take_warnings(&mut self) -> Vec<String> {

@@ -84,6 +84,18 @@ pub(crate) trait RingMemory {
 
     /// Copies `buf.len()` bytes at `at` out of the data area.
     fn read(&self, at: usize, buf: &mut [u8]);
+
+    /// Stores the 8 bytes at `at` (8-aligned) as one word: a record header.
+    fn write_word(&self, at: usize, word: u64) {
+        self.write(at, &word.to_le_bytes());
+    }
+
+    /// Loads the 8 bytes at `at` (8-aligned) as one word.
+    fn read_word(&self, at: usize) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.read(at, &mut bytes);
+        u64::from_le_bytes(bytes)
+    }
 }
 
 /// Bytes a record of a `len`-byte payload takes.
@@ -189,10 +201,8 @@ impl<M: RingMemory> Producer<M> {
                 return Ok(Push::Full);
             }
         }
-        let mut header = [0u8; HEADER];
-        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        header[4..].copy_from_slice(&tag.to_le_bytes());
-        self.mem.write((self.tail as usize) & (capacity - 1), &header);
+        // Little-endian: `len` in the low half, `tag` in the high half.
+        self.mem.write_word((self.tail as usize) & (capacity - 1), len as u64 | (tag as u64) << 32);
         let mut at = self.tail + HEADER as u64;
         for part in parts {
             wrapping(capacity, at, part.len(), |pos, range| self.mem.write(pos, &part[range]));
@@ -259,6 +269,13 @@ impl<M: RingMemory> Consumer<M> {
         Ok(tail - self.head)
     }
 
+    /// Whether the producer has published bytes not consumed yet (or
+    /// written nonsense, which the next [`peek`](Self::peek) reports): a
+    /// look that changes nothing.
+    pub(crate) fn published(&self) -> bool {
+        self.mem.tail().load(Ordering::Acquire) & INDEX != self.head
+    }
+
     /// The next record, if one is published: its header, checked against
     /// what is published.
     #[inline]
@@ -271,10 +288,8 @@ impl<M: RingMemory> Consumer<M> {
             }
         }
         let capacity = self.mem.capacity();
-        let mut header = [0u8; HEADER];
-        self.mem.read((self.head as usize) & (capacity - 1), &mut header);
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let tag = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let header = self.mem.read_word((self.head as usize) & (capacity - 1));
+        let (len, tag) = ((header & 0xffff_ffff) as usize, (header >> 32) as u32);
         if len > max_message(capacity) || record_size(len) as u64 > ready {
             return Err(RingError::Corrupt(format!(
                 "a record announces {len} bytes, but {} are published (capacity {capacity})",

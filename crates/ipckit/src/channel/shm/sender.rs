@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Config;
 use super::control::{self, Packet, Refusal};
-use super::memory::MappedRing;
+use super::memory::{LivePage, MappedRing};
 use super::ring::{self, Producer, Push, RingError, TAG_INLINE};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -28,6 +28,8 @@ pub(crate) struct ShmSender {
     name: Arc<str>,
     control: Io,
     ring: Producer<MappedRing>,
+    /// The receiver's liveness page: checked on every send.
+    live: LivePage,
     capacity: usize,
     /// The configured maximum ([`Options::max_message`](crate::Options)).
     max_message: usize,
@@ -79,7 +81,10 @@ impl ShmSender {
             Got::Eof => {
                 return Err(Error::new(ErrorKind::Disconnected, "connect", ep, "the receiver closed the connection"));
             }
-            Got::NotYet => return Err(not_yet(wait, "connect", &name)),
+            Got::NotYet => {
+                let kind = if matches!(wait, Wait::Never) { ErrorKind::Busy } else { ErrorKind::TimedOut };
+                return Err(Error::new(kind, "connect", ep, "the receiver did not answer within the timeout"));
+            }
         };
         let capacity = match Packet::answer(&answer.data) {
             Some(Packet::Welcome { capacity }) => capacity,
@@ -93,11 +98,17 @@ impl ShmSender {
             }
             _ => return Err(Error::new(ErrorKind::Corrupt, "connect", ep, "the receiver's answer is not a welcome")),
         };
-        let mut fds = answer.meta.fds;
-        let (Some(fd), true) = (fds.pop(), fds.is_empty()) else {
-            return Err(Error::new(ErrorKind::Corrupt, "connect", ep, "the welcome did not carry exactly one ring"));
+        let mut fds = answer.meta.fds.into_iter();
+        let (Some(ring_fd), Some(live_fd), None) = (fds.next(), fds.next(), fds.next()) else {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "connect",
+                ep,
+                "the welcome did not carry a ring and a liveness page",
+            ));
         };
-        let ring = MappedRing::open(fd, &name)?;
+        let ring = MappedRing::open(ring_fd, &name)?;
+        let live = LivePage::open(live_fd, &name)?;
         if ring::RingMemory::capacity(&ring) as u64 != capacity {
             return Err(Error::new(ErrorKind::Corrupt, "connect", ep, "the welcome and the ring disagree on its size"));
         }
@@ -112,6 +123,7 @@ impl ShmSender {
             name,
             control,
             ring: Producer::new(ring),
+            live,
             capacity,
             max_message: cfg.max_message,
             wait: cfg.wait,
@@ -140,17 +152,20 @@ impl ShmSender {
     /// receiver gone.
     fn wake(&mut self) -> Result<()> {
         match self.control.send(&[IoSlice::new(b"w")], &SendMeta::new(), Wait::Never) {
-            // A full socket buffer holds wake-ups enough.
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::Full => Ok(()),
-            Err(_) => Err(self.disconnected("the receiver is gone")),
+            Err(e) if e.kind() == ErrorKind::Disconnected => Err(self.disconnected("the receiver is gone")),
+            // A full socket buffer holds wake-ups enough; any other failure
+            // leaves the message published, and the receiver finds it when
+            // it next looks (it never sleeps past its own events).
+            Err(_) => Ok(()),
         }
     }
 
     /// Takes every wake-up the receiver sent; `Err` when it is gone.
     fn drain(&mut self) -> Result<()> {
+        let mut scratch = [0u8; control::PACKET_MAX];
         for _ in 0..64 {
-            match self.control.recv(Wait::Never) {
+            match self.control.recv_into(&mut scratch, Wait::Never) {
                 Ok(Got::Msg(_)) => {}
                 Ok(Got::NotYet) => return Ok(()),
                 Ok(Got::Eof) | Err(_) => return Err(self.disconnected("the receiver is gone")),
@@ -209,8 +224,11 @@ impl super::super::Transfer for ShmSender {
         if let Some(why) = self.gone {
             return Err(self.error(ErrorKind::Disconnected, why));
         }
+        if !self.live.alive() {
+            return Err(self.disconnected("the receiver is gone"));
+        }
         if self.ring.memory().is_closed() {
-            return Err(self.disconnected("the receiver stopped receiving"));
+            return Err(self.disconnected("the receiver stopped serving this sender"));
         }
         let need = ring::record_size(len);
         loop {
@@ -224,6 +242,9 @@ impl super::super::Transfer for ShmSender {
                 Push::Full => {}
             }
             if matches!(wait, Wait::Never) {
+                // Wake-ups already read out (so that `poll_fd` is readable
+                // only for a new one), and a receiver that is gone seen.
+                self.drain()?;
                 // Announce the wait, so that `poll_fd` turns readable when
                 // room comes.
                 if self.ring.park(need).map_err(|e| self.corrupt(e))? {
