@@ -196,6 +196,9 @@ impl ShmSender {
                     return Ok(true);
                 }
             }
+            if !self.live.alive() {
+                return Err(self.disconnected("the receiver is gone"));
+            }
             let now = Instant::now();
             if now.duration_since(start) >= window || wait.remaining() == Some(Duration::ZERO) {
                 return Ok(false);
