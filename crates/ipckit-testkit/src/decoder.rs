@@ -74,6 +74,19 @@ struct Stutter<'a> {
     len: usize,
 }
 
+impl<'a> Stutter<'a> {
+    fn new(data: &'a [u8], cfg: Config) -> Stutter<'a> {
+        Stutter {
+            inner: SliceSource::new(data, cfg.step),
+            block_every: cfg.block_every,
+            reads: 0,
+            blocked: false,
+            eof: false,
+            len: 0,
+        }
+    }
+}
+
 impl ByteSource for Stutter<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<Chunk, Errno> {
         assert!(!buf.is_empty(), "the decoder never reads into an empty buffer");
@@ -104,14 +117,7 @@ impl ByteSource for Stutter<'_> {
 pub fn decode(data: &[u8], cfg: Config) -> Vec<Event> {
     let mut d = Decoder::new(cfg.framing, cfg.max);
     assert_eq!(d.max(), cfg.max.min(LEN32_MAX), "the maximum is clamped to what len32 can announce");
-    let mut src = Stutter {
-        inner: SliceSource::new(data, cfg.step),
-        block_every: cfg.block_every,
-        reads: 0,
-        blocked: false,
-        eof: false,
-        len: 0,
-    };
+    let mut src = Stutter::new(data, cfg);
     let mut events = Vec::new();
     // Every call consumes input, reports an error once, or blocks once per
     // read: this bound is generous, and a decoder that loops fails it.
@@ -194,14 +200,7 @@ pub fn decode(data: &[u8], cfg: Config) -> Vec<Event> {
 /// decoder holds grows with the bytes read, not with announced lengths.
 pub fn decode_owned(data: &[u8], cfg: Config) -> Vec<Event> {
     let mut d = Decoder::new(cfg.framing, cfg.max);
-    let mut src = Stutter {
-        inner: SliceSource::new(data, cfg.step),
-        block_every: cfg.block_every,
-        reads: 0,
-        blocked: false,
-        eof: false,
-        len: 0,
-    };
+    let mut src = Stutter::new(data, cfg);
     let mut events = Vec::new();
     let limit = 8 * (data.len() + 2) + 64;
     // The lines buffer reads a chunk at a time (64 KiB) up to max + 1.

@@ -102,6 +102,33 @@ pub(crate) trait Atomic: Sync {
     ) -> std::result::Result<Self::Value, Self::Value>;
 }
 
+/// Forwards read-modify-writes of the shape `fn(&self, value, order) ->
+/// value` to the inherent methods of the same name.
+macro_rules! forward_rmw {
+    ($atomic:ty, $value:ty: $($name:ident),*) => {$(
+        #[inline]
+        fn $name(&self, value: $value, order: Ordering) -> $value {
+            <$atomic>::$name(self, value, order)
+        }
+    )*};
+}
+
+/// Forwards compare-and-exchanges to the inherent methods of the same name.
+macro_rules! forward_cas {
+    ($atomic:ty, $value:ty: $($name:ident),*) => {$(
+        #[inline]
+        fn $name(
+            &self,
+            current: $value,
+            new: $value,
+            success: Ordering,
+            failure: Ordering,
+        ) -> std::result::Result<$value, $value> {
+            <$atomic>::$name(self, current, new, success, failure)
+        }
+    )*};
+}
+
 macro_rules! impl_atomic {
     ($($atomic:ty => $value:ty),* $(,)?) => {$(
         impl Atomic for $atomic {
@@ -114,46 +141,9 @@ macro_rules! impl_atomic {
             fn store(&self, value: $value, order: Ordering) {
                 <$atomic>::store(self, value, order)
             }
-            #[inline]
-            fn swap(&self, value: $value, order: Ordering) -> $value {
-                <$atomic>::swap(self, value, order)
-            }
-            #[inline]
-            fn compare_exchange(
-                &self,
-                current: $value,
-                new: $value,
-                success: Ordering,
-                failure: Ordering,
-            ) -> std::result::Result<$value, $value> {
-                <$atomic>::compare_exchange(self, current, new, success, failure)
-            }
-            #[inline]
-            fn compare_exchange_weak(
-                &self,
-                current: $value,
-                new: $value,
-                success: Ordering,
-                failure: Ordering,
-            ) -> std::result::Result<$value, $value> {
-                <$atomic>::compare_exchange_weak(self, current, new, success, failure)
-            }
-            #[inline]
-            fn fetch_add(&self, value: $value, order: Ordering) -> $value {
-                <$atomic>::fetch_add(self, value, order)
-            }
-            #[inline]
-            fn fetch_sub(&self, value: $value, order: Ordering) -> $value {
-                <$atomic>::fetch_sub(self, value, order)
-            }
-            #[inline]
-            fn fetch_or(&self, value: $value, order: Ordering) -> $value {
-                <$atomic>::fetch_or(self, value, order)
-            }
-            #[inline]
-            fn fetch_and(&self, value: $value, order: Ordering) -> $value {
-                <$atomic>::fetch_and(self, value, order)
-            }
+            forward_rmw!($atomic, $value: swap);
+            forward_cas!($atomic, $value: compare_exchange, compare_exchange_weak);
+            forward_rmw!($atomic, $value: fetch_add, fetch_sub, fetch_or, fetch_and);
             #[inline]
             fn fetch_update(
                 &self,

@@ -242,6 +242,25 @@ fn disarm(rings: &[Consumer<Arc<LoomRing>>]) {
     }
 }
 
+/// Two producer threads, one message each, ringing `level` when the
+/// consumer had parked; the consumers of their rings.
+fn two_producers(level: &Arc<Level>) -> (Vec<Consumer<Arc<LoomRing>>>, Vec<thread::JoinHandle<()>>) {
+    let mut rings = Vec::new();
+    let mut threads = Vec::new();
+    for i in 0..2u8 {
+        let ring = LoomRing::new(64);
+        let mut p = Producer::new(ring.clone());
+        rings.push(Consumer::new(ring));
+        let level = level.clone();
+        threads.push(thread::spawn(move || {
+            if let Push::Done { wake: true } = p.try_push(&[IoSlice::new(&[i])], 1, TAG_INLINE).unwrap() {
+                level.ring();
+            }
+        }));
+    }
+    (rings, threads)
+}
+
 /// Two producers, one message each, the receiver's blocking loop
 /// (`ShmReceiver::next`, spin 0): take, arm every ring, sleep in "epoll",
 /// drain, disarm.
@@ -249,19 +268,7 @@ fn disarm(rings: &[Consumer<Arc<LoomRing>>]) {
 fn loom_ring_receiver_blocking_two_rings() {
     check(|| {
         let level = Arc::new(Level::default());
-        let mut rings = Vec::new();
-        let mut threads = Vec::new();
-        for i in 0..2u8 {
-            let ring = LoomRing::new(64);
-            let mut p = Producer::new(ring.clone());
-            rings.push(Consumer::new(ring));
-            let level = level.clone();
-            threads.push(thread::spawn(move || {
-                if let Push::Done { wake: true } = p.try_push(&[IoSlice::new(&[i])], 1, TAG_INLINE).unwrap() {
-                    level.ring();
-                }
-            }));
-        }
+        let (mut rings, threads) = two_producers(&level);
         let mut got = 0;
         while got < 2 {
             if take_any(&mut rings).is_some() {
@@ -287,19 +294,7 @@ fn loom_ring_receiver_blocking_two_rings() {
 fn loom_ring_receiver_try_recv_and_poll_fd() {
     check(|| {
         let level = Arc::new(Level::default());
-        let mut rings = Vec::new();
-        let mut threads = Vec::new();
-        for i in 0..2u8 {
-            let ring = LoomRing::new(64);
-            let mut p = Producer::new(ring.clone());
-            rings.push(Consumer::new(ring));
-            let level = level.clone();
-            threads.push(thread::spawn(move || {
-                if let Push::Done { wake: true } = p.try_push(&[IoSlice::new(&[i])], 1, TAG_INLINE).unwrap() {
-                    level.ring();
-                }
-            }));
-        }
+        let (mut rings, threads) = two_producers(&level);
         let try_recv = |rings: &mut Vec<Consumer<Arc<LoomRing>>>| -> Option<Vec<u8>> {
             let mut looked = false;
             loop {

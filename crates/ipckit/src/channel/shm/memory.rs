@@ -32,6 +32,21 @@ unsafe impl Send for MappedRing {}
 // SAFETY: as above; `&MappedRing` allows atomics and copies only.
 unsafe impl Sync for MappedRing {}
 
+/// The header of a new object of `spec`, `size` bytes in all, ready (the
+/// object is private to its creator until it hands it over).
+fn ready_header(spec: crate::shm::ObjectSpec, size: usize) -> Header {
+    Header {
+        magic: MAGIC,
+        version: spec.version,
+        state: STATE_READY,
+        abi: spec.abi,
+        kind: spec.kind,
+        reserved: 0,
+        size: size as u64,
+        reserved2: [0; 3],
+    }
+}
+
 /// Whether `capacity` is a ring size ipckit accepts.
 pub(crate) fn check_capacity(capacity: usize) -> std::result::Result<(), String> {
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
@@ -47,18 +62,7 @@ impl MappedRing {
     pub(crate) fn create(channel: &str, capacity: usize) -> Result<MappedRing> {
         check_capacity(capacity).map_err(|why| Error::new(ErrorKind::Invalid, "bind", channel, why))?;
         let region = Region::memfd(&format!("ipckit-shm:{channel}"), DATA + capacity)?;
-        let spec = layout::spec(capacity);
-        let header = Header {
-            magic: MAGIC,
-            version: spec.version,
-            state: STATE_READY,
-            abi: spec.abi,
-            kind: spec.kind,
-            reserved: 0,
-            size: (DATA + capacity) as u64,
-            reserved2: [0; 3],
-        };
-        region.write(0, &header)?;
+        region.write(0, &ready_header(layout::spec(capacity), DATA + capacity))?;
         region.write(CAPACITY, &(capacity as u64))?;
         region.seal_seals()?;
         MappedRing::from_region(region, capacity)
@@ -204,18 +208,7 @@ impl LivePage {
     /// sealed so that every later mapping is read-only.
     pub(crate) fn create(channel: &str) -> Result<LivePage> {
         let region = Region::memfd(&format!("ipckit-shm:{channel}:receiver"), LIVE_PAGE)?;
-        let spec = layout::live_spec();
-        let header = Header {
-            magic: MAGIC,
-            version: spec.version,
-            state: STATE_READY,
-            abi: spec.abi,
-            kind: spec.kind,
-            reserved: 0,
-            size: LIVE_PAGE as u64,
-            reserved2: [0; 3],
-        };
-        region.write(0, &header)?;
+        region.write(0, &ready_header(layout::live_spec(), LIVE_PAGE))?;
         let view = region.view(LIVE_MUTEX, crate::sys::sync::PTHREAD_MUTEX_SIZE, 8)?;
         // SAFETY: the page is new and private to this process until it is
         // handed over; the view is inside the mapping and aligned.
