@@ -69,7 +69,6 @@ use crate::sys::Errno;
 
 /// An atomic integer, std's or loom's: the operations protocol code may use.
 /// Each forwards to the inherent method of the same name.
-#[allow(dead_code, reason = "the full set is for the shared-memory rings to come")]
 pub(crate) trait Atomic: Sync {
     /// `u32` or `u64`.
     type Value: Copy + Eq;
@@ -77,13 +76,6 @@ pub(crate) trait Atomic: Sync {
     fn store(&self, value: Self::Value, order: Ordering);
     fn swap(&self, value: Self::Value, order: Ordering) -> Self::Value;
     fn compare_exchange(
-        &self,
-        current: Self::Value,
-        new: Self::Value,
-        success: Ordering,
-        failure: Ordering,
-    ) -> std::result::Result<Self::Value, Self::Value>;
-    fn compare_exchange_weak(
         &self,
         current: Self::Value,
         new: Self::Value,
@@ -142,7 +134,7 @@ macro_rules! impl_atomic {
                 <$atomic>::store(self, value, order)
             }
             forward_rmw!($atomic, $value: swap);
-            forward_cas!($atomic, $value: compare_exchange, compare_exchange_weak);
+            forward_cas!($atomic, $value: compare_exchange);
             forward_rmw!($atomic, $value: fetch_add, fetch_sub, fetch_or, fetch_and);
             #[inline]
             fn fetch_update(
