@@ -20,9 +20,9 @@ use super::sync::{self, SyncOp};
 use super::{copymap, queue};
 
 /// What the trials of one job found.
-enum Trials {
-    /// The samples of the two modes.
-    Done([Vec<Sample>; 2]),
+enum Trials<const N: usize> {
+    /// The samples of each mode.
+    Done([Vec<Sample>; N]),
     /// A message over a kernel limit (`EMSGSIZE`); why.
     Limit(String),
 }
@@ -57,16 +57,16 @@ impl Bench {
     /// enough: `trials` of each, or (budgeted) at least [`MIN_TRIALS`] once
     /// `share` is spent. A message over a kernel limit (`EMSGSIZE`) ends
     /// the job as [`Trials::Limit`].
-    fn interleave(
+    fn interleave<const N: usize>(
         &self,
         label: &str,
-        modes: [Mode; 2],
+        modes: [Mode; N],
         trials: usize,
         share: Option<Duration>,
         mut trial: impl FnMut(Mode, usize) -> Result<Sample>,
-    ) -> Result<Trials> {
+    ) -> Result<Trials<N>> {
         let start = Instant::now();
-        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        let mut samples: [Vec<Sample>; N] = std::array::from_fn(|_| Vec::new());
         let mut n = 0;
         let enough = |n: usize| n >= trials || share.is_some_and(|s| n >= MIN_TRIALS && start.elapsed() >= s);
         while !enough(n) {
@@ -75,7 +75,7 @@ impl Bench {
                 match trial(mode, n) {
                     Ok(sample) => samples[i].push(sample),
                     Err(e) if is_limit(&e) => {
-                        self.bar.inc(((trials - n) * 2 - i) as u64);
+                        self.bar.inc(((trials - n) * N - i) as u64);
                         return Ok(Trials::Limit(format!("{e:#}")));
                     }
                     Err(e) => return Err(e.context(format!("{label}, {} trial {}", mode.name(), n + 1))),
@@ -85,7 +85,7 @@ impl Bench {
             n += 1;
         }
         // Trials the budget saved, so that the bar ends full.
-        self.bar.inc(((trials - n) * 2) as u64);
+        self.bar.inc((trials.saturating_sub(n) * N) as u64);
         Ok(Trials::Done(samples))
     }
 
