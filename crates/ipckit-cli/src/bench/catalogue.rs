@@ -83,6 +83,15 @@ pub(super) enum Experiment {
     MutexHandoff,
     /// Answers each event with the other.
     EventPingpong,
+    /// Shared memory (`shm`): echoes every message, both sides
+    /// busy-polling.
+    ShmBusy,
+    /// Echoes every message, blocking mode (spin, then park).
+    ShmSpin,
+    /// Echoes every message, parking at once (no spin).
+    ShmPark,
+    /// Streams records one way.
+    ShmStream,
 }
 
 impl Experiment {
@@ -91,6 +100,10 @@ impl Experiment {
             Experiment::CopyMap => "copy-map",
             Experiment::MutexHandoff => "mutex-handoff",
             Experiment::EventPingpong => "event-pingpong",
+            Experiment::ShmBusy => "shm-busy",
+            Experiment::ShmSpin => "shm-spin",
+            Experiment::ShmPark => "shm-park",
+            Experiment::ShmStream => "shm-stream",
         }
     }
 }
@@ -107,7 +120,8 @@ pub(super) enum Role {
 pub(super) enum Mode {
     /// ipckit's public API.
     Ipckit,
-    /// Direct system calls, the same ones ipckit makes.
+    /// Direct system calls, the same ones ipckit makes (shared memory:
+    /// the floor, see `floor`).
     Raw,
     /// Copy vs map: the bytes go through the socket.
     Copy,

@@ -38,7 +38,8 @@ pub(super) struct Meeting {
     /// Synchronization, ipckit mode: the objects to open (repeatable).
     #[arg(long = "object", value_name = "NAME")]
     pub(super) objects: Vec<String>,
-    /// Synchronization, raw mode: the inherited shared page.
+    /// Synchronization and shared memory, raw mode: the inherited shared
+    /// page.
     #[arg(long, value_name = "FD")]
     pub(super) shared_fd: Option<RawFd>,
 }

@@ -15,7 +15,8 @@ use super::meeting::Spot;
 use super::placement::Placement;
 use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
 use super::process::{self, Alarm, Peer, Scratch};
-use super::report::{self, CopyMapRow, Outcome, Report, Row, SyncRow};
+use super::report::{self, CopyMapRow, Outcome, Report, Row, ShmResult, SyncRow};
+use super::shm::{self, ShmJob};
 use super::sync::{self, SyncOp};
 use super::{copymap, queue};
 
@@ -25,6 +26,16 @@ enum Trials<const N: usize> {
     Done([Vec<Sample>; N]),
     /// A message over a kernel limit (`EMSGSIZE`); why.
     Limit(String),
+}
+
+impl<const N: usize> Trials<N> {
+    /// The samples of a job that meets no kernel limit.
+    fn done(self, label: &str) -> Result<[Vec<Sample>; N]> {
+        match self {
+            Trials::Done(samples) => Ok(samples),
+            Trials::Limit(why) => bail!("{label}: over a kernel limit ({why})"),
+        }
+    }
 }
 
 /// Everything a trial needs from the run.
@@ -156,7 +167,18 @@ impl Bench {
         let rows = self.plan.jobs.iter().map(|&job| self.message_row(job)).collect::<Result<Vec<Row>>>()?;
         let copy_map = if self.plan.copy_map { Some(self.copy_map_rows()?) } else { None };
         let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
-        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync })
+        let shm = self.plan.shm.iter().map(|&job| self.shm_row(job)).collect::<Result<Vec<ShmResult>>>()?;
+        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync, shm })
+    }
+
+    /// A row of the shared-memory table: its modes interleaved.
+    fn shm_row(&self, job: ShmJob) -> Result<ShmResult> {
+        let share = self.plan.share(Table::Shm);
+        let label = job.to_string();
+        let rounds = job.rounds(self.plan.quick);
+        let trial = |mode, n| shm::trial(self, job, mode, n);
+        let [ipckit, raw] = self.interleave(&label, Mode::PAIR, self.plan.trials, share, trial)?.done(&label)?;
+        Ok(ShmResult::new(job, rounds, ipckit, raw, None))
     }
 
     /// A row of the synchronization table.
