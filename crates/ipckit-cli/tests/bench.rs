@@ -128,7 +128,9 @@ fn check_sync(doc: &Value) {
 
 /// The shared-memory rows: every row at every size, ipckit beside the
 /// floor; the streaming row in messages per second too, and the spin row's
-/// speedup over the pipe (measured in the same run when `pipe` is).
+/// speedup over the pipe (measured in the same run when `pipe` is). With
+/// `compare-iceoryx2`, an iceoryx2 row beside every busy one, and only
+/// then.
 fn check_shm(doc: &Value, pipe: bool) {
     let rows = doc["shm"].as_array().unwrap_or_else(|| panic!("no shm rows in {doc:#}"));
     let find = |mechanism: &str, size: u64| {
@@ -152,7 +154,19 @@ fn check_shm(doc: &Value, pipe: bool) {
             _ => assert!(row["round_trips"].as_u64() > Some(0), "{what}: round_trips in {row}"),
         }
     }
-    assert_eq!(rows.len(), SHM.len(), "one row per shm row and size: {doc:#}");
+    let iceoryx2: Vec<&Value> = rows.iter().filter(|r| r["mechanism"] == "iceoryx2-busy").collect();
+    if cfg!(feature = "compare-iceoryx2") {
+        for (_, size) in SHM.iter().filter(|(m, _)| *m == "shm-busy") {
+            let what = format!("iceoryx2-busy {size} B");
+            let row = find("iceoryx2-busy", *size);
+            check_measured(row, ["iceoryx2", "raw"], "ratio_p50", &what);
+            assert!(row["ratio_ipckit_over_iceoryx2"].as_f64() > Some(0.0), "{what}: {row}");
+        }
+        assert_eq!(rows.len(), SHM.len() + 3, "one row per shm row and size, three of iceoryx2: {doc:#}");
+    } else {
+        assert!(iceoryx2.is_empty(), "iceoryx2 rows without the compare-iceoryx2 feature: {iceoryx2:?}");
+        assert_eq!(rows.len(), SHM.len(), "one row per shm row and size: {doc:#}");
+    }
 }
 
 /// The entries of `listing` that mention `needle`.

@@ -1,6 +1,6 @@
 //! What a trial can run: the message mechanisms and how each joins two
 //! processes, the other experiments, and the modes (ipckit or raw, copy or
-//! map), with the dispatch of a message trial to `api` or `raw`.
+//! map, iceoryx2), with the dispatch of a message trial to `api` or `raw`.
 
 use std::process::Command;
 
@@ -127,6 +127,9 @@ pub(super) enum Mode {
     Copy,
     /// Copy vs map: the bytes go through a shared segment.
     Map,
+    /// Shared memory: iceoryx2 0.10 (`--features compare-iceoryx2`).
+    #[cfg(feature = "compare-iceoryx2")]
+    Iceoryx2,
 }
 
 impl Mode {
@@ -139,6 +142,8 @@ impl Mode {
             Mode::Raw => "raw",
             Mode::Copy => "copy",
             Mode::Map => "map",
+            #[cfg(feature = "compare-iceoryx2")]
+            Mode::Iceoryx2 => "iceoryx2",
         }
     }
 

@@ -1,7 +1,7 @@
 //! `ipckit bench`: what ipckit costs over the system calls it makes, and
 //! what copying costs against mapping.
 //!
-//! Four tables:
+//! Four tables (and a fifth with `compare-iceoryx2`):
 //!
 //! - **Messages**: the round-trip latency of every message mechanism
 //!   (pipes, FIFOs, sockets, POSIX and System V queues), through ipckit and
@@ -28,7 +28,8 @@
 //!   busy-polling (64 B, 4 KiB, 64 KiB), in blocking mode within the spin
 //!   window, and parking every time (beside a futex ping-pong without
 //!   spin); and one-way streaming of 64-byte records, in messages per
-//!   second.
+//!   second. Built with the `compare-iceoryx2` feature, iceoryx2 0.10's
+//!   busy ping-pong joins the busy rows' trials (`iceoryx`).
 //!
 //! Modules:
 //!
@@ -54,18 +55,21 @@
 //! 13. `shm`: the shared-memory table: its rows, trials and peers.
 //! 14. `floor`: the shared-memory floors: the ping-pongs and the
 //!     fixed-slot ring.
-//! 15. `raw_ffi`: the raw loops' `unsafe` calls (libc where rustix has
+//! 15. `iceoryx` (`compare-iceoryx2` only): iceoryx2's ping-pong.
+//! 16. `raw_ffi`: the raw loops' `unsafe` calls (libc where rustix has
 //!     nothing: queues, pthread mutexes; a shared mapping, its atomics and
 //!     copies).
-//! 16. `process`: the peer process (spawn, watchdog, reap) and the scratch
+//! 17. `process`: the peer process (spawn, watchdog, reap) and the scratch
 //!     directory.
-//! 17. `report`: the tables and the JSON document.
+//! 18. `report`: the tables and the JSON document.
 
 mod api;
 mod args;
 mod catalogue;
 mod copymap;
 mod floor;
+#[cfg(feature = "compare-iceoryx2")]
+mod iceoryx;
 mod link;
 mod meeting;
 mod placement;

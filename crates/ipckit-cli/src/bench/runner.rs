@@ -177,6 +177,12 @@ impl Bench {
         let label = job.to_string();
         let rounds = job.rounds(self.plan.quick);
         let trial = |mode, n| shm::trial(self, job, mode, n);
+        #[cfg(feature = "compare-iceoryx2")]
+        if let [a, b, c] = *job.modes() {
+            let trials = self.interleave(&label, [a, b, c], self.plan.trials, share, trial)?;
+            let [ipckit, raw, iceoryx2] = trials.done(&label)?;
+            return Ok(ShmResult::new(job, rounds, ipckit, raw, Some(iceoryx2)));
+        }
         let [ipckit, raw] = self.interleave(&label, Mode::PAIR, self.plan.trials, share, trial)?.done(&label)?;
         Ok(ShmResult::new(job, rounds, ipckit, raw, None))
     }

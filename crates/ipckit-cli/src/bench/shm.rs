@@ -1,4 +1,5 @@
-//! Shared memory: ipckit's `shm:` channel beside the floors of `floor`.
+//! Shared memory: ipckit's `shm:` channel beside the floors of `floor`
+//! (and, built with `compare-iceoryx2`, beside iceoryx2).
 //!
 //! | row | ipckit | floor |
 //! | --- | --- | --- |
@@ -143,8 +144,12 @@ impl ShmJob {
     }
 
     /// The modes measured, in the order trials alternate: ipckit and the
-    /// floor.
+    /// floor; with `compare-iceoryx2`, iceoryx2 too on the busy rows.
     pub(super) fn modes(self) -> &'static [Mode] {
+        #[cfg(feature = "compare-iceoryx2")]
+        if self.row == ShmRow::Busy {
+            return &[Mode::Ipckit, Mode::Raw, Mode::Iceoryx2];
+        }
         &Mode::PAIR
     }
 }
@@ -224,6 +229,8 @@ pub(super) fn trial(bench: &Bench, job: ShmJob, mode: Mode, n: usize) -> Result<
                 .and_then(|mut link| ping_pong(&mut link, job.size, rounds));
             peer.finish(outcome)
         }
+        #[cfg(feature = "compare-iceoryx2")]
+        (ShmRow::Busy, Mode::Iceoryx2) => super::iceoryx::trial(cmd, job, rounds, n),
         (_, other) => bail!("mode {} does not apply to {}", other.name(), job.row.name()),
     }
 }
@@ -308,6 +315,11 @@ pub(super) fn peer(row: ShmRow, mode: Mode, size: usize, iterations: usize, meet
         }
         (_, Mode::Raw) => {
             let mut link = PingPong::new(Arc::new(peer_page(meeting)?), End::Peer, row.waiting())?;
+            link::echo(&mut link, &mut buf, size, iterations)
+        }
+        #[cfg(feature = "compare-iceoryx2")]
+        (ShmRow::Busy, Mode::Iceoryx2) => {
+            let mut link = super::iceoryx::open_peer(meeting, size)?;
             link::echo(&mut link, &mut buf, size, iterations)
         }
         (row, mode) => bail!("mode {} does not apply to {}", mode.name(), row.name()),
