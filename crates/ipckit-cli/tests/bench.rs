@@ -1,7 +1,8 @@
 //! `ipckit bench --quick --json`, end to end: it exits 0 with a result for
-//! every mechanism at every size, every size of the copy-vs-map table and
-//! every synchronization row, and leaves nothing behind. Nothing about time
-//! is asserted but that latencies are positive.
+//! every mechanism at every size, every size of the copy-vs-map table,
+//! every synchronization row and every shared-memory row, says which
+//! layout the document has (`schema`), and leaves nothing behind. Nothing
+//! about time is asserted but that latencies and rates are positive.
 
 use ipckit_testkit::cli::Ipckit;
 use ipckit_testkit::program::run;
@@ -15,6 +16,11 @@ const QUEUES: [&str; 2] = ["mq", "sysv-mq"];
 const SIZES: [u64; 2] = [64, 65536];
 const COPY_MAP_SIZES: [u64; 9] = [64, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
 const SYNC: [&str; 3] = ["mutex-uncontended", "mutex-handoff", "event-pingpong"];
+/// The shared-memory rows: (mechanism, size).
+const SHM: [(&str, u64); 6] =
+    [("shm-busy", 64), ("shm-busy", 4096), ("shm-busy", 65536), ("shm-spin", 64), ("shm-park", 64), ("shm-stream", 64)];
+/// The layout of the JSON document.
+const SCHEMA: u64 = 1;
 
 /// Checks one mode's summary: positive percentiles, one entry per trial.
 #[track_caller]
@@ -120,6 +126,49 @@ fn check_sync(doc: &Value) {
     }
 }
 
+/// The shared-memory rows: every row at every size, ipckit beside the
+/// floor; the streaming row in messages per second too, and the spin row's
+/// speedup over the pipe (measured in the same run when `pipe` is). With
+/// `compare-iceoryx2`, an iceoryx2 row beside every busy one, and only
+/// then.
+fn check_shm(doc: &Value, pipe: bool) {
+    let rows = doc["shm"].as_array().unwrap_or_else(|| panic!("no shm rows in {doc:#}"));
+    let find = |mechanism: &str, size: u64| {
+        rows.iter()
+            .find(|r| r["mechanism"] == mechanism && r["size"] == size)
+            .unwrap_or_else(|| panic!("{mechanism} {size} B: no row in {doc:#}"))
+    };
+    for (mechanism, size) in SHM {
+        let what = format!("{mechanism} {size} B");
+        let row = find(mechanism, size);
+        check_measured(row, ["ipckit", "raw"], "ratio_p50", &what);
+        assert!(row["endpoint_options"].as_str().is_some_and(|o| !o.is_empty()), "{what}: endpoint_options in {row}");
+        match mechanism {
+            "shm-stream" => {
+                for key in ["ipckit_msgs_per_s", "raw_msgs_per_s", "ratio_msgs_per_s"] {
+                    assert!(row[key].as_f64() > Some(0.0), "{what}: {key} in {row}");
+                }
+                assert!(row["batch"].as_u64() > Some(0) && row["batches"].as_u64() > Some(0), "{what}: {row}");
+            }
+            "shm-spin" if pipe => assert!(row["speedup_over_pipe"].as_f64() > Some(0.0), "{what}: {row}"),
+            _ => assert!(row["round_trips"].as_u64() > Some(0), "{what}: round_trips in {row}"),
+        }
+    }
+    let iceoryx2: Vec<&Value> = rows.iter().filter(|r| r["mechanism"] == "iceoryx2-busy").collect();
+    if cfg!(feature = "compare-iceoryx2") {
+        for (_, size) in SHM.iter().filter(|(m, _)| *m == "shm-busy") {
+            let what = format!("iceoryx2-busy {size} B");
+            let row = find("iceoryx2-busy", *size);
+            check_measured(row, ["iceoryx2", "raw"], "ratio_p50", &what);
+            assert!(row["ratio_ipckit_over_iceoryx2"].as_f64() > Some(0.0), "{what}: {row}");
+        }
+        assert_eq!(rows.len(), SHM.len() + 3, "one row per shm row and size, three of iceoryx2: {doc:#}");
+    } else {
+        assert!(iceoryx2.is_empty(), "iceoryx2 rows without the compare-iceoryx2 feature: {iceoryx2:?}");
+        assert_eq!(rows.len(), SHM.len(), "one row per shm row and size: {doc:#}");
+    }
+}
+
 /// The entries of `listing` that mention `needle`.
 fn mentions(listing: Vec<String>, needle: &str) -> Vec<String> {
     listing.into_iter().filter(|l| l.contains(needle)).collect()
@@ -137,9 +186,11 @@ fn quick_json_has_every_row() {
     let out = run(IPCKIT.command().args(["bench", "--quick", "--json"]), None);
     out.expect_code(0, "ipckit bench --quick --json");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    assert_eq!(doc["schema"].as_u64(), Some(SCHEMA), "schema in {doc:#}");
     check_messages(&doc);
     check_copy_map(&doc);
     check_sync(&doc);
+    check_shm(&doc, true);
 
     // Nothing left behind: the scratch directory, queues, shared memory.
     let scratch = std::env::temp_dir().join(format!("ipckit-bench-{}", out.pid));
@@ -156,6 +207,11 @@ fn quick_json_has_every_row() {
     let left: Vec<&str> =
         table.lines().skip(1).filter(|l| l.split_whitespace().skip(5).take(2).any(|p| p == pid)).collect();
     assert!(left.is_empty(), "System V queues left behind: {left:?}");
+    // shm: channels: their control sockets (abstract names) live only as
+    // long as a process holds them: none may remain, not even a peer's.
+    let sockets = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let left = mentions(sockets.lines().map(str::to_owned).collect(), &format!("@ipckit/shm/ipckit-bench-{pid}-"));
+    assert!(left.is_empty(), "shm: channels left behind: {left:?}");
 }
 
 #[test]
@@ -167,6 +223,18 @@ fn filter_selects_tables() {
     assert!(!rows.is_empty() && rows.iter().all(|r| r["mechanism"] == "sysv-mq"), "{doc:#}");
     assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
     assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
+
+    assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
+
+    // The shared-memory rows alone, and all of them.
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "shm"]), None);
+    out.expect_code(0, "ipckit bench --filter shm");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    assert_eq!(doc["schema"].as_u64(), Some(SCHEMA), "schema in {doc:#}");
+    assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
+    assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    check_shm(&doc, false);
 
     let out = run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
     out.expect_code(2, "ipckit bench --filter no-such-row");

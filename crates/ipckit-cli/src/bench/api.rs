@@ -41,9 +41,9 @@ impl Link for Connection {
 
 /// A receiver for one direction and a sender for the other.
 #[derive(Debug)]
-struct Duplex {
-    rx: Receiver,
-    tx: Sender,
+pub(super) struct Duplex {
+    pub(super) rx: Receiver,
+    pub(super) tx: Sender,
 }
 
 impl Link for Duplex {

@@ -17,7 +17,9 @@ pub struct BenchArgs {
     pub json: bool,
     /// Only rows whose name contains this text (repeatable): pipe, fifo,
     /// unix-stream, unix-seqpacket, unix-dgram, tcp, mq, sysv-mq,
-    /// copy-vs-map, mutex-uncontended, mutex-handoff, event-pingpong.
+    /// copy-vs-map, mutex-uncontended, mutex-handoff, event-pingpong,
+    /// shm-busy (with compare-iceoryx2, iceoryx2 too), shm-spin, shm-park,
+    /// shm-stream.
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Trials of each mode per row [default: 21 (15 for copy vs map),

@@ -1,6 +1,6 @@
 //! What a trial can run: the message mechanisms and how each joins two
 //! processes, the other experiments, and the modes (ipckit or raw, copy or
-//! map), with the dispatch of a message trial to `api` or `raw`.
+//! map, iceoryx2), with the dispatch of a message trial to `api` or `raw`.
 
 use std::process::Command;
 
@@ -83,6 +83,15 @@ pub(super) enum Experiment {
     MutexHandoff,
     /// Answers each event with the other.
     EventPingpong,
+    /// Shared memory (`shm`): echoes every message, both sides
+    /// busy-polling.
+    ShmBusy,
+    /// Echoes every message, blocking mode (spin, then park).
+    ShmSpin,
+    /// Echoes every message, parking at once (no spin).
+    ShmPark,
+    /// Streams records one way.
+    ShmStream,
 }
 
 impl Experiment {
@@ -91,6 +100,10 @@ impl Experiment {
             Experiment::CopyMap => "copy-map",
             Experiment::MutexHandoff => "mutex-handoff",
             Experiment::EventPingpong => "event-pingpong",
+            Experiment::ShmBusy => "shm-busy",
+            Experiment::ShmSpin => "shm-spin",
+            Experiment::ShmPark => "shm-park",
+            Experiment::ShmStream => "shm-stream",
         }
     }
 }
@@ -107,12 +120,16 @@ pub(super) enum Role {
 pub(super) enum Mode {
     /// ipckit's public API.
     Ipckit,
-    /// Direct system calls, the same ones ipckit makes.
+    /// Direct system calls, the same ones ipckit makes (shared memory:
+    /// the floor, see `floor`).
     Raw,
     /// Copy vs map: the bytes go through the socket.
     Copy,
     /// Copy vs map: the bytes go through a shared segment.
     Map,
+    /// Shared memory: iceoryx2 0.10 (`--features compare-iceoryx2`).
+    #[cfg(feature = "compare-iceoryx2")]
+    Iceoryx2,
 }
 
 impl Mode {
@@ -125,6 +142,8 @@ impl Mode {
             Mode::Raw => "raw",
             Mode::Copy => "copy",
             Mode::Map => "map",
+            #[cfg(feature = "compare-iceoryx2")]
+            Mode::Iceoryx2 => "iceoryx2",
         }
     }
 

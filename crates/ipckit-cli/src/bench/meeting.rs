@@ -35,10 +35,12 @@ pub(super) struct Meeting {
     /// pipe: the inherited descriptors the peer reads from and writes to.
     #[arg(long, num_args = 2, value_names = ["READ", "WRITE"])]
     pub(super) fds: Vec<RawFd>,
-    /// Synchronization, ipckit mode: the objects to open (repeatable).
+    /// Synchronization, ipckit mode: the objects to open; iceoryx2: the
+    /// services (repeatable).
     #[arg(long = "object", value_name = "NAME")]
     pub(super) objects: Vec<String>,
-    /// Synchronization, raw mode: the inherited shared page.
+    /// Synchronization and shared memory, raw mode: the inherited shared
+    /// page.
     #[arg(long, value_name = "FD")]
     pub(super) shared_fd: Option<RawFd>,
 }

@@ -1,7 +1,7 @@
 //! `ipckit bench`: what ipckit costs over the system calls it makes, and
 //! what copying costs against mapping.
 //!
-//! Three tables:
+//! Four tables (and a fifth with `compare-iceoryx2`):
 //!
 //! - **Messages**: the round-trip latency of every message mechanism
 //!   (pipes, FIFOs, sockets, POSIX and System V queues), through ipckit and
@@ -23,6 +23,13 @@
 //! - **Synchronization**: ipckit's mutex (uncontended, and handed between
 //!   two processes) and futex event (ping-pong between two processes),
 //!   beside raw pthread and futex loops (`sync`).
+//! - **Shared memory**: ipckit's `shm:` channel beside a floor of the least
+//!   two processes can do in shared memory (`shm`, `floor`): the round trip
+//!   busy-polling (64 B, 4 KiB, 64 KiB), in blocking mode within the spin
+//!   window, and parking every time (beside a futex ping-pong without
+//!   spin); and one-way streaming of 64-byte records, in messages per
+//!   second. Built with the `compare-iceoryx2` feature, iceoryx2 0.10's
+//!   busy ping-pong joins the busy rows' trials (`iceoryx`).
 //!
 //! Modules:
 //!
@@ -45,16 +52,24 @@
 //! 10. `queue`: the queue rows' kernel limits, names, and raw links.
 //! 11. `copymap`: the copy-vs-map table.
 //! 12. `sync`: the synchronization table.
-//! 13. `raw_ffi`: the raw loops' `unsafe` calls (libc where rustix has
-//!     nothing: queues, pthread mutexes; a shared mapping).
-//! 14. `process`: the peer process (spawn, watchdog, reap) and the scratch
+//! 13. `shm`: the shared-memory table: its rows, trials and peers.
+//! 14. `floor`: the shared-memory floors: the ping-pongs and the
+//!     fixed-slot ring.
+//! 15. `iceoryx` (`compare-iceoryx2` only): iceoryx2's ping-pong.
+//! 16. `raw_ffi`: the raw loops' `unsafe` calls (libc where rustix has
+//!     nothing: queues, pthread mutexes; a shared mapping, its atomics and
+//!     copies).
+//! 17. `process`: the peer process (spawn, watchdog, reap) and the scratch
 //!     directory.
-//! 15. `report`: the tables and the JSON document.
+//! 18. `report`: the tables and the JSON document.
 
 mod api;
 mod args;
 mod catalogue;
 mod copymap;
+mod floor;
+#[cfg(feature = "compare-iceoryx2")]
+mod iceoryx;
 mod link;
 mod meeting;
 mod placement;
@@ -65,6 +80,7 @@ mod raw;
 mod raw_ffi;
 mod report;
 mod runner;
+mod shm;
 mod sync;
 
 use anyhow::{Context, Result, bail};
@@ -76,6 +92,7 @@ use placement::Placement;
 use plan::{MAX_MESSAGE, Plan};
 use process::Scratch;
 use runner::{Bench, load_average, progress_bar};
+use shm::ShmRow;
 
 /// `ipckit bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -116,7 +133,15 @@ pub fn peer(args: PeerArgs) -> Result<()> {
         (None, Some(Experiment::CopyMap)) => {
             copymap::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
         }
-        (None, Some(e)) => sync::peer(e, args.mode, args.iterations, &args.meeting).context("bench-peer"),
+        (None, Some(e)) => match ShmRow::of(e) {
+            Some(row) => {
+                if args.size > MAX_MESSAGE {
+                    bail!("--size {} is over the {MAX_MESSAGE}-byte maximum", args.size);
+                }
+                shm::peer(row, args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
+            }
+            None => sync::peer(e, args.mode, args.iterations, &args.meeting).context("bench-peer"),
+        },
         (None, None) => bail!("--mechanism or --experiment is required"),
     }
 }

@@ -11,6 +11,7 @@ use ipckit::ErrorKind;
 use super::args::BenchArgs;
 use super::catalogue::Mechanism;
 use super::link::Rounds;
+use super::shm::{ShmJob, ShmRow};
 use super::sync::SyncOp;
 use super::{copymap, queue, report};
 
@@ -22,13 +23,14 @@ pub(super) const SIZES: [usize; 2] = [64, 64 * 1024];
 /// maximum and the size of every receive buffer.
 pub(super) const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The time a default run aims to spend measuring each table (46 s in
+/// The time a default run aims to spend measuring each table (54 s in
 /// all, so that a run with set-up and the last trials of each job stays
-/// under a minute): on an idle machine it needs about half; on a loaded
+/// near a minute): on an idle machine it needs about half; on a loaded
 /// one, jobs stop after their share.
 const BUDGET_MESSAGES: Duration = Duration::from_secs(26);
 const BUDGET_COPY_MAP: Duration = Duration::from_secs(15);
 const BUDGET_SYNC: Duration = Duration::from_secs(5);
+const BUDGET_SHM: Duration = Duration::from_secs(8);
 
 /// The fewest trials of each mode a job runs, whatever the budget.
 pub(super) const MIN_TRIALS: usize = 5;
@@ -43,6 +45,7 @@ pub(super) enum Table {
     Messages,
     CopyMap,
     Sync,
+    Shm,
 }
 
 /// What a run measures.
@@ -54,6 +57,8 @@ pub(super) struct Plan {
     pub(super) copy_map: bool,
     /// The synchronization table's rows.
     pub(super) sync: Vec<SyncOp>,
+    /// The shared-memory table's rows.
+    pub(super) shm: Vec<ShmJob>,
     /// Trials of each mode per row (copy vs map: `copy_map_trials`).
     pub(super) trials: usize,
     pub(super) copy_map_trials: usize,
@@ -75,13 +80,15 @@ impl Plan {
         let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(|m| wanted(m.name())).collect();
         let copy_map = wanted(COPY_MAP_NAME);
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
-        if mechanisms.is_empty() && !copy_map && sync.is_empty() {
+        let shm = ShmJob::all(wanted);
+        if mechanisms.is_empty() && !copy_map && sync.is_empty() && shm.is_empty() {
             // A usage error (exit code 2), like a malformed endpoint.
             let names: Vec<&str> = Mechanism::ALL
                 .iter()
                 .map(|m| m.name())
                 .chain([COPY_MAP_NAME])
                 .chain(SyncOp::ALL.iter().map(|op| op.name()))
+                .chain(ShmRow::ALL.iter().map(|row| row.name()))
                 .collect();
             let why = format!("matches no row (there are: {})", names.join(", "));
             return Err(
@@ -95,7 +102,7 @@ impl Plan {
         };
         let limits = queue::Limits::read();
         let jobs = mechanisms.iter().flat_map(|&m| Job::all(m, &limits)).collect();
-        Ok(Plan { jobs, copy_map, sync, trials, copy_map_trials, budgeted, quick: args.quick, limits })
+        Ok(Plan { jobs, copy_map, sync, shm, trials, copy_map_trials, budgeted, quick: args.quick, limits })
     }
 
     /// The time a job of `table` may take before it has had enough (after
@@ -105,6 +112,7 @@ impl Plan {
             Table::Messages => (BUDGET_MESSAGES, self.jobs.iter().filter(|j| j.limit.is_none()).count()),
             Table::CopyMap => (BUDGET_COPY_MAP, copymap::SIZES.len()),
             Table::Sync => (BUDGET_SYNC, self.sync.len()),
+            Table::Shm => (BUDGET_SHM, self.shm.len()),
         };
         self.budgeted.then(|| budget / jobs.max(1) as u32)
     }
@@ -126,7 +134,8 @@ impl Plan {
         let pairs = self.jobs.len() * self.trials
             + usize::from(self.copy_map) * copymap::SIZES.len() * self.copy_map_trials
             + self.sync.len() * self.trials;
-        (pairs * 2) as u64
+        let shm: usize = self.shm.iter().map(|job| job.modes().len() * self.trials).sum();
+        (pairs * 2 + shm) as u64
     }
 }
 

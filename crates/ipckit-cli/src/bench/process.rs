@@ -7,10 +7,10 @@
 //! such signal: a FIFO receiver waits for the next writer, a datagram socket
 //! or a queue for the next message; nor has shared memory. So a watchdog
 //! thread waits on the peer's pidfd and, if the peer exits unsuccessfully,
-//! raises the trial's alarm: for a mailbox, an empty message to the
-//! parent's inbox, which fails the trial at once (an echo of the wrong
-//! size); for shared memory, a flag the parent's wait loop checks, and a
-//! wake-up.
+//! raises the trial's alarm: for a mailbox (and a `shm:` channel), an
+//! empty message to the parent's inbox, which fails the trial at once (an
+//! echo of the wrong size); for raw shared memory, a flag the parent's
+//! wait loop checks, and a wake-up.
 
 use std::fs::DirBuilder;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ipckit::{Endpoint, ErrorKind, Sender};
+use ipckit::{Endpoint, ErrorKind, Options, Sender};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
@@ -88,7 +88,9 @@ pub(super) type Alarm = Box<dyn FnOnce() + Send>;
 /// echo, or it is not waiting at all.
 pub(super) fn wake_inbox(inbox: Endpoint) -> Alarm {
     Box::new(move || {
-        let Ok(mut tx) = Sender::connect(&inbox) else {
+        // Bounded: a shm: receiver answers a new sender only while it
+        // receives.
+        let Ok(mut tx) = Sender::connect_timeout(&inbox, &Options::default(), WAKE_TIMEOUT) else {
             return;
         };
         let deadline = Instant::now() + WAKE_TIMEOUT;
@@ -176,7 +178,7 @@ impl Drop for Peer {
 /// Polls `fd` for input, retrying `EINTR`; whether it became readable
 /// within `timeout` (`None`: no limit). Errors count as readable, so that no
 /// caller waits on a descriptor that cannot be polled.
-fn poll_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
+pub(super) fn poll_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
     let ts = timeout.map(|t| Timespec { tv_sec: t.as_secs() as i64, tv_nsec: t.subsec_nanos().into() });
     let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
     loop {

@@ -1,7 +1,7 @@
 //! The raw baselines' `unsafe` code, all in one place: the libc calls
 //! rustix does not have (POSIX message queues, System V message queues,
-//! pthread mutexes) and a shared mapping handed out as atomics. Every other
-//! raw loop is safe rustix.
+//! pthread mutexes) and a shared mapping handed out as atomics and copies
+//! in and out. Every other raw loop is safe rustix.
 //!
 //! Each wrapper makes exactly one system call (or one pthread call) per
 //! use, retrying `EINTR` as ipckit's `sys` layer does, so that what the raw
@@ -180,7 +180,8 @@ impl Drop for SysvQueue {
 
 /// A page (or more) of shared memory: a memfd mapped `MAP_SHARED`, to pass
 /// to the peer by descriptor. Only atomics and a pthread mutex are made
-/// from it: no reference to plain bytes another process writes.
+/// from it, and copies in and out: no reference to plain bytes another
+/// process writes.
 ///
 /// Its own on purpose, not ipckit's (the library's `sys::shm::Mapping` is
 /// crate-private, and under the ipckit rows it is part of what is measured):
@@ -226,6 +227,11 @@ impl SharedPage {
         Ok(SharedPage { ptr, len, fd })
     }
 
+    /// The mapping's length in bytes.
+    pub(super) fn size(&self) -> usize {
+        self.len
+    }
+
     /// The memfd, to pass to the peer.
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -250,6 +256,39 @@ impl SharedPage {
     pub(super) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: as for `atomic_u32`, with 8 bytes.
         unsafe { AtomicU64::from_ptr(self.at(offset, 8).cast()) }
+    }
+
+    /// Checks that `len` bytes at `offset` are inside; the address.
+    fn span(&self, offset: usize, len: usize) -> *mut u8 {
+        assert!(offset <= self.len && len <= self.len - offset, "{len} bytes at {offset} in a {}-byte page", self.len);
+        self.ptr.as_ptr().wrapping_add(offset)
+    }
+
+    /// Copies `data` into the page at `offset` (inside, checked): a plain
+    /// `memcpy`, as a C program would make.
+    ///
+    /// The raw loops call this only on bytes their protocol has handed to
+    /// this side (the other process touches them again only after a
+    /// release/acquire hand-off back), and the other process is this
+    /// program's own peer: no access races with the copy.
+    pub(super) fn write_bytes(&self, offset: usize, data: &[u8]) {
+        let dst = self.span(offset, data.len());
+        // SAFETY: `dst..dst + len` is inside the mapping (checked), which
+        // lives as long as `self`, and cannot overlap `data` (a Rust
+        // buffer, not this mapping). Nobody else accesses those bytes
+        // during the copy (the raw loops' protocols, see above).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` (inside, checked) into `buf`:
+    /// a plain `memcpy`, under the same hand-off as
+    /// [`write_bytes`](Self::write_bytes).
+    pub(super) fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        let src = self.span(offset, buf.len());
+        // SAFETY: as in `write_bytes`: inside the live mapping, no overlap
+        // with `buf`, and nobody writes those bytes during the copy. Any
+        // bytes are a valid `u8`.
+        unsafe { std::ptr::copy_nonoverlapping(src.cast_const(), buf.as_mut_ptr(), buf.len()) }
     }
 }
 

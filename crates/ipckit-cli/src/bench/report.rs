@@ -4,10 +4,17 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
+use super::catalogue::Mechanism;
+use super::floor;
 use super::link::{Rounds, Sample, median};
 use super::placement::Placement;
 use super::plan::{Job, MAX_MESSAGE, Plan, SIZES};
+use super::shm::{STREAM_BATCH, ShmJob, ShmRow};
 use super::sync::{BATCH, SyncOp};
+
+/// The version of the JSON document's layout: raised when a name or a
+/// meaning changes, not when something is added.
+const SCHEMA: u32 = 1;
 
 /// One mode's trials of a row.
 #[derive(Debug)]
@@ -265,6 +272,150 @@ impl SyncRow {
     }
 }
 
+/// One row of the shared-memory table: a round trip (or, streaming, a
+/// message) through ipckit's `shm:` channel beside the floor, and with
+/// `compare-iceoryx2`, iceoryx2 beside the same floor.
+#[derive(Debug)]
+pub(super) struct ShmResult {
+    job: ShmJob,
+    rounds: Rounds,
+    ipckit: Summary,
+    raw: Summary,
+    iceoryx2: Option<Summary>,
+}
+
+/// Messages per second at `ns_per_message`.
+fn per_second(ns_per_message: f64) -> Option<f64> {
+    (ns_per_message > 0.0).then(|| 1e9 / ns_per_message)
+}
+
+/// `12.3 M`, `850 k`: a rate for people.
+fn rate(per_s: Option<f64>) -> String {
+    match per_s {
+        Some(r) if r >= 1e6 => format!("{:.1} M", r / 1e6),
+        Some(r) => format!("{:.0} k", r / 1e3),
+        None => "-".to_owned(),
+    }
+}
+
+impl ShmResult {
+    pub(super) fn new(
+        job: ShmJob,
+        rounds: Rounds,
+        ipckit: Vec<Sample>,
+        raw: Vec<Sample>,
+        iceoryx2: Option<Vec<Sample>>,
+    ) -> ShmResult {
+        ShmResult {
+            job,
+            rounds,
+            ipckit: Summary::of(ipckit),
+            raw: Summary::of(raw),
+            iceoryx2: iceoryx2.map(Summary::of),
+        }
+    }
+
+    /// ipckit p50 / floor p50.
+    fn ratio(&self) -> Option<f64> {
+        ratio(&self.ipckit, &self.raw)
+    }
+
+    /// Streaming: ipckit's messages per second / the floor's.
+    fn rate_ratio(&self) -> Option<f64> {
+        (self.ipckit.p50 > 0.0).then(|| self.raw.p50 / self.ipckit.p50)
+    }
+
+    fn is_stream(&self) -> bool {
+        self.job.row == ShmRow::Stream
+    }
+
+    /// The floor of the row, in a word.
+    fn floor(&self) -> &'static str {
+        match self.job.row {
+            ShmRow::Busy | ShmRow::Spin => "busy ping-pong",
+            ShmRow::Park => "futex ping-pong",
+            ShmRow::Stream => "fixed-slot ring",
+        }
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let mut cells = vec![self.job.row.name().to_owned(), size(self.job.size)];
+        cells.extend([self.ipckit.p50, self.ipckit.p99, self.raw.p50, self.raw.p99].map(duration));
+        cells.push(ratio_cell(self.ratio()));
+        cells
+    }
+
+    fn stream_cells(&self) -> Vec<String> {
+        vec![
+            self.job.row.name().to_owned(),
+            size(self.job.size),
+            rate(per_second(self.ipckit.p50)),
+            duration(self.ipckit.p50),
+            rate(per_second(self.raw.p50)),
+            duration(self.raw.p50),
+            ratio_cell(self.rate_ratio()),
+        ]
+    }
+
+    fn iceoryx2_cells(&self, iceoryx2: &Summary) -> Vec<String> {
+        let mut cells = vec![size(self.job.size)];
+        cells.extend([iceoryx2.p50, iceoryx2.p99, self.raw.p50].map(duration));
+        cells.push(ratio_cell(ratio(iceoryx2, &self.raw)));
+        cells.push(duration(self.ipckit.p50));
+        cells.push(ratio_cell(ratio(&self.ipckit, iceoryx2)));
+        cells
+    }
+
+    /// The row's entries in the JSON document: its own, and iceoryx2's
+    /// beside the same floor (`iceoryx2-busy`). `pipe` is the ipckit p50 of
+    /// the pipe row at 64 B, if measured.
+    fn json(&self, pipe: Option<f64>) -> Vec<Value> {
+        let mut row = json!({
+            "mechanism": self.job.row.name(),
+            "size": self.job.size,
+            "endpoint_options": self.job.row.query(),
+            "per": self.job.row.unit(),
+            "floor": self.floor(),
+            "warmup": self.rounds.warmup,
+            "trials": self.ipckit.trials.len(),
+        });
+        if self.is_stream() {
+            row["batches"] = self.rounds.timed.into();
+            row["batch"] = STREAM_BATCH.into();
+            row["ipckit"] = self.ipckit.json(Ns::Tenths);
+            row["raw"] = self.raw.json(Ns::Tenths);
+            row["ipckit_msgs_per_s"] = per_second(self.ipckit.p50).map(f64::round).into();
+            row["raw_msgs_per_s"] = per_second(self.raw.p50).map(f64::round).into();
+            row["ratio_msgs_per_s"] = self.rate_ratio().into();
+        } else {
+            row["round_trips"] = self.rounds.timed.into();
+            row["ipckit"] = self.ipckit.json(Ns::Whole);
+            row["raw"] = self.raw.json(Ns::Whole);
+        }
+        row["ratio_p50"] = self.ratio().into();
+        if self.job.row == ShmRow::Spin {
+            row["speedup_over_pipe"] = pipe.filter(|_| self.ipckit.p50 > 0.0).map(|p| p / self.ipckit.p50).into();
+        }
+        let mut rows = vec![row];
+        if let Some(iceoryx2) = &self.iceoryx2 {
+            rows.push(json!({
+                "mechanism": "iceoryx2-busy",
+                "size": self.job.size,
+                "per": self.job.row.unit(),
+                "floor": self.floor(),
+                "warmup": self.rounds.warmup,
+                "round_trips": self.rounds.timed,
+                "trials": iceoryx2.trials.len(),
+                "iceoryx2": iceoryx2.json(Ns::Whole),
+                "raw": self.raw.json(Ns::Whole),
+                "ratio_p50": ratio(iceoryx2, &self.raw),
+                "ratio_ipckit_over_iceoryx2": ratio(&self.ipckit, iceoryx2),
+            }));
+        }
+        rows
+    }
+}
+
 /// The whole run.
 #[derive(Debug)]
 pub(super) struct Report<'a> {
@@ -275,6 +426,7 @@ pub(super) struct Report<'a> {
     pub(super) rows: Vec<Row>,
     pub(super) copy_map: Option<Vec<CopyMapRow>>,
     pub(super) sync: Vec<SyncRow>,
+    pub(super) shm: Vec<ShmResult>,
 }
 
 /// A table with `header`, its columns from the `first_number`th on aligned
@@ -315,6 +467,7 @@ impl Report<'_> {
         if !self.sync.is_empty() {
             parts.push(self.sync_text());
         }
+        parts.extend(self.shm_text());
         let mut tail = placement(self.placement);
         if let Some(l) = self.load.filter(|&l| l >= BUSY) {
             tail.push_str(&format!(
@@ -377,6 +530,81 @@ impl Report<'_> {
         )
     }
 
+    /// The ipckit p50 of the pipe row at 64 B, if it was measured.
+    fn pipe_64(&self) -> Option<f64> {
+        self.rows.iter().find(|r| r.job.mechanism == Mechanism::Pipe && r.job.size == 64).and_then(|r| {
+            match &r.outcome {
+                Outcome::Measured { ipckit, .. } => Some(ipckit.p50),
+                Outcome::Limit { .. } => None,
+            }
+        })
+    }
+
+    /// The shared-memory tables: round trips, streaming, and iceoryx2.
+    fn shm_text(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        let (stream, ping_pong): (Vec<&ShmResult>, Vec<&ShmResult>) = self.shm.iter().partition(|r| r.is_stream());
+        if !ping_pong.is_empty() {
+            let header = ["row", "size", "ipckit p50", "ipckit p99", "floor p50", "floor p99", "ratio (p50)"];
+            let table = table(&header, ping_pong.iter().map(|r| r.cells()), 1);
+            let trials = count_range(ping_pong.iter().map(|r| r.ipckit.trials.len()));
+            let mut text = format!(
+                "Shared memory: round trip (send N bytes, receive the echo) over two shm: channels, ipckit vs the \
+                 floor\n{table}\n\
+                 ratio = ipckit p50 / floor p50, each the median of {trials} interleaved trials (fresh processes).\n\
+                 shm-busy: ?wait=busy, both sides busy-poll. shm-spin: ?wait=block with the default spin window; the \
+                 echo comes within it. shm-park: ?spin=0, every receive parks.\n\
+                 floor = a turn word and a buffer per direction in a memfd, the payload copied in and out: shm-busy, \
+                 shm-spin: both sides spin on the word (a cache-line ping-pong); shm-park: FUTEX_WAIT at once, no \
+                 spin, and FUTEX_WAKE when the other side sleeps."
+            );
+            let spin = ping_pong.iter().find(|r| r.job.row == ShmRow::Spin && r.ipckit.p50 > 0.0);
+            if let (Some(spin), Some(pipe)) = (spin, self.pipe_64()) {
+                text.push_str(&format!(
+                    "\nshm-spin 64 B is {:.0}× faster than pipe 64 B (ipckit p50 {} vs {}).",
+                    pipe / spin.ipckit.p50,
+                    duration(spin.ipckit.p50),
+                    duration(pipe)
+                ));
+            }
+            parts.push(text);
+        }
+        if !stream.is_empty() {
+            let header =
+                ["row", "size", "ipckit msg/s", "ipckit per msg", "floor msg/s", "floor per msg", "ratio (msg/s)"];
+            let table = table(&header, stream.iter().map(|r| r.stream_cells()), 1);
+            let trials = count_range(stream.iter().map(|r| r.ipckit.trials.len()));
+            parts.push(format!(
+                "Shared memory: streaming one way (SPSC), {}-byte records with a sequence stamp\n{table}\n\
+                 ratio = ipckit messages/s / floor messages/s, from the median of {trials} interleaved trials of the \
+                 p50 time per message over batches of {STREAM_BATCH}.\n\
+                 ipckit = a shm: channel, ?wait=busy; floor = a ring of fixed slots in a memfd, head and tail \
+                 atomics; both check every stamp.",
+                floor::RECORD
+            ));
+        }
+        let iceoryx2: Vec<(&ShmResult, &Summary)> =
+            self.shm.iter().filter_map(|r| r.iceoryx2.as_ref().map(|i| (r, i))).collect();
+        if !iceoryx2.is_empty() {
+            let header = [
+                "size",
+                "iceoryx2 p50",
+                "iceoryx2 p99",
+                "floor p50",
+                "iceoryx2 / floor",
+                "ipckit p50",
+                "ipckit / iceoryx2",
+            ];
+            let table = table(&header, iceoryx2.iter().map(|(r, i)| r.iceoryx2_cells(i)), 0);
+            parts.push(format!(
+                "iceoryx2 0.10 (compare-iceoryx2): round trip, busy-polling, in the same trials as shm-busy\n{table}\n\
+                 iceoryx2 = two publish-subscribe services of byte slices (ipc::Service), the payload copied into a \
+                 loaned sample and out of the received one."
+            ));
+        }
+        parts
+    }
+
     /// The JSON document.
     pub(super) fn json(&self) -> Value {
         let placement = match self.placement {
@@ -396,7 +624,10 @@ impl Report<'_> {
                 "map_faster_sizes": faster,
             })
         });
+        let pipe = self.pipe_64();
+        let shm: Vec<Value> = self.shm.iter().flat_map(|r| r.json(pipe)).collect();
         json!({
+            "schema": SCHEMA,
             "max_trials": self.plan.trials,
             "quick": self.plan.quick,
             "placement": placement,
@@ -405,6 +636,7 @@ impl Report<'_> {
             "results": self.rows.iter().map(Row::json).collect::<Vec<Value>>(),
             "copy_vs_map": copy_map,
             "synchronization": self.sync.iter().map(SyncRow::json).collect::<Vec<Value>>(),
+            "shm": shm,
         })
     }
 }

@@ -15,16 +15,27 @@ use super::meeting::Spot;
 use super::placement::Placement;
 use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
 use super::process::{self, Alarm, Peer, Scratch};
-use super::report::{self, CopyMapRow, Outcome, Report, Row, SyncRow};
+use super::report::{self, CopyMapRow, Outcome, Report, Row, ShmResult, SyncRow};
+use super::shm::{self, ShmJob};
 use super::sync::{self, SyncOp};
 use super::{copymap, queue};
 
 /// What the trials of one job found.
-enum Trials {
-    /// The samples of the two modes.
-    Done([Vec<Sample>; 2]),
+enum Trials<const N: usize> {
+    /// The samples of each mode.
+    Done([Vec<Sample>; N]),
     /// A message over a kernel limit (`EMSGSIZE`); why.
     Limit(String),
+}
+
+impl<const N: usize> Trials<N> {
+    /// The samples of a job that meets no kernel limit.
+    fn done(self, label: &str) -> Result<[Vec<Sample>; N]> {
+        match self {
+            Trials::Done(samples) => Ok(samples),
+            Trials::Limit(why) => bail!("{label}: over a kernel limit ({why})"),
+        }
+    }
 }
 
 /// Everything a trial needs from the run.
@@ -57,16 +68,16 @@ impl Bench {
     /// enough: `trials` of each, or (budgeted) at least [`MIN_TRIALS`] once
     /// `share` is spent. A message over a kernel limit (`EMSGSIZE`) ends
     /// the job as [`Trials::Limit`].
-    fn interleave(
+    fn interleave<const N: usize>(
         &self,
         label: &str,
-        modes: [Mode; 2],
+        modes: [Mode; N],
         trials: usize,
         share: Option<Duration>,
         mut trial: impl FnMut(Mode, usize) -> Result<Sample>,
-    ) -> Result<Trials> {
+    ) -> Result<Trials<N>> {
         let start = Instant::now();
-        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        let mut samples: [Vec<Sample>; N] = std::array::from_fn(|_| Vec::new());
         let mut n = 0;
         let enough = |n: usize| n >= trials || share.is_some_and(|s| n >= MIN_TRIALS && start.elapsed() >= s);
         while !enough(n) {
@@ -75,7 +86,7 @@ impl Bench {
                 match trial(mode, n) {
                     Ok(sample) => samples[i].push(sample),
                     Err(e) if is_limit(&e) => {
-                        self.bar.inc(((trials - n) * 2 - i) as u64);
+                        self.bar.inc(((trials - n) * N - i) as u64);
                         return Ok(Trials::Limit(format!("{e:#}")));
                     }
                     Err(e) => return Err(e.context(format!("{label}, {} trial {}", mode.name(), n + 1))),
@@ -85,7 +96,7 @@ impl Bench {
             n += 1;
         }
         // Trials the budget saved, so that the bar ends full.
-        self.bar.inc(((trials - n) * 2) as u64);
+        self.bar.inc((trials.saturating_sub(n) * N) as u64);
         Ok(Trials::Done(samples))
     }
 
@@ -156,7 +167,24 @@ impl Bench {
         let rows = self.plan.jobs.iter().map(|&job| self.message_row(job)).collect::<Result<Vec<Row>>>()?;
         let copy_map = if self.plan.copy_map { Some(self.copy_map_rows()?) } else { None };
         let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
-        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync })
+        let shm = self.plan.shm.iter().map(|&job| self.shm_row(job)).collect::<Result<Vec<ShmResult>>>()?;
+        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync, shm })
+    }
+
+    /// A row of the shared-memory table: its modes interleaved.
+    fn shm_row(&self, job: ShmJob) -> Result<ShmResult> {
+        let share = self.plan.share(Table::Shm);
+        let label = job.to_string();
+        let rounds = job.rounds(self.plan.quick);
+        let trial = |mode, n| shm::trial(self, job, mode, n);
+        #[cfg(feature = "compare-iceoryx2")]
+        if let [a, b, c] = *job.modes() {
+            let trials = self.interleave(&label, [a, b, c], self.plan.trials, share, trial)?;
+            let [ipckit, raw, iceoryx2] = trials.done(&label)?;
+            return Ok(ShmResult::new(job, rounds, ipckit, raw, Some(iceoryx2)));
+        }
+        let [ipckit, raw] = self.interleave(&label, Mode::PAIR, self.plan.trials, share, trial)?.done(&label)?;
+        Ok(ShmResult::new(job, rounds, ipckit, raw, None))
     }
 
     /// A row of the synchronization table.

@@ -332,13 +332,13 @@ fn time_batches(rounds: Rounds, mut batch: impl FnMut() -> Result<()>) -> Result
 }
 
 /// Lets the peer inherit the page's memfd (`--shared-fd`).
-fn pass_page(cmd: &mut Command, page: &SharedPage) {
+pub(super) fn pass_page(cmd: &mut Command, page: &SharedPage) {
     let fd = pass_fd(cmd, page.fd());
     cmd.args(Meeting { shared_fd: Some(fd), ..Meeting::default() }.args());
 }
 
 /// The peer's page, passed with [`pass_page`].
-fn peer_page(meeting: &Meeting) -> Result<SharedPage> {
+pub(super) fn peer_page(meeting: &Meeting) -> Result<SharedPage> {
     let raw = meeting.shared_fd.context("--shared-fd is required in raw mode")?;
     let fd = take_inherited_fd(raw).with_context(|| format!("claim inherited descriptor {raw}"))?;
     SharedPage::from_fd(fd).context("map the shared page")
