@@ -128,6 +128,12 @@ impl Region {
         self.warnings.push(w);
     }
 
+    /// Faults every page of the mapping in now (no first-touch faults on
+    /// a hot path later).
+    pub(crate) fn populate(&self) {
+        self.map.populate(self.writable);
+    }
+
     /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -106,6 +106,13 @@ pub(crate) fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64) ->
     epoll::add(epoll, fd, epoll::EventData::new_u64(data), epoll::EventFlags::IN)
 }
 
+/// Adds `fd` to an epoll instance, edge-triggered: reported once per
+/// change (for an eventfd: once per write), never drained.
+pub(crate) fn epoll_add_edge(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64) -> Result<(), Errno> {
+    use rustix::event::epoll;
+    epoll::add(epoll, fd, epoll::EventData::new_u64(data), epoll::EventFlags::IN | epoll::EventFlags::ET)
+}
+
 /// Turns readability interest in `fd` on or off, keeping it in the set.
 pub(crate) fn epoll_interest(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64, on: bool) -> Result<(), Errno> {
     use rustix::event::epoll;

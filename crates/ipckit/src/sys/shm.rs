@@ -56,6 +56,17 @@ impl Mapping {
         Ok(Mapping { ptr, len, unmap: Unmap::Munmap })
     }
 
+    /// `madvise(MADV_POPULATE_WRITE)` (or `_READ` for a read-only
+    /// mapping): fault every page in now, so that the first use of each is
+    /// not a page fault later (Linux 5.14; older kernels ignore it).
+    pub(crate) fn populate(&self, writable: bool) {
+        use rustix::mm::Advice;
+        let advice = if writable { Advice::LinuxPopulateWrite } else { Advice::LinuxPopulateRead };
+        // SAFETY: the range is this mapping, owned by `self`; populating
+        // changes no contents.
+        let _ = unsafe { rustix::mm::madvise(self.ptr.as_ptr().cast(), self.len, advice) };
+    }
+
     /// `shmat(id, NULL, 0 or SHM_RDONLY)`.
     pub(crate) fn attach_sysv(id: i32, len: usize, writable: bool) -> Result<Mapping, Errno> {
         let flags = if writable { 0 } else { libc::SHM_RDONLY };

@@ -8,18 +8,21 @@
 //! | packet | direction | bytes |
 //! | --- | --- | --- |
 //! | hello | sender → receiver | `IPCKIT-SHM`, version `1`, `u64` the `?size=` the sender asked for (0: none) |
-//! | welcome | receiver → sender | `IPCKIT-SHM`, version `1`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd |
+//! | welcome | receiver → sender | `IPCKIT-SHM`, version `1`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd, the receiver's liveness page (a sealed memfd, read-only), the receiver's doorbell (an eventfd) |
 //! | refusal | receiver → sender | `IPCKIT-SHM`, version `1`, `R`, `u8` the reason (1 permission, 2 senders, 3 protocol), then a UTF-8 explanation |
-//! | wake | either way, after the welcome | one byte, any value |
+//! | wake | receiver → sender, after the welcome | one byte, any value |
 //!
 //! Integers are little-endian. A side about to sleep sets its `PARKED`
-//! bit in the ring (see `ring`); the other side then sends a wake packet,
-//! which makes the sleeper's descriptor readable (a receiver sleeps in
-//! `epoll_wait` over every sender's connection, a sender in `poll` on its
-//! own). The same connection is how each side learns that the other is
-//! gone, at once and by design: its end (`EOF`, `EPIPE`) comes from the
-//! kernel when the process exits or is killed, with no polling and no pid
-//! to reuse.
+//! bit in the ring (see `ring`); the other side then wakes it: a sender
+//! writes to the receiver's doorbell (an eventfd in the receiver's epoll
+//! set, edge-triggered, never read: one write and one `epoll_wait` per
+//! wake-up); the receiver sends a wake packet over the sender's control
+//! connection, which the sender polls. The control connection is how the
+//! receiver learns that a sender is gone, at once and by design: its end
+//! comes from the kernel when the process exits or is killed, with no
+//! polling and no pid to reuse. A sender learns of its receiver's end from
+//! the liveness page (see `layout`), and, while it sleeps, from the end of
+//! its connection.
 //!
 //! Both sides check the other's credentials (`SO_PEERCRED`): by default
 //! only the receiver's own user may connect, and a sender talks only to a

@@ -126,6 +126,9 @@ fn recv(c: &mut Consumer<Arc<LoomRing>>, to_producer: &Doorbell, for_data: &Door
             }
             return buf;
         }
+        if c.release() {
+            to_producer.ring();
+        }
         if c.park().expect("an honest producer") {
             for_data.sleep();
             c.unpark();
@@ -175,6 +178,24 @@ fn loom_ring_full_and_empty() {
 fn loom_ring_wrap_around() {
     // 32 bytes: "a"(16) then "wrap-around!"(24) starts at 16 and wraps.
     exchange(32, &[b"a", b"wrap-around!", b"xyz"]);
+}
+
+/// Records smaller than the release batch: the consumer releases every
+/// other one, at once when the producer parked, and whatever it holds
+/// before it looks for more and finds none; ten in a ring of eight make
+/// the producer wait for room that only a batched release gives.
+#[test]
+fn loom_ring_batched_release() {
+    exchange(64, &[b"", b"", b"", b"", b"", b"", b"", b"", b"", b""]);
+}
+
+/// A small record then one that needs the whole ring: the consumer, finding
+/// the ring empty, must release the small one before it parks, or both
+/// sides sleep for ever.
+#[test]
+fn loom_ring_release_before_parking() {
+    const WHOLE: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghij";
+    exchange(64, &[b"", WHOLE]);
 }
 
 /// The largest message fills the ring exactly.
@@ -368,6 +389,9 @@ fn try_send_model() {
                         room.ring();
                     }
                     break;
+                }
+                if c.release() {
+                    room.ring();
                 }
                 if c.park().unwrap() {
                     to_consumer.sleep();

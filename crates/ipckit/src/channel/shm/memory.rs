@@ -99,6 +99,9 @@ impl MappedRing {
     }
 
     fn from_region(region: Region, capacity: usize) -> Result<MappedRing> {
+        // Both sides touch every page of the ring in turn: fault them in
+        // once, here, rather than one every few dozen messages.
+        region.populate();
         let tail = NonNull::from(region.atomic_u64(TAIL)?);
         let head = NonNull::from(region.atomic_u64(HEAD)?);
         let closed = NonNull::from(region.atomic_u32(CLOSED)?);

@@ -30,8 +30,9 @@ use crate::sys;
 use crate::transport::Io;
 use crate::wait::{Got, Wait};
 
-/// Epoll data of the doorbell that says new senders are waiting to be
-/// adopted (the receiving side's epoll).
+/// Epoll data of the doorbell (the receiving side's epoll): an eventfd,
+/// edge-triggered, rung by senders that found this receiver parked and by
+/// the service thread when new senders wait to be adopted.
 const DOORBELL: u64 = u64::MAX - 1;
 
 /// Epoll data of a connection that has not said hello yet (the service
@@ -130,7 +131,10 @@ impl ShmReceiver {
         let os = |op: &'static str| move |e| Error::os(op, ep, e);
         let epoll = sys::io::epoll_create().map_err(os("epoll_create"))?;
         let doorbell = sys::io::eventfd().map_err(os("eventfd"))?;
-        sys::io::epoll_add(epoll.as_fd(), doorbell.as_fd(), DOORBELL).map_err(os("epoll_ctl"))?;
+        // Edge-triggered: each ring is one event, and nothing is ever read
+        // from it (a wake-up costs the sender's write and this side's
+        // epoll_wait, no more).
+        sys::io::epoll_add_edge(epoll.as_fd(), doorbell.as_fd(), DOORBELL).map_err(os("epoll_ctl"))?;
         let service_epoll = sys::io::epoll_create().map_err(os("epoll_create"))?;
         let service_bell = sys::io::eventfd().map_err(os("eventfd"))?;
         sys::io::epoll_add(service_epoll.as_fd(), service_bell.as_fd(), SERVICE_BELL).map_err(os("epoll_ctl"))?;
@@ -170,7 +174,9 @@ impl ShmReceiver {
 
     /// Takes the senders the service thread welcomed.
     fn adopt(&mut self) -> Result<()> {
-        if !self.shared.has_incoming.swap(false, Ordering::AcqRel) {
+        // A plain load first: this is on every receive's path.
+        if !self.shared.has_incoming.load(Ordering::Acquire) || !self.shared.has_incoming.swap(false, Ordering::AcqRel)
+        {
             return Ok(());
         }
         let incoming = std::mem::take(&mut *self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()));
@@ -297,7 +303,12 @@ impl ShmReceiver {
                     return Err(self.corrupt(pid, format!("a record has the unknown tag {}", record.tag)));
                 }
                 Ok(None) if peer.leaving => self.drop_peer(slot),
-                Ok(None) => {}
+                Ok(None) => {
+                    // Nothing more here: what was consumed goes back now.
+                    if peer.ring.release() {
+                        let _ = peer.control.send(&[IoSlice::new(b"w")], &SendMeta::new(), Wait::Never);
+                    }
+                }
                 Err(RingError::Corrupt(why)) => {
                     let pid = peer.creds.pid;
                     self.drop_peer(slot);
@@ -377,10 +388,7 @@ impl ShmReceiver {
             .map_err(|e| Error::os("epoll_wait", &*self.name, e))?;
         for i in 0..n {
             match self.events[i] {
-                DOORBELL => {
-                    let _ = sys::io::eventfd_drain(self.doorbell.as_fd());
-                    self.adopt()?;
-                }
+                DOORBELL => self.adopt()?,
                 slot => self.drain(slot as usize),
             }
         }
@@ -582,7 +590,7 @@ impl Service {
         incoming.push(Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false });
         self.shared.has_incoming.store(true, Ordering::Release);
         let peer = incoming.last_mut().expect("just pushed");
-        let fds = [peer.ring.memory().fd(), self.page.fd()];
+        let fds = [peer.ring.memory().fd(), self.page.fd(), self.doorbell.as_fd()];
         if let Err(e) = peer.control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never) {
             incoming.pop();
             return Err(e);

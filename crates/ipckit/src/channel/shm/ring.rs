@@ -27,7 +27,11 @@
 //! `PARKED` and returns the old word: if the consumer had parked, the
 //! producer wakes it. The consumer loads `tail` (acquire), reads the
 //! record, and releases its space by swapping `head` (release), which
-//! likewise tells it whether the producer parked.
+//! likewise tells it whether the producer parked. It releases in batches
+//! (every [`RELEASE_BATCH`] bytes, at once when it sees the producer's
+//! `PARKED` bit, and always before it looks for more and finds none), so
+//! that a streaming producer and consumer do not trade `head`'s cache line
+//! for every record.
 //!
 //! # Parking without a lost wake-up
 //!
@@ -61,6 +65,9 @@ pub(crate) const INDEX: u64 = PARKED - 1;
 pub(crate) const HEADER: usize = 8;
 /// The tag of a message copied into the ring.
 pub(crate) const TAG_INLINE: u32 = 0;
+/// The consumer publishes `head` at least every this many bytes (or a
+/// quarter of a smaller ring).
+pub(crate) const RELEASE_BATCH: usize = 4096;
 
 /// The ring memory a protocol side runs on: the two index words and the
 /// data area. Production memory is a shared mapping (`memory.rs`); the loom
@@ -240,6 +247,10 @@ pub(crate) struct Consumer<M> {
     mem: M,
     /// Bytes consumed; only this side writes `head`.
     head: u64,
+    /// Bytes released: the last value stored in `head`.
+    released: u64,
+    /// Release at least this often.
+    batch: u64,
     /// The last `tail` seen (checked): bytes up to it are published.
     tail: u64,
 }
@@ -247,7 +258,8 @@ pub(crate) struct Consumer<M> {
 impl<M: RingMemory> Consumer<M> {
     /// The consumer of a fresh ring (both indices 0).
     pub(crate) fn new(mem: M) -> Consumer<M> {
-        Consumer { mem, head: 0, tail: 0 }
+        let batch = RELEASE_BATCH.min(mem.capacity() / 4) as u64;
+        Consumer { mem, head: 0, released: 0, batch, tail: 0 }
     }
 
     pub(crate) fn memory(&self) -> &M {
@@ -308,11 +320,29 @@ impl<M: RingMemory> Consumer<M> {
         wrapping(capacity, at, record.len, |pos, range| self.mem.read(pos, &mut buf[range]));
     }
 
-    /// Releases `record`'s space; returns whether the producer had parked
-    /// and must be woken.
+    /// Consumes `record`; its space is released now or in a batch (see the
+    /// module docs). Returns whether the producer had parked and must be
+    /// woken.
     #[inline]
     pub(crate) fn pop(&mut self, record: Record) -> bool {
         self.head += record_size(record.len) as u64;
+        // A plain load: a parked bit missed here is seen by the next
+        // release's swap, which always comes (before looking for more).
+        if self.head - self.released >= self.batch || self.mem.head().load(Ordering::Relaxed) & PARKED != 0 {
+            return self.release();
+        }
+        false
+    }
+
+    /// Releases everything consumed; returns whether the producer had
+    /// parked and must be woken. Called before looking for more and finding
+    /// none, and before parking.
+    #[inline]
+    pub(crate) fn release(&mut self) -> bool {
+        if self.released == self.head {
+            return false;
+        }
+        self.released = self.head;
         let old = self.mem.head().swap(self.head, Ordering::AcqRel);
         old & PARKED != 0
     }

@@ -2,7 +2,7 @@
 //! connection to the receiver.
 
 use std::io::IoSlice;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub(crate) struct ShmSender {
     ring: Producer<MappedRing>,
     /// The receiver's liveness page: checked on every send.
     live: LivePage,
+    /// The receiver's doorbell (an eventfd): rung when it parked.
+    doorbell: std::os::fd::OwnedFd,
     capacity: usize,
     /// The configured maximum ([`Options::max_message`](crate::Options)).
     max_message: usize,
@@ -99,12 +101,13 @@ impl ShmSender {
             _ => return Err(Error::new(ErrorKind::Corrupt, "connect", ep, "the receiver's answer is not a welcome")),
         };
         let mut fds = answer.meta.fds.into_iter();
-        let (Some(ring_fd), Some(live_fd), None) = (fds.next(), fds.next(), fds.next()) else {
+        let (Some(ring_fd), Some(live_fd), Some(doorbell), None) = (fds.next(), fds.next(), fds.next(), fds.next())
+        else {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 "connect",
                 ep,
-                "the welcome did not carry a ring and a liveness page",
+                "the welcome did not carry a ring, a liveness page and a doorbell",
             ));
         };
         let ring = MappedRing::open(ring_fd, &name)?;
@@ -124,6 +127,7 @@ impl ShmSender {
             control,
             ring: Producer::new(ring),
             live,
+            doorbell,
             capacity,
             max_message: cfg.max_message,
             wait: cfg.wait,
@@ -151,14 +155,10 @@ impl ShmSender {
     /// Wakes the parked receiver; its end of the connection gone is the
     /// receiver gone.
     fn wake(&mut self) -> Result<()> {
-        match self.control.send(&[IoSlice::new(b"w")], &SendMeta::new(), Wait::Never) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::Disconnected => Err(self.disconnected("the receiver is gone")),
-            // A full socket buffer holds wake-ups enough; any other failure
-            // leaves the message published, and the receiver finds it when
-            // it next looks (it never sleeps past its own events).
-            Err(_) => Ok(()),
-        }
+        // Whatever happens, the message is published: a receiver that is
+        // gone is seen at the next send (the liveness page).
+        let _ = sys::io::eventfd_signal(self.doorbell.as_fd());
+        Ok(())
     }
 
     /// Takes every wake-up the receiver sent; `Err` when it is gone.
