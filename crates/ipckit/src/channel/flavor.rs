@@ -102,6 +102,13 @@ macro_rules! transports {
                 }
             }
 
+            pub(crate) fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
+                match self {
+                    $(Flavor::$uv(t) => Transfer::send_sealed(t, payload, wait),)*
+                    $(Flavor::$v(t) => Transfer::send_sealed(t, payload, wait),)*
+                }
+            }
+
             pub(crate) fn take_warnings(&mut self) -> Vec<String> {
                 match self {
                     $(Flavor::$uv(t) => Transfer::take_warnings(t),)*

@@ -119,6 +119,17 @@ pub(crate) trait Transfer {
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Sends `payload` as a sealed memfd (`unix:` transports): see
+    /// [`Sender::send_sealed`](crate::Sender::send_sealed).
+    fn send_sealed(&mut self, _payload: &[u8], _wait: Wait) -> Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "send_sealed",
+            self.name(),
+            "sealed memfd messages travel over unix: sockets only",
+        ))
+    }
 }
 
 /// Removes the named object an endpoint refers to: a FIFO, a Unix socket

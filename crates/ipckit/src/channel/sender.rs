@@ -56,6 +56,26 @@ impl Sender {
 
     send_ops!();
 
+    /// Sends `payload` as a sealed memfd (`unix:`, `unix-seqpacket:` and
+    /// `unix-dgram:` endpoints): the payload is written into a fresh memfd,
+    /// sealed with `F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW`, and the
+    /// descriptor travels with SCM_RIGHTS, so that the receiver can read it
+    /// in place, safely: nobody can change it any more. The one-off large
+    /// transfer; for many, a `shm:` channel's pool maps once.
+    pub fn send_sealed(&mut self, payload: &[u8]) -> Result<()> {
+        self.flavor.send_sealed(payload, Wait::Forever)
+    }
+
+    /// Non-blocking form of [`send_sealed`](Self::send_sealed).
+    pub fn try_send_sealed(&mut self, payload: &[u8]) -> Result<()> {
+        self.flavor.send_sealed(payload, Wait::Never)
+    }
+
+    /// Timed form of [`send_sealed`](Self::send_sealed).
+    pub fn send_sealed_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.flavor.send_sealed(payload, Wait::timeout(timeout))
+    }
+
     /// Conditions met since the last call that did not stop sending but
     /// that a user should hear of (the library never prints): for example
     /// a frame over `PIPE_BUF` on a FIFO, which another writer's frames can
