@@ -212,7 +212,7 @@ fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str]
         ("sysv-mq", EndpointKind::SysvMq(k)) if k.is_path() => &["id", "mode", "maxbytes"],
         ("sysv-mq", _) => &["mode", "maxbytes"],
         (_, EndpointKind::Unix(_, UnixAddr::Path(_))) => &["mode"],
-        ("shm", _) => &["size", "senders", "wait", "spin", "mode"],
+        ("shm", _) => &["size", "senders", "wait", "spin", "mode", "pool", "inline"],
         _ => &[],
     }
 }
@@ -322,7 +322,13 @@ impl FromStr for Endpoint {
             let checked = match (scheme, k.as_str()) {
                 (_, "mode") => parse_mode(v).map(drop),
                 (_, "id") => Ok(()),
-                ("shm", "size") => crate::units::parse_size(v).map(drop).map_err(|w| format!("option size: {w}")),
+                ("shm", "size" | "pool") => {
+                    crate::units::parse_size(v).map(drop).map_err(|w| format!("option {k}: {w}"))
+                }
+                ("shm", "inline") if v == "auto" => Ok(()),
+                ("shm", "inline") => crate::units::parse_size(v)
+                    .map(drop)
+                    .map_err(|w| format!("option inline: {w} (or auto: the threshold ipckit bench measured)")),
                 ("shm", "spin") => crate::units::parse_duration(v).map(drop).map_err(|w| format!("option spin: {w}")),
                 ("shm", "wait") => parse_wait(v).map(drop),
                 _ => parse_number(v).map(drop).map_err(|w| format!("option {k}: {w}")),

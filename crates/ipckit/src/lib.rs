@@ -83,12 +83,13 @@ pub mod shm;
 pub mod socket;
 pub mod sync;
 pub(crate) mod sys;
+pub mod threshold;
 mod transport;
 pub mod units;
 mod wait;
 
 pub use channel::remove;
-pub use channel::{Receiver, Sender};
+pub use channel::{Loan, Receiver, Sample, Sender, TypedLoan, Unsent};
 pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
 pub use error::{Error, ErrorKind, Result, errno_name};
 pub use framing::Framing;

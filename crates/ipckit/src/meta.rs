@@ -132,6 +132,11 @@ pub(crate) enum Limit {
         /// The ring's size.
         capacity: usize,
     },
+    /// The largest message a `shm:` sender's pool holds.
+    Pool {
+        /// The pool's size.
+        size: usize,
+    },
 }
 
 /// The length of a message gathered from `parts`: `TooLarge`, naming the
@@ -155,6 +160,7 @@ pub(crate) fn check_len(
         Limit::Ring { capacity } => {
             format!("the largest message of {max} bytes that the channel's ring of {capacity} bytes holds")
         }
+        Limit::Pool { size } => format!("this sender's pool of {size} bytes (?pool=)"),
     };
     Err(crate::Error::new(crate::ErrorKind::TooLarge, op, object, format!("message of {len} bytes exceeds {what}")))
 }

@@ -102,6 +102,13 @@ macro_rules! transports {
                 }
             }
 
+            pub(crate) fn recv_sample(&mut self, wait: Wait) -> Result<Got<super::Sample>> {
+                match self {
+                    $(Flavor::$uv(t) => Transfer::recv_sample(t, wait),)*
+                    $(Flavor::$v(t) => Transfer::recv_sample(t, wait),)*
+                }
+            }
+
             pub(crate) fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
                 match self {
                     $(Flavor::$uv(t) => Transfer::send_sealed(t, payload, wait),)*

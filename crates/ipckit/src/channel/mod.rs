@@ -61,6 +61,7 @@ pub use receiver::Receiver;
 pub use sender::Sender;
 #[doc(hidden)]
 pub use shm::fuzzing;
+pub use shm::sample::{Loan, Sample, TypedLoan, Unsent};
 
 use crate::endpoint::Endpoint;
 use crate::error::Result;
@@ -122,6 +123,13 @@ pub(crate) trait Transfer {
 
     /// Sends `payload` as a sealed memfd (`unix:` transports): see
     /// [`Sender::send_sealed`](crate::Sender::send_sealed).
+    /// Receives the next message as a [`Sample`]: in place where the
+    /// transport can (a `shm:` pool), by copy otherwise.
+    fn recv_sample(&mut self, wait: Wait) -> Result<Got<Sample>> {
+        let name = self.name().to_string();
+        Ok(self.recv(wait)?.map(|m| Sample::owned(m, &name)))
+    }
+
     fn send_sealed(&mut self, _payload: &[u8], _wait: Wait) -> Result<()> {
         Err(crate::Error::new(
             crate::ErrorKind::Unsupported,

@@ -5,12 +5,13 @@ use std::os::fd::BorrowedFd;
 
 use super::flavor::Flavor;
 use super::pipe::Pipe;
+use super::shm::sample::Sample;
 use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::meta::{Message, Meta};
 use crate::options::Options;
 use crate::pipe::PipeReader;
-use crate::wait::{Got, Wait, recv_ops};
+use crate::wait::{Got, Wait, finish, recv_ops};
 
 /// Receives messages on an endpoint it owns, from every sender that comes.
 ///
@@ -75,6 +76,26 @@ impl Receiver {
     }
 
     recv_ops!();
+
+    /// Receives the next message in place: on `shm:`, a message the sender
+    /// placed in its pool stays there, mapped read-only, until the sample
+    /// is dropped (see [`Sample`] for what is safe to do with it); every
+    /// other message is received by copy. Not bounded by
+    /// [`Options::max_message`] for pool messages: nothing is allocated.
+    pub fn recv_sample(&mut self) -> Result<Sample> {
+        finish(self.flavor.recv_sample(Wait::Forever), Wait::Forever, "recv", self.flavor.name())
+    }
+
+    /// Non-blocking form of [`recv_sample`](Self::recv_sample).
+    pub fn try_recv_sample(&mut self) -> Result<Sample> {
+        finish(self.flavor.recv_sample(Wait::Never), Wait::Never, "recv", self.flavor.name())
+    }
+
+    /// Timed form of [`recv_sample`](Self::recv_sample).
+    pub fn recv_sample_timeout(&mut self, timeout: std::time::Duration) -> Result<Sample> {
+        let wait = Wait::timeout(timeout);
+        finish(self.flavor.recv_sample(wait), wait, "recv", self.flavor.name())
+    }
 
     /// The descriptor to poll for readiness, where the transport has one
     /// (every transport but System V queues): for sockets an epoll instance

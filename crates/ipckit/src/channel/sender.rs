@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::flavor::Flavor;
 use super::pipe::Pipe;
+use super::shm::sample::{Loan, TypedLoan};
+use super::shm::{Shm, ShmSender};
 use super::unix::Socket;
 use crate::endpoint::Endpoint;
 use crate::error::Result;
@@ -14,6 +16,7 @@ use crate::options::Options;
 use crate::pipe::PipeWriter;
 use crate::socket::Connection;
 use crate::wait::{Wait, send_ops, until_peer_ready};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Sends messages to an endpoint: the writing side of a FIFO, a client of a
 /// socket, a queue, or the write end of a pipe.
@@ -55,6 +58,77 @@ impl Sender {
     }
 
     send_ops!();
+
+    pub(crate) fn send_parts(&mut self, parts: &[IoSlice<'_>], meta: &SendMeta<'_>, wait: Wait) -> Result<()> {
+        self.send_wait(parts, meta, wait)
+    }
+
+    /// A `shm:` sender, whose pool loans are in place.
+    pub(crate) fn shm_sender(&mut self) -> Option<&mut ShmSender> {
+        match &mut self.flavor {
+            Flavor::Shm(Shm::Sender(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// How many bytes of this `shm:` sender's pool are lent now (loans
+    /// not sent, messages the receiver still holds), in whole 64 KiB
+    /// chunks, after taking back what the receiver gave back; `None`
+    /// without a pool.
+    pub fn pool_in_use(&mut self) -> Result<Option<usize>> {
+        match self.shm_sender() {
+            Some(shm) if shm.pool_size().is_some() => shm.pool_lent().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Lends `len` bytes to write the next message in place: in a `shm:`
+    /// sender's pool (only a reference travels when it is sent), else a
+    /// buffer of this process sent by copy. Waits for the receiver to give
+    /// pool room back. `TooLarge`, with both sizes, when `len` is more than
+    /// the pool holds.
+    ///
+    /// ```no_run
+    /// # let mut tx = ipckit::Sender::connect(&"shm:frames".parse()?)?;
+    /// let mut loan = tx.loan(4 << 20)?;
+    /// loan[..5].copy_from_slice(b"frame");
+    /// loan.send()?;
+    /// # Ok::<(), ipckit::Error>(())
+    /// ```
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        Loan::new(self, len, Wait::Forever)
+    }
+
+    /// Non-blocking form of [`loan`](Self::loan): `Full` when the pool has
+    /// no room now (the receiver holds it); then [`poll_fd`](Self::poll_fd)
+    /// turns readable when room may be back.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        Loan::new(self, len, Wait::Never)
+    }
+
+    /// Timed form of [`loan`](Self::loan): `TimedOut` when no room came.
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        Loan::new(self, len, Wait::timeout(timeout))
+    }
+
+    /// Lends room for one `T`, written in place as a `T` (any bytes are a
+    /// valid `T`: it starts as whatever the pool held).
+    pub fn loan_typed<T: FromBytes + IntoBytes + Immutable + KnownLayout>(&mut self) -> Result<TypedLoan<'_, T>> {
+        TypedLoan::new(self, Wait::Forever)
+    }
+
+    /// Non-blocking form of [`loan_typed`](Self::loan_typed).
+    pub fn try_loan_typed<T: FromBytes + IntoBytes + Immutable + KnownLayout>(&mut self) -> Result<TypedLoan<'_, T>> {
+        TypedLoan::new(self, Wait::Never)
+    }
+
+    /// Timed form of [`loan_typed`](Self::loan_typed).
+    pub fn loan_typed_timeout<T: FromBytes + IntoBytes + Immutable + KnownLayout>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<TypedLoan<'_, T>> {
+        TypedLoan::new(self, Wait::timeout(timeout))
+    }
 
     /// Sends `payload` as a sealed memfd (`unix:`, `unix-seqpacket:` and
     /// `unix-dgram:` endpoints): the payload is written into a fresh memfd,

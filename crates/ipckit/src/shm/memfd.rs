@@ -30,6 +30,17 @@ impl Region {
     /// `size` bytes, sealed against shrinking and growing, to pass to other
     /// processes with [`SendMeta::fds`](crate::SendMeta::fds).
     pub fn memfd(name: &str, size: usize) -> Result<Region> {
+        Region::memfd_with(name, size, true)
+    }
+
+    /// A memfd region whose pages are not reserved: sparse, a page costs
+    /// memory only once written (a payload pool, which reserves its chunks
+    /// the first time it lends them).
+    pub(crate) fn memfd_sparse(name: &str, size: usize) -> Result<Region> {
+        Region::memfd_with(name, size, false)
+    }
+
+    fn memfd_with(name: &str, size: usize, reserve: bool) -> Result<Region> {
         let label = format!("memfd:{name}");
         if size == 0 {
             return Err(Error::new(
@@ -52,7 +63,9 @@ impl Region {
         }
         let fd = sys::shm::memfd(name).map_err(|e| Error::os("memfd_create", &label, e))?;
         sys::shm::set_len(fd.as_fd(), size as u64).map_err(|e| Error::os("ftruncate", &label, e))?;
-        sys::shm::reserve(fd.as_fd(), size as u64).map_err(|e| Error::os("fallocate", &label, e))?;
+        if reserve {
+            sys::shm::reserve(fd.as_fd(), size as u64).map_err(|e| Error::os("fallocate", &label, e))?;
+        }
         sys::shm::add_seals(fd.as_fd(), Seals::SHRINK | Seals::GROW)
             .map_err(|e| Error::os("F_ADD_SEALS", &label, e))?;
         let map = Mapping::map_fd(fd.as_fd(), size, true).map_err(|e| Error::os("mmap", &label, e))?;
@@ -72,6 +85,17 @@ impl Region {
             ));
         };
         sys::shm::add_seals(fd.as_fd(), Seals::FUTURE_WRITE).map_err(|e| Error::os("F_ADD_SEALS", self.name(), e))
+    }
+
+    /// Reserves `len` bytes at `offset` of a sparse memfd region now, so
+    /// that no memory shows as `ENOSPC` here rather than as `SIGBUS` at a
+    /// later store.
+    pub(crate) fn reserve_range(&self, offset: usize, len: usize) -> Result<()> {
+        let Backing::Memfd { fd } = self.backing() else {
+            return Err(Error::new(ErrorKind::Unsupported, "fallocate", self.name(), "not a memfd"));
+        };
+        sys::shm::reserve_range(fd.as_fd(), offset as u64, len as u64)
+            .map_err(|e| Error::os("fallocate", self.name(), e))
     }
 
     /// Adds `F_SEAL_SEAL` to a memfd region: no seal can be added or

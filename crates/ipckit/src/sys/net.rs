@@ -103,6 +103,12 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     rustix::net::shutdown(fd, Shutdown::Write)
 }
 
+/// `shutdown(fd, SHUT_RDWR)`: the peer sees the end although another
+/// descriptor of the socket is still open.
+pub(crate) fn shutdown_both(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    rustix::net::shutdown(fd, Shutdown::Both)
+}
+
 pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> Result<UCred, Errno> {
     rustix::net::sockopt::socket_peercred(fd)
 }

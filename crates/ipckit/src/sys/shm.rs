@@ -153,6 +153,12 @@ pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
     retry(|| rustix::fs::fallocate(fd, FallocateFlags::empty(), 0, len))
 }
 
+/// `fallocate(fd, 0, offset, len)`: reserves part of a file now (a pool's
+/// chunks, the first time they are lent).
+pub(crate) fn reserve_range(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), Errno> {
+    retry(|| rustix::fs::fallocate(fd, FallocateFlags::empty(), offset, len))
+}
+
 /// `ftruncate(fd, len)`.
 pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
     retry(|| rustix::fs::ftruncate(fd, len))

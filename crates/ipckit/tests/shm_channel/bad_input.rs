@@ -16,7 +16,8 @@ use super::support::{channel, ep, pair};
 #[test]
 fn a_message_larger_than_the_ring_is_too_large() {
     let s = Scratch::new("shm-big");
-    let text = channel(&s, "big", "?size=4KiB");
+    // Without a pool: with one, larger messages go through it.
+    let text = channel(&s, "big", "?size=4KiB&pool=0");
     let (mut rx, mut tx) = pair(&text);
     let e = tx.send(&vec![0u8; 4089]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
@@ -128,7 +129,7 @@ fn a_sender_size_that_differs_is_a_warning() {
     let s = Scratch::new("shm-size");
     let name = channel(&s, "size", "");
     let mut rx = Receiver::bind(&ep(&format!("{name}?size=8KiB"))).unwrap();
-    let mut tx = Sender::connect(&ep(&format!("{name}?size=64KiB"))).unwrap();
+    let mut tx = Sender::connect(&ep(&format!("{name}?size=64KiB&pool=0"))).unwrap();
     let w = tx.take_warnings();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("8192") && w[0].contains("65536"), "{w:?}");

@@ -8,6 +8,9 @@
 //!    receiver serves an honest sender.
 //! 4. `death`: senders and receivers SIGKILLed at random points.
 //! 5. `stress`: a million messages of log-uniform sizes, 1 → 1 and 4 → 1.
+//! 7. `pool`: loans, samples in place, copy or map by size, the pool's
+//!    bad input, receivers killed holding chunks; and `exchange`: 10,000
+//!    messages from 1 B to 4 MiB crossing the threshold, 1 → 1 and 4 → 1.
 //! 6. `liveness`: a receiver's end seen at the next send (also `try_send`),
 //!    departures seen by a busy receiver, fairness, buffered messages.
 //!
@@ -19,5 +22,6 @@ mod basics;
 mod death;
 mod hostile;
 mod liveness;
+mod pool;
 mod stress;
 mod support;

@@ -7,7 +7,7 @@
 //!
 //! | packet | direction | bytes |
 //! | --- | --- | --- |
-//! | hello | sender → receiver | `IPCKIT-SHM`, version `1`, `u64` the `?size=` the sender asked for (0: none) |
+//! | hello | sender → receiver | `IPCKIT-SHM`, version `1`, `u64` the `?size=` the sender asked for (0: none), `u64` its pool's size (0 or absent: no pool); with SCM_RIGHTS when there is a pool: the pool's memfd, sealed against shrinking, growing and writes by others (see `pool`) |
 //! | welcome | receiver → sender | `IPCKIT-SHM`, version `1`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd, the receiver's liveness page (a sealed memfd, read-only), the receiver's doorbell (an eventfd) |
 //! | refusal | receiver → sender | `IPCKIT-SHM`, version `1`, `R`, `u8` the reason (1 permission, 2 senders, 3 protocol), then a UTF-8 explanation |
 //! | wake | receiver → sender, after the welcome | one byte, any value |
@@ -55,7 +55,7 @@ pub(crate) enum Refusal {
 /// A handshake packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Packet {
-    Hello { size: u64 },
+    Hello { size: u64, pool: u64 },
     Welcome { capacity: u64 },
     Refused { reason: Option<Refusal>, why: String },
 }
@@ -66,7 +66,10 @@ impl Packet {
         let mut out = MAGIC.to_vec();
         out.push(VERSION);
         match self {
-            Packet::Hello { size } => out.extend_from_slice(&size.to_le_bytes()),
+            Packet::Hello { size, pool } => {
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(&pool.to_le_bytes());
+            }
             Packet::Welcome { capacity } => {
                 out.push(b'W');
                 out.extend_from_slice(&capacity.to_le_bytes());
@@ -84,8 +87,12 @@ impl Packet {
     /// Parses a hello (what a receiver expects first).
     pub(crate) fn hello(bytes: &[u8]) -> Option<Packet> {
         let rest = Packet::strip(bytes)?;
-        let size: [u8; 8] = rest.try_into().ok()?;
-        Some(Packet::Hello { size: u64::from_le_bytes(size) })
+        let word = |at: usize| rest.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        match rest.len() {
+            8 => Some(Packet::Hello { size: word(0)?, pool: 0 }),
+            16 => Some(Packet::Hello { size: word(0)?, pool: word(8)? }),
+            _ => None,
+        }
     }
 
     /// Parses a welcome or a refusal (what a sender expects).
@@ -124,8 +131,10 @@ mod tests {
 
     #[test]
     fn packets_round_trip_and_garbage_is_refused() {
-        let hello = Packet::Hello { size: 1 << 20 };
+        let hello = Packet::Hello { size: 1 << 20, pool: 64 << 20 };
         assert_eq!(Packet::hello(&hello.encode()), Some(hello));
+        // A hello without a pool (the first version's) still parses.
+        assert_eq!(Packet::hello(b"IPCKIT-SHM\x01\0\0\x10\0\0\0\0\0"), Some(Packet::Hello { size: 1 << 20, pool: 0 }));
         let w = Packet::Welcome { capacity: 4096 };
         assert_eq!(Packet::answer(&w.encode()), Some(w));
         let r = Packet::Refused { reason: Some(Refusal::Senders), why: "full".into() };

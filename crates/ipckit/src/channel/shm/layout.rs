@@ -10,13 +10,26 @@
 //! | --- | --- | --- | --- |
 //! | 0 | 64 | ipckit object header: magic, version 1, state ready, kind 6 (`ObjectKind::ChannelRing`), `size` = the memfd's size | receiver, before handing the memfd over |
 //! | 64 | 8 | `tail`: bytes published (bit 63: the receiver is parked) | sender (bit 63: receiver) |
-//! | 72 | 56 | reserved, 0 | |
+//! | 72 | 8 | `release head`: release records consumed | sender |
+//! | 80 | 48 | reserved, 0 | |
 //! | 128 | 8 | `head`: bytes consumed (bit 63: the sender is parked) | receiver (bit 63: sender) |
-//! | 136 | 56 | reserved, 0 | |
+//! | 136 | 8 | `release tail`: release records published (bit 63: the sender waits for pool room) | receiver (bit 63: sender) |
+//! | 144 | 48 | reserved, 0 | |
 //! | 192 | 8 | `capacity`: the data area's size, a power of two | receiver, before handing over |
 //! | 200 | 4 | `closed`: 1 once the receiver has stopped serving this sender | receiver |
-//! | 204 | 52 | reserved, 0 | |
+//! | 204 | 4 | reserved, 0 | |
+//! | 208 | 8 | `release capacity`: the release ring's size, a power of two | receiver, before handing over |
+//! | 216 | 40 | reserved, 0 | |
 //! | 256 | `capacity` | data: the records (see `ring`) | sender |
+//! | 256 + `capacity` | `release capacity` | the release ring: records whose 8-byte payload (`u32` first chunk, `u32` chunks) gives pool chunks back | receiver |
+//!
+//! The release ring runs the same protocol as the message ring (see
+//! `ring`), the other way: the receiver produces, a record per pool message
+//! it is done with; the sender consumes, before it lends from its pool.
+//! It holds a record for every chunk of the sender's pool (16 bytes each,
+//! at least 4 KiB), so it can never be full while the sender keeps the
+//! protocol: every record stands for a message whose chunks the sender
+//! still counts as lent.
 //!
 //! `tail` and `head` are on cache lines of their own, so that publishing
 //! and consuming do not contend for a line; `capacity` and `closed` share a
@@ -61,6 +74,21 @@ use crate::shm::{HEADER_SIZE, ObjectKind, ObjectSpec};
 
 /// Byte offset of `tail`.
 pub(crate) const TAIL: usize = 64;
+/// Byte offset of the release ring's head (the sender's).
+pub(crate) const RELEASE_HEAD: usize = 72;
+/// Byte offset of the release ring's tail (the receiver's).
+pub(crate) const RELEASE_TAIL: usize = 136;
+/// Byte offset of `release capacity`.
+pub(crate) const RELEASE_CAPACITY: usize = 208;
+/// The smallest release ring.
+pub(crate) const MIN_RELEASE: usize = 4096;
+/// A release record: the header and the 8-byte payload.
+pub(crate) const RELEASE_RECORD: usize = 16;
+
+/// The release ring for a pool of `chunks` chunks: one record each.
+pub(crate) fn release_capacity(chunks: usize) -> usize {
+    (chunks * RELEASE_RECORD).next_power_of_two().max(MIN_RELEASE)
+}
 /// Byte offset of `head`.
 pub(crate) const HEAD: usize = 128;
 /// Byte offset of `closed`.
@@ -92,12 +120,16 @@ pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 pub(crate) struct RingHeader {
     pub(crate) object: crate::shm::Header,
     pub(crate) tail: u64,
-    pub(crate) reserved1: [u64; 7],
+    pub(crate) release_head: u64,
+    pub(crate) reserved1: [u64; 6],
     pub(crate) head: u64,
-    pub(crate) reserved2: [u64; 7],
+    pub(crate) release_tail: u64,
+    pub(crate) reserved2: [u64; 6],
     pub(crate) capacity: u64,
     pub(crate) closed: u32,
-    pub(crate) reserved3: [u32; 13],
+    pub(crate) reserved3: u32,
+    pub(crate) release_capacity: u64,
+    pub(crate) reserved4: [u64; 5],
 }
 
 const _: () = assert!(std::mem::size_of::<RingHeader>() == DATA);
@@ -105,6 +137,9 @@ const _: () = assert!(std::mem::offset_of!(RingHeader, tail) == TAIL);
 const _: () = assert!(std::mem::offset_of!(RingHeader, head) == HEAD);
 const _: () = assert!(std::mem::offset_of!(RingHeader, closed) == CLOSED);
 const _: () = assert!(std::mem::offset_of!(RingHeader, capacity) == CAPACITY);
+const _: () = assert!(std::mem::offset_of!(RingHeader, release_head) == RELEASE_HEAD);
+const _: () = assert!(std::mem::offset_of!(RingHeader, release_tail) == RELEASE_TAIL);
+const _: () = assert!(std::mem::offset_of!(RingHeader, release_capacity) == RELEASE_CAPACITY);
 
 /// What the liveness page's object header says.
 pub(crate) fn live_spec() -> ObjectSpec {
@@ -112,8 +147,13 @@ pub(crate) fn live_spec() -> ObjectSpec {
 }
 
 /// What a ring's object header says.
-pub(crate) fn spec(capacity: usize) -> ObjectSpec {
-    ObjectSpec { kind: ObjectKind::ChannelRing.code(), version: 1, abi: 0, payload: DATA - HEADER_SIZE + capacity }
+pub(crate) fn spec(capacity: usize, release: usize) -> ObjectSpec {
+    ObjectSpec {
+        kind: ObjectKind::ChannelRing.code(),
+        version: 1,
+        abi: 0,
+        payload: DATA - HEADER_SIZE + capacity + release,
+    }
 }
 
 /// Copies `src` into memory at `dst` that another process may read or

@@ -5,24 +5,29 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
-    self, CAPACITY, CLOSED, DATA, HEAD, LIVE_MUTEX, LIVE_PAGE, MAX_CAPACITY, MIN_CAPACITY, RingHeader, TAIL,
+    self, CAPACITY, CLOSED, DATA, HEAD, LIVE_MUTEX, LIVE_PAGE, MAX_CAPACITY, MIN_CAPACITY, MIN_RELEASE,
+    RELEASE_CAPACITY, RELEASE_HEAD, RELEASE_TAIL, RingHeader, TAIL,
 };
 use super::ring::RingMemory;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Header, MAGIC, Region, STATE_READY, Trust};
 
-/// A ring's mapping, with its words and data area resolved once.
+/// A ring in a shared mapping, with its words and data area resolved
+/// once: the message ring, or the release ring that shares its memfd.
 #[derive(Debug)]
 pub(crate) struct MappedRing {
     // Invariant: the pointers point into `region`'s mapping (checked when
-    // made), which stays at its address until `region` is dropped with
-    // `self`; the data area is `capacity` bytes at `data`.
+    // made), which stays at its address while `region` (shared with the
+    // other ring of the memfd) lives; the data area is `capacity` bytes at
+    // `data`.
     tail: NonNull<AtomicU64>,
     head: NonNull<AtomicU64>,
     closed: NonNull<AtomicU32>,
     data: NonNull<u8>,
     capacity: usize,
-    region: Region,
+    /// The release ring's capacity (after this ring's data area).
+    release: usize,
+    region: std::sync::Arc<Region>,
 }
 
 // SAFETY: a MappedRing owns its mapping (the Region is Send and Sync) and
@@ -57,15 +62,19 @@ pub(crate) fn check_capacity(capacity: usize) -> std::result::Result<(), String>
 
 impl MappedRing {
     /// The receiver's side: a new memfd named `ipckit-shm:NAME` of
-    /// `capacity` data bytes, sealed against shrinking and growing, its
-    /// header written. Returns the ring and the descriptor to hand over.
-    pub(crate) fn create(channel: &str, capacity: usize) -> Result<MappedRing> {
+    /// `capacity` data bytes and a release ring of `release` bytes, sealed
+    /// against shrinking and growing, its header written. Returns the ring
+    /// and the descriptor to hand over.
+    pub(crate) fn create(channel: &str, capacity: usize, release: usize) -> Result<MappedRing> {
         check_capacity(capacity).map_err(|why| Error::new(ErrorKind::Invalid, "bind", channel, why))?;
-        let region = Region::memfd(&format!("ipckit-shm:{channel}"), DATA + capacity)?;
-        region.write(0, &ready_header(layout::spec(capacity), DATA + capacity))?;
+        debug_assert!(release.is_power_of_two() && release >= MIN_RELEASE);
+        let size = DATA + capacity + release;
+        let region = Region::memfd(&format!("ipckit-shm:{channel}"), size)?;
+        region.write(0, &ready_header(layout::spec(capacity, release), size))?;
         region.write(CAPACITY, &(capacity as u64))?;
+        region.write(RELEASE_CAPACITY, &(release as u64))?;
         region.seal_seals()?;
-        MappedRing::from_region(region, capacity)
+        MappedRing::from_region(region, capacity, release)
     }
 
     /// The sender's side: maps the memfd the receiver handed over (sealed
@@ -75,41 +84,66 @@ impl MappedRing {
         let corrupt = |why: String| Error::new(ErrorKind::Corrupt, "connect", label, why);
         let size = crate::sys::fs::fstat(&fd).map_err(|e| Error::os("fstat", label, e))?.size;
         let len = usize::try_from(size).map_err(|_| corrupt(format!("ring memory of {size} bytes")))?;
-        if len < DATA + MIN_CAPACITY {
+        if len < DATA + MIN_CAPACITY + MIN_RELEASE {
             return Err(corrupt(format!("ring memory of {len} bytes is too small")));
         }
         let region = Region::from_received_fd(fd, len, Trust::SealedOnly)?;
         let header: RingHeader = region.read(0)?;
-        let spec = layout::spec(0);
+        let spec = layout::spec(0, 0);
         let capacity = usize::try_from(header.capacity).unwrap_or(0);
+        let release = usize::try_from(header.release_capacity).unwrap_or(0);
         let ok = header.object.magic == MAGIC
             && header.object.kind == spec.kind
             && header.object.version == spec.version
             && header.object.state == STATE_READY
             && header.object.size == size
             && check_capacity(capacity).is_ok()
-            && DATA + capacity == len;
+            && release.is_power_of_two()
+            && release >= MIN_RELEASE
+            && DATA.checked_add(capacity).and_then(|n| n.checked_add(release)) == Some(len);
         if !ok {
             return Err(corrupt(format!(
-                "the receiver's ring memory is not an ipckit ring (kind {}, version {}, capacity {}, {len} bytes)",
-                header.object.kind, header.object.version, header.capacity
+                "the receiver's ring memory is not an ipckit ring (kind {}, version {}, capacity {}, release ring {}, \
+                 {len} bytes)",
+                header.object.kind, header.object.version, header.capacity, header.release_capacity
             )));
         }
-        MappedRing::from_region(region, capacity)
+        MappedRing::from_region(region, capacity, release)
     }
 
-    fn from_region(region: Region, capacity: usize) -> Result<MappedRing> {
+    fn from_region(region: Region, capacity: usize, release: usize) -> Result<MappedRing> {
         // Both sides touch every page of the ring in turn: fault them in
         // once, here, rather than one every few dozen messages.
         region.populate();
-        let tail = NonNull::from(region.atomic_u64(TAIL)?);
-        let head = NonNull::from(region.atomic_u64(HEAD)?);
+        MappedRing::view(std::sync::Arc::new(region), [TAIL, HEAD, DATA], capacity, release)
+    }
+
+    fn view(
+        region: std::sync::Arc<Region>,
+        [tail, head, data]: [usize; 3],
+        capacity: usize,
+        release: usize,
+    ) -> Result<MappedRing> {
+        let tail = NonNull::from(region.atomic_u64(tail)?);
+        let head = NonNull::from(region.atomic_u64(head)?);
         let closed = NonNull::from(region.atomic_u32(CLOSED)?);
-        // In bounds: the region is DATA + capacity bytes (checked by the
-        // callers), and the view checks it again.
-        let data = region.ptr(region.view(DATA, capacity, 64)?);
+        // In bounds: the region holds both rings (checked by the callers),
+        // and the view checks it again.
+        let data = region.ptr(region.view(data, capacity, 64)?);
         let data = NonNull::new(data).expect("a mapping is never at address 0");
-        Ok(MappedRing { tail, head, closed, data, capacity, region })
+        Ok(MappedRing { tail, head, closed, data, capacity, release, region })
+    }
+
+    /// The release ring of the same memfd: the receiver produces into it,
+    /// the sender consumes (see `layout`).
+    pub(crate) fn release_ring(&self) -> Result<MappedRing> {
+        let words = [RELEASE_TAIL, RELEASE_HEAD, DATA + self.capacity];
+        MappedRing::view(self.region.clone(), words, self.release, self.release)
+    }
+
+    /// The release ring's capacity.
+    pub(crate) fn release_capacity(&self) -> usize {
+        self.release
     }
 
     /// The descriptor to hand to the sender.

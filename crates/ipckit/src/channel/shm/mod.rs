@@ -15,6 +15,8 @@
 //! | `wait=block` / `wait=busy` | either | spin, then park / never park | `block` |
 //! | `spin=DURATION` | either | the spin window before parking; `0` parks at once | 50 µs |
 //! | `mode=OCTAL` | either | whom to talk to: group bits admit the group, other bits anyone | `0600` (this user) |
+//! | `pool=BYTES` | sender | its payload pool, a multiple of 64 KiB up to 16 GiB; `0`: none (every message inline) | 64 MiB |
+//! | `inline=BYTES` / `inline=auto` | sender | messages up to this size are copied through the ring, larger ones placed in the pool | `auto` (see [`threshold`](crate::threshold)) |
 //!
 //! A sender's `size=` is the size it expects: a different one gets a
 //! warning, and the receiver's holds.
@@ -25,9 +27,12 @@
 //! 3. `layout`: one ring's memory, a sealed memfd, as a table; the copies
 //!    in and out of memory a peer may write.
 //! 4. `memory`: that memory mapped, as the protocol's `RingMemory`.
-//! 5. `sender`, `receiver`: the two ends, as transports.
-//! 6. `loom_tests`: the protocol model-checked.
-//! 7. `fuzzing`: the protocol over ordinary memory, for the fuzz target
+//! 5. `pool`: a sender's payload pool, lent chunk by chunk, mapped
+//!    read-only by the receiver; `sample`: loans and samples, the public
+//!    face of it.
+//! 6. `sender`, `receiver`: the two ends, as transports.
+//! 7. `loom_tests`: the protocol model-checked.
+//! 8. `fuzzing`: the protocol over ordinary memory, for the fuzz target
 //!    (`ipckit::fuzzing`, hidden: not a stable API).
 
 pub(crate) mod control;
@@ -35,8 +40,10 @@ pub(crate) mod control;
 pub mod fuzzing;
 pub(crate) mod layout;
 pub(crate) mod memory;
+pub(crate) mod pool;
 mod receiver;
 pub(crate) mod ring;
+pub(crate) mod sample;
 mod sender;
 
 #[cfg(all(test, ipckit_loom))]
@@ -74,6 +81,10 @@ pub(crate) struct Config {
     pub(crate) wait: WaitMode,
     pub(crate) spin: Duration,
     pub(crate) mode: u32,
+    /// A sender's pool size (0: none).
+    pub(crate) pool: usize,
+    /// A sender's `?inline=` in bytes; `None`: `auto`.
+    pub(crate) inline: Option<usize>,
     /// This process's effective uid and gid.
     pub(crate) me: (u32, u32),
     pub(crate) max_message: usize,
@@ -101,8 +112,19 @@ impl Config {
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
             None => DEFAULT_SENDERS,
         };
+        let pool = match ep.size_option("pool")? {
+            Some(size) => usize::try_from(size).unwrap_or(usize::MAX),
+            None => pool::DEFAULT_POOL,
+        };
+        pool::check_size(pool).map_err(|why| Error::new(ErrorKind::Invalid, op, ep, why))?;
+        let inline = match ep.option("inline") {
+            None | Some("auto") => None,
+            Some(_) => ep.size_option("inline")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        };
         Ok(Config {
             channel,
+            pool,
+            inline,
             control,
             requested_size,
             capacity,
@@ -173,6 +195,13 @@ impl Transfer for Shm {
         match self {
             Shm::Sender(s) => s.recv(wait),
             Shm::Receiver(r) => r.recv(wait),
+        }
+    }
+
+    fn recv_sample(&mut self, wait: Wait) -> Result<Got<super::Sample>> {
+        match self {
+            Shm::Sender(s) => s.recv_sample(wait),
+            Shm::Receiver(r) => r.recv_sample(wait),
         }
     }
 

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use super::Config;
 use super::control::{self, Packet, Refusal};
 use super::memory::{LivePage, MappedRing};
-use super::ring::{Consumer, Record, RingError, RingMemory, TAG_INLINE};
+use super::pool::{self, PeerPool, PoolView};
+use super::ring::{Consumer, Record, RingError, RingMemory, TAG_INLINE, TAG_POOL};
+use super::sample::{Pooled, Sample};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Credentials, Message, Meta, SendMeta};
@@ -53,11 +55,74 @@ const BUSY_EVENTS: Duration = Duration::from_millis(1);
 struct Peer {
     control: Io,
     ring: Consumer<MappedRing>,
+    /// Its payload pool, shared with the samples lent out.
+    pool: Option<Arc<PeerPool>>,
     creds: Credentials,
     /// Its connection ended: dropped once its ring is drained.
     leaving: bool,
     /// `PARKED` is set on its ring.
     armed: bool,
+}
+
+/// A checked pool reference.
+#[derive(Clone, Copy, Debug)]
+struct PoolRef {
+    offset: usize,
+    len: usize,
+    /// First chunk and count.
+    chunks: (usize, usize),
+}
+
+/// The message at the head of a sender's ring, checked, not consumed yet.
+struct Found<'a> {
+    peer: &'a mut Peer,
+    record: Record,
+    /// Where it is when it is in the sender's pool.
+    pooled: Option<PoolRef>,
+    meta: Meta,
+}
+
+impl Found<'_> {
+    /// The message's length.
+    fn len(&self) -> usize {
+        self.pooled.map_or(self.record.len, |p| p.len)
+    }
+
+    /// Copies the message into `buf[..self.len()]`.
+    fn read(&self, buf: &mut [u8]) {
+        match (self.pooled, &self.peer.pool) {
+            (Some(p), Some(pool)) => pool.view().read(p.offset, &mut buf[..p.len]),
+            _ => self.peer.ring.read(self.record, &mut buf[..self.record.len]),
+        }
+    }
+
+    /// Consumes the message: its ring record, and its chunks go back.
+    fn consume(self) {
+        ShmReceiver::popped(&mut self.peer.ring, self.record, &mut self.peer.control);
+        if let (Some(p), Some(pool)) = (self.pooled, &self.peer.pool) {
+            pool.give_back(p.chunks.0, p.chunks.1);
+        }
+    }
+
+    /// Consumes the ring record; the message stays where it is, held by
+    /// the sample (copied out when it was inline).
+    fn into_sample(self, name: &Arc<str>) -> Sample {
+        let meta = std::mem::take(&mut { self.meta });
+        match (self.pooled, self.peer.pool.clone()) {
+            (Some(p), Some(pool)) => {
+                pool.view().hold(p.chunks.0, p.chunks.1);
+                ShmReceiver::popped(&mut self.peer.ring, self.record, &mut self.peer.control);
+                Sample::pooled(Pooled::new(pool, p.chunks, p.offset, p.len), meta, name.clone())
+            }
+            _ => {
+                // Bounded by the ring (checked in `peek`).
+                let mut data = vec![0u8; self.record.len];
+                self.peer.ring.read(self.record, &mut data);
+                ShmReceiver::popped(&mut self.peer.ring, self.record, &mut self.peer.control);
+                Sample::owned(Message { data, meta }, name)
+            }
+        }
+    }
 }
 
 /// A connection that has not said hello yet.
@@ -218,11 +283,7 @@ impl ShmReceiver {
     }
 
     /// Receives one message within `wait`, by `take`.
-    fn next<T>(
-        &mut self,
-        wait: Wait,
-        mut take: impl FnMut(&mut Consumer<MappedRing>, &mut Io, Record, Meta) -> Result<T>,
-    ) -> Result<Got<T>> {
+    fn next<T>(&mut self, wait: Wait, mut take: impl FnMut(Found<'_>) -> Result<T>) -> Result<Got<T>> {
         // Armed by a `try_` call that was `Empty`: not any more.
         self.disarm();
         let mut looked = 0;
@@ -280,11 +341,9 @@ impl ShmReceiver {
     /// One round over the rings, from where the last one stopped: the
     /// first message found, by `take`. A ring that breaks the protocol is
     /// dropped and reported; one whose sender left and that is drained is
-    /// dropped.
-    fn take<T>(
-        &mut self,
-        take: &mut impl FnMut(&mut Consumer<MappedRing>, &mut Io, Record, Meta) -> Result<T>,
-    ) -> Result<Option<T>> {
+    /// dropped; a pool reference that is wrong is dropped and reported (its
+    /// sender stays: it only spoiled its own message).
+    fn take<T>(&mut self, take: &mut impl FnMut(Found<'_>) -> Result<T>) -> Result<Option<T>> {
         let n = self.peers.len();
         for k in 0..n {
             let slot = (self.next + k) % n;
@@ -295,7 +354,25 @@ impl ShmReceiver {
                     // The next turn is the next sender's, also when this
                     // message does not fit (it stays queued).
                     self.next = slot + 1;
-                    return take(&mut peer.ring, &mut peer.control, record, meta).map(Some);
+                    return take(Found { peer, record, pooled: None, meta }).map(Some);
+                }
+                Ok(Some(record)) if record.tag == TAG_POOL => {
+                    self.next = slot + 1;
+                    let pooled = match ShmReceiver::reference(peer, record) {
+                        Ok(pooled) => pooled,
+                        Err(why) => {
+                            let pid = peer.creds.pid;
+                            ShmReceiver::popped(&mut peer.ring, record, &mut peer.control);
+                            return Err(Error::new(
+                                ErrorKind::Corrupt,
+                                "recv",
+                                &*self.name,
+                                format!("a message from the sender with pid {pid} was dropped: {why}"),
+                            ));
+                        }
+                    };
+                    let meta = Meta { creds: Some(peer.creds), ..Meta::default() };
+                    return take(Found { peer, record, pooled: Some(pooled), meta }).map(Some);
                 }
                 Ok(Some(record)) => {
                     let pid = peer.creds.pid;
@@ -317,6 +394,24 @@ impl ShmReceiver {
             }
         }
         Ok(None)
+    }
+
+    /// Reads and checks a pool reference: inside the sender's pool, in
+    /// whole chunks, not overlapping a message this side still holds.
+    fn reference(peer: &Peer, record: Record) -> std::result::Result<PoolRef, String> {
+        let Some(pool) = &peer.pool else {
+            return Err("a pool reference from a sender without a pool".into());
+        };
+        if record.len != 16 {
+            return Err(format!("a pool reference of {} bytes, not 16", record.len));
+        }
+        let mut bytes = [0u8; 16];
+        peer.ring.read(record, &mut bytes);
+        let offset = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
+        let chunks = pool.view().check(offset, len)?;
+        // Inside the pool (checked), so both fit a usize.
+        Ok(PoolRef { offset: offset as usize, len: len as usize, chunks })
     }
 
     /// Whether any ring holds a published message (or something to act
@@ -415,6 +510,9 @@ impl ShmReceiver {
     fn drop_peer(&mut self, slot: usize) {
         if let Some(peer) = self.peers.get_mut(slot).and_then(Option::take) {
             peer.ring.memory().close();
+            // Its samples still hold a descriptor of the connection (to
+            // wake it): the sender sees the end now all the same.
+            let _ = sys::net::shutdown_both(peer.control.fd());
             drop(peer);
             self.shared.live.fetch_sub(1, Ordering::AcqRel);
             // A descriptor is free: the service thread may accept again.
@@ -537,8 +635,8 @@ impl Service {
     /// A pending connection said something: welcome it, or refuse it.
     fn hello(&mut self, slot: usize) {
         let Some(mut pending) = self.pending.get_mut(slot).and_then(Option::take) else { return };
-        let packet = match pending.control.recv(Wait::Never) {
-            Ok(Got::Msg(m)) => Packet::hello(&m.data),
+        let (packet, fds) = match pending.control.recv(Wait::Never) {
+            Ok(Got::Msg(m)) => (Packet::hello(&m.data), m.meta.fds),
             // Not yet a whole packet: keep waiting for it.
             Ok(Got::NotYet) => {
                 self.pending[slot] = Some(pending);
@@ -551,7 +649,7 @@ impl Service {
         };
         let mut control = pending.control;
         let _ = sys::io::epoll_remove(self.epoll.as_fd(), control.fd());
-        let Some(Packet::Hello { .. }) = packet else {
+        let Some(Packet::Hello { pool, .. }) = packet else {
             refuse(&mut control, Refusal::Protocol, "that was not a hello".into());
             self.acceptor.closed(self.epoll.as_fd());
             return;
@@ -575,19 +673,55 @@ impl Service {
             self.acceptor.closed(self.epoll.as_fd());
             return;
         }
-        if let Err(e) = self.welcome(control) {
+        // Its pool, mapped read-only, or why not (before anything is made
+        // for it).
+        let mut fds = fds.into_iter();
+        let view = match (pool, fds.next(), fds.next()) {
+            (0, None, _) => None,
+            (size, Some(fd), None) if size > 0 => {
+                match usize::try_from(size)
+                    .map_err(|_| format!("a pool of {size} bytes"))
+                    .and_then(|size| PoolView::open(fd, size, &self.name).map_err(|e| e.to_string()))
+                {
+                    Ok(view) => Some(view),
+                    Err(why) => {
+                        refuse(&mut control, Refusal::Protocol, format!("its pool was refused: {why}"));
+                        self.acceptor.closed(self.epoll.as_fd());
+                        return;
+                    }
+                }
+            }
+            _ => {
+                let why = "a hello must carry one descriptor if it announces a pool, none otherwise".to_string();
+                refuse(&mut control, Refusal::Protocol, why);
+                self.acceptor.closed(self.epoll.as_fd());
+                return;
+            }
+        };
+        if let Err(e) = self.welcome(control, view) {
             self.warn(format!("{}: a sender could not join: {e}", self.name));
         }
     }
 
-    fn welcome(&mut self, control: Io) -> Result<()> {
+    fn welcome(&mut self, control: Io, view: Option<PoolView>) -> Result<()> {
         let creds = control.peer_credentials().expect("checked at accept");
-        let ring = MappedRing::create(&self.cfg.channel, self.cfg.capacity)?;
+        let chunks = view.as_ref().map_or(0, |v| v.size() / pool::CHUNK);
+        let ring = MappedRing::create(&self.cfg.channel, self.cfg.capacity, super::layout::release_capacity(chunks))?;
+        let pool = match view {
+            Some(view) => {
+                let wake = control
+                    .fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::new(ErrorKind::Io, "accept", &*self.name, e.to_string()))?;
+                Some(Arc::new(PeerPool::new(view, ring.release_ring()?, wake)))
+            }
+            None => None,
+        };
         let packet = Packet::Welcome { capacity: ring.capacity() as u64 }.encode();
         // Handed over before the welcome goes out, so that a sender that has
         // its welcome is one the receiving side adopts at its next look.
         let mut incoming = self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner());
-        incoming.push(Peer { control, ring: Consumer::new(ring), creds, leaving: false, armed: false });
+        incoming.push(Peer { control, ring: Consumer::new(ring), pool, creds, leaving: false, armed: false });
         self.shared.has_incoming.store(true, Ordering::Release);
         let peer = incoming.last_mut().expect("just pushed");
         let fds = [peer.ring.memory().fd(), self.page.fd(), self.doorbell.as_fd()];
@@ -614,43 +748,48 @@ impl super::super::Transfer for ShmReceiver {
 
     fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
         let name = self.name.clone();
-        self.next(wait, |ring, control, record, meta| {
-            if record.len > buf.len() {
+        self.next(wait, |found| {
+            let len = found.len();
+            if len > buf.len() {
                 return Err(Error::new(
                     ErrorKind::TooLarge,
                     "recv",
                     &*name,
-                    format!(
-                        "message of {} bytes does not fit the {}-byte buffer (it stays queued)",
-                        record.len,
-                        buf.len()
-                    ),
+                    format!("message of {len} bytes does not fit the {}-byte buffer (it stays queued)", buf.len()),
                 ));
             }
-            ring.read(record, &mut buf[..record.len]);
-            ShmReceiver::popped(ring, record, control);
-            Ok((record.len, meta))
+            found.read(buf);
+            let meta = Meta { creds: found.meta.creds, ..Meta::default() };
+            found.consume();
+            Ok((len, meta))
         })
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
         let (name, max) = (self.name.clone(), self.cfg.max_message);
-        self.next(wait, |ring, control, record, meta| {
-            if record.len > max {
-                ShmReceiver::popped(ring, record, control);
+        self.next(wait, |found| {
+            let len = found.len();
+            if len > max {
+                found.consume();
                 return Err(Error::new(
                     ErrorKind::TooLarge,
                     "recv",
                     &*name,
-                    format!("message of {} bytes over the maximum of {max} bytes was dropped", record.len),
+                    format!("message of {len} bytes over the maximum of {max} bytes was dropped"),
                 ));
             }
-            // Bounded by the ring (checked in `peek`) and the maximum.
-            let mut data = vec![0u8; record.len];
-            ring.read(record, &mut data);
-            ShmReceiver::popped(ring, record, control);
+            // Bounded by the ring or the pool (checked) and the maximum.
+            let mut data = vec![0u8; len];
+            found.read(&mut data);
+            let meta = Meta { creds: found.meta.creds, ..Meta::default() };
+            found.consume();
             Ok(Message { data, meta })
         })
+    }
+
+    fn recv_sample(&mut self, wait: Wait) -> Result<Got<Sample>> {
+        let name = self.name.clone();
+        self.next(wait, |found| Ok(found.into_sample(&name)))
     }
 
     fn name(&self) -> &str {

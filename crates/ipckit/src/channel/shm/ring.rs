@@ -65,6 +65,12 @@ pub(crate) const INDEX: u64 = PARKED - 1;
 pub(crate) const HEADER: usize = 8;
 /// The tag of a message copied into the ring.
 pub(crate) const TAG_INLINE: u32 = 0;
+/// The tag of a message in the sender's pool: the 16-byte payload is the
+/// message's byte offset in the pool and its length (`u64` each).
+pub(crate) const TAG_POOL: u32 = 1;
+/// The tag of a release record (the release ring): the 8-byte payload is
+/// the first chunk (`u32`) and the number of chunks (`u32`) given back.
+pub(crate) const TAG_RELEASE: u32 = 2;
 /// The consumer publishes `head` at least every this many bytes (or a
 /// quarter of a smaller ring).
 pub(crate) const RELEASE_BATCH: usize = 4096;
