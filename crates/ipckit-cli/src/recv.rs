@@ -22,7 +22,8 @@ pub struct RecvArgs {
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub timeout: Option<Duration>,
     /// Print one JSON object per message: data (UTF-8) or data_b64, len,
-    /// and the transport's metadata.
+    /// and the transport's metadata ("sealed": true for a sealed memfd
+    /// message, whose payload is data).
     #[arg(long, conflicts_with = "raw")]
     pub json: bool,
     /// Write the payload bytes exactly, with nothing added.
@@ -118,20 +119,25 @@ fn is_one_senders_fault(e: &ipckit::Error, ep: &ipckit::Endpoint) -> bool {
 }
 
 fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> std::io::Result<()> {
+    // A sealed memfd message's payload is read in place.
+    let data = msg.meta.sealed.as_ref().map_or(&msg.data[..], |s| s.as_bytes());
     if raw {
-        return out.write_all(&msg.data);
+        return out.write_all(data);
     }
     if !json {
-        out.write_all(&msg.data)?;
+        out.write_all(data)?;
         return out.write_all(b"\n");
     }
     let mut obj = serde_json::Map::new();
-    match std::str::from_utf8(&msg.data) {
+    match std::str::from_utf8(data) {
         Ok(s) => obj.insert("data".into(), s.into()),
-        Err(_) => obj.insert("data_b64".into(), base64::engine::general_purpose::STANDARD.encode(&msg.data).into()),
+        Err(_) => obj.insert("data_b64".into(), base64::engine::general_purpose::STANDARD.encode(data).into()),
     };
-    obj.insert("len".into(), msg.data.len().into());
+    obj.insert("len".into(), data.len().into());
     let meta = &msg.meta;
+    if meta.sealed.is_some() {
+        obj.insert("sealed".into(), true.into());
+    }
     if let Some(p) = meta.priority {
         obj.insert("priority".into(), p.into());
     }

@@ -18,6 +18,17 @@ pub struct Meta {
     /// The sending process, as the kernel reports it (`SO_PEERCRED` for
     /// connections, `SCM_CREDENTIALS` for datagrams).
     pub creds: Option<Credentials>,
+    /// The payload of a sealed memfd message
+    /// ([`Sender::send_sealed`](crate::Sender::send_sealed), on `unix:`,
+    /// `unix-seqpacket:` and `unix-dgram:`): a memfd nobody can change any
+    /// more, mapped read-only, whose bytes are a safe `&[u8]`
+    /// ([`Sealed::as_bytes`](crate::shm::Sealed::as_bytes)). `recv` leaves
+    /// [`Message::data`] empty then (the payload is read in place);
+    /// `recv_into` copies the payload into the buffer as well (`TooLarge`,
+    /// and the message kept, when it does not fit; a buffer shorter than
+    /// the 24-byte marker cannot tell, and names 24 bytes). `None` for every
+    /// other message.
+    pub sealed: Option<crate::shm::Sealed>,
     /// The message was cut to the buffer's size (System V queues opened
     /// with `MSG_NOERROR` only; everywhere else a message that does not fit
     /// is `TooLarge` and stays queued).

@@ -74,6 +74,14 @@ impl Transfer for Dgram {
     fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.io.fd())
     }
+
+    fn has_buffered_message(&self) -> bool {
+        self.io.has_buffered_message()
+    }
+
+    fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
+        self.io.send_sealed(payload, wait)
+    }
 }
 
 impl Drop for Dgram {

@@ -133,4 +133,14 @@ impl Transfer for Socket {
             Socket::Server(s) => s.take_warnings(),
         }
     }
+
+    fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
+        match self {
+            // TCP connections and lines framing refuse it there.
+            Socket::Connection(io) => io.send_sealed(payload, wait),
+            Socket::Server(s) => {
+                Err(Error::new(ErrorKind::Unsupported, "send_sealed", s.name(), "a receiver's server does not send"))
+            }
+        }
+    }
 }

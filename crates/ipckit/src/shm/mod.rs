@@ -3,8 +3,9 @@
 //! 1. `segment`: named segments, [`Segment::new`] with a [`ShmName`]:
 //!    POSIX objects (`/name`, `shm_open`), System V segments (`sysv:KEY`,
 //!    `shmget`/`shmat`), and mapped files (`file:/path`).
-//! 2. `memfd`: anonymous sealed memfds ([`Region::memfd`]) and mapping a
-//!    received descriptor ([`Region::from_received_fd`]).
+//! 2. `memfd`: anonymous sealed memfds ([`Region::memfd`]), mapping a
+//!    received descriptor ([`Region::from_received_fd`]), and the payload of
+//!    a sealed memfd message ([`Sealed`]).
 //! 3. `region`: [`Region`], the mapping, with copy-in/copy-out access,
 //!    typed access for zerocopy types, and shared atomics.
 //! 4. `object`: ipckit's own objects: the header, the [`ObjectKind`]
@@ -68,7 +69,8 @@ mod region;
 mod segment;
 mod view;
 
-pub use memfd::Trust;
+pub(crate) use memfd::sealed_memfd;
+pub use memfd::{Sealed, Trust};
 pub use object::{
     HEADER_SIZE, Header, MAGIC, Object, ObjectKind, ObjectSpec, STATE_EMPTY, STATE_INITIALISING, STATE_OFFSET,
     STATE_READY, abi_tag, is_stale, remove_if_stale,

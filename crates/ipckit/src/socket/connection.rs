@@ -106,6 +106,27 @@ impl Connection {
 
     message_ops!();
 
+    /// Sends `payload` as a sealed memfd (Unix stream and seqpacket
+    /// connections): written into a fresh memfd, sealed with `F_SEAL_WRITE |
+    /// F_SEAL_SHRINK | F_SEAL_GROW`, passed with `SCM_RIGHTS` behind a small
+    /// marker (the wire format is in the README). The peer reads it in
+    /// place, safely, from [`Meta::sealed`](crate::Meta::sealed). TCP
+    /// connections and `lines` framing refuse it (`Unsupported`).
+    pub fn send_sealed(&mut self, payload: &[u8]) -> Result<()> {
+        self.io.send_sealed(payload, Wait::Forever)
+    }
+
+    /// Non-blocking form of [`send_sealed`](Self::send_sealed): `Full`, with
+    /// nothing sent, when there is no room now.
+    pub fn try_send_sealed(&mut self, payload: &[u8]) -> Result<()> {
+        self.io.send_sealed(payload, Wait::Never)
+    }
+
+    /// Timed form of [`send_sealed`](Self::send_sealed).
+    pub fn send_sealed_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.io.send_sealed(payload, Wait::timeout(timeout))
+    }
+
     /// The peer process (`SO_PEERCRED`, as it was when it connected), for
     /// Unix sockets.
     pub fn peer_credentials(&self) -> Option<Credentials> {

@@ -25,7 +25,8 @@
 //!   breaks off inside a frame, or breaks the protocol (more descriptors
 //!   with a frame than allowed), is reported once and dropped; one whose
 //!   message is over the maximum is reported (`TooLarge`) and kept, since
-//!   its stream is still in step.
+//!   its stream is still in step, and so is one whose sealed memfd message
+//!   was refused (`Corrupt`: the marker was consumed whole).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -287,6 +288,7 @@ impl Server {
         };
         conn.queued = false;
         let got = f(&mut conn.io, Wait::Never);
+        let in_step = conn.io.refused_one();
         let now = conn.io.buffered();
         self.buffered = self.buffered - conn.buffered + now;
         conn.buffered = now;
@@ -302,7 +304,7 @@ impl Server {
                 None
             }
             // The stream is still in step after these: keep the sender.
-            Err(e) if e.kind() == ErrorKind::TooLarge => {
+            Err(e) if e.kind() == ErrorKind::TooLarge || in_step => {
                 self.mark_ready(slot);
                 Some(Err(e))
             }

@@ -56,6 +56,22 @@ impl Mapping {
         Ok(Mapping { ptr, len, unmap: Unmap::Munmap })
     }
 
+    /// `mmap(len, PROT_READ, MAP_PRIVATE, fd, 0)`: a read-only view of a
+    /// file whose contents cannot change (a memfd sealed with
+    /// `F_SEAL_WRITE`). Never written, a private mapping shows the file's
+    /// own pages; kernels before 6.7 refuse a shared mapping of a
+    /// write-sealed memfd even read-only (`EPERM`), a private one never.
+    pub(crate) fn map_fd_read_private(fd: BorrowedFd<'_>, len: usize) -> Result<Mapping, Errno> {
+        if len == 0 {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: as in `map_fd`: a fresh mapping at an address the kernel
+        // chooses, owned by the returned Mapping and unmapped once, on drop.
+        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, fd, 0)? };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::NOMEM)?;
+        Ok(Mapping { ptr, len, unmap: Unmap::Munmap })
+    }
+
     /// `madvise(MADV_POPULATE_WRITE)` (or `_READ` for a read-only
     /// mapping): fault every page in now, so that the first use of each is
     /// not a page fault later (Linux 5.14; older kernels ignore it).

@@ -4,6 +4,9 @@
 //!    [`Framing`](crate::Framing).
 //! 2. `packet`: message sockets (Unix seqpacket and datagram), where the
 //!    kernel keeps message boundaries.
+//! 3. `sealed`: sealed memfd messages on Unix sockets, the marker that
+//!    stands for one on the wire (its format), and what both engines do
+//!    with it.
 //!
 //! Both take a [`Wait`](crate::wait::Wait), so that each public operation
 //! exists in blocking, `try_` and `_timeout` forms without repeating logic.
@@ -29,6 +32,7 @@ macro_rules! extends_base {
 }
 
 pub(crate) mod packet;
+pub(crate) mod sealed;
 pub(crate) mod stream;
 
 use std::io::IoSlice;
@@ -108,6 +112,24 @@ impl Io {
         }
     }
 
+    /// Sends `payload` as a sealed memfd message (Unix sockets).
+    pub(crate) fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
+        match self {
+            Io::Stream(s) => s.send_sealed(payload, wait),
+            Io::Packet(p) => p.send_sealed(payload, wait),
+        }
+    }
+
+    /// Whether the last receive's error refused one message and left the
+    /// connection in step, so that a server keeps its sender (a malformed
+    /// sealed message).
+    pub(crate) fn refused_one(&self) -> bool {
+        match self {
+            Io::Stream(s) => s.refused_one(),
+            Io::Packet(p) => p.refused_one(),
+        }
+    }
+
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
         match self {
             Io::Stream(s) => s.recv_into(buf, wait),
@@ -134,7 +156,7 @@ impl Io {
     pub(crate) fn has_buffered_message(&self) -> bool {
         match self {
             Io::Stream(s) => s.has_buffered_message(),
-            Io::Packet(_) => false,
+            Io::Packet(p) => p.has_buffered_message(),
         }
     }
 }

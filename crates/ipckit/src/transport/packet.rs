@@ -1,12 +1,14 @@
 //! Messages over sockets that keep boundaries: Unix seqpacket and datagram.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use super::Base;
+use super::sealed::{self, SealedState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Credentials, Limit, Message, Meta, check_len};
+use crate::shm::sealed_memfd;
 use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
@@ -25,13 +27,35 @@ pub(crate) struct PacketIo {
     base: Base,
     kind: PacketKind,
     max: usize,
+    /// Sealed memfd messages.
+    sealed: SealedState,
 }
 
 extends_base!(PacketIo);
 
 impl PacketIo {
     pub(crate) fn new(fd: OwnedFd, kind: PacketKind, max: usize, name: Arc<str>) -> PacketIo {
-        PacketIo { base: Base::new(fd, name, kind == PacketKind::Seqpacket), kind, max }
+        PacketIo { base: Base::new(fd, name, kind == PacketKind::Seqpacket), kind, max, sealed: SealedState::default() }
+    }
+
+    /// Whether a message is held that a receive returns without reading
+    /// the socket (a sealed message that did not fit a `recv_into` buffer).
+    pub(crate) fn has_buffered_message(&self) -> bool {
+        self.sealed.has_pending()
+    }
+
+    /// Whether the last receive's error refused one sealed message (the
+    /// socket is in step: the message was consumed whole).
+    pub(crate) fn refused_one(&self) -> bool {
+        self.sealed.refused()
+    }
+
+    /// Sends `payload` as a sealed memfd: the memfd, sealed, with a marker
+    /// message (see `transport::sealed`).
+    pub(crate) fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
+        check_len(&[IoSlice::new(payload)], self.max, Limit::Maximum, "send_sealed", self.name())?;
+        let fd = sealed_memfd(payload, self.name())?;
+        self.send(&[IoSlice::new(&sealed::marker(payload.len()))], &[fd.as_fd()], wait)
     }
 
     /// Waits for `events` after an `EAGAIN`; `false` when the wait ran out.
@@ -87,6 +111,23 @@ impl PacketIo {
     }
 
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        if let Some(meta) = self.sealed.begin() {
+            return self.sealed.copy_into(buf, meta, &self.base).map(Got::Msg);
+        }
+        let (n, meta) = match self.recv_message_into(buf, wait)? {
+            Got::Msg(m) => m,
+            other => return Ok(other),
+        };
+        let Some(len) = sealed::announced(&buf[..n]) else {
+            return Ok(Got::Msg((n, meta)));
+        };
+        let meta = self.sealed.open(len, meta, self.max, &self.base)?;
+        self.sealed.copy_into(buf, meta, &self.base).map(Got::Msg)
+    }
+
+    /// One message into `buf`, as it travelled (a sealed message's marker
+    /// as it is).
+    fn recv_message_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
         // A buffer smaller than the largest allowed message could truncate:
         // learn the length first so that nothing is lost. A buffer of the
         // maximum size needs no extra system call.
@@ -151,13 +192,25 @@ impl PacketIo {
     }
 
     pub(crate) fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
+        if let Some(meta) = self.sealed.begin() {
+            return Ok(Got::Msg(Message { data: Vec::new(), meta }));
+        }
         let Some(len) = self.peek_len(wait)? else {
             return Ok(Got::NotYet);
         };
         // Never more than the maximum: a longer message is received into a
         // maximum-sized buffer and reported (and dropped) as too large.
         let mut data = vec![0u8; len.min(self.max)];
-        let got = self.recv_into(&mut data, wait)?;
-        Ok(got.map(|m| into_message(data, m)))
+        let got = self.recv_message_into(&mut data, wait)?;
+        let msg = match got.map(|m| into_message(data, m)) {
+            Got::Msg(msg) => msg,
+            other => return Ok(other),
+        };
+        let Some(len) = sealed::announced(&msg.data) else {
+            return Ok(Got::Msg(msg));
+        };
+        // The payload is read in place: `data` stays empty.
+        let meta = self.sealed.open(len, msg.meta, self.max, &self.base)?;
+        Ok(Got::Msg(Message { data: Vec::new(), meta }))
     }
 }

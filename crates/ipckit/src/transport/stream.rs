@@ -5,9 +5,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use super::Base;
+use super::sealed::{self, SealedState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::framing::{ByteSource, Chunk, DecodeError, Decoded, DecodedOwned, Decoder, Framing, len32_header};
 use crate::meta::{Limit, Message, Meta, check_len};
+use crate::shm::sealed_memfd;
 use crate::sys::io::Ready;
 use crate::sys::{self, Errno};
 use crate::wait::Wait;
@@ -42,6 +44,8 @@ pub(crate) struct StreamIo {
     too_many_fds: bool,
     /// Bytes read ahead of the decoder; `None` on Unix streams.
     ahead: Option<Ahead>,
+    /// Sealed memfd messages (Unix streams with `len32` framing).
+    sealed: SealedState,
 }
 
 /// The most bytes read ahead of the decoder.
@@ -75,13 +79,58 @@ impl StreamIo {
             control_truncated: false,
             too_many_fds: false,
             ahead: (kind != StreamKind::Unix).then(|| Ahead { buf: vec![0; READ_AHEAD].into(), pos: 0, len: 0 }),
+            sealed: SealedState::default(),
         }
+    }
+
+    /// Whether this stream carries sealed memfd messages: Unix streams
+    /// with `len32` framing (a marker is binary, and only Unix sockets pass
+    /// descriptors).
+    fn carries_sealed(&self) -> bool {
+        self.kind == StreamKind::Unix && self.framing == Framing::Len32
+    }
+
+    /// The length a received payload announces, if it is a sealed-message
+    /// marker on a stream that carries them.
+    fn sealed_marker(&self, payload: &[u8]) -> Option<u64> {
+        if self.carries_sealed() { sealed::announced(payload) } else { None }
+    }
+
+    /// Whether the last receive's error refused one sealed message and left
+    /// the stream in step (the frame was consumed whole).
+    pub(crate) fn refused_one(&self) -> bool {
+        self.sealed.refused()
+    }
+
+    /// Sends `payload` as a sealed memfd: the memfd, sealed, behind a
+    /// marker frame (see `transport::sealed`).
+    pub(crate) fn send_sealed(&mut self, payload: &[u8], wait: Wait) -> Result<()> {
+        if !self.carries_sealed() {
+            let why = match self.kind {
+                StreamKind::Unix => "sealed memfd messages need len32 framing (their marker is binary)",
+                StreamKind::Pipe | StreamKind::Tcp => "sealed memfd messages travel over unix: sockets only",
+            };
+            return Err(Error::new(ErrorKind::Unsupported, "send_sealed", self.name(), why));
+        }
+        if self.broken {
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                "send_sealed",
+                self.name(),
+                "an earlier send broke off in the middle of a frame",
+            ));
+        }
+        check_len(&[IoSlice::new(payload)], self.decoder.max(), Limit::Maximum, "send_sealed", self.name())?;
+        let fd = sealed_memfd(payload, self.name())?;
+        self.send(&[IoSlice::new(&sealed::marker(payload.len()))], &[fd.as_fd()], wait)
     }
 
     /// True when bytes are buffered that may complete a message without
     /// reading the descriptor (callers must not wait for readiness first).
     pub(crate) fn has_buffered_message(&self) -> bool {
-        self.decoder.has_buffered_message() || self.ahead.as_ref().is_some_and(|a| a.pos < a.len)
+        self.sealed.has_pending()
+            || self.decoder.has_buffered_message()
+            || self.ahead.as_ref().is_some_and(|a| a.pos < a.len)
     }
 
     /// Sends one framed message. The wait applies to room for the first
@@ -251,12 +300,22 @@ impl StreamIo {
     }
 
     pub(crate) fn recv_into(&mut self, buf: &mut [u8], wait: Wait) -> Result<Got<(usize, Meta)>> {
+        if let Some(meta) = self.sealed.begin() {
+            return self.sealed.copy_into(buf, meta, &self.base).map(Got::Msg);
+        }
         if self.too_many_fds {
             return Err(self.fd_flood());
         }
         let (decoder, mut src) = self.source(wait);
         match decoder.decode_into(&mut src, buf) {
-            Ok(Decoded::Message(n)) => Ok(Got::Msg((n, self.complete()?))),
+            Ok(Decoded::Message(n)) => {
+                let meta = self.complete()?;
+                let Some(len) = self.sealed_marker(&buf[..n]) else {
+                    return Ok(Got::Msg((n, meta)));
+                };
+                let meta = self.sealed.open(len, meta, self.decoder.max(), &self.base)?;
+                self.sealed.copy_into(buf, meta, &self.base).map(Got::Msg)
+            }
             Ok(Decoded::Eof) => Ok(Got::Eof),
             Ok(Decoded::NotYet) => Ok(Got::NotYet),
             Err(e) => Err(self.decode_error(e)),
@@ -264,6 +323,9 @@ impl StreamIo {
     }
 
     pub(crate) fn recv(&mut self, wait: Wait) -> Result<Got<Message>> {
+        if let Some(meta) = self.sealed.begin() {
+            return Ok(Got::Msg(Message { data: Vec::new(), meta }));
+        }
         if self.too_many_fds {
             return Err(self.fd_flood());
         }
@@ -271,7 +333,15 @@ impl StreamIo {
         // The buffer grows with the bytes that arrive, bounded by the
         // maximum: never by what a frame announces.
         match decoder.decode_owned(&mut src) {
-            Ok(DecodedOwned::Message(data)) => Ok(Got::Msg(Message { data, meta: self.complete()? })),
+            Ok(DecodedOwned::Message(data)) => {
+                let meta = self.complete()?;
+                let Some(len) = self.sealed_marker(&data) else {
+                    return Ok(Got::Msg(Message { data, meta }));
+                };
+                // The payload is read in place: `data` stays empty.
+                let meta = self.sealed.open(len, meta, self.decoder.max(), &self.base)?;
+                Ok(Got::Msg(Message { data: Vec::new(), meta }))
+            }
             Ok(DecodedOwned::Eof) => Ok(Got::Eof),
             Ok(DecodedOwned::NotYet) => Ok(Got::NotYet),
             Err(e) => Err(self.decode_error(e)),
