@@ -70,6 +70,10 @@ fn transports(scratch: &Scratch) -> Vec<Transport> {
     // A ring of 256 KiB holds the largest message four times over.
     let shm = format!("shm:{}?size=256KiB", scratch.name("shm"));
     all.push(Transport { create: false, ..stream(shm.clone(), Some(shm)) });
+    // And with a low copy-or-map threshold: most messages go through the
+    // sender's pool.
+    let pooled = format!("shm:{}?size=256KiB&inline=4KiB", scratch.name("shmpool"));
+    all.push(Transport { create: false, ..stream(pooled.clone(), Some(pooled)) });
     all
 }
 
@@ -335,4 +339,75 @@ fn empty_message_just_before_close_is_delivered() {
         drop(rx);
         remove(&t);
     }
+}
+
+/// Loans and samples work on every transport: in place on `shm:` (its
+/// pool), by copy elsewhere, and the three forms of each.
+#[test]
+fn loans_and_samples() {
+    each_transport("loans", |t, rx, tx| {
+        let sizes: Vec<usize> = [0, 1, 100, 4097, BIG].into_iter().filter(|&n| n <= t.max).collect();
+        let message = |size: usize| {
+            let mut msg = vec![0u8; size];
+            Rng(size as u64 ^ 0x10a2).fill(&mut msg);
+            msg
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (i, &size) in sizes.iter().enumerate() {
+                    let mut loan = match i % 3 {
+                        0 => tx.loan(size),
+                        1 => tx.loan_timeout(size, HANG_GUARD),
+                        _ => tx.try_loan(size),
+                    }
+                    .unwrap_or_else(|e| panic!("{}: loan {size}: {e}", t.label));
+                    assert_eq!(loan.len(), size);
+                    loan.copy_from_slice(&message(size));
+                    loan.send().unwrap_or_else(|e| panic!("{}: send a loan of {size}: {e}", t.label));
+                }
+            });
+            for (i, &size) in sizes.iter().enumerate() {
+                let sample = match i % 3 {
+                    0 => rx.recv_sample(),
+                    1 => rx.recv_sample_timeout(HANG_GUARD),
+                    _ => loop {
+                        match rx.try_recv_sample() {
+                            Err(e) if e.kind() == ErrorKind::Empty => std::thread::sleep(Duration::from_millis(1)),
+                            other => break other,
+                        }
+                    },
+                }
+                .unwrap_or_else(|e| panic!("{}: recv a sample of {size}: {e}", t.label));
+                assert_eq!(sample.len(), size, "{}", t.label);
+                assert!(sample.to_vec() == message(size), "{}: {size}-byte loan corrupted", t.label);
+                let on_shm = t.label.starts_with("shm:") && sample.is_in_place();
+                assert_eq!(sample.as_stable().is_none(), on_shm, "{}: only a pool sample is unstable", t.label);
+            }
+        });
+        assert_eq!(rx.try_recv_sample().unwrap_err().kind(), ErrorKind::Empty, "{}", t.label);
+    });
+}
+
+/// Sealed memfd messages travel on `unix:` sockets of every type and are
+/// received in place; every other transport refuses them, sending nothing.
+#[test]
+fn sealed_messages_where_they_apply() {
+    each_transport("sealed", |t, rx, tx| {
+        let payload = vec![0x5au8; 10_000];
+        let unix = t.label.starts_with("unix");
+        match tx.send_sealed(&payload) {
+            Ok(()) => {
+                assert!(unix, "{}: a sealed message on a transport that cannot carry one", t.label);
+                let sample = rx.recv_sample_timeout(HANG_GUARD).unwrap();
+                assert!(sample.is_in_place(), "{}", t.label);
+                assert_eq!(sample.as_stable(), Some(&payload[..]), "{}", t.label);
+            }
+            Err(e) => {
+                assert!(!unix, "{}: {e}", t.label);
+                assert_eq!(e.kind(), ErrorKind::Unsupported, "{}: {e}", t.label);
+            }
+        }
+        tx.send(b"next").unwrap();
+        assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"next", "{}: nothing else arrived", t.label);
+    });
 }

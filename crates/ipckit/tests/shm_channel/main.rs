@@ -20,6 +20,7 @@
 mod bad_input;
 mod basics;
 mod death;
+mod exchange;
 mod hostile;
 mod liveness;
 mod pool;

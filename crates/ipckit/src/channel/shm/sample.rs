@@ -54,6 +54,8 @@ pub struct Sample {
 enum Data {
     Owned(Vec<u8>),
     Pool(Pooled),
+    /// A sealed memfd message (`unix:`): in place, and nobody can change it.
+    Sealed(crate::shm::Sealed),
 }
 
 /// A message in a sender's pool, held by the receiver.
@@ -83,7 +85,12 @@ impl Drop for Pooled {
 impl Sample {
     /// A message received by copy.
     pub(crate) fn owned(message: Message, name: &str) -> Sample {
-        Sample { data: Data::Owned(message.data), meta: message.meta, name: name.into() }
+        let Message { data, mut meta } = message;
+        let data = match meta.sealed.take() {
+            Some(sealed) => Data::Sealed(sealed),
+            None => Data::Owned(data),
+        };
+        Sample { data, meta, name: name.into() }
     }
 
     /// A message held in a sender's pool.
@@ -96,6 +103,7 @@ impl Sample {
         match &self.data {
             Data::Owned(v) => v.len(),
             Data::Pool(p) => p.len,
+            Data::Sealed(s) => s.len(),
         }
     }
 
@@ -110,9 +118,22 @@ impl Sample {
     }
 
     /// Whether the message is in shared memory, in place (a `shm:`
-    /// sender's pool), rather than a copy in this process.
+    /// sender's pool, or a sealed memfd), rather than a copy in this
+    /// process.
     pub fn is_in_place(&self) -> bool {
-        matches!(self.data, Data::Pool(_))
+        matches!(self.data, Data::Pool(_) | Data::Sealed(_))
+    }
+
+    /// The message's bytes where nobody can change them: a copy in this
+    /// process, or a sealed memfd (the kernel forbids every write). `None`
+    /// for a message in a `shm:` pool, which its sender could still write
+    /// (see [`as_slice`](Self::as_slice)).
+    pub fn as_stable(&self) -> Option<&[u8]> {
+        match &self.data {
+            Data::Owned(v) => Some(v),
+            Data::Sealed(s) => Some(s.as_bytes()),
+            Data::Pool(_) => None,
+        }
     }
 
     /// Copies `buf.len()` bytes from `offset` of the message into `buf`.
@@ -129,6 +150,7 @@ impl Sample {
         }
         match &self.data {
             Data::Owned(v) => buf.copy_from_slice(&v[offset..offset + buf.len()]),
+            Data::Sealed(s) => buf.copy_from_slice(&s.as_bytes()[offset..offset + buf.len()]),
             Data::Pool(p) => p.pool.view().read(p.offset + offset, buf),
         }
         Ok(())
@@ -171,6 +193,7 @@ impl Sample {
     pub unsafe fn as_slice(&self) -> &[u8] {
         match &self.data {
             Data::Owned(v) => v,
+            Data::Sealed(s) => s.as_bytes(),
             // SAFETY: the caller accepts that the sender may change the
             // bytes (see above); the chunks are held until `self` drops.
             Data::Pool(p) => unsafe { p.pool.view().slice(p.offset, p.len) },
@@ -181,6 +204,7 @@ impl Sample {
     pub fn to_vec(&self) -> Vec<u8> {
         match &self.data {
             Data::Owned(v) => v.clone(),
+            Data::Sealed(s) => s.as_bytes().to_vec(),
             Data::Pool(p) => {
                 let mut out = vec![0u8; p.len];
                 p.pool.view().read(p.offset, &mut out);
@@ -190,11 +214,21 @@ impl Sample {
     }
 
     /// The message as a [`Message`]: copied out of a pool (which gets its
-    /// chunks back at once), moved otherwise.
+    /// chunks back at once), moved otherwise (a sealed memfd goes back to
+    /// `meta.sealed`).
     pub fn into_message(self) -> Message {
-        match self.data {
-            Data::Owned(data) => Message { data, meta: self.meta },
-            Data::Pool(_) => Message { data: self.to_vec(), meta: self.meta },
+        let Sample { data: held, mut meta, .. } = self;
+        match held {
+            Data::Owned(data) => Message { data, meta },
+            Data::Sealed(sealed) => {
+                meta.sealed = Some(sealed);
+                Message { data: Vec::new(), meta }
+            }
+            Data::Pool(p) => {
+                let mut data = vec![0u8; p.len];
+                p.pool.view().read(p.offset, &mut data);
+                Message { data, meta }
+            }
         }
     }
 }
