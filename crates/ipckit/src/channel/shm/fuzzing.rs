@@ -315,3 +315,142 @@ impl Producer {
         self.0.unpark();
     }
 }
+
+/// The pool's two books (see `pool.rs`) run by a script, with every
+/// invariant checked; panics on a violation. For the fuzz target
+/// `shm_pool` and its stable smoke test.
+///
+/// The first byte sets the pool's size (1 to 64 chunks) and who is
+/// hostile: nobody, the sender (it also publishes arbitrary references)
+/// or the receiver (it also gives back arbitrary chunks). The rest is a
+/// script: each byte an operation, some followed by operands.
+///
+/// - The receiver never holds a chunk twice, and every reference it
+///   accepts is inside the pool in whole chunks.
+/// - The sender takes back only chunks it lent, whatever it is given.
+/// - Both honest: the sender never lends a chunk the receiver holds, every
+///   reference is accepted, every give-back taken back.
+pub fn pool_script(data: &[u8]) {
+    use std::collections::VecDeque;
+
+    use super::pool::{CHUNK, Holder, Lender, chunks_for};
+
+    let Some((&first, mut script)) = data.split_first() else { return };
+    let chunks = 1 + (first & 63) as usize;
+    let (hostile_sender, hostile_receiver) = (first >> 6 == 1, first >> 6 == 2);
+    let honest = !hostile_sender && !hostile_receiver;
+    let size = chunks * CHUNK;
+    let (mut lender, mut holder) = (Lender::new(chunks), Holder::new(size));
+    let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 < b.0 + b.1 && b.0 < a.0 + a.1;
+    // Published, not yet taken, as (first chunk, chunks, length); held by
+    // the receiver and given back, as (first chunk, chunks, whether the
+    // sender lent them).
+    let mut published: VecDeque<(usize, usize, usize)> = VecDeque::new();
+    let mut held: Vec<(usize, usize, bool)> = Vec::new();
+    let mut released: VecDeque<(usize, usize, bool)> = VecDeque::new();
+    let mut take = |n: usize| -> Option<u64> {
+        let (bytes, rest) = script.split_at_checked(n)?;
+        script = rest;
+        Some(bytes.iter().fold(0u64, |v, &b| v << 8 | b as u64))
+    };
+    while let Some(op) = take(1) {
+        match op % 6 {
+            // The sender lends a message of up to 4 chunks, and publishes it.
+            0 => {
+                let Some(len) = take(3) else { break };
+                let len = (len as usize) % (4 * CHUNK) + 1;
+                if let Some(first) = lender.lend(len) {
+                    let count = chunks_for(len);
+                    assert!(first + count <= chunks, "lent inside the pool");
+                    if honest {
+                        for &(f, c, _) in &held {
+                            assert!(!overlaps((first, count), (f, c)), "lent chunks the receiver holds");
+                        }
+                    }
+                    published.push_back((first, count, len));
+                }
+            }
+            // The receiver takes the next published message.
+            1 => {
+                if let Some((first, count, len)) = published.pop_front() {
+                    match holder.check((first * CHUNK) as u64, len as u64) {
+                        Ok(found) => {
+                            assert_eq!(found, (first, count));
+                            holder.hold(first, count);
+                            held.push((first, count, true));
+                        }
+                        // Refused only for overlapping what it holds: chunks
+                        // of a hostile sender's references, or chunks a
+                        // hostile receiver gave back while holding them.
+                        Err(why) => {
+                            assert!(!honest, "an honest reference refused: {why}");
+                            assert!(held.iter().any(|&(f, c, _)| overlaps((first, count), (f, c))), "{why}")
+                        }
+                    }
+                }
+            }
+            // The receiver gives a message back.
+            2 => {
+                let Some(pick) = take(1) else { break };
+                if !held.is_empty() {
+                    let (first, count, lent) = held.swap_remove(pick as usize % held.len());
+                    holder.give_back(first, count);
+                    released.push_back((first, count, lent));
+                }
+            }
+            // The sender takes back what was given back.
+            3 => {
+                if let Some((first, count, lent)) = released.pop_front() {
+                    let ok = lender.take_back(first, count);
+                    assert!(ok || !honest || !lent, "an honest give-back refused");
+                }
+            }
+            // A hostile sender publishes anything.
+            4 if hostile_sender => {
+                // Plausible references mostly (a chunk of the pool or just
+                // past it, sometimes misaligned), anything now and then.
+                let (offset, len) = if op & 0x80 != 0 {
+                    let (Some(offset), Some(len)) = (take(8), take(8)) else { break };
+                    (offset, len)
+                } else {
+                    let (Some(pick), Some(len)) = (take(2), take(3)) else { break };
+                    let chunk = (pick & 0xff) % (chunks as u64 + 2);
+                    let misaligned = u64::from(pick >> 8 & 3 == 3);
+                    (chunk * CHUNK as u64 + misaligned, len % (4 * CHUNK as u64))
+                };
+                if let Ok((first, count)) = holder.check(offset, len) {
+                    assert!(offset % CHUNK as u64 == 0 && offset + len <= size as u64, "accepted outside the pool");
+                    assert!(!held.iter().any(|&(f, c, _)| overlaps((first, count), (f, c))), "accepted chunks held");
+                    holder.hold(first, count);
+                    held.push((first, count, false));
+                }
+            }
+            // A hostile receiver gives back anything.
+            5 if hostile_receiver => {
+                let (Some(first), Some(count)) = (take(4), take(4)) else { break };
+                let (first, count) = (first as usize, count as usize);
+                let before = lender.lent();
+                let was_lent = count > 0 && (first..first.saturating_add(count)).all(|c| lender.is_lent(c));
+                assert_eq!(lender.take_back(first, count), was_lent, "took back only chunks lent");
+                assert_eq!(lender.lent(), if was_lent { before - count } else { before });
+            }
+            _ => {}
+        }
+        assert_eq!(holder.held(), held.iter().map(|&(_, c, _)| c).sum::<usize>(), "the receiver's book");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The fuzz target's script, over random inputs: a stable smoke
+        /// test that `cargo test` runs.
+        #[test]
+        fn pool_books_keep_their_invariants(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            super::pool_script(&data);
+        }
+    }
+}

@@ -78,12 +78,14 @@ impl Bitmap {
             && (first..first + count).all(|i| self.get(i) == on)
     }
 
-    /// The first run of `count` free chunks.
-    fn find_free(&self, count: usize) -> Option<usize> {
+    /// The first run of `count` free chunks in `from..to`.
+    fn find_free_in(&self, from: usize, to: usize, count: usize) -> Option<usize> {
         let mut run = 0;
-        for i in 0..self.chunks {
-            if self.words[i / 64] == u64::MAX {
-                run = 0;
+        let mut i = from;
+        while i < to {
+            // A whole word in use: skip it.
+            if run == 0 && i % 64 == 0 && self.words[i / 64] == u64::MAX {
+                i += 64;
                 continue;
             }
             if self.get(i) {
@@ -94,8 +96,105 @@ impl Bitmap {
                     return Some(i + 1 - count);
                 }
             }
+            i += 1;
         }
         None
+    }
+
+    fn count_ones(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// The sender's book of its pool: which chunks are lent (to a loan, or to
+/// the receiver until it gives them back). Next fit: a search starts where
+/// the last one ended, so a stream of messages walks the pool in order.
+#[derive(Debug)]
+pub(crate) struct Lender {
+    lent: Bitmap,
+    cursor: usize,
+}
+
+impl Lender {
+    pub(crate) fn new(chunks: usize) -> Lender {
+        Lender { lent: Bitmap::new(chunks), cursor: 0 }
+    }
+
+    /// Lends chunks for `len` bytes: the first, if a run of them is free.
+    pub(crate) fn lend(&mut self, len: usize) -> Option<usize> {
+        let (count, chunks) = (chunks_for(len), self.lent.chunks);
+        if count > chunks {
+            return None;
+        }
+        let first = self
+            .lent
+            .find_free_in(self.cursor, chunks, count)
+            .or_else(|| self.lent.find_free_in(0, (self.cursor + count - 1).min(chunks), count))?;
+        self.lent.set(first, count, true);
+        self.cursor = (first + count) % chunks;
+        Some(first)
+    }
+
+    /// Takes chunks back; `false` (and nothing changes) when they were not
+    /// all lent: a receiver breaking the protocol.
+    pub(crate) fn take_back(&mut self, first: usize, count: usize) -> bool {
+        if count == 0 || !self.lent.all(first, count, true) {
+            return false;
+        }
+        self.lent.set(first, count, false);
+        true
+    }
+
+    pub(crate) fn is_lent(&self, chunk: usize) -> bool {
+        chunk < self.lent.chunks && self.lent.get(chunk)
+    }
+
+    /// Chunks lent now.
+    pub(crate) fn lent(&self) -> usize {
+        self.lent.count_ones()
+    }
+}
+
+/// The receiver's book of a sender's pool: which chunks it holds.
+#[derive(Debug)]
+pub(crate) struct Holder {
+    held: Bitmap,
+    size: usize,
+}
+
+impl Holder {
+    pub(crate) fn new(size: usize) -> Holder {
+        Holder { held: Bitmap::new(size / CHUNK), size }
+    }
+
+    /// Checks a reference a sender published: `len` bytes at `offset`,
+    /// chunk-aligned, inside the pool, not overlapping a message held.
+    /// Returns its first chunk and chunk count.
+    pub(crate) fn check(&self, offset: u64, len: u64) -> std::result::Result<(usize, usize), String> {
+        let fits = offset.checked_add(len).is_some_and(|end| end <= self.size as u64);
+        if offset % CHUNK as u64 != 0 || !fits {
+            return Err(format!(
+                "a pool reference of {len} bytes at offset {offset} is not inside the {}-byte pool in whole chunks",
+                self.size
+            ));
+        }
+        let (first, count) = ((offset / CHUNK as u64) as usize, chunks_for(len as usize));
+        if !self.held.all(first, count, false) {
+            return Err(format!("a pool reference at offset {offset} overlaps a message still held"));
+        }
+        Ok((first, count))
+    }
+
+    pub(crate) fn hold(&mut self, first: usize, count: usize) {
+        self.held.set(first, count, true);
+    }
+
+    pub(crate) fn give_back(&mut self, first: usize, count: usize) {
+        self.held.set(first, count, false);
+    }
+
+    pub(crate) fn held(&self) -> usize {
+        self.held.count_ones()
     }
 }
 
@@ -107,7 +206,7 @@ pub(crate) struct Pool {
     // lives as long as `self`.
     base: NonNull<u8>,
     size: usize,
-    lent: Bitmap,
+    lent: Lender,
     /// Bytes from the start already reserved (`fallocate`): chunks are
     /// reserved the first time they are lent.
     reserved: usize,
@@ -127,7 +226,7 @@ impl Pool {
         region.seal_writes()?;
         region.seal_seals()?;
         let base = NonNull::new(region.as_ptr()).expect("a mapping is never at address 0");
-        Ok(Pool { base, size, lent: Bitmap::new(size / CHUNK), reserved: 0, region })
+        Ok(Pool { base, size, lent: Lender::new(size / CHUNK), reserved: 0, region })
     }
 
     pub(crate) fn size(&self) -> usize {
@@ -143,20 +242,21 @@ impl Pool {
     /// is room (`Ok(None)`: none now). Memory the system cannot give is an
     /// error here, not a fault at a later store.
     pub(crate) fn alloc(&mut self, len: usize) -> Result<Option<usize>> {
-        let count = chunks_for(len);
-        let Some(first) = self.lent.find_free(count) else { return Ok(None) };
-        let end = (first + count) * CHUNK;
+        let Some(first) = self.lent.lend(len) else { return Ok(None) };
+        let end = (first + chunks_for(len)) * CHUNK;
         if end > self.reserved {
-            self.region.reserve_range(self.reserved, end - self.reserved)?;
+            if let Err(e) = self.region.reserve_range(self.reserved, end - self.reserved) {
+                self.lent.take_back(first, chunks_for(len));
+                return Err(e);
+            }
             self.reserved = end;
         }
-        self.lent.set(first, count, true);
         Ok(Some(first))
     }
 
     /// The writable start of chunk `first` (lent).
     pub(crate) fn chunk_ptr(&mut self, first: usize) -> NonNull<u8> {
-        assert!(first < self.size / CHUNK && self.lent.get(first), "a lent chunk");
+        assert!(self.lent.is_lent(first), "a lent chunk");
         // SAFETY: inside the mapping (asserted: `first` is a chunk of it).
         unsafe { self.base.add(first * CHUNK) }
     }
@@ -165,18 +265,14 @@ impl Pool {
     /// dropped. `false` when they were not lent (a receiver breaking the
     /// protocol): nothing changes then.
     pub(crate) fn free(&mut self, first: usize, count: usize) -> bool {
-        if count == 0 || !self.lent.all(first, count, true) {
-            return false;
-        }
-        self.lent.set(first, count, false);
-        true
+        self.lent.take_back(first, count)
     }
 
     /// Copies `parts` (`len` bytes in all) into the chunks lent from
     /// `first`.
     pub(crate) fn fill(&mut self, first: usize, parts: &[std::io::IoSlice<'_>], len: usize) {
         let offset = first * CHUNK;
-        assert!(self.lent.all(first, chunks_for(len), true) && offset + len <= self.size, "a lent range");
+        assert!(self.lent.is_lent(first) && offset + len <= self.size, "a lent range");
         // SAFETY: the range is inside the mapping (asserted), which is
         // writable and lives as long as `self`; no other process can write
         // the pool (sealed: every other mapping is read-only), and the
@@ -192,7 +288,7 @@ impl Pool {
 
     /// Bytes of the pool lent now (in whole chunks).
     pub(crate) fn lent_bytes(&self) -> usize {
-        self.lent.words.iter().map(|w| w.count_ones() as usize).sum::<usize>() * CHUNK
+        self.lent.lent() * CHUNK
     }
 }
 
@@ -204,7 +300,7 @@ pub(crate) struct PoolView {
     // `size` bytes, alive as long as `self`.
     base: NonNull<u8>,
     size: usize,
-    held: Mutex<Bitmap>,
+    held: Mutex<Holder>,
     /// Owns the mapping.
     _region: Region,
 }
@@ -230,37 +326,24 @@ impl PoolView {
             return Err(refuse("the sender's pool is not sealed against writes by others".into()));
         }
         let base = NonNull::new(region.as_ptr()).expect("a mapping is never at address 0");
-        Ok(PoolView { base, size, held: Mutex::new(Bitmap::new(size / CHUNK)), _region: region })
+        Ok(PoolView { base, size, held: Mutex::new(Holder::new(size)), _region: region })
     }
 
-    /// Checks a reference the sender published: `len` bytes at `offset`,
-    /// chunk-aligned, inside the pool, not overlapping a message this side
-    /// still holds. Returns its first chunk and chunk count; nothing is
-    /// marked yet (see [`hold`](Self::hold)).
+    /// Checks a reference the sender published (see [`Holder::check`]);
+    /// nothing is marked yet (see [`hold`](Self::hold)).
     pub(crate) fn check(&self, offset: u64, len: u64) -> std::result::Result<(usize, usize), String> {
-        let fits = offset.checked_add(len).is_some_and(|end| end <= self.size as u64);
-        if offset % CHUNK as u64 != 0 || !fits {
-            return Err(format!(
-                "a pool reference of {len} bytes at offset {offset} is not inside the {}-byte pool in whole chunks",
-                self.size
-            ));
-        }
-        let (first, count) = ((offset / CHUNK as u64) as usize, chunks_for(len as usize));
-        if !self.held.lock().unwrap_or_else(|p| p.into_inner()).all(first, count, false) {
-            return Err(format!("a pool reference at offset {offset} overlaps a message still held"));
-        }
-        Ok((first, count))
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).check(offset, len)
     }
 
     /// Marks chunks (checked by [`check`](Self::check), by the one thread
     /// that receives: other threads only give chunks back) held.
     pub(crate) fn hold(&self, first: usize, count: usize) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).set(first, count, true);
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).hold(first, count);
     }
 
     /// The receiver is done with a message's chunks.
     pub(crate) fn give_back(&self, first: usize, count: usize) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).set(first, count, false);
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).give_back(first, count);
     }
 
     /// The pool's size.
