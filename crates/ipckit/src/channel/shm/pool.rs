@@ -107,31 +107,24 @@ impl Bitmap {
 }
 
 /// The sender's book of its pool: which chunks are lent (to a loan, or to
-/// the receiver until it gives them back). Next fit: a search starts where
-/// the last one ended, so a stream of messages walks the pool in order.
+/// the receiver until it gives them back). First fit: the lowest free run,
+/// so that the pool's footprint (chunks ever reserved) is what its busiest
+/// moment needed, and recently used chunks, still in cache, are used again.
 #[derive(Debug)]
 pub(crate) struct Lender {
     lent: Bitmap,
-    cursor: usize,
 }
 
 impl Lender {
     pub(crate) fn new(chunks: usize) -> Lender {
-        Lender { lent: Bitmap::new(chunks), cursor: 0 }
+        Lender { lent: Bitmap::new(chunks) }
     }
 
     /// Lends chunks for `len` bytes: the first, if a run of them is free.
     pub(crate) fn lend(&mut self, len: usize) -> Option<usize> {
-        let (count, chunks) = (chunks_for(len), self.lent.chunks);
-        if count > chunks {
-            return None;
-        }
-        let first = self
-            .lent
-            .find_free_in(self.cursor, chunks, count)
-            .or_else(|| self.lent.find_free_in(0, (self.cursor + count - 1).min(chunks), count))?;
+        let count = chunks_for(len);
+        let first = self.lent.find_free_in(0, self.lent.chunks, count)?;
         self.lent.set(first, count, true);
-        self.cursor = (first + count) % chunks;
         Some(first)
     }
 
