@@ -379,7 +379,7 @@ fn loans_and_samples() {
                 }
                 .unwrap_or_else(|e| panic!("{}: recv a sample of {size}: {e}", t.label));
                 assert_eq!(sample.len(), size, "{}", t.label);
-                assert!(sample.to_vec() == message(size), "{}: {size}-byte loan corrupted", t.label);
+                assert!(sample.to_vec().unwrap() == message(size), "{}: {size}-byte loan corrupted", t.label);
                 let on_shm = t.label.starts_with("shm:") && sample.is_in_place();
                 assert_eq!(sample.as_stable().is_none(), on_shm, "{}: only a pool sample is unstable", t.label);
             }

@@ -51,10 +51,15 @@ fn nothing_there_is_not_found_or_disconnected_and_names_the_endpoint() {
     let e = Sender::connect(&ep(&lonely)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
 
-    // A TCP port nobody listens on: bind one, learn its number, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let tcp = format!("tcp:127.0.0.1:{port}");
-    let e = Sender::connect(&ep(&tcp)).unwrap_err();
+    // A TCP port nobody listens on: bind one, learn its number, close it
+    // (another test may take the number meanwhile: then try another).
+    let (tcp, e) = (0..10)
+        .find_map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let tcp = format!("tcp:127.0.0.1:{port}");
+            Sender::connect(&ep(&tcp)).err().map(|e| (tcp, e))
+        })
+        .expect("a free port within ten tries");
     assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
     assert!(e.to_string().contains(&tcp), "{e}");
 

@@ -148,3 +148,14 @@ pub(crate) trait Transfer {
 pub fn remove(ep: &Endpoint) -> Result<()> {
     flavor::Flavor::remove(ep)
 }
+
+/// The public ends are `Send + Sync` (shareable across threads behind a
+/// lock or an `Arc`), loans and samples `Send`: checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Sender>();
+    send_sync::<Receiver>();
+    send_sync::<Sample>();
+    send::<Loan<'static>>();
+};

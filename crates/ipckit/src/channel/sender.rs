@@ -71,6 +71,14 @@ impl Sender {
         }
     }
 
+    /// As [`shm_sender`](Self::shm_sender), shared.
+    pub(crate) fn shm_sender_ref(&self) -> Option<&ShmSender> {
+        match &self.flavor {
+            Flavor::Shm(Shm::Sender(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// How many bytes of this `shm:` sender's pool are lent now (loans
     /// not sent, messages the receiver still holds), in whole 64 KiB
     /// chunks, after taking back what the receiver gave back; `None`

@@ -103,6 +103,16 @@ impl Region {
             .map_err(|e| Error::os("fallocate", self.name(), e))
     }
 
+    /// Where the first hole (a page never written) at or after `offset`
+    /// of a memfd region starts.
+    pub(crate) fn next_hole(&self, offset: usize) -> Result<usize> {
+        let Backing::Memfd { fd } = self.backing() else {
+            return Err(Error::new(ErrorKind::Unsupported, "lseek", self.name(), "not a memfd"));
+        };
+        let at = sys::fs::next_hole(fd, offset as u64).map_err(|e| Error::os("lseek", self.name(), e))?;
+        Ok(usize::try_from(at).unwrap_or(usize::MAX))
+    }
+
     /// Adds `F_SEAL_SEAL` to a memfd region: no seal can be added or
     /// removed any more.
     pub(crate) fn seal_seals(&self) -> Result<()> {

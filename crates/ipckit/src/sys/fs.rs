@@ -60,6 +60,12 @@ impl Stat {
 }
 
 /// `fstat`.
+/// `lseek(fd, offset, SEEK_HOLE)`: where the first hole at or after
+/// `offset` starts (the file's size when there is none).
+pub(crate) fn next_hole(fd: impl AsFd, offset: u64) -> Result<u64, Errno> {
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Hole(offset))
+}
+
 pub(crate) fn fstat(fd: impl AsFd) -> Result<Stat, Errno> {
     rustix::fs::fstat(fd).map(Stat::from_raw)
 }

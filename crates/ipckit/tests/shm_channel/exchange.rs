@@ -97,7 +97,7 @@ fn exchange(senders: u64, tag: &str) {
                 } else {
                     copied += 1;
                 }
-                (sample.meta().creds.unwrap().pid, sample.to_vec())
+                (sample.meta().creds.unwrap().pid, sample.to_vec().unwrap())
             }
         };
         let id = children.iter().position(|(p, _)| *p == pid).expect("one of our senders");

@@ -25,11 +25,12 @@ const HONEST: u32 = 20_000;
 fn join(name: &str) -> Option<(Connection, Region)> {
     let control: ipckit::Endpoint = format!("unix-seqpacket:@ipckit/shm/{name}").parse().unwrap();
     let mut conn = Connection::connect(&control).ok()?;
-    let mut hello = b"IPCKIT-SHM\x01".to_vec();
-    hello.extend_from_slice(&0u64.to_le_bytes());
+    let mut hello = b"IPCKIT-SHM\x02".to_vec();
+    // No size asked for, no pool.
+    hello.extend_from_slice(&[0u8; 16]);
     conn.send(&hello).ok()?;
     let welcome = conn.recv_timeout(HANG_GUARD).ok()?;
-    assert_eq!(welcome.data[..12], *b"IPCKIT-SHM\x01W", "a welcome");
+    assert_eq!(welcome.data[..12], *b"IPCKIT-SHM\x02W", "a welcome");
     let fd = welcome.meta.fds.into_iter().next().expect("the ring");
     let len = rustix::fs::fstat(&fd).unwrap().st_size as usize;
     let ring = Region::from_received_fd(fd, len, Trust::SealedOnly).expect("map the ring");

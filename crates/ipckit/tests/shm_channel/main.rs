@@ -24,5 +24,6 @@ mod exchange;
 mod hostile;
 mod liveness;
 mod pool;
+mod pool_edges;
 mod stress;
 mod support;

@@ -55,7 +55,7 @@ fn loans_and_samples_in_place() {
     sample.read_at(99_900, &mut part).unwrap();
     assert_eq!(part[..], payload[99_900..]);
     assert_eq!(sample.read_at(99_901, &mut part).unwrap_err().kind(), ErrorKind::Invalid);
-    assert_eq!(sample.to_vec(), payload);
+    assert_eq!(sample.to_vec().unwrap(), payload);
     // SAFETY: the sender is this test; it does not write published chunks.
     assert_eq!(unsafe { sample.as_slice() }, &payload[..]);
     assert_eq!(sample.read::<u64>().unwrap(), u64::from_le_bytes(payload[..8].try_into().unwrap()));
@@ -101,7 +101,7 @@ fn copy_or_map_by_size() {
     let b = rx.recv_sample_timeout(HANG_GUARD).unwrap();
     assert!(!a.is_in_place(), "4096 bytes are copied inline");
     assert!(b.is_in_place(), "4097 bytes go through the pool");
-    assert_eq!((a.to_vec(), b.to_vec()), (small, big.clone()));
+    assert_eq!((a.to_vec().unwrap(), b.to_vec().unwrap()), (small, big.clone()));
     drop((a, b));
     // recv and recv_into copy pool messages out, and give the chunks back.
     tx.send(&big).unwrap();
@@ -203,10 +203,10 @@ fn loans_too_large_and_an_exhausted_pool() {
     loan.fill(0xee);
     loan.send().unwrap();
     let fresh = rx.recv_sample_timeout(HANG_GUARD).unwrap();
-    assert_eq!(fresh.to_vec(), vec![0xee; CHUNK]);
+    assert_eq!(fresh.to_vec().unwrap(), vec![0xee; CHUNK]);
     // The samples still held were never written over.
     for (sample, seed) in held.iter().zip([10, 12, 13]) {
-        assert_eq!(sample.to_vec(), pattern(CHUNK, seed), "a held chunk handed out again");
+        assert_eq!(sample.to_vec().unwrap(), pattern(CHUNK, seed), "a held chunk handed out again");
     }
     drop((held, fresh));
     assert_eq!(tx.pool_in_use().unwrap(), Some(0));
@@ -232,7 +232,7 @@ fn join_with_pool(name: &str, pool: &rustix::fd::OwnedFd, size: u64) -> (Connect
     use std::os::fd::AsFd;
     let control: ipckit::Endpoint = format!("unix-seqpacket:@ipckit/shm/{name}").parse().unwrap();
     let mut conn = Connection::connect(&control).unwrap();
-    let mut hello = b"IPCKIT-SHM\x01".to_vec();
+    let mut hello = b"IPCKIT-SHM\x02".to_vec();
     hello.extend_from_slice(&0u64.to_le_bytes());
     hello.extend_from_slice(&size.to_le_bytes());
     conn.send_with(&hello, &ipckit::SendMeta::new().fds(&[pool.as_fd()])).unwrap();
@@ -243,6 +243,10 @@ fn join_with_pool(name: &str, pool: &rustix::fd::OwnedFd, size: u64) -> (Connect
 fn memfd(size: u64, seals: rustix::fs::SealFlags) -> rustix::fd::OwnedFd {
     let fd = rustix::fs::memfd_create("ipckit-t-pool", rustix::fs::MemfdFlags::ALLOW_SEALING).unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
+    // The first two chunks written, as a sender writes what it lends
+    // (references to holes are refused).
+    let written = vec![0u8; (2 * CHUNK).min(size as usize)];
+    rustix::io::pwrite(&fd, &written, 0).unwrap();
     if !seals.is_empty() {
         rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
     }
@@ -275,7 +279,7 @@ fn isolated_bad_pool() {
         ("not whole chunks", memfd(1 << 20, sealed), 1000),
     ] {
         let (conn, answer) = join_with_pool(&name, &fd, size);
-        assert_eq!(answer.data[..13], *b"IPCKIT-SHM\x01R\x03", "{why}: a refusal for the protocol");
+        assert_eq!(answer.data[..13], *b"IPCKIT-SHM\x02R\x03", "{why}: a refusal for the protocol");
         assert!(String::from_utf8_lossy(&answer.data).contains("pool"), "{why}: says why");
         assert!(answer.meta.fds.is_empty());
         drop((conn, fd));
@@ -302,7 +306,7 @@ fn hostile_pool_references_are_corrupt_and_the_receiver_keeps_serving() {
     let mut rx = Receiver::bind(&ep(&text)).unwrap();
     let pool = memfd(4 * CHUNK as u64, SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE);
     let (_conn, welcome) = join_with_pool(&name, &pool, 4 * CHUNK as u64);
-    assert_eq!(welcome.data[..12], *b"IPCKIT-SHM\x01W");
+    assert_eq!(welcome.data[..12], *b"IPCKIT-SHM\x02W");
     let ring_fd = welcome.meta.fds.into_iter().next().unwrap();
     let len = rustix::fs::fstat(&ring_fd).unwrap().st_size as usize;
     let ring = Region::from_received_fd(ring_fd, len, ipckit::shm::Trust::SealedOnly).unwrap();

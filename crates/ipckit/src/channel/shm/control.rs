@@ -7,9 +7,9 @@
 //!
 //! | packet | direction | bytes |
 //! | --- | --- | --- |
-//! | hello | sender → receiver | `IPCKIT-SHM`, version `1`, `u64` the `?size=` the sender asked for (0: none), `u64` its pool's size (0 or absent: no pool); with SCM_RIGHTS when there is a pool: the pool's memfd, sealed against shrinking, growing and writes by others (see `pool`) |
-//! | welcome | receiver → sender | `IPCKIT-SHM`, version `1`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd, the receiver's liveness page (a sealed memfd, read-only), the receiver's doorbell (an eventfd) |
-//! | refusal | receiver → sender | `IPCKIT-SHM`, version `1`, `R`, `u8` the reason (1 permission, 2 senders, 3 protocol), then a UTF-8 explanation |
+//! | hello | sender → receiver | `IPCKIT-SHM`, version `2`, `u64` the `?size=` the sender asked for (0: none), `u64` its pool's size (0: no pool); with SCM_RIGHTS when there is a pool: the pool's memfd, sealed against shrinking, growing and writes by others (see `pool`) |
+//! | welcome | receiver → sender | `IPCKIT-SHM`, version `2`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd, the receiver's liveness page (a sealed memfd, read-only), the receiver's doorbell (an eventfd) |
+//! | refusal | receiver → sender | `IPCKIT-SHM`, version `2`, `R`, `u8` the reason (1 permission, 2 senders, 3 protocol), then a UTF-8 explanation |
 //! | wake | receiver → sender, after the welcome | one byte, any value |
 //!
 //! Integers are little-endian. A side about to sleep sets its `PARKED`
@@ -34,8 +34,9 @@ use crate::meta::Credentials;
 
 /// The prefix of every handshake packet.
 pub(crate) const MAGIC: &[u8; 10] = b"IPCKIT-SHM";
-/// The protocol version.
-pub(crate) const VERSION: u8 = 1;
+/// The protocol version: 2 since senders have payload pools (a version-1
+/// peer is refused with a clear "not a hello" or "not a welcome").
+pub(crate) const VERSION: u8 = 2;
 /// The abstract socket name's prefix.
 pub(crate) const PREFIX: &str = "ipckit/shm/";
 /// The longest packet either side reads during the handshake.
@@ -89,7 +90,6 @@ impl Packet {
         let rest = Packet::strip(bytes)?;
         let word = |at: usize| rest.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         match rest.len() {
-            8 => Some(Packet::Hello { size: word(0)?, pool: 0 }),
             16 => Some(Packet::Hello { size: word(0)?, pool: word(8)? }),
             _ => None,
         }
@@ -133,13 +133,13 @@ mod tests {
     fn packets_round_trip_and_garbage_is_refused() {
         let hello = Packet::Hello { size: 1 << 20, pool: 64 << 20 };
         assert_eq!(Packet::hello(&hello.encode()), Some(hello));
-        // A hello without a pool (the first version's) still parses.
-        assert_eq!(Packet::hello(b"IPCKIT-SHM\x01\0\0\x10\0\0\0\0\0"), Some(Packet::Hello { size: 1 << 20, pool: 0 }));
+        // The first version's hello is refused.
+        assert_eq!(Packet::hello(b"IPCKIT-SHM\x01\0\0\x10\0\0\0\0\0"), None);
         let w = Packet::Welcome { capacity: 4096 };
         assert_eq!(Packet::answer(&w.encode()), Some(w));
         let r = Packet::Refused { reason: Some(Refusal::Senders), why: "full".into() };
         assert_eq!(Packet::answer(&r.encode()), Some(r));
-        for junk in [&b""[..], b"IPCKIT-SHM", b"IPCKIT-SHM\x02\0\0\0\0\0\0\0\0", b"IPCKIT-SHM\x01W\x01", b"xx"] {
+        for junk in [&b""[..], b"IPCKIT-SHM", b"IPCKIT-SHM\x03\0\0\0\0\0\0\0\0", b"IPCKIT-SHM\x02W\x01", b"xx"] {
             assert_eq!(Packet::hello(junk), None, "{junk:?}");
             assert_eq!(Packet::answer(junk), None, "{junk:?}");
         }

@@ -8,7 +8,7 @@
 //!
 //! | offset | size | field | written by |
 //! | --- | --- | --- | --- |
-//! | 0 | 64 | ipckit object header: magic, version 1, state ready, kind 6 (`ObjectKind::ChannelRing`), `size` = the memfd's size | receiver, before handing the memfd over |
+//! | 0 | 64 | ipckit object header: magic, version 2 (1 had no release ring), state ready, kind 6 (`ObjectKind::ChannelRing`), `size` = the memfd's size | receiver, before handing the memfd over |
 //! | 64 | 8 | `tail`: bytes published (bit 63: the receiver is parked) | sender (bit 63: receiver) |
 //! | 72 | 8 | `release head`: release records consumed | sender |
 //! | 80 | 48 | reserved, 0 | |
@@ -150,7 +150,7 @@ pub(crate) fn live_spec() -> ObjectSpec {
 pub(crate) fn spec(capacity: usize, release: usize) -> ObjectSpec {
     ObjectSpec {
         kind: ObjectKind::ChannelRing.code(),
-        version: 1,
+        version: 2,
         abi: 0,
         payload: DATA - HEADER_SIZE + capacity + release,
     }

@@ -407,3 +407,58 @@ fn try_send_model() {
 fn loom_ring_try_send_and_poll_fd() {
     try_send_model();
 }
+
+/// The release ring as the pool runs it (`pool.rs`, `sender.rs`): two
+/// samples dropped on two threads give their chunks back through one
+/// producer behind a lock (`PeerPool::give_back`), ringing the sender when
+/// it had parked; the sender takes back whatever is there, releases the
+/// space, and parks until chunks come back (`ShmSender::lend`). Both
+/// chunks come back, and nobody sleeps for ever.
+#[test]
+fn loom_release_ring_two_droppers_and_a_parked_lender() {
+    check(|| {
+        // One 16-byte record per chunk: two chunks, never full.
+        let ring = LoomRing::new(32);
+        let producer = Arc::new(Mutex::new(Producer::new(ring.clone())));
+        let bell = Arc::new(Doorbell::default());
+        let droppers: Vec<_> = [0u32, 1]
+            .into_iter()
+            .map(|chunk| {
+                let (producer, bell) = (producer.clone(), bell.clone());
+                thread::spawn(move || {
+                    let record = (1u64 << 32 | chunk as u64).to_le_bytes();
+                    let pushed =
+                        producer.lock().unwrap().try_push(&[IoSlice::new(&record)], 8, super::ring::TAG_RELEASE);
+                    match pushed.expect("an honest sender") {
+                        Push::Done { wake } => {
+                            if wake {
+                                bell.ring();
+                            }
+                        }
+                        Push::Full => panic!("the release ring holds a record for every chunk"),
+                    }
+                })
+            })
+            .collect();
+        let mut lender = Consumer::new(ring);
+        let mut back = [false; 2];
+        while back != [true; 2] {
+            while let Some(rec) = lender.peek().expect("an honest receiver") {
+                let mut word = [0u8; 8];
+                lender.read(rec, &mut word);
+                lender.pop(rec);
+                let chunk = u64::from_le_bytes(word) as u32 as usize;
+                assert!(!back[chunk], "a chunk given back twice");
+                back[chunk] = true;
+            }
+            lender.release();
+            if back != [true; 2] && lender.park().expect("an honest receiver") {
+                bell.sleep();
+                lender.unpark();
+            }
+        }
+        for d in droppers {
+            d.join().unwrap();
+        }
+    });
+}

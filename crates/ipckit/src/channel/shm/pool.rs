@@ -4,10 +4,17 @@
 //! The sender creates the pool when it connects (`ipckit-shm:NAME:pool`, a
 //! memfd of `?pool=` bytes, sparse: a page costs memory only once
 //! written), maps it read-write, seals it against shrinking, growing,
-//! further writable mappings (`F_SEAL_FUTURE_WRITE`) and further seals,
-//! and hands it to the receiver in its hello. The receiver can only map it
-//! read-only: the sender alone can write its pool, so a loan is a sound
-//! `&mut [u8]` for it.
+//! further writable mappings (`F_SEAL_FUTURE_WRITE`, which also forbids
+//! punching holes) and further seals, and hands it to the receiver in its
+//! hello. The receiver can only map it read-only: the sender alone can
+//! write its pool, so a loan is a sound `&mut [u8]` for it.
+//!
+//! The sender reserves (`fallocate`) and writes every page of a chunk the
+//! first time it lends it, so that memory running out is an error there,
+//! and so that the pages are data, not holes: the receiver refuses a
+//! reference that reaches a hole (`SEEK_HOLE`, once each time the part of
+//! the pool known to be written grows), since reading a hole of a shared
+//! mapping would allocate memory the sender never paid for.
 //!
 //! The pool is cut into chunks of [`CHUNK`] bytes; a message takes a run of
 //! consecutive chunks (first fit). A message in the pool travels as a ring
@@ -164,7 +171,8 @@ impl Holder {
     /// chunk-aligned, inside the pool, not overlapping a message held.
     /// Returns its first chunk and chunk count.
     pub(crate) fn check(&self, offset: u64, len: u64) -> std::result::Result<(usize, usize), String> {
-        let fits = offset.checked_add(len).is_some_and(|end| end <= self.size as u64);
+        // A message takes at least one chunk, also an empty one.
+        let fits = offset < self.size as u64 && offset.checked_add(len).is_some_and(|end| end <= self.size as u64);
         if offset % CHUNK as u64 != 0 || !fits {
             return Err(format!(
                 "a pool reference of {len} bytes at offset {offset} is not inside the {}-byte pool in whole chunks",
@@ -209,6 +217,9 @@ pub(crate) struct Pool {
 // SAFETY: a Pool owns its mapping; the pointer is used only through `&mut
 // self` (loans) or to copy.
 unsafe impl Send for Pool {}
+// SAFETY: `&self` methods only read plain fields (the pointer's value, the
+// books); the memory behind the pointer is reached through `&mut self`.
+unsafe impl Sync for Pool {}
 
 impl Pool {
     /// A new pool of `size` bytes (a multiple of [`CHUNK`]), sealed so that
@@ -242,13 +253,21 @@ impl Pool {
                 self.lent.take_back(first, chunks_for(len));
                 return Err(e);
             }
+            // Written, so that the pages are data to the receiver's check,
+            // not holes (see the module docs).
+            for page in (self.reserved..end).step_by(4096) {
+                // SAFETY: inside the writable mapping (`end` is at most the
+                // pool's size); the chunks from `reserved` on were never
+                // lent before, so nothing reads them.
+                unsafe { self.base.as_ptr().add(page).write_volatile(0) };
+            }
             self.reserved = end;
         }
         Ok(Some(first))
     }
 
     /// The writable start of chunk `first` (lent).
-    pub(crate) fn chunk_ptr(&mut self, first: usize) -> NonNull<u8> {
+    pub(crate) fn chunk_ptr(&self, first: usize) -> NonNull<u8> {
         assert!(self.lent.is_lent(first), "a lent chunk");
         // SAFETY: inside the mapping (asserted: `first` is a chunk of it).
         unsafe { self.base.add(first * CHUNK) }
@@ -294,8 +313,10 @@ pub(crate) struct PoolView {
     base: NonNull<u8>,
     size: usize,
     held: Mutex<Holder>,
-    /// Owns the mapping.
-    _region: Region,
+    /// Bytes from the start known to be written (no hole): references
+    /// within them need no look.
+    written: std::sync::atomic::AtomicUsize,
+    region: Region,
 }
 
 // SAFETY: the mapping is owned; it is only copied from (through the asm or
@@ -309,23 +330,54 @@ impl PoolView {
     /// sealed against shrinking, growing and writes (else refused before
     /// mapping).
     pub(crate) fn open(fd: std::os::fd::OwnedFd, size: usize, label: &str) -> Result<PoolView> {
+        use crate::sys::shm::Seals;
         let refuse = |why: String| Error::new(ErrorKind::Corrupt, "accept", label, why);
         check_size(size).map_err(refuse)?;
         if size == 0 {
             return Err(refuse("a pool of 0 bytes".into()));
         }
+        // The seals themselves, not how the descriptor was opened: a
+        // read-only descriptor of a memfd others can write would pass a
+        // look at the mapping.
+        let seals = crate::sys::shm::seals(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(Seals::empty());
+        if !seals.contains(Seals::SHRINK | Seals::GROW) || !seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE) {
+            return Err(refuse(format!(
+                "the sender's pool is not sealed against shrinking, growing and writes by others (seals {seals:?})"
+            )));
+        }
         let region = Region::from_received_fd(fd, size, Trust::SealedOnly)?;
         if region.is_writable() {
-            return Err(refuse("the sender's pool is not sealed against writes by others".into()));
+            return Err(refuse("the sender's pool is mapped writable".into()));
         }
         let base = NonNull::new(region.as_ptr()).expect("a mapping is never at address 0");
-        Ok(PoolView { base, size, held: Mutex::new(Holder::new(size)), _region: region })
+        let written = std::sync::atomic::AtomicUsize::new(0);
+        Ok(PoolView { base, size, held: Mutex::new(Holder::new(size)), written, region })
     }
 
     /// Checks a reference the sender published (see [`Holder::check`]);
     /// nothing is marked yet (see [`hold`](Self::hold)).
     pub(crate) fn check(&self, offset: u64, len: u64) -> std::result::Result<(usize, usize), String> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).check(offset, len)
+        use std::sync::atomic::Ordering::Relaxed;
+        let found = self.held.lock().unwrap_or_else(|p| p.into_inner()).check(offset, len)?;
+        // Inside the pool (checked), so both fit a usize.
+        let (offset, end) = (offset as usize, (offset + len) as usize);
+        let written = self.written.load(Relaxed);
+        if end > written {
+            // One look each time the written part grows (no hole can come
+            // back: the pool is sealed against writes by others, which
+            // forbids punching holes).
+            let hole = self.region.next_hole(offset).map_err(|e| e.to_string())?;
+            if hole < end {
+                return Err(format!(
+                    "a pool reference of {len} bytes at offset {offset} reaches memory the sender never wrote (at \
+                     {hole})"
+                ));
+            }
+            if offset <= written {
+                self.written.fetch_max(hole, Relaxed);
+            }
+        }
+        Ok(found)
     }
 
     /// Marks chunks (checked by [`check`](Self::check), by the one thread
@@ -356,13 +408,14 @@ impl PoolView {
     ///
     /// # Safety
     ///
-    /// The sender can still write them (a hostile one may, although an
-    /// honest one never writes a chunk it has published): the caller
-    /// accepts that the bytes may change while the slice lives.
+    /// The sender can still write them: the caller must ensure that it
+    /// does not while the slice lives (an honest sender never writes a
+    /// chunk it has published; only a trusted sender may be taken at its
+    /// word).
     pub(crate) unsafe fn slice(&self, offset: usize, len: usize) -> &[u8] {
         assert!(offset <= self.size && len <= self.size - offset, "a pool slice inside the pool");
-        // SAFETY: inside the live mapping (asserted); that the bytes may
-        // change is the caller's promise to accept.
+        // SAFETY: inside the live mapping (asserted); that nobody writes the
+        // bytes meanwhile is the caller's promise.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) }
     }
 }

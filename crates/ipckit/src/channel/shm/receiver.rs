@@ -106,13 +106,13 @@ impl Found<'_> {
 
     /// Consumes the ring record; the message stays where it is, held by
     /// the sample (copied out when it was inline).
-    fn into_sample(self, name: &Arc<str>) -> Sample {
+    fn into_sample(self, name: &Arc<str>, max: usize) -> Sample {
         let meta = std::mem::take(&mut { self.meta });
         match (self.pooled, self.peer.pool.clone()) {
             (Some(p), Some(pool)) => {
                 pool.view().hold(p.chunks.0, p.chunks.1);
                 ShmReceiver::popped(&mut self.peer.ring, self.record, &mut self.peer.control);
-                Sample::pooled(Pooled::new(pool, p.chunks, p.offset, p.len), meta, name.clone())
+                Sample::pooled(Pooled::new(pool, p.chunks, (p.offset, p.len), max), meta, name.clone())
             }
             _ => {
                 // Bounded by the ring (checked in `peek`).
@@ -788,8 +788,8 @@ impl super::super::Transfer for ShmReceiver {
     }
 
     fn recv_sample(&mut self, wait: Wait) -> Result<Got<Sample>> {
-        let name = self.name.clone();
-        self.next(wait, |found| Ok(found.into_sample(&name)))
+        let (name, max) = (self.name.clone(), self.cfg.max_message);
+        self.next(wait, |found| Ok(found.into_sample(&name, max)))
     }
 
     fn name(&self) -> &str {
@@ -825,6 +825,7 @@ impl Drop for ShmReceiver {
         // Senders learn at their next send, before their connection's end.
         for peer in self.peers.iter().flatten() {
             peer.ring.memory().close();
+            let _ = sys::net::shutdown_both(peer.control.fd());
         }
         self.shared.stop.store(true, Ordering::Release);
         let _ = sys::io::eventfd_signal(self.service_bell.as_fd());
@@ -834,6 +835,7 @@ impl Drop for ShmReceiver {
         // Senders welcomed but never adopted.
         for peer in self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             peer.ring.memory().close();
+            let _ = sys::net::shutdown_both(peer.control.fd());
         }
     }
 }

@@ -24,7 +24,6 @@
 
 use std::io::IoSlice;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,13 +65,41 @@ pub(crate) struct Pooled {
     count: usize,
     offset: usize,
     len: usize,
+    /// The receiver's maximum message: the most a copy out allocates.
+    max: usize,
 }
 
 impl Pooled {
     /// A message held in `pool`: `len` bytes at `offset`, chunks
     /// `first..first + count` marked held by the caller.
-    pub(crate) fn new(pool: Arc<PeerPool>, (first, count): (usize, usize), offset: usize, len: usize) -> Pooled {
-        Pooled { pool, first, count, offset, len }
+    pub(crate) fn new(
+        pool: Arc<PeerPool>,
+        (first, count): (usize, usize),
+        (offset, len): (usize, usize),
+        max: usize,
+    ) -> Pooled {
+        Pooled { pool, first, count, offset, len, max }
+    }
+
+    /// The message copied out: bounded by the receiver's maximum (the
+    /// sender chose the length), and by what can be allocated.
+    fn copy_out(&self, name: &str) -> Result<Vec<u8>> {
+        let too_large = |what: String| {
+            Error::new(
+                ErrorKind::TooLarge,
+                "copy sample",
+                name,
+                format!("the message of {} bytes is over {what}; read it in parts with read_at", self.len),
+            )
+        };
+        if self.len > self.max {
+            return Err(too_large(format!("the maximum of {} bytes (Options::max_message)", self.max)));
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(self.len).map_err(|_| too_large("what this process can allocate".into()))?;
+        out.resize(self.len, 0);
+        self.pool.view().read(self.offset, &mut out);
+        Ok(out)
     }
 }
 
@@ -183,52 +210,47 @@ impl Sample {
     /// # Safety
     ///
     /// For a message in a `shm:` pool the sending process can still write
-    /// these bytes: an honest sender never does after publishing, a hostile
-    /// one may. The caller accepts that the bytes may change while the
-    /// slice lives (Rust assumes a `&[u8]` does not change: reading it twice
-    /// may then give different values, and code that checks the bytes and
-    /// then uses them may act on bytes it did not check). Use
-    /// [`read_at`](Self::read_at) or [`to_vec`](Self::to_vec) when the
+    /// these bytes. The caller must ensure that it does not while the slice
+    /// lives: an honest sender never writes a message it has published, so
+    /// this is for senders the caller trusts (a `&[u8]` whose bytes change
+    /// under it is undefined behaviour). Use [`read_at`](Self::read_at),
+    /// [`to_vec`](Self::to_vec) or [`as_stable`](Self::as_stable) when the
     /// sender is not trusted.
     pub unsafe fn as_slice(&self) -> &[u8] {
         match &self.data {
             Data::Owned(v) => v,
             Data::Sealed(s) => s.as_bytes(),
-            // SAFETY: the caller accepts that the sender may change the
-            // bytes (see above); the chunks are held until `self` drops.
+            // SAFETY: the caller ensures that the sender does not write the
+            // bytes meanwhile (see above); the chunks are held until `self`
+            // drops.
             Data::Pool(p) => unsafe { p.pool.view().slice(p.offset, p.len) },
         }
     }
 
-    /// The message, copied out.
-    pub fn to_vec(&self) -> Vec<u8> {
+    /// The message, copied out. A message in a `shm:` pool is copied only
+    /// up to the receiver's [`Options::max_message`](crate::Options)
+    /// (else `TooLarge`: its sender chose its length; read it in parts with
+    /// [`read_at`](Self::read_at)).
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
         match &self.data {
-            Data::Owned(v) => v.clone(),
-            Data::Sealed(s) => s.as_bytes().to_vec(),
-            Data::Pool(p) => {
-                let mut out = vec![0u8; p.len];
-                p.pool.view().read(p.offset, &mut out);
-                out
-            }
+            Data::Owned(v) => Ok(v.clone()),
+            Data::Sealed(s) => Ok(s.as_bytes().to_vec()),
+            Data::Pool(p) => p.copy_out(&self.name),
         }
     }
 
     /// The message as a [`Message`]: copied out of a pool (which gets its
-    /// chunks back at once), moved otherwise (a sealed memfd goes back to
-    /// `meta.sealed`).
-    pub fn into_message(self) -> Message {
-        let Sample { data: held, mut meta, .. } = self;
+    /// chunks back at once; bounded as [`to_vec`](Self::to_vec) is),
+    /// moved otherwise (a sealed memfd goes back to `meta.sealed`).
+    pub fn into_message(self) -> Result<Message> {
+        let Sample { data: held, mut meta, name } = self;
         match held {
-            Data::Owned(data) => Message { data, meta },
+            Data::Owned(data) => Ok(Message { data, meta }),
             Data::Sealed(sealed) => {
                 meta.sealed = Some(sealed);
-                Message { data: Vec::new(), meta }
+                Ok(Message { data: Vec::new(), meta })
             }
-            Data::Pool(p) => {
-                let mut data = vec![0u8; p.len];
-                p.pool.view().read(p.offset, &mut data);
-                Message { data, meta }
-            }
+            Data::Pool(p) => Ok(Message { data: p.copy_out(&name)?, meta }),
         }
     }
 }
@@ -244,8 +266,8 @@ const MAX_ALIGN: usize = 64;
 
 #[derive(Debug)]
 enum Lent {
-    /// Chunks of a `shm:` sender's pool, from `first`, at `ptr`.
-    Pool { first: usize, ptr: NonNull<u8> },
+    /// Chunks of a `shm:` sender's pool, from `first`.
+    Pool { first: usize },
     /// A buffer of this process, sent by copy.
     Heap(Vec<Block>),
     /// Sent (or given back).
@@ -266,12 +288,6 @@ pub struct Loan<'a> {
     len: usize,
 }
 
-// SAFETY: a loan's pointer is into its sender's pool, which it borrows
-// mutably: the loan is as sendable as the `&mut [u8]` it stands for.
-unsafe impl Send for Loan<'_> {}
-// SAFETY: as above; shared access only reads.
-unsafe impl Sync for Loan<'_> {}
-
 impl<'a> Loan<'a> {
     /// Lends `len` bytes of `sender`'s pool (or a heap buffer), waiting
     /// within `wait` for room.
@@ -291,8 +307,7 @@ impl<'a> Loan<'a> {
             None => return Err(too_large(&name, len, "this sender's pool: it has none (?pool=0)".into())),
         }
         let first = shm.lend(len, wait, "loan")?;
-        let ptr = shm.chunk_ptr(first);
-        Ok(Loan { sender, lent: Lent::Pool { first, ptr }, len })
+        Ok(Loan { sender, lent: Lent::Pool { first }, len })
     }
 
     /// The loan's length.
@@ -314,13 +329,16 @@ impl<'a> Loan<'a> {
     /// The bytes to write.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.lent {
-            // SAFETY: `len` bytes from `ptr` are chunks of the sender's pool
-            // lent to this loan alone (the pool lends a chunk once, and the
-            // receiver reads it only after `send` publishes it); the loan
-            // borrows the sender, whose pool mapping outlives it; nobody
-            // else can write the pool (sealed against other writable
-            // mappings).
-            Lent::Pool { ptr, .. } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), self.len) },
+            Lent::Pool { first } => {
+                let ptr = self.sender.shm_sender_ref().expect("a pool loan is from a shm: sender").chunk_ptr(*first);
+                // SAFETY: `len` bytes from `ptr` are chunks of the sender's
+                // pool lent to this loan alone (the pool lends a chunk once,
+                // and the receiver reads it only after `send` publishes it);
+                // the loan borrows the sender mutably, whose pool mapping
+                // outlives it; nobody else can write the pool (sealed
+                // against other writable mappings).
+                unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), self.len) }
+            }
             Lent::Heap(blocks) => &mut blocks.as_mut_bytes()[..self.len],
             Lent::Gone => &mut [],
         }
@@ -329,8 +347,12 @@ impl<'a> Loan<'a> {
     /// The bytes written so far.
     pub fn as_slice(&self) -> &[u8] {
         match &self.lent {
-            // SAFETY: as in `as_mut_slice`; shared access through `&self`.
-            Lent::Pool { ptr, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.len) },
+            Lent::Pool { first } => {
+                let ptr = self.sender.shm_sender_ref().expect("a pool loan is from a shm: sender").chunk_ptr(*first);
+                // SAFETY: as in `as_mut_slice`; shared access through `&self`
+                // (the mutable borrow of the sender excludes every writer).
+                unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.len) }
+            }
             Lent::Heap(blocks) => &blocks.as_bytes()[..self.len],
             Lent::Gone => &[],
         }

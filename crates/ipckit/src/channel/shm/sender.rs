@@ -434,8 +434,8 @@ impl ShmSender {
     }
 
     /// The start of chunk `first`, lent by [`lend`](Self::lend).
-    pub(crate) fn chunk_ptr(&mut self, first: usize) -> std::ptr::NonNull<u8> {
-        self.pool.as_mut().expect("a lent chunk is in the pool").chunk_ptr(first)
+    pub(crate) fn chunk_ptr(&self, first: usize) -> std::ptr::NonNull<u8> {
+        self.pool.as_ref().expect("a lent chunk is in the pool").chunk_ptr(first)
     }
 
     /// Gives back chunks lent and never published (a loan dropped).
