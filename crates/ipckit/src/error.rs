@@ -45,6 +45,12 @@ pub enum ErrorKind {
     NotRecoverable,
     /// Data a peer wrote breaks the protocol (bad frame, bad header).
     Corrupt,
+    /// A typed payload that does not decode as its type (wrong type on the
+    /// wire, truncated, or over the decoding bounds).
+    Decode,
+    /// The remote handler of a request failed; the error carries its
+    /// message.
+    Remote,
     /// The operation or mechanism is not available (yet, or on this kernel).
     Unsupported,
     /// Any other operating-system error; see [`Error::errno`].
@@ -68,6 +74,8 @@ impl ErrorKind {
             ErrorKind::OwnerDied => "owner died",
             ErrorKind::NotRecoverable => "not recoverable",
             ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Remote => "remote",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Io => "i/o error",
         }
