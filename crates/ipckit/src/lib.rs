@@ -78,6 +78,7 @@ pub mod name;
 pub mod objects;
 mod options;
 pub mod pipe;
+pub mod rpc;
 pub mod process;
 pub mod shm;
 pub mod socket;

@@ -67,7 +67,7 @@ impl Receiver {
     }
 
     #[inline]
-    fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
+    pub(crate) fn recv_got(&mut self, wait: Wait) -> Result<Got<Message>> {
         self.flavor.recv(wait)
     }
 

@@ -52,6 +52,9 @@ struct Conn {
     queued: bool,
     /// Bytes held for its unfinished frame, as last counted.
     buffered: usize,
+    /// A second engine over the connection, to send replies on while this
+    /// one receives (request-response), made when first asked for.
+    reply: Option<std::sync::Arc<std::sync::Mutex<Io>>>,
 }
 
 /// A listener in an epoll set, accepting what comes, with a descriptor in
@@ -241,6 +244,33 @@ impl Server {
     /// One message from whichever connection has one, by `f` (one receive
     /// attempt on one connection, which must not wait), within `wait`.
     pub(crate) fn next<T>(&mut self, wait: Wait, mut f: impl FnMut(&mut Io, Wait) -> Result<Got<T>>) -> Result<Got<T>> {
+        self.next_from(wait, |_, io, w| f(io, w))
+    }
+
+    /// The engine to send replies on to connection `slot` (made the first
+    /// time: a duplicate of its descriptor), shared so that replies need
+    /// no hold on the server.
+    pub(crate) fn reply_handle(&mut self, slot: usize) -> Result<std::sync::Arc<std::sync::Mutex<Io>>> {
+        let conn = self.conns.get_mut(slot).and_then(Option::as_mut).expect("a live connection's slot");
+        if let Some(reply) = &conn.reply {
+            return Ok(reply.clone());
+        }
+        let reply = std::sync::Arc::new(std::sync::Mutex::new(conn.io.duplicate()?));
+        conn.reply = Some(reply.clone());
+        Ok(reply)
+    }
+
+    /// Closes connection `slot` (a client that broke the protocol).
+    pub(crate) fn drop_connection(&mut self, slot: usize) {
+        self.close(slot);
+    }
+
+    /// As [`next`](Self::next), telling `f` the connection's slot.
+    pub(crate) fn next_from<T>(
+        &mut self,
+        wait: Wait,
+        mut f: impl FnMut(usize, &mut Io, Wait) -> Result<Got<T>>,
+    ) -> Result<Got<T>> {
         // A `try_` form looks once: serve, collect events, serve again.
         let mut looked = false;
         loop {
@@ -282,12 +312,16 @@ impl Server {
 
     /// One turn of connection `slot`: `Some` when it ends the call (a
     /// message or an error to report).
-    fn serve<T>(&mut self, slot: usize, f: &mut impl FnMut(&mut Io, Wait) -> Result<Got<T>>) -> Result<Option<Got<T>>> {
+    fn serve<T>(
+        &mut self,
+        slot: usize,
+        f: &mut impl FnMut(usize, &mut Io, Wait) -> Result<Got<T>>,
+    ) -> Result<Option<Got<T>>> {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return Ok(None);
         };
         conn.queued = false;
-        let got = f(&mut conn.io, Wait::Never);
+        let got = f(slot, &mut conn.io, Wait::Never);
         let in_step = conn.io.refused_one();
         let now = conn.io.buffered();
         self.buffered = self.buffered - conn.buffered + now;
@@ -377,7 +411,7 @@ impl Server {
             self.free.push(slot);
             return Err(Error::os("epoll_ctl", self.name(), e));
         }
-        self.conns[slot] = Some(Conn { io, queued: false, buffered: 0 });
+        self.conns[slot] = Some(Conn { io, queued: false, buffered: 0, reply: None });
         self.live += 1;
         // It may have sent already.
         self.mark_ready(slot);

@@ -169,3 +169,15 @@ pub(crate) fn getegid() -> u32 {
 pub(crate) fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
+
+/// Whether process `pid` exists (`kill(pid, 0)`; one of another user
+/// counts).
+pub(crate) fn is_alive(pid: i32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
+    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}

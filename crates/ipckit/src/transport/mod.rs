@@ -98,6 +98,15 @@ impl Deref for Io {
 }
 
 impl Io {
+    /// A second engine over a duplicate of the descriptor, to send on while
+    /// this one receives.
+    pub(crate) fn duplicate(&self) -> Result<Io> {
+        Ok(match self {
+            Io::Stream(s) => Io::Stream(s.duplicate()?),
+            Io::Packet(p) => Io::Packet(p.duplicate()?),
+        })
+    }
+
     pub(crate) fn into_fd(self) -> OwnedFd {
         match self {
             Io::Stream(s) => s.into_fd(),

@@ -38,6 +38,19 @@ impl PacketIo {
         PacketIo { base: Base::new(fd, name, kind == PacketKind::Seqpacket), kind, max, sealed: SealedState::default() }
     }
 
+    /// A second engine over a duplicate of the descriptor (see
+    /// `StreamIo::duplicate`).
+    pub(crate) fn duplicate(&self) -> Result<PacketIo> {
+        let fd = self
+            .base
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| crate::Error::new(crate::ErrorKind::Io, "dup", self.name(), e.to_string()))?;
+        let mut io = PacketIo::new(fd, self.kind, self.max, self.base.name.clone());
+        io.base.creds = self.base.creds;
+        Ok(io)
+    }
+
     /// Whether a message is held that a receive returns without reading
     /// the socket (a sealed message that did not fit a `recv_into` buffer).
     pub(crate) fn has_buffered_message(&self) -> bool {

@@ -1,0 +1,512 @@
+//! The transports under request-response: how a client's requests go out
+//! and its replies come back, and how a server receives requests and
+//! finds the way back to each caller (see the table in `rpc`).
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::envelope;
+use super::{Request, lock};
+use crate::channel::{Receiver, Sender};
+use crate::endpoint::{Endpoint, EndpointKind, UnixType};
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Message, Meta, SendMeta};
+use crate::mq::{PosixQueue, SysvQueue};
+use crate::options::Options;
+use crate::socket::server::Server as SocketServer;
+use crate::socket::{Connection, Listener};
+use crate::sys;
+use crate::transport::Io;
+use crate::wait::{Got, Wait};
+
+/// How long a reply may wait for room at its client: past it the reply is
+/// dropped (a client that does not read its replies stalls nobody else).
+const REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// The most reply links a server keeps open (`shm:`, `mq:`): past it, the
+/// ones whose client is gone go first, then any (they reopen on demand).
+const MAX_LINKS: usize = 4096;
+
+/// How often a System V server looks for clients that are gone.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The client ids of this process: its pid and a counter.
+fn next_client() -> (i32, u32) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    (sys::process::getpid(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A System V client's message type: `pid << 20 | n`, plus 2 (type 1 is
+/// requests).
+fn sysv_type(pid: i32, n: u32) -> i64 {
+    (((pid as i64) << 20) | (n as i64 & 0xf_ffff)) + 2
+}
+
+/// The pid in a System V client's message type.
+fn sysv_pid(mtype: i64) -> i32 {
+    ((mtype - 2) >> 20) as i32
+}
+
+/// `shm:NAME` without its options, and the options.
+fn split_shm(ep: &Endpoint) -> (String, String) {
+    let EndpointKind::Shm(name) = ep.kind() else { unreachable!("a shm: endpoint") };
+    let query: Vec<String> = ep.options().map(|(k, v)| format!("{k}={v}")).collect();
+    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+    (name.trim_start_matches('/').to_string(), query)
+}
+
+/// A client's reply channel on `shm:`.
+fn shm_reply(channel: &str, client: u64, query: &str) -> Result<Endpoint> {
+    format!("shm:{channel}~r{client:016x}{query}").parse()
+}
+
+/// A client's reply queue on `mq:` (the server's queue options apply).
+fn mq_reply(queue: &str, pid: i32, n: u32, query: &str) -> Result<Endpoint> {
+    format!("mq:{queue}.r{pid}-{n}{query}").parse()
+}
+
+/// The options of an endpoint, as a query string.
+fn query_of(ep: &Endpoint) -> String {
+    let query: Vec<String> = ep.options().map(|(k, v)| format!("{k}={v}")).collect();
+    if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) }
+}
+
+/// A client's two directions.
+#[derive(Debug)]
+pub(crate) struct ClientLink {
+    tx: Mutex<Tx>,
+    rx: Mutex<Rx>,
+    /// The client id sent with each request (`shm:`, queues).
+    client: Option<u64>,
+    /// A reply queue to remove when the client goes (if the server has
+    /// not already).
+    remove: Option<Endpoint>,
+}
+
+#[derive(Debug)]
+enum Tx {
+    Io(Io),
+    Sender(Sender),
+    Posix(PosixQueue),
+    Sysv(SysvQueue),
+}
+
+#[derive(Debug)]
+enum Rx {
+    Io(Io),
+    Receiver(Receiver),
+    Posix(PosixQueue),
+    Sysv(SysvQueue),
+}
+
+impl ClientLink {
+    pub(crate) fn connect(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<ClientLink> {
+        match ep.kind() {
+            EndpointKind::Unix(UnixType::Stream | UnixType::Seqpacket, _) | EndpointKind::Tcp { .. } => {
+                let io = Connection::connect_wait(ep, opts, wait)?.into_io();
+                let rx = io.duplicate()?;
+                Ok(ClientLink { tx: Mutex::new(Tx::Io(io)), rx: Mutex::new(Rx::Io(rx)), client: None, remove: None })
+            }
+            EndpointKind::Shm(_) => {
+                let (channel, query) = split_shm(ep);
+                // The server first: nobody there fails at once.
+                let tx = match wait {
+                    Wait::Never => Sender::connect_with(ep, opts)?,
+                    _ => Sender::connect_timeout(ep, opts, wait.remaining().unwrap_or(Duration::MAX))?,
+                };
+                let (pid, n) = next_client();
+                let client = (pid as u64) << 32 | n as u64;
+                let rx = Receiver::bind_with(&shm_reply(&channel, client, &query)?, opts)?;
+                Ok(ClientLink {
+                    tx: Mutex::new(Tx::Sender(tx)),
+                    rx: Mutex::new(Rx::Receiver(rx)),
+                    client: Some(client),
+                    remove: None,
+                })
+            }
+            EndpointKind::Mq(queue) => {
+                let tx = PosixQueue::open(ep, &Options { create: false, ..opts.clone() })?;
+                let (pid, n) = next_client();
+                let reply = mq_reply(queue, pid, n, &query_of(ep))?;
+                let rx = PosixQueue::open(&reply, &Options { create: true, exclusive: true, ..opts.clone() })?;
+                Ok(ClientLink {
+                    tx: Mutex::new(Tx::Posix(tx)),
+                    rx: Mutex::new(Rx::Posix(rx)),
+                    client: Some((pid as u64) << 32 | n as u64),
+                    remove: Some(reply),
+                })
+            }
+            EndpointKind::SysvMq(_) => {
+                let tx = SysvQueue::open(ep, &Options { create: false, ..opts.clone() })?;
+                let (pid, n) = next_client();
+                let mtype = sysv_type(pid, n);
+                let rx = SysvQueue::open(ep, &Options { create: false, msg_type: mtype, ..opts.clone() })?;
+                Ok(ClientLink {
+                    tx: Mutex::new(Tx::Sysv(tx)),
+                    rx: Mutex::new(Rx::Sysv(rx)),
+                    client: Some(mtype as u64),
+                    remove: None,
+                })
+            }
+            _ => Err(Error::new(
+                ErrorKind::Unsupported,
+                "connect",
+                ep,
+                "request-response runs on unix:, unix-seqpacket:, tcp:, shm:, mq: and sysv-mq:",
+            )),
+        }
+    }
+
+    pub(crate) fn send_request(&self, id: u64, body: &[u8], wait: Wait) -> Result<()> {
+        let (header, n) = envelope::request_header(id, self.client);
+        let parts = [IoSlice::new(&header[..n]), IoSlice::new(body)];
+        let meta = SendMeta::new();
+        match &mut *lock(&self.tx) {
+            Tx::Io(io) => io.send(&parts, &meta, wait),
+            Tx::Sender(s) => s.send_parts(&parts, &meta, wait),
+            Tx::Posix(q) => q.send_wait(&parts, &meta, wait),
+            Tx::Sysv(q) => q.send_wait(&parts, &meta, wait),
+        }
+    }
+
+    pub(crate) fn recv_reply(&self, wait: Wait) -> Result<Got<Vec<u8>>> {
+        let got: Got<Message> = match &mut *lock(&self.rx) {
+            Rx::Io(io) => io.recv(wait)?,
+            Rx::Receiver(r) => r.recv_got(wait)?,
+            Rx::Posix(q) => q.recv_got(wait)?,
+            Rx::Sysv(q) => q.recv_got(wait)?,
+        };
+        Ok(got.map(|m| m.data))
+    }
+}
+
+impl Drop for ClientLink {
+    fn drop(&mut self) {
+        if let Some(ep) = &self.remove {
+            // Gone already when the server has opened it.
+            let _ = crate::remove(ep);
+        }
+    }
+}
+
+/// A reply link to one client (`shm:` or `mq:`), shared by the requests
+/// that came from it.
+#[derive(Debug)]
+pub(crate) struct ReplyLink<T> {
+    end: Mutex<T>,
+    /// A send failed for good: the client is gone.
+    dead: AtomicBool,
+}
+
+/// Where a request's reply goes.
+#[derive(Debug)]
+pub(crate) enum ReplyTo {
+    Io(Arc<Mutex<Io>>),
+    Shm(Arc<ReplyLink<Sender>>),
+    Posix(Arc<ReplyLink<PosixQueue>>),
+    Sysv(Arc<Mutex<SysvQueue>>, i64),
+}
+
+impl ReplyTo {
+    pub(crate) fn send(&self, parts: &[IoSlice<'_>], server: &str) -> Result<()> {
+        let wait = Wait::timeout(REPLY_WAIT);
+        let sent = match self {
+            ReplyTo::Io(io) => lock(io).send(parts, &SendMeta::new(), wait),
+            ReplyTo::Shm(link) => link.send(|s| s.send_parts(parts, &SendMeta::new(), wait)),
+            ReplyTo::Posix(link) => link.send(|q| q.send_wait(parts, &SendMeta::new(), wait)),
+            ReplyTo::Sysv(q, mtype) => lock(q).send_wait(parts, &SendMeta::new().msg_type(*mtype), Wait::Never),
+        };
+        sent.map_err(|e| {
+            let kind = e.kind();
+            Error::new(kind, "reply", server, format!("the reply did not reach its client: {e}"))
+        })
+    }
+}
+
+impl<T> ReplyLink<T> {
+    fn new(end: T) -> Arc<ReplyLink<T>> {
+        Arc::new(ReplyLink { end: Mutex::new(end), dead: AtomicBool::new(false) })
+    }
+
+    fn send(&self, f: impl FnOnce(&mut T) -> Result<()>) -> Result<()> {
+        let sent = f(&mut lock(&self.end));
+        if let Err(e) = &sent {
+            if e.kind() == ErrorKind::Disconnected {
+                self.dead.store(true, Ordering::Relaxed);
+            }
+        }
+        sent
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+}
+
+/// Reply links by client id, bounded.
+#[derive(Debug)]
+pub(crate) struct Links<T>(HashMap<u64, Arc<ReplyLink<T>>>);
+
+impl<T> Links<T> {
+    fn get_or_open(&mut self, client: u64, open: impl FnOnce() -> Result<T>) -> Result<Arc<ReplyLink<T>>> {
+        if let Some(link) = self.0.get(&client).filter(|l| !l.is_dead()) {
+            return Ok(link.clone());
+        }
+        if self.0.len() >= MAX_LINKS {
+            self.0.retain(|_, l| !l.is_dead());
+            if self.0.len() >= MAX_LINKS {
+                self.0.clear();
+            }
+        }
+        let link = ReplyLink::new(open()?);
+        self.0.insert(client, link.clone());
+        Ok(link)
+    }
+}
+
+/// A server's receiving side, and the ways back.
+#[derive(Debug)]
+pub(crate) enum ServerCore {
+    Socket(SocketServer),
+    Shm {
+        rx: Receiver,
+        channel: String,
+        query: String,
+        opts: Options,
+        links: Links<Sender>,
+        warnings: Vec<String>,
+    },
+    Posix {
+        queue: PosixQueue,
+        name: String,
+        opts: Options,
+        links: Links<PosixQueue>,
+        warnings: Vec<String>,
+    },
+    Sysv {
+        queue: SysvQueue,
+        reply: Arc<Mutex<SysvQueue>>,
+        ep: Endpoint,
+        opts: Options,
+        /// Clients answered, by message type, and when they were last
+        /// looked at.
+        clients: HashMap<i64, i32>,
+        swept: Instant,
+        warnings: Vec<String>,
+    },
+}
+
+impl ServerCore {
+    pub(crate) fn bind(ep: &Endpoint, opts: &Options) -> Result<ServerCore> {
+        match ep.kind() {
+            EndpointKind::Unix(UnixType::Stream | UnixType::Seqpacket, _) | EndpointKind::Tcp { .. } => {
+                let listener = Listener::bind_with(ep, opts)?;
+                Ok(ServerCore::Socket(SocketServer::new(listener, opts)?))
+            }
+            EndpointKind::Shm(_) => {
+                let (channel, query) = split_shm(ep);
+                let rx = Receiver::bind_with(ep, opts)?;
+                Ok(ServerCore::Shm {
+                    rx,
+                    channel,
+                    query,
+                    opts: opts.clone(),
+                    links: Links(HashMap::new()),
+                    warnings: Vec::new(),
+                })
+            }
+            EndpointKind::Mq(_) => {
+                let queue = PosixQueue::open(ep, &Options { create: true, ..opts.clone() })?;
+                let mut core = ServerCore::Posix {
+                    queue,
+                    name: ep.to_string(),
+                    opts: opts.clone(),
+                    links: Links(HashMap::new()),
+                    warnings: Vec::new(),
+                };
+                core.sweep_mq(ep);
+                Ok(core)
+            }
+            EndpointKind::SysvMq(_) => {
+                let queue = SysvQueue::open(ep, &Options { create: true, msg_type: 1, ..opts.clone() })?;
+                let reply = SysvQueue::open(ep, &Options { create: false, ..opts.clone() })?;
+                Ok(ServerCore::Sysv {
+                    queue,
+                    reply: Arc::new(Mutex::new(reply)),
+                    ep: ep.clone(),
+                    opts: opts.clone(),
+                    clients: HashMap::new(),
+                    swept: Instant::now(),
+                    warnings: Vec::new(),
+                })
+            }
+            _ => Err(Error::new(
+                ErrorKind::Unsupported,
+                "bind",
+                ep,
+                "request-response runs on unix:, unix-seqpacket:, tcp:, shm:, mq: and sysv-mq:",
+            )),
+        }
+    }
+
+    pub(crate) fn name(&self) -> String {
+        match self {
+            ServerCore::Socket(s) => s.name().to_string(),
+            ServerCore::Shm { rx, .. } => rx.name().to_string(),
+            ServerCore::Posix { name, .. } => name.clone(),
+            ServerCore::Sysv { ep, .. } => ep.to_string(),
+        }
+    }
+
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            ServerCore::Socket(s) => s.take_warnings(),
+            ServerCore::Shm { rx, warnings, .. } => {
+                let mut w = rx.take_warnings();
+                w.append(warnings);
+                w
+            }
+            ServerCore::Posix { warnings, .. } | ServerCore::Sysv { warnings, .. } => std::mem::take(warnings),
+        }
+    }
+
+    fn corrupt(&self, why: String) -> Error {
+        Error::new(ErrorKind::Corrupt, "recv request", self.name(), why)
+    }
+
+    /// The next request within `wait`.
+    pub(crate) fn next(&mut self, wait: Wait) -> Result<Got<Request>> {
+        match self {
+            ServerCore::Socket(server) => {
+                let got = server.next_from(wait, |slot, io, w| Ok(io.recv(w)?.map(|m| (slot, m))))?;
+                let Got::Msg((slot, m)) = got else { return Ok(got.map(|_| unreachable!())) };
+                let Some(parts) = envelope::parse_request(&m.data, false) else {
+                    let who = m.meta.creds.map_or_else(|| "a client".to_string(), |c| format!("the client with pid {}", c.pid));
+                    server.drop_connection(slot);
+                    return Err(self.corrupt(format!(
+                        "{who} sent a request of {} bytes, shorter than its {}-byte header; its connection was dropped",
+                        m.data.len(),
+                        envelope::REQUEST_HEADER
+                    )));
+                };
+                let id = parts.id;
+                let to = ReplyTo::Io(server.reply_handle(slot)?);
+                let mut body = m.data;
+                body.drain(..envelope::REQUEST_HEADER);
+                Ok(Got::Msg(Request { id, body, meta: m.meta, to }))
+            }
+            ServerCore::Shm { rx, channel, query, opts, links, .. } => {
+                let Got::Msg(m) = rx.recv_got(wait)? else { return Ok(Got::NotYet) };
+                let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(rx.name(), why))?;
+                let ep = shm_reply(channel, client, query)?;
+                let link = links.get_or_open(client, || {
+                    Sender::connect_timeout(&ep, opts, REPLY_WAIT).map_err(|e| {
+                        Error::new(e.kind(), "reply", rx.name(), format!("cannot join the client's reply channel: {e}"))
+                    })
+                })?;
+                Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Shm(link) }))
+            }
+            ServerCore::Posix { queue, name, opts, links, .. } => {
+                let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
+                let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(name, why))?;
+                let fresh = !links.0.contains_key(&client);
+                let crate::EndpointKind::Mq(base) = name.parse::<Endpoint>()?.kind().clone() else { unreachable!() };
+                let ep: Endpoint = name.parse()?;
+                let reply = mq_reply(&base, (client >> 32) as i32, client as u32, &query_of(&ep))?;
+                let link = links.get_or_open(client, || {
+                    let q = PosixQueue::open(&reply, &Options { create: false, ..opts.clone() }).map_err(|e| {
+                        Error::new(e.kind(), "reply", name.as_str(), format!("cannot open the client's reply queue: {e}"))
+                    })?;
+                    // Opened: nothing is left behind whatever happens to
+                    // the client from now on.
+                    let _ = crate::remove(&reply);
+                    Ok(q)
+                })?;
+                if fresh {
+                    self.sweep_mq(&ep);
+                }
+                Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Posix(link) }))
+            }
+            ServerCore::Sysv { queue, reply, ep, clients, swept, warnings, opts } => {
+                if swept.elapsed() >= SWEEP_EVERY {
+                    *swept = Instant::now();
+                    sweep_sysv(ep, opts, clients, warnings);
+                }
+                let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
+                let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(&ep.to_string(), why))?;
+                let mtype = client as i64;
+                if mtype < 2 {
+                    return Err(self_corrupt(&ep.to_string(), format!("a request names the client type {mtype}")));
+                }
+                clients.insert(mtype, sysv_pid(mtype));
+                Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Sysv(reply.clone(), mtype) }))
+            }
+        }
+    }
+
+    /// Removes the reply queues of this server's clients that are gone
+    /// (killed before their first request was answered).
+    fn sweep_mq(&mut self, ep: &Endpoint) {
+        let ServerCore::Posix { warnings, .. } = self else { return };
+        let crate::EndpointKind::Mq(base) = ep.kind() else { return };
+        let prefix = format!("{}.r", base.trim_start_matches('/'));
+        let Ok(dir) = std::fs::read_dir("/dev/mqueue") else { return };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix(&prefix).and_then(|r| r.split('-').next()).and_then(|p| p.parse().ok())
+            else {
+                continue;
+            };
+            if !sys::process::is_alive(pid) {
+                if let Ok(gone) = format!("mq:/{name}").parse::<Endpoint>() {
+                    if crate::remove(&gone).is_ok() {
+                        warnings.push(format!("{ep}: removed the reply queue /{name} of client pid {pid}, which is gone"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn self_corrupt(name: &str, why: String) -> Error {
+    Error::new(ErrorKind::Corrupt, "recv request", name, why)
+}
+
+/// A request in the addressed form: id, client, body, meta.
+fn addressed(m: Message) -> std::result::Result<(u64, u64, Vec<u8>, Meta), String> {
+    let Some(parts) = envelope::parse_request(&m.data, true) else {
+        return Err(format!(
+            "a request of {} bytes is shorter than its {}-byte header; dropped",
+            m.data.len(),
+            envelope::ADDRESSED_HEADER
+        ));
+    };
+    let (id, client) = (parts.id, parts.client.expect("addressed"));
+    let mut body = m.data;
+    body.drain(..envelope::ADDRESSED_HEADER);
+    Ok((id, client, body, m.meta))
+}
+
+/// Takes out of the queue what was sent to clients that are gone.
+fn sweep_sysv(ep: &Endpoint, opts: &Options, clients: &mut HashMap<i64, i32>, warnings: &mut Vec<String>) {
+    let gone: Vec<i64> = clients.iter().filter(|(_, pid)| !sys::process::is_alive(**pid)).map(|(t, _)| *t).collect();
+    for mtype in gone {
+        clients.remove(&mtype);
+        let Ok(mut q) = SysvQueue::open(ep, &Options { create: false, msg_type: mtype, ..opts.clone() }) else {
+            continue;
+        };
+        let mut removed = 0;
+        while let Ok(Got::Msg(_)) = q.recv_got(Wait::Never) {
+            removed += 1;
+        }
+        if removed > 0 {
+            warnings.push(format!(
+                "{ep}: removed {removed} replies to client pid {}, which is gone",
+                sysv_pid(mtype)
+            ));
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Many clients, and clients that die.
