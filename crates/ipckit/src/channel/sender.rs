@@ -71,6 +71,12 @@ impl Sender {
         }
     }
 
+    /// Whether the receiver is known to be gone (`shm:` only: other
+    /// transports tell at the next send).
+    pub(crate) fn receiver_gone(&self) -> bool {
+        self.shm_sender_ref().is_some_and(|s| !s.receiver_alive())
+    }
+
     /// As [`shm_sender`](Self::shm_sender), shared.
     pub(crate) fn shm_sender_ref(&self) -> Option<&ShmSender> {
         match &self.flavor {

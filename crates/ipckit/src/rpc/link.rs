@@ -33,6 +33,44 @@ const MAX_LINKS: usize = 4096;
 /// How often a System V server looks for clients that are gone.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a caller waiting for a reply looks whether the server is
+/// still there (where the wait itself cannot tell: `shm:`, the queues).
+const LIVENESS_EVERY: Duration = Duration::from_millis(100);
+
+/// The presence socket of a queue server: an abstract seqpacket listener
+/// bound while the server lives. A client connects to it first (nobody
+/// there: no server, at once) and holds the connection; the server's end,
+/// however it ends, shows as the end of that connection.
+fn presence(ep: &Endpoint) -> Result<Endpoint> {
+    let what = match ep.kind() {
+        EndpointKind::Mq(name) => format!("mq{name}"),
+        EndpointKind::SysvMq(k) => format!("sysv/{:08x}", crate::name::resolve_key(k, ep)?),
+        _ => unreachable!("queues only"),
+    };
+    // Long queue names hashed (FNV-1a: the same in every build).
+    let what = if what.len() > 80 {
+        let h = what.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        format!("{}-{h:016x}", &what[..40])
+    } else {
+        what
+    };
+    format!("unix-seqpacket:@ipckit/rpc/{what}").parse()
+}
+
+/// Connects to a queue server's presence socket.
+fn join_presence(ep: &Endpoint) -> Result<Connection> {
+    Connection::connect(&presence(ep)?).map_err(|e| {
+        Error::new(e.kind(), "connect", ep, "no server is serving this queue (its presence socket is not there)")
+    })
+}
+
+/// Whether the server at the other end of a presence connection is gone.
+fn presence_gone(conn: &Connection) -> bool {
+    use std::os::fd::AsFd;
+    // Readable (end of file) or hung up: the server closed it.
+    sys::io::poll(conn.as_fd(), sys::io::Ready::Read, Wait::Never).unwrap_or(true)
+}
+
 /// The client ids of this process: its pid and a counter.
 fn next_client() -> (i32, u32) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -84,6 +122,8 @@ pub(crate) struct ClientLink {
     /// A reply queue to remove when the client goes (if the server has
     /// not already).
     remove: Option<Endpoint>,
+    /// A queue server's presence (see [`presence`]).
+    presence: Option<Connection>,
 }
 
 #[derive(Debug)]
@@ -108,7 +148,13 @@ impl ClientLink {
             EndpointKind::Unix(UnixType::Stream | UnixType::Seqpacket, _) | EndpointKind::Tcp { .. } => {
                 let io = Connection::connect_wait(ep, opts, wait)?.into_io();
                 let rx = io.duplicate()?;
-                Ok(ClientLink { tx: Mutex::new(Tx::Io(io)), rx: Mutex::new(Rx::Io(rx)), client: None, remove: None })
+                Ok(ClientLink {
+                    tx: Mutex::new(Tx::Io(io)),
+                    rx: Mutex::new(Rx::Io(rx)),
+                    client: None,
+                    remove: None,
+                    presence: None,
+                })
             }
             EndpointKind::Shm(_) => {
                 let (channel, query) = split_shm(ep);
@@ -125,9 +171,11 @@ impl ClientLink {
                     rx: Mutex::new(Rx::Receiver(rx)),
                     client: Some(client),
                     remove: None,
+                    presence: None,
                 })
             }
             EndpointKind::Mq(queue) => {
+                let presence = join_presence(ep)?;
                 let tx = PosixQueue::open(ep, &Options { create: false, ..opts.clone() })?;
                 let (pid, n) = next_client();
                 let reply = mq_reply(queue, pid, n, &query_of(ep))?;
@@ -137,9 +185,11 @@ impl ClientLink {
                     rx: Mutex::new(Rx::Posix(rx)),
                     client: Some((pid as u64) << 32 | n as u64),
                     remove: Some(reply),
+                    presence: Some(presence),
                 })
             }
             EndpointKind::SysvMq(_) => {
+                let presence = join_presence(ep)?;
                 let tx = SysvQueue::open(ep, &Options { create: false, ..opts.clone() })?;
                 let (pid, n) = next_client();
                 let mtype = sysv_type(pid, n);
@@ -149,6 +199,7 @@ impl ClientLink {
                     rx: Mutex::new(Rx::Sysv(rx)),
                     client: Some(mtype as u64),
                     remove: None,
+                    presence: Some(presence),
                 })
             }
             _ => Err(Error::new(
@@ -172,14 +223,42 @@ impl ClientLink {
         }
     }
 
+    /// The next reply within `wait`. Where the wait cannot see the server
+    /// go (`shm:`, queues), it looks every 100 ms: a server that is gone is
+    /// `Eof`.
     pub(crate) fn recv_reply(&self, wait: Wait) -> Result<Got<Vec<u8>>> {
-        let got: Got<Message> = match &mut *lock(&self.rx) {
-            Rx::Io(io) => io.recv(wait)?,
-            Rx::Receiver(r) => r.recv_got(wait)?,
-            Rx::Posix(q) => q.recv_got(wait)?,
-            Rx::Sysv(q) => q.recv_got(wait)?,
-        };
-        Ok(got.map(|m| m.data))
+        let mut rx = lock(&self.rx);
+        if let Rx::Io(io) = &mut *rx {
+            return Ok(io.recv(wait)?.map(|m| m.data));
+        }
+        loop {
+            let slice = match wait {
+                Wait::Never => Wait::Never,
+                _ => Wait::timeout(wait.remaining().map_or(LIVENESS_EVERY, |left| left.min(LIVENESS_EVERY))),
+            };
+            let got: Got<Message> = match &mut *rx {
+                Rx::Io(_) => unreachable!("handled above"),
+                Rx::Receiver(r) => r.recv_got(slice)?,
+                Rx::Posix(q) => q.recv_got(slice)?,
+                Rx::Sysv(q) => q.recv_got(slice)?,
+            };
+            match got {
+                Got::NotYet if !self.server_gone() && wait.remaining() != Some(Duration::ZERO) => continue,
+                Got::NotYet if self.server_gone() => return Ok(Got::Eof),
+                got => return Ok(got.map(|m| m.data)),
+            }
+        }
+    }
+
+    /// Whether the server is known to be gone.
+    fn server_gone(&self) -> bool {
+        if let Some(p) = &self.presence {
+            return presence_gone(p);
+        }
+        match &*lock(&self.tx) {
+            Tx::Sender(s) => s.receiver_gone(),
+            _ => false,
+        }
     }
 }
 
@@ -281,6 +360,7 @@ pub(crate) enum ServerCore {
     },
     Posix {
         queue: PosixQueue,
+        presence: Presence,
         name: String,
         opts: Options,
         links: Links<PosixQueue>,
@@ -288,6 +368,7 @@ pub(crate) enum ServerCore {
     },
     Sysv {
         queue: SysvQueue,
+        presence: Presence,
         reply: Arc<Mutex<SysvQueue>>,
         ep: Endpoint,
         opts: Options,
@@ -319,9 +400,11 @@ impl ServerCore {
                 })
             }
             EndpointKind::Mq(_) => {
+                let presence = Presence::bind(ep)?;
                 let queue = PosixQueue::open(ep, &Options { create: true, ..opts.clone() })?;
                 let mut core = ServerCore::Posix {
                     queue,
+                    presence,
                     name: ep.to_string(),
                     opts: opts.clone(),
                     links: Links(HashMap::new()),
@@ -331,10 +414,12 @@ impl ServerCore {
                 Ok(core)
             }
             EndpointKind::SysvMq(_) => {
+                let presence = Presence::bind(ep)?;
                 let queue = SysvQueue::open(ep, &Options { create: true, msg_type: 1, ..opts.clone() })?;
                 let reply = SysvQueue::open(ep, &Options { create: false, ..opts.clone() })?;
                 Ok(ServerCore::Sysv {
                     queue,
+                    presence,
                     reply: Arc::new(Mutex::new(reply)),
                     ep: ep.clone(),
                     opts: opts.clone(),
@@ -384,7 +469,10 @@ impl ServerCore {
                 let got = server.next_from(wait, |slot, io, w| Ok(io.recv(w)?.map(|m| (slot, m))))?;
                 let Got::Msg((slot, m)) = got else { return Ok(got.map(|_| unreachable!())) };
                 let Some(parts) = envelope::parse_request(&m.data, false) else {
-                    let who = m.meta.creds.map_or_else(|| "a client".to_string(), |c| format!("the client with pid {}", c.pid));
+                    let who = m
+                        .meta
+                        .creds
+                        .map_or_else(|| "a client".to_string(), |c| format!("the client with pid {}", c.pid));
                     server.drop_connection(slot);
                     return Err(self.corrupt(format!(
                         "{who} sent a request of {} bytes, shorter than its {}-byte header; its connection was dropped",
@@ -409,7 +497,8 @@ impl ServerCore {
                 })?;
                 Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Shm(link) }))
             }
-            ServerCore::Posix { queue, name, opts, links, .. } => {
+            ServerCore::Posix { queue, name, opts, links, presence, .. } => {
+                presence.accept();
                 let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
                 let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(name, why))?;
                 let fresh = !links.0.contains_key(&client);
@@ -418,7 +507,12 @@ impl ServerCore {
                 let reply = mq_reply(&base, (client >> 32) as i32, client as u32, &query_of(&ep))?;
                 let link = links.get_or_open(client, || {
                     let q = PosixQueue::open(&reply, &Options { create: false, ..opts.clone() }).map_err(|e| {
-                        Error::new(e.kind(), "reply", name.as_str(), format!("cannot open the client's reply queue: {e}"))
+                        Error::new(
+                            e.kind(),
+                            "reply",
+                            name.as_str(),
+                            format!("cannot open the client's reply queue: {e}"),
+                        )
                     })?;
                     // Opened: nothing is left behind whatever happens to
                     // the client from now on.
@@ -430,7 +524,8 @@ impl ServerCore {
                 }
                 Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Posix(link) }))
             }
-            ServerCore::Sysv { queue, reply, ep, clients, swept, warnings, opts } => {
+            ServerCore::Sysv { queue, reply, ep, clients, swept, warnings, opts, presence } => {
+                presence.accept();
                 if swept.elapsed() >= SWEEP_EVERY {
                     *swept = Instant::now();
                     sweep_sysv(ep, opts, clients, warnings);
@@ -463,7 +558,8 @@ impl ServerCore {
             if !sys::process::is_alive(pid) {
                 if let Ok(gone) = format!("mq:/{name}").parse::<Endpoint>() {
                     if crate::remove(&gone).is_ok() {
-                        warnings.push(format!("{ep}: removed the reply queue /{name} of client pid {pid}, which is gone"));
+                        warnings
+                            .push(format!("{ep}: removed the reply queue /{name} of client pid {pid}, which is gone"));
                     }
                 }
             }
@@ -503,10 +599,40 @@ fn sweep_sysv(ep: &Endpoint, opts: &Options, clients: &mut HashMap<i64, i32>, wa
             removed += 1;
         }
         if removed > 0 {
-            warnings.push(format!(
-                "{ep}: removed {removed} replies to client pid {}, which is gone",
-                sysv_pid(mtype)
-            ));
+            warnings.push(format!("{ep}: removed {removed} replies to client pid {}, which is gone", sysv_pid(mtype)));
+        }
+    }
+}
+
+/// A queue server's presence socket (see [`presence`]) and the clients
+/// holding a connection to it.
+#[derive(Debug)]
+pub(crate) struct Presence {
+    listener: Listener,
+    held: Vec<Connection>,
+}
+
+impl Presence {
+    fn bind(ep: &Endpoint) -> Result<Presence> {
+        let listener = Listener::bind(&presence(ep)?).map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => {
+                Error::new(ErrorKind::AlreadyExists, "bind", ep, "another server serves this queue")
+            }
+            _ => e,
+        })?;
+        listener.set_nonblocking(true)?;
+        Ok(Presence { listener, held: Vec::new() })
+    }
+
+    /// Takes the connections waiting (without reading them: a client only
+    /// holds one to see the server's end), and lets go of the ones whose
+    /// client left.
+    fn accept(&mut self) {
+        while let Ok(c) = self.listener.try_accept() {
+            self.held.push(c);
+        }
+        if self.held.len() > 64 {
+            self.held.retain(|c| !presence_gone(c));
         }
     }
 }

@@ -72,7 +72,11 @@ impl StreamIo {
     /// framing and maximum: one end sends while the other receives (the
     /// request-response server's replies).
     pub(crate) fn duplicate(&self) -> Result<StreamIo> {
-        let fd = self.base.fd().try_clone_to_owned().map_err(|e| Error::new(ErrorKind::Io, "dup", self.name(), e.to_string()))?;
+        let fd = self
+            .base
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::new(ErrorKind::Io, "dup", self.name(), e.to_string()))?;
         let mut io = StreamIo::new(fd, self.kind, self.framing, self.decoder.max(), self.base.name.clone());
         io.base.creds = self.base.creds;
         Ok(io)

@@ -23,7 +23,9 @@ pub fn ep(text: &str) -> Endpoint {
 /// abstract sockets.
 pub fn leftovers(tag: &str) -> Vec<String> {
     let mut left: Vec<String> = std::fs::read_dir("/dev/mqueue")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(tag)).collect())
+        .map(|d| {
+            d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(tag)).collect()
+        })
         .unwrap_or_default();
     left.extend(
         std::fs::read_to_string("/proc/net/unix")

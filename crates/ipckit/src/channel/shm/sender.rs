@@ -428,6 +428,12 @@ impl ShmSender {
         Ok(self.pool.as_ref().map_or(0, Pool::lent_bytes))
     }
 
+    /// Whether the receiver is still there and serving this sender (no
+    /// system call).
+    pub(crate) fn receiver_alive(&self) -> bool {
+        self.gone.is_none() && self.live.alive() && !self.ring.memory().is_closed()
+    }
+
     /// Whether this sender has a pool, and its size.
     pub(crate) fn pool_size(&self) -> Option<usize> {
         self.pool.as_ref().map(Pool::size)
