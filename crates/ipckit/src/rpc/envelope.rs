@@ -17,7 +17,14 @@
 //! | request | `u64` correlation id, `u64` client id, then the body |
 //! | reply | as above |
 //!
+//! On `shm:` and the queues, a request with correlation id 0 and no body
+//! is a client's goodbye: the server lets go of its way back to that
+//! client, and answers nothing. Calls' ids start at 1.
+//!
 //! A message shorter than its header is `Corrupt`.
+
+/// The correlation id of a client's goodbye (`shm:`, queues).
+pub const GOODBYE: u64 = 0;
 
 /// A request's header on connections: the correlation id.
 pub const REQUEST_HEADER: usize = 8;

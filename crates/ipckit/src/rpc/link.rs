@@ -101,16 +101,14 @@ fn shm_reply(channel: &str, client: u64, query: &str) -> Result<Endpoint> {
     format!("shm:{channel}~r{client:016x}{query}").parse()
 }
 
-/// A client's reply queue on `mq:` (the server's queue options apply).
-fn mq_reply(queue: &str, pid: i32, n: u32, query: &str) -> Result<Endpoint> {
-    format!("mq:{queue}.r{pid}-{n}{query}").parse()
+/// A client's reply queue on `mq:`.
+fn mq_reply(queue: &str, pid: i32, n: u32) -> Result<Endpoint> {
+    format!("mq:{queue}.r{pid}-{n}").parse()
 }
 
-/// The options of an endpoint, as a query string.
-fn query_of(ep: &Endpoint) -> String {
-    let query: Vec<String> = ep.options().map(|(k, v)| format!("{k}={v}")).collect();
-    if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) }
-}
+/// The most replies a client's reply queue holds: replies are read as they
+/// come, and every queue counts against the user's `RLIMIT_MSGQUEUE`.
+const REPLY_QUEUE_MESSAGES: i64 = 4;
 
 /// A client's two directions.
 #[derive(Debug)]
@@ -178,8 +176,14 @@ impl ClientLink {
                 let presence = join_presence(ep)?;
                 let tx = PosixQueue::open(ep, &Options { create: false, ..opts.clone() })?;
                 let (pid, n) = next_client();
-                let reply = mq_reply(queue, pid, n, &query_of(ep))?;
-                let rx = PosixQueue::open(&reply, &Options { create: true, exclusive: true, ..opts.clone() })?;
+                // Replies as large as the server's requests may be; few of
+                // them.
+                let size = tx.attributes()?.msgsize;
+                let maxmsg = REPLY_QUEUE_MESSAGES.min(tx.attributes()?.maxmsg);
+                let mode = ep.mode()?.map_or(String::new(), |m| format!("&mode={m:o}"));
+                let reply = mq_reply(queue, pid, n)?;
+                let create: Endpoint = format!("{reply}?maxmsg={maxmsg}&msgsize={size}{mode}").parse()?;
+                let rx = PosixQueue::open(&create, &Options { create: true, exclusive: true, ..opts.clone() })?;
                 Ok(ClientLink {
                     tx: Mutex::new(Tx::Posix(tx)),
                     rx: Mutex::new(Rx::Posix(rx)),
@@ -264,6 +268,10 @@ impl ClientLink {
 
 impl Drop for ClientLink {
     fn drop(&mut self) {
+        if self.client.is_some() {
+            // Goodbye: the server lets go of its way back to this client.
+            let _ = self.send_request(envelope::GOODBYE, &[], Wait::Never);
+        }
         if let Some(ep) = &self.remove {
             // Gone already when the server has opened it.
             let _ = crate::remove(ep);
@@ -286,7 +294,7 @@ pub(crate) enum ReplyTo {
     Io(Arc<Mutex<Io>>),
     Shm(Arc<ReplyLink<Sender>>),
     Posix(Arc<ReplyLink<PosixQueue>>),
-    Sysv(Arc<Mutex<SysvQueue>>, i64),
+    Sysv(Arc<Mutex<SysvQueue>>, i64, Arc<Mutex<HashMap<i64, i32>>>),
 }
 
 impl ReplyTo {
@@ -296,7 +304,13 @@ impl ReplyTo {
             ReplyTo::Io(io) => lock(io).send(parts, &SendMeta::new(), wait),
             ReplyTo::Shm(link) => link.send(|s| s.send_parts(parts, &SendMeta::new(), wait)),
             ReplyTo::Posix(link) => link.send(|q| q.send_wait(parts, &SendMeta::new(), wait)),
-            ReplyTo::Sysv(q, mtype) => lock(q).send_wait(parts, &SendMeta::new().msg_type(*mtype), Wait::Never),
+            ReplyTo::Sysv(q, mtype, clients) => {
+                let sent = lock(q).send_wait(parts, &SendMeta::new().msg_type(*mtype), Wait::Never);
+                // Known again (a sweep may have let go of it meanwhile): if
+                // it is gone, the next sweep takes this reply out.
+                lock(clients).insert(*mtype, sysv_pid(*mtype));
+                sent
+            }
         };
         sent.map_err(|e| {
             let kind = e.kind();
@@ -346,8 +360,10 @@ impl<T> Links<T> {
     }
 }
 
-/// A server's receiving side, and the ways back.
+/// A server's receiving side, and the ways back. One per server, so the
+/// variants' sizes do not matter.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ServerCore {
     Socket(SocketServer),
     Shm {
@@ -374,7 +390,7 @@ pub(crate) enum ServerCore {
         opts: Options,
         /// Clients answered, by message type, and when they were last
         /// looked at.
-        clients: HashMap<i64, i32>,
+        clients: Arc<Mutex<HashMap<i64, i32>>>,
         swept: Instant,
         warnings: Vec<String>,
     },
@@ -423,7 +439,7 @@ impl ServerCore {
                     reply: Arc::new(Mutex::new(reply)),
                     ep: ep.clone(),
                     opts: opts.clone(),
-                    clients: HashMap::new(),
+                    clients: Arc::new(Mutex::new(HashMap::new())),
                     swept: Instant::now(),
                     warnings: Vec::new(),
                 })
@@ -462,12 +478,24 @@ impl ServerCore {
         Error::new(ErrorKind::Corrupt, "recv request", self.name(), why)
     }
 
-    /// The next request within `wait`.
+    /// The next request within `wait` (goodbyes handled on the way).
     pub(crate) fn next(&mut self, wait: Wait) -> Result<Got<Request>> {
+        loop {
+            match self.next_one(wait)? {
+                Got::Msg(Some(request)) => return Ok(Got::Msg(request)),
+                Got::Msg(None) => continue,
+                Got::NotYet => return Ok(Got::NotYet),
+                Got::Eof => return Ok(Got::Eof),
+            }
+        }
+    }
+
+    /// One message: a request, or `None` for a client's goodbye.
+    fn next_one(&mut self, wait: Wait) -> Result<Got<Option<Request>>> {
         match self {
             ServerCore::Socket(server) => {
                 let got = server.next_from(wait, |slot, io, w| Ok(io.recv(w)?.map(|m| (slot, m))))?;
-                let Got::Msg((slot, m)) = got else { return Ok(got.map(|_| unreachable!())) };
+                let Got::Msg((slot, m)) = got else { return Ok(got.map(|_| None)) };
                 let Some(parts) = envelope::parse_request(&m.data, false) else {
                     let who = m
                         .meta
@@ -484,27 +512,40 @@ impl ServerCore {
                 let to = ReplyTo::Io(server.reply_handle(slot)?);
                 let mut body = m.data;
                 body.drain(..envelope::REQUEST_HEADER);
-                Ok(Got::Msg(Request { id, body, meta: m.meta, to }))
+                Ok(Got::Msg(Some(Request { id, body, meta: m.meta, to })))
             }
             ServerCore::Shm { rx, channel, query, opts, links, .. } => {
                 let Got::Msg(m) = rx.recv_got(wait)? else { return Ok(Got::NotYet) };
                 let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(rx.name(), why))?;
+                if id == envelope::GOODBYE {
+                    links.0.remove(&client);
+                    return Ok(Got::Msg(None));
+                }
+                if !links.0.contains_key(&client) {
+                    // A new client: let go of the ways back to clients
+                    // that are gone (killed: no goodbye came).
+                    links.0.retain(|_, l| !lock(&l.end).receiver_gone());
+                }
                 let ep = shm_reply(channel, client, query)?;
                 let link = links.get_or_open(client, || {
                     Sender::connect_timeout(&ep, opts, REPLY_WAIT).map_err(|e| {
                         Error::new(e.kind(), "reply", rx.name(), format!("cannot join the client's reply channel: {e}"))
                     })
                 })?;
-                Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Shm(link) }))
+                Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Shm(link) })))
             }
             ServerCore::Posix { queue, name, opts, links, presence, .. } => {
                 presence.accept();
                 let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
                 let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(name, why))?;
+                if id == envelope::GOODBYE {
+                    links.0.remove(&client);
+                    return Ok(Got::Msg(None));
+                }
                 let fresh = !links.0.contains_key(&client);
                 let crate::EndpointKind::Mq(base) = name.parse::<Endpoint>()?.kind().clone() else { unreachable!() };
                 let ep: Endpoint = name.parse()?;
-                let reply = mq_reply(&base, (client >> 32) as i32, client as u32, &query_of(&ep))?;
+                let reply = mq_reply(&base, (client >> 32) as i32, client as u32)?;
                 let link = links.get_or_open(client, || {
                     let q = PosixQueue::open(&reply, &Options { create: false, ..opts.clone() }).map_err(|e| {
                         Error::new(
@@ -520,15 +561,19 @@ impl ServerCore {
                     Ok(q)
                 })?;
                 if fresh {
+                    // Its queue's memory counts against the user's limit
+                    // for as long as it is open here: let go of the ones
+                    // whose client is gone.
+                    links.0.retain(|client, _| sys::process::is_alive((client >> 32) as i32));
                     self.sweep_mq(&ep);
                 }
-                Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Posix(link) }))
+                Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Posix(link) })))
             }
             ServerCore::Sysv { queue, reply, ep, clients, swept, warnings, opts, presence } => {
                 presence.accept();
                 if swept.elapsed() >= SWEEP_EVERY {
                     *swept = Instant::now();
-                    sweep_sysv(ep, opts, clients, warnings);
+                    sweep_sysv(ep, opts, &mut lock(clients), warnings);
                 }
                 let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
                 let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(&ep.to_string(), why))?;
@@ -536,8 +581,12 @@ impl ServerCore {
                 if mtype < 2 {
                     return Err(self_corrupt(&ep.to_string(), format!("a request names the client type {mtype}")));
                 }
-                clients.insert(mtype, sysv_pid(mtype));
-                Ok(Got::Msg(Request { id, body, meta, to: ReplyTo::Sysv(reply.clone(), mtype) }))
+                if id == envelope::GOODBYE {
+                    lock(clients).remove(&mtype);
+                    return Ok(Got::Msg(None));
+                }
+                lock(clients).insert(mtype, sysv_pid(mtype));
+                Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Sysv(reply.clone(), mtype, clients.clone()) })))
             }
         }
     }

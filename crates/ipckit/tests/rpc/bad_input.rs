@@ -112,6 +112,7 @@ fn a_call_that_times_out_discards_the_late_reply() {
         let client = Client::connect(&ep(server.name())).unwrap();
         std::thread::scope(|sc| {
             let serving = sc.spawn(|| server.serve(|r| handler(r.body())));
+            let _stop = super::support::Stop(&server);
             let e = client.call_timeout(b"sleep:300", Duration::from_millis(50)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::TimedOut, "{text}: {e}");
             // The late reply arrives before this one's (one worker).
@@ -149,6 +150,7 @@ fn a_short_envelope_drops_that_connection_only() {
         assert_eq!(e.kind(), ErrorKind::Disconnected, "{text}: the raw connection was dropped: {e}");
         std::thread::scope(|sc| {
             let serving = sc.spawn(|| server.serve(|r| handler(r.body())));
+            let _stop = super::support::Stop(&server);
             assert_eq!(client.call_timeout(b"still here", HANG_GUARD).unwrap(), b"still here", "{text}");
             server.stop();
             serving.join().unwrap().unwrap();
@@ -165,6 +167,7 @@ fn a_short_envelope_drops_that_connection_only() {
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{text}: {e}");
         std::thread::scope(|sc| {
             let serving = sc.spawn(|| server.serve(|r| handler(r.body())));
+            let _stop = super::support::Stop(&server);
             assert_eq!(client.call_timeout(b"ok", HANG_GUARD).unwrap(), b"ok", "{text}");
             server.stop();
             serving.join().unwrap().unwrap();
@@ -182,6 +185,7 @@ fn a_handler_error_is_remote() {
     let client = Client::connect(&ep(&text)).unwrap();
     std::thread::scope(|sc| {
         let serving = sc.spawn(|| server.serve(|r| handler(r.body())));
+        let _stop = super::support::Stop(&server);
         let e = client.call(b"fail:disk full").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Remote);
         assert!(e.to_string().contains("disk full"), "{e}");

@@ -75,6 +75,7 @@ fn every_transport_round_trips_between_processes() {
         let child = Guarded::spawn(rerun("basics::child_basic_client", "client").env("IPCKIT_EP", &name));
         std::thread::scope(|sc| {
             let serving = sc.spawn(|| server.serve_threads(3, |r| handler(r.body())));
+            let _stop = super::support::Stop(&server);
             let status = child.wait();
             server.stop();
             serving.join().unwrap().unwrap_or_else(|e| panic!("{text}: serve: {e}"));

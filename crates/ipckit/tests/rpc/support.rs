@@ -36,3 +36,14 @@ pub fn leftovers(tag: &str) -> Vec<String> {
     );
     left
 }
+
+/// Stops a server's serving loops when dropped: a failing check in a
+/// thread scope unwinds through it, and the scope's serving threads end
+/// instead of holding the test for ever.
+pub struct Stop<'a>(pub &'a ipckit::rpc::Server);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
