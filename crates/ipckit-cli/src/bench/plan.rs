@@ -131,15 +131,29 @@ impl Plan {
     }
 
     /// The time a job of `table` may take before it has had enough (after
-    /// [`MIN_TRIALS`]), if the run is budgeted.
+    /// [`MIN_TRIALS`]), if the run is budgeted: an equal part of the
+    /// table's budget (the copy-vs-map table shares its own out as it goes,
+    /// see [`budget`](Self::budget)).
     pub(super) fn share(&self, table: Table) -> Option<Duration> {
-        let (budget, jobs) = match table {
-            Table::Messages => (BUDGET_MESSAGES, self.jobs.iter().filter(|j| j.limit.is_none()).count()),
-            Table::CopyMap => (BUDGET_COPY_MAP, copymap::SIZES.len()),
-            Table::Sync => (BUDGET_SYNC, self.sync.len()),
-            Table::Shm => (BUDGET_SHM, self.shm.len()),
+        let jobs = match table {
+            Table::Messages => self.jobs.iter().filter(|j| j.limit.is_none()).count(),
+            Table::CopyMap => copymap::SIZES.len(),
+            Table::Sync => self.sync.len(),
+            Table::Shm => self.shm.len(),
         };
-        self.budgeted.then(|| budget / jobs.max(1) as u32)
+        self.budget(table).map(|budget| budget / jobs.max(1) as u32)
+    }
+
+    /// The time the jobs of `table` may take in all, if the run is
+    /// budgeted.
+    pub(super) fn budget(&self, table: Table) -> Option<Duration> {
+        let budget = match table {
+            Table::Messages => BUDGET_MESSAGES,
+            Table::CopyMap => BUDGET_COPY_MAP,
+            Table::Sync => BUDGET_SYNC,
+            Table::Shm => BUDGET_SHM,
+        };
+        self.budgeted.then_some(budget)
     }
 
     /// Round trips per trial for messages of `size` bytes: enough for a

@@ -162,12 +162,17 @@ impl Bench {
         Ok(Row { job, rounds, outcome })
     }
 
-    /// The copy-vs-map table: every size, its rows interleaved.
+    /// The copy-vs-map table: every size, its rows interleaved. The
+    /// largest sizes first: their trials take longest (and at least
+    /// [`MIN_TRIALS`] run whatever the budget), and the smaller sizes share
+    /// what they leave of the table's budget.
     fn copy_map_table(&self) -> Result<CopyMapTable> {
-        let share = self.plan.share(Table::CopyMap);
+        let budget = self.plan.budget(Table::CopyMap);
+        let start = Instant::now();
         let inline_max = self.plan.hybrid_threshold.inline_max;
         let mut sizes = Vec::new();
-        for size in copymap::SIZES {
+        for (left, &size) in copymap::SIZES.iter().enumerate().rev() {
+            let share = budget.map(|b| b.saturating_sub(start.elapsed()) / (left + 1) as u32);
             let payload = link::Buffer::payload(size);
             let label = format!("{COPY_MAP_NAME} {}", report::size(size));
             let ways = copymap::measured_at(&self.plan.copy_map, size);
@@ -181,6 +186,7 @@ impl Bench {
             let rounds = |way| copymap::rounds(way, size, self.plan.quick);
             sizes.push(CopyMapSize::new(size, &self.plan.copy_map, ways.into_iter().zip(samples), rounds));
         }
+        sizes.reverse();
         Ok(CopyMapTable::new(sizes, self.plan.hybrid_threshold.clone()))
     }
 
