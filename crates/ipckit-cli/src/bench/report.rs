@@ -399,7 +399,8 @@ impl CopyMapTable {
         let inline_max = self.hybrid.inline_max;
         let mut text = format!(
             "Copy or map: round trip p50 (N bytes to another process, an 8-byte acknowledgement back)\n{table}\n\
-             Each value the median of {trials} interleaved trials' p50 (fresh processes; at most {trials_max}).\n\
+             Each value the median of {trials} interleaved trials' p50 (fresh processes, the rows' order rotating; at \
+             most {trials_max}).\n\
              copy-kernel = a Unix stream socket (ipckit Connection, len32). map-each = a sealed memfd per message \
              (send_sealed), the receiver copies it out of its mapping.\n\
              copy-shm = copied through a shm: ring (?inline=N&pool=0; the ring the next power of two that holds N, \

@@ -39,6 +39,18 @@ impl<T> Trials<T> {
     }
 }
 
+/// The order of the modes within each round of trials.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// Always the same: A, B, A, B, ...
+    Fixed,
+    /// Round `n` starts with the `n`th mode (A B C, B C A, C A B, ...), so
+    /// that no mode always follows the same one: with many modes, whatever
+    /// a trial leaves behind (memory being freed, caches) falls on each
+    /// in turn.
+    Rotating,
+}
+
 /// Everything a trial needs from the run.
 #[derive(Debug)]
 pub(super) struct Bench {
@@ -77,18 +89,19 @@ impl Bench {
         share: Option<Duration>,
         trial: impl FnMut(Mode, usize) -> Result<Sample>,
     ) -> Result<Trials<[Vec<Sample>; N]>> {
-        Ok(match self.interleave_all(label, &modes, trials, share, trial)? {
+        Ok(match self.interleave_all(label, &modes, Order::Fixed, trials, share, trial)? {
             Trials::Done(samples) => Trials::Done(samples.try_into().expect("one list of samples per mode")),
             Trials::Limit(why) => Trials::Limit(why),
         })
     }
 
-    /// [`interleave`](Self::interleave) for any number of modes: the
-    /// samples of each, in the order of `modes`.
+    /// [`interleave`](Self::interleave) for any number of modes, in
+    /// `order`: the samples of each, in the order of `modes`.
     fn interleave_all(
         &self,
         label: &str,
         modes: &[Mode],
+        order: Order,
         trials: usize,
         share: Option<Duration>,
         mut trial: impl FnMut(Mode, usize) -> Result<Sample>,
@@ -99,12 +112,17 @@ impl Bench {
         let mut n = 0;
         let enough = |n: usize| n >= trials || share.is_some_and(|s| n >= MIN_TRIALS && start.elapsed() >= s);
         while !enough(n) {
-            for (i, &mode) in modes.iter().enumerate() {
+            for k in 0..count {
+                let i = match order {
+                    Order::Fixed => k,
+                    Order::Rotating => (k + n) % count,
+                };
+                let mode = modes[i];
                 self.bar.set_message(format!("{label} {}", mode.name()));
                 match trial(mode, n) {
                     Ok(sample) => samples[i].push(sample),
                     Err(e) if is_limit(&e) => {
-                        self.bar.inc(((trials - n) * count - i) as u64);
+                        self.bar.inc(((trials - n) * count - k) as u64);
                         return Ok(Trials::Limit(format!("{e:#}")));
                     }
                     Err(e) => return Err(e.context(format!("{label}, {} trial {}", mode.name(), n + 1))),
@@ -178,7 +196,7 @@ impl Bench {
             let ways = copymap::measured_at(&self.plan.copy_map, size);
             let modes: Vec<Mode> = ways.iter().map(|w| w.mode()).collect();
             let samples = self
-                .interleave_all(&label, &modes, self.plan.copy_map_trials, share, |mode, n| {
+                .interleave_all(&label, &modes, Order::Rotating, self.plan.copy_map_trials, share, |mode, n| {
                     let way = Way::of(mode).expect("a copy-vs-map mode");
                     copymap::trial(self, way, &payload, inline_max, n)
                 })?
