@@ -25,12 +25,14 @@
 //! it sent again before the acknowledgement, so the receiver never reads
 //! bytes being written.
 //!
-//! Trials of the rows alternate, as elsewhere. From the medians: the
+//! Trials of the rows alternate, as elsewhere, in an order that rotates
+//! from one round to the next (the runner). From the medians: the
 //! fastest row per size (among those that deliver every byte to the
 //! reader), and the crossover: the smallest size from which `map-pool
 //! fill-and-read` beats `copy-shm` at that size and every larger one (a
 //! size the ring cannot hold counts as a win for the pool). The threshold
-//! `ipckit bench --save-threshold` saves is the largest message below it.
+//! `ipckit bench --save-threshold` saves is the largest message below it
+//! (one byte less; without a crossover, the largest size: copying won).
 
 use std::fmt;
 
