@@ -344,7 +344,7 @@ impl CopyMapTable {
             Source::Environment => format!("from {}", ipckit::threshold::ENV),
             Source::File(path) => format!("from {}", path.display()),
             Source::Default => format!(
-                "the default, ipckit::threshold::DEFAULT_INLINE_MAX: no {} and no {}",
+                "the default, ipckit::threshold::DEFAULT_INLINE_MAX: neither {} nor {} set one",
                 ipckit::threshold::ENV,
                 ipckit::threshold::path().map_or_else(|| "threshold.json".to_owned(), |p| p.display().to_string())
             ),
