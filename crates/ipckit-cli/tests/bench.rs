@@ -1,11 +1,14 @@
 //! `ipckit bench --quick --json`, end to end: it exits 0 with a result for
-//! every mechanism at every size, every size of the copy-vs-map table,
-//! every synchronization row and every shared-memory row, says which
-//! layout the document has (`schema`), and leaves nothing behind. Nothing
-//! about time is asserted but that latencies and rates are positive.
+//! every mechanism at every size, every row of the copy-vs-map table at
+//! every size (and its crossover and threshold), every synchronization row
+//! and every shared-memory row, says which layout the document has
+//! (`schema`), and leaves nothing behind. `--save-threshold` writes the
+//! threshold it prints where `?inline=auto` finds it. Nothing about time
+//! is asserted but that latencies and rates are positive.
 
 use ipckit_testkit::cli::Ipckit;
 use ipckit_testkit::program::run;
+use ipckit_testkit::scratch::Scratch;
 use serde_json::Value;
 
 /// The binary under test.
@@ -15,12 +18,22 @@ const SOCKETS: [&str; 6] = ["pipe", "fifo", "unix-stream", "unix-seqpacket", "un
 const QUEUES: [&str; 2] = ["mq", "sysv-mq"];
 const SIZES: [u64; 2] = [64, 65536];
 const COPY_MAP_SIZES: [u64; 9] = [64, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
+/// The copy-vs-map rows: (mechanism, variant).
+const COPY_MAP_ROWS: [(&str, Option<&str>); 7] = [
+    ("copy-kernel", None),
+    ("copy-shm", None),
+    ("map-each", None),
+    ("map-pool", Some("untouched")),
+    ("map-pool", Some("writer-fills")),
+    ("map-pool", Some("fill-and-read")),
+    ("hybrid", None),
+];
 const SYNC: [&str; 3] = ["mutex-uncontended", "mutex-handoff", "event-pingpong"];
 /// The shared-memory rows: (mechanism, size).
 const SHM: [(&str, u64); 6] =
     [("shm-busy", 64), ("shm-busy", 4096), ("shm-busy", 65536), ("shm-spin", 64), ("shm-park", 64), ("shm-stream", 64)];
 /// The layout of the JSON document.
-const SCHEMA: u64 = 1;
+const SCHEMA: u64 = 2;
 
 /// Checks one mode's summary: positive percentiles, one entry per trial.
 #[track_caller]
@@ -95,24 +108,85 @@ fn check_messages(doc: &Value) {
     assert_eq!(rows.len(), SOCKETS.len() * SIZES.len() + queue_rows, "one row per mechanism and size: {doc:#}");
 }
 
-/// The copy-vs-map table: every size measured both ways, and a crossover
-/// that is one of the sizes (or none).
-fn check_copy_map(doc: &Value) {
+/// The copy-vs-map table: each of `rows` at every size (copy-shm may be
+/// "n/a" over its largest ring), `variant` on map-pool rows only; per
+/// size, the fastest row and hybrid's ratio; the crossover, one of the
+/// sizes or none, and the threshold, when both of its rows are there; and
+/// the threshold `hybrid` ran with.
+fn check_copy_map(doc: &Value, rows: &[(&str, Option<&str>)]) {
     let table = &doc["copy_vs_map"];
-    let rows = table["results"].as_array().unwrap_or_else(|| panic!("no copy_vs_map results in {doc:#}"));
-    let sizes: Vec<u64> = rows.iter().filter_map(|r| r["size"].as_u64()).collect();
-    assert_eq!(sizes, COPY_MAP_SIZES, "copy vs map sizes: {table:#}");
-    for row in rows {
-        let what = format!("copy vs map {} B", row["size"]);
-        check_measured(row, ["copy", "map"], "ratio_copy_over_map", &what);
+    let results = table["results"].as_array().unwrap_or_else(|| panic!("no copy_vs_map results in {doc:#}"));
+    for size in COPY_MAP_SIZES {
+        for &(mechanism, variant) in rows {
+            let what = format!("{mechanism} {} {size} B", variant.unwrap_or(""));
+            let row = results
+                .iter()
+                .find(|r| r["mechanism"] == mechanism && r["size"] == size && r["variant"].as_str() == variant)
+                .unwrap_or_else(|| panic!("{what}: no row in {table:#}"));
+            assert!(row["how"].as_str().is_some_and(|h| !h.is_empty()), "{what}: how in {row}");
+            match row["status"].as_str() {
+                Some("ok") => {
+                    let trials = row["trials"].as_u64().unwrap_or_else(|| panic!("{what}: no trials in {row}"));
+                    assert!(trials > 0 && row["round_trips"].as_u64() > Some(0), "{what}: {row}");
+                    check_summary(&row["round_trip"], trials, &what);
+                }
+                Some("n/a (ring)") => assert_eq!(mechanism, "copy-shm", "{what}: {row}"),
+                other => panic!("{what}: status {other:?} in {row}"),
+            }
+        }
+    }
+    let iceoryx2 = results.iter().filter(|r| r["mechanism"] == "iceoryx2").count();
+    let expected = if cfg!(feature = "compare-iceoryx2") && rows.contains(&("map-pool", Some("writer-fills"))) {
+        let row = results
+            .iter()
+            .find(|r| r["mechanism"] == "iceoryx2" && r["size"] == 1 << 20 && r["variant"] == "writer-fills")
+            .unwrap_or_else(|| panic!("no iceoryx2 writer-fills 1 MiB row in {table:#}"));
+        check_summary(&row["round_trip"], row["trials"].as_u64().unwrap_or(0), "iceoryx2 writer-fills 1 MiB");
+        1
+    } else {
+        0
+    };
+    assert_eq!(iceoryx2, expected, "iceoryx2 rows: {table:#}");
+    assert_eq!(results.len(), COPY_MAP_SIZES.len() * rows.len() + expected, "one entry per row and size: {table:#}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["variant"].is_null() == (r["mechanism"] != "map-pool" && r["mechanism"] != "iceoryx2")),
+        "variant on map-pool (and iceoryx2) rows only: {table:#}"
+    );
+
+    let sizes = table["sizes"].as_array().unwrap_or_else(|| panic!("no copy_vs_map sizes in {table:#}"));
+    assert_eq!(sizes.iter().filter_map(|s| s["size"].as_u64()).collect::<Vec<u64>>(), COPY_MAP_SIZES, "{table:#}");
+    let both = rows.contains(&("copy-shm", None)) && rows.contains(&("map-pool", Some("fill-and-read")));
+    for s in sizes {
+        let fastest = &s["fastest"];
+        assert!(
+            rows.iter().any(|&(m, v)| fastest["mechanism"] == m && fastest["variant"].as_str() == v),
+            "fastest {fastest} is none of the rows: {s}"
+        );
+        assert!(!matches!(fastest["variant"].as_str(), Some("untouched" | "writer-fills")), "fastest reads: {s}");
+        if both && rows.contains(&("hybrid", None)) {
+            assert!(s["hybrid_over_best"].as_f64() > Some(0.0), "hybrid_over_best in {s}");
+        }
     }
     let crossover = &table["crossover_size"];
     assert!(
         crossover.is_null() || crossover.as_u64().is_some_and(|s| COPY_MAP_SIZES.contains(&s)),
         "crossover_size {crossover} is none of the sizes"
     );
-    let faster = table["map_faster_sizes"].as_array().unwrap_or_else(|| panic!("no map_faster_sizes in {table:#}"));
-    assert!(faster.iter().all(|s| s.as_u64().is_some_and(|s| COPY_MAP_SIZES.contains(&s))), "{table:#}");
+    let threshold = &table["threshold"];
+    if both {
+        let inline_max = threshold["inline_max"].as_u64().unwrap_or_else(|| panic!("no threshold in {table:#}"));
+        match crossover.as_u64() {
+            Some(c) => assert_eq!(inline_max, c - 1, "every message below the crossover is copied: {table:#}"),
+            None => assert_eq!(inline_max, COPY_MAP_SIZES[8], "no crossover: copy everything: {table:#}"),
+        }
+    } else {
+        assert!(threshold.is_null() && crossover.is_null(), "a threshold without its rows: {table:#}");
+    }
+    let hybrid = &table["hybrid_threshold"];
+    assert!(hybrid["inline_max"].as_u64().is_some(), "hybrid_threshold in {table:#}");
+    assert!(["environment", "file", "default"].iter().any(|s| hybrid["source"] == *s), "{hybrid}");
 }
 
 /// The synchronization table: every row, ipckit beside raw.
@@ -188,7 +262,7 @@ fn quick_json_has_every_row() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     assert_eq!(doc["schema"].as_u64(), Some(SCHEMA), "schema in {doc:#}");
     check_messages(&doc);
-    check_copy_map(&doc);
+    check_copy_map(&doc, &COPY_MAP_ROWS);
     check_sync(&doc);
     check_shm(&doc, true);
 
@@ -226,16 +300,65 @@ fn filter_selects_tables() {
 
     assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
 
-    // The shared-memory rows alone, and all of them.
+    // The shared-memory rows alone, and all of them (copy-shm of the
+    // copy-vs-map table too: its name has "shm" in it).
     let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "shm"]), None);
     out.expect_code(0, "ipckit bench --filter shm");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     assert_eq!(doc["schema"].as_u64(), Some(SCHEMA), "schema in {doc:#}");
     assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc:#}");
-    assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
+    check_copy_map(&doc, &[("copy-shm", None)]);
     assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
     check_shm(&doc, false);
 
+    // One row of the copy-vs-map table: no crossover, so no threshold,
+    // and nothing to save.
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "map-pool"]), None);
+    out.expect_code(0, "ipckit bench --filter map-pool");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    let pool: Vec<(&str, Option<&str>)> = COPY_MAP_ROWS.into_iter().filter(|(m, _)| *m == "map-pool").collect();
+    check_copy_map(&doc, &pool);
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--filter", "map-pool", "--save-threshold"]), None);
+    out.expect_code(2, "ipckit bench --filter map-pool --save-threshold");
+
     let out = run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
     out.expect_code(2, "ipckit bench --filter no-such-row");
+}
+
+/// `--save-threshold` saves the threshold it prints, in
+/// `$XDG_CONFIG_HOME/ipckit/threshold.json`, with the machine it was
+/// measured on; the next run's `hybrid` row (`?inline=auto`) runs with it.
+#[test]
+fn save_threshold_writes_what_it_prints() {
+    let s = Scratch::new("bench-threshold");
+    let config = s.path("config");
+    let bench = |args: &[&str]| {
+        let mut cmd = IPCKIT.command();
+        cmd.env("XDG_CONFIG_HOME", &config).env_remove("IPCKIT_INLINE_MAX");
+        run(cmd.args(["bench", "--quick", "--trials", "1"]).args(args), None)
+    };
+    let out = bench(&["--filter", "copy-shm", "--filter", "map-pool", "--save-threshold"]);
+    out.expect_code(0, "ipckit bench --save-threshold");
+    let text = out.text();
+    let line = text.lines().find(|l| l.starts_with("threshold: ")).unwrap_or_else(|| panic!("no threshold in {text}"));
+    let (printed, path) = line
+        .strip_prefix("threshold: ")
+        .and_then(|rest| rest.split_once(" bytes, saved to "))
+        .unwrap_or_else(|| panic!("not 'threshold: N bytes, saved to PATH': {line}"));
+    let printed: u64 = printed.parse().unwrap_or_else(|_| panic!("not a number of bytes: {line}"));
+    let file = config.join("ipckit").join("threshold.json");
+    assert_eq!(std::path::Path::new(path), file, "{line}");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&file).expect("the threshold file")).expect("JSON");
+    assert_eq!(saved["inline_max"].as_u64(), Some(printed), "{saved}");
+    assert!(saved["machine"].as_str().is_some_and(|m| m.contains("CPUs")), "machine in {saved}");
+
+    let out = bench(&["--json", "--filter", "hybrid"]);
+    out.expect_code(0, "ipckit bench --filter hybrid");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    let hybrid = &doc["copy_vs_map"]["hybrid_threshold"];
+    assert_eq!(hybrid["source"], "file", "{hybrid}");
+    assert_eq!(hybrid["path"].as_str(), Some(file.to_str().unwrap()), "{hybrid}");
+    assert_eq!(hybrid["inline_max"].as_u64(), Some(printed), "{hybrid}");
 }

@@ -17,9 +17,10 @@ pub struct BenchArgs {
     pub json: bool,
     /// Only rows whose name contains this text (repeatable): pipe, fifo,
     /// unix-stream, unix-seqpacket, unix-dgram, tcp, mq, sysv-mq,
-    /// copy-vs-map, mutex-uncontended, mutex-handoff, event-pingpong,
-    /// shm-busy (with compare-iceoryx2, iceoryx2 too), shm-spin, shm-park,
-    /// shm-stream.
+    /// copy-vs-map (the whole table) or its rows copy-kernel, copy-shm,
+    /// map-each, map-pool, hybrid; mutex-uncontended, mutex-handoff,
+    /// event-pingpong, shm-busy (with compare-iceoryx2, iceoryx2 too),
+    /// shm-spin, shm-park, shm-stream.
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Trials of each mode per row [default: 21 (15 for copy vs map),
@@ -27,6 +28,12 @@ pub struct BenchArgs {
     /// --quick].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trials: Option<u32>,
+    /// Save the threshold the copy-vs-map table measured (the largest
+    /// message copy-shm still wins) as the `auto` threshold of shm:
+    /// senders, in $XDG_CONFIG_HOME/ipckit/threshold.json, and print
+    /// where. Needs the copy-shm and map-pool rows.
+    #[arg(long)]
+    pub save_threshold: bool,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of

@@ -77,7 +77,8 @@ impl Mechanism {
 /// A peer that is not a message echo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(super) enum Experiment {
-    /// Receives payloads (copy) or notes of a shared segment (map).
+    /// Copy or map: receives N bytes one of the table's ways and
+    /// acknowledges them.
     CopyMap,
     /// Takes its turns of a mutex-protected turn word.
     MutexHandoff,
@@ -123,10 +124,20 @@ pub(super) enum Mode {
     /// Direct system calls, the same ones ipckit makes (shared memory:
     /// the floor, see `floor`).
     Raw,
-    /// Copy vs map: the bytes go through the socket.
-    Copy,
-    /// Copy vs map: the bytes go through a shared segment.
-    Map,
+    /// Copy or map: through a Unix stream socket.
+    CopyKernel,
+    /// Copy or map: copied through a `shm:` ring.
+    CopyShm,
+    /// Copy or map: a sealed memfd per message.
+    MapEach,
+    /// Copy or map: a pool loan, the reference only.
+    MapPoolUntouched,
+    /// Copy or map: a pool loan the writer fills.
+    MapPoolWriterFills,
+    /// Copy or map: a pool loan the writer fills and the reader reads.
+    MapPoolFillAndRead,
+    /// Copy or map: `send` with `?inline=auto`.
+    Hybrid,
     /// Shared memory: iceoryx2 0.10 (`--features compare-iceoryx2`).
     #[cfg(feature = "compare-iceoryx2")]
     Iceoryx2,
@@ -140,8 +151,13 @@ impl Mode {
         match self {
             Mode::Ipckit => "ipckit",
             Mode::Raw => "raw",
-            Mode::Copy => "copy",
-            Mode::Map => "map",
+            Mode::CopyKernel => "copy-kernel",
+            Mode::CopyShm => "copy-shm",
+            Mode::MapEach => "map-each",
+            Mode::MapPoolUntouched => "map-pool-untouched",
+            Mode::MapPoolWriterFills => "map-pool-writer-fills",
+            Mode::MapPoolFillAndRead => "map-pool-fill-and-read",
+            Mode::Hybrid => "hybrid",
             #[cfg(feature = "compare-iceoryx2")]
             Mode::Iceoryx2 => "iceoryx2",
         }

@@ -7,6 +7,10 @@
 //! the message's length and copies the message into it; a receive
 //! busy-polls `receive` and copies the sample's payload out into the
 //! caller's buffer. Both processes busy-poll.
+//!
+//! And in the copy-vs-map table, at 1 MiB: the writer fills a loaned slice
+//! (`write_from_slice`), the reader takes the sample and drops it unread,
+//! an 8-byte acknowledgement back; beside `map-pool writer-fills`.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 
-use super::link::{Buffer, Link, Rounds, Sample, time_round_trips};
+use super::link::{Buffer, Link, Rounds, Sample, time_round_trips, time_rounds};
 use super::meeting::{Meeting, SETUP_TIMEOUT};
 use super::plan::MAX_MESSAGE;
 use super::process::{Alarm, Peer};
@@ -119,35 +123,79 @@ impl Link for IceoryxLink {
     }
 }
 
-/// The names of a trial's two services: (parent to peer, peer to parent).
-fn names(job: ShmJob, n: usize) -> (String, String) {
-    let base = format!("ipckit-bench/{}/{}-{}-{n}", std::process::id(), job.row.name(), job.size);
+impl IceoryxLink {
+    /// Busy-polls for the next sample and drops it unread; its length.
+    pub(super) fn recv_untouched(&mut self) -> Result<usize> {
+        loop {
+            if let Some(sample) = self.subscriber.receive().map_err(|e| failed("receive", e))? {
+                return Ok(sample.payload().len());
+            }
+            if self.dead.as_ref().is_some_and(|d| d.load(Ordering::Relaxed)) {
+                bail!("the peer died");
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The parent's side of a trial: creates both services, spawns the
+    /// peer (`cmd`) with their names and waits for its ports; then `run`.
+    fn parent_trial(
+        mut cmd: Command,
+        (down, up): (String, String),
+        size: usize,
+        run: impl FnOnce(&mut IceoryxLink) -> Result<Sample>,
+    ) -> Result<Sample> {
+        let mut link = IceoryxLink::join(node()?, &down, &up, true, size)?;
+        cmd.args(Meeting { objects: vec![down, up], ..Meeting::default() }.args());
+        let dead = Arc::new(AtomicBool::new(false));
+        link.dead = Some(dead.clone());
+        let alarm: Alarm = Box::new(move || dead.store(true, Ordering::Relaxed));
+        let peer = Peer::spawn(&mut cmd, Some(alarm))?;
+        let outcome = (|| {
+            let deadline = Instant::now() + SETUP_TIMEOUT;
+            while !link.other_side_joined() {
+                ensure!(link.dead.as_ref().is_none_or(|d| !d.load(Ordering::Relaxed)), "the peer died");
+                ensure!(Instant::now() < deadline, "the peer's iceoryx2 ports did not appear within {SETUP_TIMEOUT:?}");
+                // Set-up only, not timed: iceoryx2 has no event for a new port.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            run(&mut link)
+        })();
+        drop(link);
+        peer.finish(outcome)
+    }
+}
+
+/// The names of a trial's two services under `base`: (parent to peer,
+/// peer to parent).
+fn names(base: &str) -> (String, String) {
     (format!("{base}/down"), format!("{base}/up"))
 }
 
 /// One trial: creates both services, spawns the peer (`cmd`) with their
 /// names, waits for its ports, and times the round trips.
-pub(super) fn trial(mut cmd: Command, job: ShmJob, rounds: Rounds, n: usize) -> Result<Sample> {
-    let (down, up) = names(job, n);
-    let mut link = IceoryxLink::join(node()?, &down, &up, true, job.size)?;
-    cmd.args(Meeting { objects: vec![down, up], ..Meeting::default() }.args());
-    let dead = Arc::new(AtomicBool::new(false));
-    link.dead = Some(dead.clone());
-    let alarm: Alarm = Box::new(move || dead.store(true, Ordering::Relaxed));
-    let peer = Peer::spawn(&mut cmd, Some(alarm))?;
-    let outcome = (|| {
-        let deadline = Instant::now() + SETUP_TIMEOUT;
-        while !link.other_side_joined() {
-            ensure!(link.dead.as_ref().is_none_or(|d| !d.load(Ordering::Relaxed)), "the peer died");
-            ensure!(Instant::now() < deadline, "the peer's iceoryx2 ports did not appear within {SETUP_TIMEOUT:?}");
-            // Set-up only, not timed: iceoryx2 has no event for a new port.
-            std::thread::sleep(Duration::from_micros(200));
-        }
+pub(super) fn trial(cmd: Command, job: ShmJob, rounds: Rounds, n: usize) -> Result<Sample> {
+    let base = format!("ipckit-bench/{}/{}-{}-{n}", std::process::id(), job.row.name(), job.size);
+    IceoryxLink::parent_trial(cmd, names(&base), job.size, |link| {
         let mut buf = Buffer::payload(MAX_MESSAGE);
-        time_round_trips(&mut link, &mut buf, job.size, rounds)
-    })();
-    drop(link);
-    peer.finish(outcome)
+        time_round_trips(link, &mut buf, job.size, rounds)
+    })
+}
+
+/// A copy-vs-map trial: `payload` written into a loaned slice each round
+/// (the writer fills), an 8-byte acknowledgement back.
+pub(super) fn writer_fills_trial(cmd: Command, payload: &[u8], rounds: Rounds, n: usize) -> Result<Sample> {
+    let size = payload.len();
+    let base = format!("ipckit-bench/{}/copymap-{size}-{n}", std::process::id());
+    IceoryxLink::parent_trial(cmd, names(&base), size, |link| {
+        let mut ack = [0u8; 8];
+        time_rounds(rounds, |_| {
+            link.send(payload)?;
+            let len = link.recv(&mut ack)?;
+            ensure!(len == 8 && ack == (size as u64).to_le_bytes(), "a wrong acknowledgement (did the peer fail?)");
+            Ok(())
+        })
+    })
 }
 
 /// The peer's end: opens the parent's services (`--object DOWN --object

@@ -16,10 +16,14 @@
 //!   of p50, ipckit / raw: what the wrapper costs. Queue rows include the
 //!   largest message the kernel's limits allow, and say "n/a (limit N)" for
 //!   a size over it.
-//! - **Copy vs map**: N bytes sent through a Unix socket against N bytes
-//!   written to a shared segment with a small note through the same kind of
-//!   socket, the two modes interleaved the same way; the ratio copy / map,
-//!   and the crossover size (`copymap`).
+//! - **Copy or map**: a round trip of N bytes (64 B to 16 MiB) one way and
+//!   an 8-byte acknowledgement back, every way ipckit moves bytes: through
+//!   a Unix socket (`copy-kernel`), copied through a `shm:` ring
+//!   (`copy-shm`), a sealed memfd per message (`map-each`), a pool loan
+//!   (`map-pool`: untouched, writer-fills, fill-and-read) and `send` with
+//!   the `auto` threshold (`hybrid`), interleaved the same way; the fastest
+//!   per size, and the crossover of pool over ring: the threshold
+//!   `--save-threshold` saves (`copymap`).
 //! - **Synchronization**: ipckit's mutex (uncontended, and handed between
 //!   two processes) and futex event (ping-pong between two processes),
 //!   beside raw pthread and futex loops (`sync`).
@@ -50,7 +54,7 @@
 //! 9. `raw`: message links of direct rustix calls: per message, the same
 //!    system calls with the same bytes as ipckit makes.
 //! 10. `queue`: the queue rows' kernel limits, names, and raw links.
-//! 11. `copymap`: the copy-vs-map table.
+//! 11. `copymap`: the copy-vs-map table: its rows, trials and peers.
 //! 12. `sync`: the synchronization table.
 //! 13. `shm`: the shared-memory table: its rows, trials and peers.
 //! 14. `floor`: the shared-memory floors: the ping-pongs and the
@@ -104,13 +108,43 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bench = Bench { plan, placement, scratch: Scratch::create()?, exe, bar };
     let report = bench.measure(load);
     bench.bar.finish_and_clear();
-    let report = report?;
+    let mut report = report?;
+    if args.save_threshold {
+        save_threshold(&mut report)?;
+    }
     if args.json {
         println!("{}", report.json());
     } else {
         println!("{}", report.text());
     }
     Ok(())
+}
+
+/// `--save-threshold`: saves the threshold the copy-vs-map table measured
+/// where `?inline=auto` finds it, and notes where in the report.
+fn save_threshold(report: &mut report::Report<'_>) -> Result<()> {
+    let table = report.copy_map.as_mut().context("--save-threshold: the copy-vs-map table was not measured")?;
+    let threshold = table.threshold().context("--save-threshold: the crossover was not measured")?;
+    let path = ipckit::threshold::save(threshold, &machine())?;
+    table.saved = Some(path);
+    Ok(())
+}
+
+/// This machine, for people: `host, 2 CPUs, model, Linux release` (the
+/// host name and release are uname's, from /proc/sys/kernel).
+fn machine() -> String {
+    let read =
+        |path: &str| std::fs::read_to_string(path).map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned());
+    let host = read("/proc/sys/kernel/hostname");
+    let release = read("/proc/sys/kernel/osrelease");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, m)| m.trim()))
+        .unwrap_or("unknown CPU")
+        .to_owned();
+    let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    format!("{host}, {cpus} CPUs, {model}, Linux {release}")
 }
 
 /// `ipckit bench-peer`: the other end of one trial.

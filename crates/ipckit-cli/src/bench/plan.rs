@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use ipckit::ErrorKind;
+use ipckit::threshold::Threshold;
 
 use super::args::BenchArgs;
 use super::catalogue::Mechanism;
+use super::copymap::{Variant, Way};
 use super::link::Rounds;
 use super::shm::{ShmJob, ShmRow};
 use super::sync::SyncOp;
@@ -53,8 +55,11 @@ pub(super) enum Table {
 pub(super) struct Plan {
     /// The message table's rows.
     pub(super) jobs: Vec<Job>,
-    /// Whether the copy-vs-map table is wanted.
-    pub(super) copy_map: bool,
+    /// The copy-vs-map table's rows (none: no table).
+    pub(super) copy_map: Vec<Way>,
+    /// The `auto` threshold in force for the `hybrid` row, and where it
+    /// comes from.
+    pub(super) hybrid_threshold: Threshold,
     /// The synchronization table's rows.
     pub(super) sync: Vec<SyncOp>,
     /// The shared-memory table's rows.
@@ -71,29 +76,38 @@ pub(super) struct Plan {
     pub(super) limits: queue::Limits,
 }
 
-/// The name of the copy-vs-map table in `--filter`.
+/// The name of the copy-vs-map table in `--filter` (each of its rows has
+/// its own too).
 pub(super) const COPY_MAP_NAME: &str = "copy-vs-map";
 
 impl Plan {
     pub(super) fn new(args: &BenchArgs) -> Result<Plan> {
         let wanted = |name: &str| args.filter.is_empty() || args.filter.iter().any(|f| name.contains(f.as_str()));
         let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(|m| wanted(m.name())).collect();
-        let copy_map = wanted(COPY_MAP_NAME);
+        let copy_map: Vec<Way> = Way::ALL.into_iter().filter(|w| wanted(COPY_MAP_NAME) || wanted(w.name())).collect();
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
         let shm = ShmJob::all(wanted);
-        if mechanisms.is_empty() && !copy_map && sync.is_empty() && shm.is_empty() {
+        if mechanisms.is_empty() && copy_map.is_empty() && sync.is_empty() && shm.is_empty() {
             // A usage error (exit code 2), like a malformed endpoint.
-            let names: Vec<&str> = Mechanism::ALL
+            let mut names: Vec<&str> = Mechanism::ALL
                 .iter()
                 .map(|m| m.name())
                 .chain([COPY_MAP_NAME])
+                .chain(Way::ALL.iter().map(|w| w.name()))
                 .chain(SyncOp::ALL.iter().map(|op| op.name()))
                 .chain(ShmRow::ALL.iter().map(|row| row.name()))
                 .collect();
+            // map-pool once, not once per variant.
+            names.dedup();
             let why = format!("matches no row (there are: {})", names.join(", "));
             return Err(
                 ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {:?}", args.filter), why).into()
             );
+        }
+        if args.save_threshold && !crossover_rows(&copy_map) {
+            let why = "measures the crossover of copy-shm and map-pool fill-and-read: a --filter must keep both rows \
+                       (copy-shm and map-pool, or copy-vs-map)";
+            return Err(ipckit::Error::new(ErrorKind::Invalid, "bench", "--save-threshold", why).into());
         }
         let (trials, copy_map_trials, budgeted) = match (args.trials, args.quick) {
             (Some(t), _) => (t as usize, t as usize, false),
@@ -102,19 +116,44 @@ impl Plan {
         };
         let limits = queue::Limits::read();
         let jobs = mechanisms.iter().flat_map(|&m| Job::all(m, &limits)).collect();
-        Ok(Plan { jobs, copy_map, sync, shm, trials, copy_map_trials, budgeted, quick: args.quick, limits })
+        Ok(Plan {
+            jobs,
+            copy_map,
+            hybrid_threshold: ipckit::threshold::auto(),
+            sync,
+            shm,
+            trials,
+            copy_map_trials,
+            budgeted,
+            quick: args.quick,
+            limits,
+        })
     }
 
     /// The time a job of `table` may take before it has had enough (after
-    /// [`MIN_TRIALS`]), if the run is budgeted.
+    /// [`MIN_TRIALS`]), if the run is budgeted: an equal part of the
+    /// table's budget (the copy-vs-map table shares its own out as it goes,
+    /// see [`budget`](Self::budget)).
     pub(super) fn share(&self, table: Table) -> Option<Duration> {
-        let (budget, jobs) = match table {
-            Table::Messages => (BUDGET_MESSAGES, self.jobs.iter().filter(|j| j.limit.is_none()).count()),
-            Table::CopyMap => (BUDGET_COPY_MAP, copymap::SIZES.len()),
-            Table::Sync => (BUDGET_SYNC, self.sync.len()),
-            Table::Shm => (BUDGET_SHM, self.shm.len()),
+        let jobs = match table {
+            Table::Messages => self.jobs.iter().filter(|j| j.limit.is_none()).count(),
+            Table::CopyMap => copymap::SIZES.len(),
+            Table::Sync => self.sync.len(),
+            Table::Shm => self.shm.len(),
         };
-        self.budgeted.then(|| budget / jobs.max(1) as u32)
+        self.budget(table).map(|budget| budget / jobs.max(1) as u32)
+    }
+
+    /// The time the jobs of `table` may take in all, if the run is
+    /// budgeted.
+    pub(super) fn budget(&self, table: Table) -> Option<Duration> {
+        let budget = match table {
+            Table::Messages => BUDGET_MESSAGES,
+            Table::CopyMap => BUDGET_COPY_MAP,
+            Table::Sync => BUDGET_SYNC,
+            Table::Shm => BUDGET_SHM,
+        };
+        self.budgeted.then_some(budget)
     }
 
     /// Round trips per trial for messages of `size` bytes: enough for a
@@ -131,12 +170,16 @@ impl Plan {
 
     /// Trials in the whole run.
     pub(super) fn trial_count(&self) -> u64 {
-        let pairs = self.jobs.len() * self.trials
-            + usize::from(self.copy_map) * copymap::SIZES.len() * self.copy_map_trials
-            + self.sync.len() * self.trials;
+        let pairs = self.jobs.len() * self.trials + self.sync.len() * self.trials;
         let shm: usize = self.shm.iter().map(|job| job.modes().len() * self.trials).sum();
-        (pairs * 2 + shm) as u64
+        let copy_map: usize = copymap::SIZES.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
+        (pairs * 2 + shm + copy_map * self.copy_map_trials) as u64
     }
+}
+
+/// Whether `ways` has the two rows the crossover compares.
+pub(super) fn crossover_rows(ways: &[Way]) -> bool {
+    ways.contains(&Way::CopyShm) && ways.contains(&Way::MapPool(Variant::FillAndRead))
 }
 
 /// One row of the message table: a mechanism at one message size.

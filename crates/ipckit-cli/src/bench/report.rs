@@ -4,7 +4,12 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
+use std::path::PathBuf;
+
+use ipckit::threshold::{Source, Threshold};
+
 use super::catalogue::Mechanism;
+use super::copymap::{self, Variant, Way};
 use super::floor;
 use super::link::{Rounds, Sample, median};
 use super::placement::Placement;
@@ -14,7 +19,7 @@ use super::sync::{BATCH, SyncOp};
 
 /// The version of the JSON document's layout: raised when a name or a
 /// meaning changes, not when something is added.
-const SCHEMA: u32 = 1;
+const SCHEMA: u32 = 2;
 
 /// One mode's trials of a row.
 #[derive(Debug)]
@@ -160,69 +165,365 @@ impl Row {
     }
 }
 
-/// One size of the copy-vs-map table.
+/// One row of the copy-vs-map table at one size: measured, or "n/a" (a
+/// message the largest ring cannot hold).
 #[derive(Debug)]
-pub(super) struct CopyMapRow {
-    size: usize,
+struct CopyMapCell {
+    way: Way,
     rounds: Rounds,
-    copy: Summary,
-    map: Summary,
+    result: Option<Summary>,
 }
 
-impl CopyMapRow {
-    pub(super) fn new(size: usize, rounds: Rounds, copy: Vec<Sample>, map: Vec<Sample>) -> CopyMapRow {
-        CopyMapRow { size, rounds, copy: Summary::of(copy), map: Summary::of(map) }
+impl CopyMapCell {
+    fn json(&self, size: usize, inline_max: usize) -> Value {
+        let mut row = json!({ "mechanism": self.way.name() });
+        if let Some(variant) = self.way.variant() {
+            row["variant"] = variant.into();
+        }
+        row["size"] = size.into();
+        row["how"] = self.way.how(size, inline_max).into();
+        match &self.result {
+            Some(summary) => {
+                row["status"] = "ok".into();
+                row["warmup"] = self.rounds.warmup.into();
+                row["round_trips"] = self.rounds.timed.into();
+                row["trials"] = summary.trials.len().into();
+                row["round_trip"] = summary.json(Ns::Whole);
+            }
+            None => {
+                row["status"] = "n/a (ring)".into();
+                row["detail"] = format!(
+                    "a {size}-byte message does not fit the largest ring of the table ({} bytes)",
+                    copymap::RING_MAX
+                )
+                .into();
+            }
+        }
+        row
+    }
+}
+
+/// One size of the copy-vs-map table: every row wanted.
+#[derive(Debug)]
+pub(super) struct CopyMapSize {
+    size: usize,
+    cells: Vec<CopyMapCell>,
+}
+
+impl CopyMapSize {
+    /// The rows `wanted` at `size`, with the samples of those `measured`
+    /// (the others are "n/a"), each measured with `rounds(way)`.
+    pub(super) fn new(
+        size: usize,
+        wanted: &[Way],
+        measured: impl Iterator<Item = (Way, Vec<Sample>)>,
+        rounds: impl Fn(Way) -> Rounds,
+    ) -> CopyMapSize {
+        let mut measured: Vec<(Way, Vec<Sample>)> = measured.collect();
+        let mut cells: Vec<CopyMapCell> = wanted
+            .iter()
+            .map(|&way| {
+                let result = measured.iter().position(|(w, _)| *w == way).map(|i| Summary::of(measured.remove(i).1));
+                CopyMapCell { way, rounds: rounds(way), result }
+            })
+            .collect();
+        // Rows measured only at some sizes (iceoryx2).
+        cells.extend(measured.into_iter().map(|(way, samples)| CopyMapCell {
+            way,
+            rounds: rounds(way),
+            result: Some(Summary::of(samples)),
+        }));
+        CopyMapSize { size, cells }
     }
 
-    /// copy p50 / map p50: above 1, mapping is faster.
-    fn ratio(&self) -> Option<f64> {
-        ratio(&self.copy, &self.map)
+    fn cell(&self, way: Way) -> Option<&CopyMapCell> {
+        self.cells.iter().find(|c| c.way == way)
     }
 
-    fn cells(&self) -> Vec<String> {
-        let mut cells = vec![size(self.size)];
-        cells.extend([self.copy.p50, self.copy.p99, self.map.p50, self.map.p99].map(duration));
-        cells.push(ratio_cell(self.ratio()));
+    /// The p50 of `way`, if measured here.
+    fn p50(&self, way: Way) -> Option<f64> {
+        self.cell(way)?.result.as_ref().map(|s| s.p50)
+    }
+
+    /// The fastest row (p50) of those that deliver every byte to the reader.
+    fn fastest(&self) -> Option<Way> {
+        self.cells
+            .iter()
+            .filter(|c| c.way.delivers())
+            .filter_map(|c| Some((c.way, c.result.as_ref()?.p50)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(way, _)| way)
+    }
+
+    /// Whether `map-pool fill-and-read` beats `copy-shm` here (a size
+    /// `copy-shm` cannot carry counts as a win); `None` without both rows.
+    fn map_wins(&self) -> Option<bool> {
+        let map = self.p50(FILL_AND_READ)?;
+        match self.cell(Way::CopyShm)?.result.as_ref() {
+            Some(copy) => Some(map < copy.p50),
+            None => Some(true),
+        }
+    }
+
+    /// The faster of `copy-shm` and `map-pool fill-and-read`: what
+    /// `hybrid` should match.
+    fn best_of_two(&self) -> Option<f64> {
+        let map = self.p50(FILL_AND_READ)?;
+        self.cell(Way::CopyShm)?;
+        Some(self.p50(Way::CopyShm).map_or(map, |copy| copy.min(map)))
+    }
+
+    /// hybrid p50 / the faster of `copy-shm` and `map-pool fill-and-read`.
+    fn hybrid_over_best(&self) -> Option<f64> {
+        let best = self.best_of_two().filter(|&b| b > 0.0)?;
+        Some(self.p50(Way::Hybrid)? / best)
+    }
+}
+
+/// `map-pool fill-and-read`, the row the crossover compares with `copy-shm`.
+const FILL_AND_READ: Way = Way::MapPool(Variant::FillAndRead);
+
+/// Where `map-pool fill-and-read` starts to beat `copy-shm` for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Crossover {
+    /// From this size on, at every larger size measured.
+    From(usize),
+    /// Not even at the largest size.
+    None,
+}
+
+/// The copy-vs-map table.
+#[derive(Debug)]
+pub(super) struct CopyMapTable {
+    sizes: Vec<CopyMapSize>,
+    /// The `auto` threshold `hybrid` ran with.
+    hybrid: Threshold,
+    /// Where `--save-threshold` saved the threshold.
+    pub(super) saved: Option<PathBuf>,
+}
+
+impl CopyMapTable {
+    pub(super) fn new(sizes: Vec<CopyMapSize>, hybrid: Threshold) -> CopyMapTable {
+        CopyMapTable { sizes, hybrid, saved: None }
+    }
+
+    /// The crossover, if both of its rows were measured.
+    fn crossover(&self) -> Option<Crossover> {
+        let wins = self.sizes.iter().map(CopyMapSize::map_wins).collect::<Option<Vec<bool>>>()?;
+        let from = wins.iter().rposition(|&w| !w).map_or(0, |i| i + 1);
+        Some(self.sizes.get(from).map_or(Crossover::None, |s| Crossover::From(s.size)))
+    }
+
+    /// The threshold the table measured (the `inline_max` that
+    /// `--save-threshold` saves): every message below the crossover is
+    /// copied, so one byte less than it; without a crossover, the largest
+    /// size measured (copying won everywhere).
+    pub(super) fn threshold(&self) -> Option<usize> {
+        match self.crossover()? {
+            Crossover::From(size) => Some(size - 1),
+            Crossover::None => self.sizes.last().map(|s| s.size),
+        }
+    }
+
+    /// The rows wanted (every size has the same), iceoryx2 left out.
+    fn ways(&self) -> Vec<Way> {
+        let mut ways: Vec<Way> = self.sizes.iter().flat_map(|s| s.cells.iter().map(|c| c.way)).collect();
+        ways.retain(|w| Way::ALL.contains(w));
+        let mut seen = Vec::new();
+        ways.retain(|w| {
+            let new = !seen.contains(w);
+            seen.push(*w);
+            new
+        });
+        ways
+    }
+
+    /// Where the `auto` threshold `hybrid` ran with comes from, in words.
+    fn hybrid_source(&self) -> String {
+        match &self.hybrid.source {
+            Source::Environment => format!("from {}", ipckit::threshold::ENV),
+            Source::File(path) => format!("from {}", path.display()),
+            Source::Default => format!(
+                "the default, ipckit::threshold::DEFAULT_INLINE_MAX: neither {} nor {} set one",
+                ipckit::threshold::ENV,
+                ipckit::threshold::path().map_or_else(|| "threshold.json".to_owned(), |p| p.display().to_string())
+            ),
+        }
+    }
+
+    fn source_json(&self) -> Value {
+        let (source, path) = match &self.hybrid.source {
+            Source::Environment => ("environment", None),
+            Source::File(path) => ("file", Some(path.display().to_string())),
+            Source::Default => ("default", None),
+        };
+        json!({ "inline_max": self.hybrid.inline_max, "source": source, "path": path, "warnings": self.hybrid.warnings })
+    }
+
+    fn cells(&self, size: &CopyMapSize, ways: &[Way]) -> Vec<String> {
+        let mut cells = vec![self::size(size.size)];
+        cells.extend(ways.iter().map(|&way| match size.cell(way).map(|c| c.result.as_ref()) {
+            Some(Some(summary)) => duration(summary.p50),
+            Some(None) => "n/a (ring)".to_owned(),
+            None => "-".to_owned(),
+        }));
+        if ways.contains(&Way::Hybrid) {
+            cells.push(ratio_cell(size.hybrid_over_best()));
+        }
+        cells.push(size.fastest().map_or_else(|| "-".to_owned(), |w| w.to_string()));
         cells
     }
 
-    fn json(&self) -> Value {
+    /// The table and what it means. `shm_busy_64` is the ipckit p50 of
+    /// the `shm-busy` 64 B row, if measured in the same run.
+    fn text(&self, trials_max: usize, shm_busy_64: Option<f64>) -> String {
+        let ways = self.ways();
+        let mut header: Vec<String> = vec!["size".to_owned()];
+        header.extend(ways.iter().map(|w| match w.variant() {
+            Some(v) => format!("{}\n{v}", w.name()),
+            None => w.name().to_owned(),
+        }));
+        if ways.contains(&Way::Hybrid) {
+            header.push("hybrid\n/ best".to_owned());
+        }
+        header.push("fastest".to_owned());
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let numbers = header.len() - 1;
+        let mut table = table(&header, self.sizes.iter().map(|s| self.cells(s, &ways)), 1);
+        if let Some(column) = table.column_mut(numbers) {
+            column.set_cell_alignment(CellAlignment::Left);
+        }
+        let trials = count_range(
+            self.sizes.iter().flat_map(|s| s.cells.iter()).filter_map(|c| c.result.as_ref().map(|r| r.trials.len())),
+        );
+        let inline_max = self.hybrid.inline_max;
+        let mut text = format!(
+            "Copy or map: round trip p50 (N bytes to another process, an 8-byte acknowledgement back)\n{table}\n\
+             Each value the median of {trials} interleaved trials' p50 (fresh processes, the rows' order rotating; at \
+             most {trials_max}).\n\
+             copy-kernel = a Unix stream socket (ipckit Connection, len32). map-each = a sealed memfd per message \
+             (send_sealed), the receiver copies it out of its mapping.\n\
+             copy-shm = copied through a shm: ring (?inline=N&pool=0; the ring the next power of two that holds N, \
+             at least 1 MiB, at most {}), out with recv_into.\n\
+             map-pool = a loan from the sender's pool (64 MiB), only its reference through the ring: untouched = \
+             loan, send, the receiver drops the sample unread; writer-fills = the sender copies the N bytes into the \
+             loan; fill-and-read = and the receiver copies them out (read_at).\n\
+             hybrid = send(&[u8]) with ?inline=auto, recv_into: copied up to {} bytes, pooled above ({}).\n\
+             Every shm: channel ?wait=busy, both sides; the acknowledgement comes back through a second one.\n\
+             hybrid / best = hybrid p50 / the faster of copy-shm and map-pool fill-and-read. fastest = of the rows \
+             that deliver every byte to the reader (not untouched, not writer-fills).",
+            size(copymap::RING_MAX),
+            inline_max,
+            self.hybrid_source(),
+        );
+        for warning in &self.hybrid.warnings {
+            text.push_str(&format!("\nwarning: ?inline=auto: {warning}"));
+        }
+        match self.crossover() {
+            Some(Crossover::From(s)) if self.sizes.first().is_some_and(|f| f.size == s) => text.push_str(&format!(
+                "\nCrossover: {} (map-pool fill-and-read beat copy-shm at every size measured).",
+                size(s)
+            )),
+            Some(Crossover::From(s)) => text.push_str(&format!(
+                "\nCrossover: {} (map-pool fill-and-read beats copy-shm from this size on, at every larger size \
+                 measured).",
+                size(s)
+            )),
+            Some(Crossover::None) => {
+                text.push_str("\nCrossover: none (copy-shm beat map-pool fill-and-read at the largest size measured).")
+            }
+            None => {}
+        }
+        if let Some(threshold) = self.threshold() {
+            match &self.saved {
+                Some(path) => text.push_str(&format!("\nthreshold: {threshold} bytes, saved to {}", path.display())),
+                None => text.push_str(&format!("\nthreshold: {threshold} bytes (would save with --save-threshold)")),
+            }
+        }
+        if let Some((r, pool, busy)) = self.untouched_over_shm_busy(shm_busy_64) {
+            text.push_str(&format!(
+                "\nmap-pool untouched 1 MiB / shm-busy 64 B (ipckit): {r:.2} ({} vs {}).",
+                duration(pool),
+                duration(busy)
+            ));
+        }
+        #[cfg(feature = "compare-iceoryx2")]
+        if let Some((r, ipckit, iceoryx2)) = self.writer_fills_over_iceoryx2() {
+            text.push_str(&format!(
+                "\niceoryx2 writer-fills {} (a loaned slice, write_from_slice; the reader drops it unread): {}; \
+                 map-pool writer-fills / iceoryx2: {r:.2} ({} vs {}).",
+                size(copymap::ICEORYX2_SIZE),
+                duration(iceoryx2),
+                duration(ipckit),
+                duration(iceoryx2)
+            ));
+        }
+        text
+    }
+
+    /// `map-pool untouched` at 1 MiB / `shm-busy` at 64 B: the ratio and
+    /// the two p50s.
+    fn untouched_over_shm_busy(&self, shm_busy_64: Option<f64>) -> Option<(f64, f64, f64)> {
+        let busy = shm_busy_64.filter(|&b| b > 0.0)?;
+        let pool = self.sizes.iter().find(|s| s.size == 1 << 20)?.p50(Way::MapPool(Variant::Untouched))?;
+        Some((pool / busy, pool, busy))
+    }
+
+    /// `map-pool writer-fills` / iceoryx2's writer-fills, at the size
+    /// iceoryx2 is measured: the ratio and the two p50s.
+    #[cfg(feature = "compare-iceoryx2")]
+    fn writer_fills_over_iceoryx2(&self) -> Option<(f64, f64, f64)> {
+        let at = self.sizes.iter().find(|s| s.size == copymap::ICEORYX2_SIZE)?;
+        let iceoryx2 = at.p50(Way::Iceoryx2WriterFills).filter(|&i| i > 0.0)?;
+        let ipckit = at.p50(Way::MapPool(Variant::WriterFills))?;
+        Some((ipckit / iceoryx2, ipckit, iceoryx2))
+    }
+
+    fn json(&self, trials_max: usize, shm_busy_64: Option<f64>) -> Value {
+        let inline_max = self.hybrid.inline_max;
+        let results: Vec<Value> =
+            self.sizes.iter().flat_map(|s| s.cells.iter().map(|c| c.json(s.size, inline_max))).collect();
+        let sizes: Vec<Value> = self
+            .sizes
+            .iter()
+            .map(|s| {
+                let fastest = s.fastest().map(|w| json!({ "mechanism": w.name(), "variant": w.variant() }));
+                json!({
+                    "size": s.size,
+                    "fastest": fastest,
+                    "map_pool_beats_copy_shm": s.map_wins(),
+                    "best_of_copy_shm_and_fill_and_read_ns": s.best_of_two().map(|ns| ns.round() as u64),
+                    "hybrid_over_best": s.hybrid_over_best(),
+                })
+            })
+            .collect();
+        let crossover = match self.crossover() {
+            Some(Crossover::From(s)) => json!(s),
+            _ => Value::Null,
+        };
+        let threshold = self
+            .threshold()
+            .map(|t| json!({ "inline_max": t, "saved_to": self.saved.as_ref().map(|p| p.display().to_string()) }));
+        let untouched = self.untouched_over_shm_busy(shm_busy_64).map(|(r, ..)| r);
+        #[allow(unused_mut)]
+        let mut ratios = json!({ "map_pool_untouched_1m_over_shm_busy_64": untouched });
+        #[cfg(feature = "compare-iceoryx2")]
+        {
+            ratios["map_pool_writer_fills_over_iceoryx2_writer_fills_1m"] =
+                self.writer_fills_over_iceoryx2().map(|(r, ..)| r).into();
+        }
         json!({
-            "size": self.size,
-            "warmup": self.rounds.warmup,
-            "exchanges": self.rounds.timed,
-            "trials": self.copy.trials.len(),
-            "copy": self.copy.json(Ns::Whole),
-            "map": self.map.json(Ns::Whole),
-            "ratio_copy_over_map": self.ratio(),
+            "max_trials": trials_max,
+            "wait": "busy",
+            "ring_max": copymap::RING_MAX,
+            "hybrid_threshold": self.source_json(),
+            "results": results,
+            "sizes": sizes,
+            "crossover_size": crossover,
+            "threshold": threshold,
+            "ratios": ratios,
         })
     }
-}
-
-/// The smallest size from which mapping is faster (map p50 below copy p50)
-/// at that size and every larger one measured; `None` if it is not faster
-/// at the largest.
-fn crossover(rows: &[CopyMapRow]) -> Option<usize> {
-    let faster = |r: &CopyMapRow| r.map.p50 < r.copy.p50;
-    let from = rows.iter().rposition(|r| !faster(r)).map_or(0, |i| i + 1);
-    rows.get(from).map(|r| r.size)
-}
-
-/// The sizes at which mapping was faster, as runs of consecutive sizes:
-/// (first, last).
-fn map_faster_runs(rows: &[CopyMapRow]) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut previous_faster = false;
-    for r in rows {
-        let faster = r.map.p50 < r.copy.p50;
-        match runs.last_mut() {
-            Some(run) if faster && previous_faster => run.1 = r.size,
-            _ if faster => runs.push((r.size, r.size)),
-            _ => {}
-        }
-        previous_faster = faster;
-    }
-    runs
 }
 
 /// One row of the synchronization table.
@@ -424,7 +725,7 @@ pub(super) struct Report<'a> {
     /// The load average when the run began.
     pub(super) load: Option<f64>,
     pub(super) rows: Vec<Row>,
-    pub(super) copy_map: Option<Vec<CopyMapRow>>,
+    pub(super) copy_map: Option<CopyMapTable>,
     pub(super) sync: Vec<SyncRow>,
     pub(super) shm: Vec<ShmResult>,
 }
@@ -461,8 +762,8 @@ impl Report<'_> {
         if !self.rows.is_empty() {
             parts.push(self.messages_text());
         }
-        if let Some(rows) = &self.copy_map {
-            parts.push(copy_map_text(rows));
+        if let Some(table) = &self.copy_map {
+            parts.push(table.text(self.plan.copy_map_trials, self.shm_busy_64()));
         }
         if !self.sync.is_empty() {
             parts.push(self.sync_text());
@@ -540,6 +841,11 @@ impl Report<'_> {
         })
     }
 
+    /// The ipckit p50 of the `shm-busy` row at 64 B, if it was measured.
+    fn shm_busy_64(&self) -> Option<f64> {
+        self.shm.iter().find(|r| r.job.row == ShmRow::Busy && r.job.size == 64).map(|r| r.ipckit.p50)
+    }
+
     /// The shared-memory tables: round trips, streaming, and iceoryx2.
     fn shm_text(&self) -> Vec<String> {
         let mut parts = Vec::new();
@@ -615,15 +921,7 @@ impl Report<'_> {
             "mq": { "max_message": self.plan.limits.mq.max, "source": self.plan.limits.mq.source },
             "sysv-mq": { "max_message": self.plan.limits.sysv.max, "source": self.plan.limits.sysv.source },
         });
-        let copy_map = self.copy_map.as_ref().map(|rows| {
-            let faster: Vec<usize> = rows.iter().filter(|r| r.map.p50 < r.copy.p50).map(|r| r.size).collect();
-            json!({
-                "max_trials": self.plan.copy_map_trials,
-                "results": rows.iter().map(CopyMapRow::json).collect::<Vec<Value>>(),
-                "crossover_size": crossover(rows),
-                "map_faster_sizes": faster,
-            })
-        });
+        let copy_map = self.copy_map.as_ref().map(|t| t.json(self.plan.copy_map_trials, self.shm_busy_64()));
         let pipe = self.pipe_64();
         let shm: Vec<Value> = self.shm.iter().flat_map(|r| r.json(pipe)).collect();
         json!({
@@ -639,37 +937,6 @@ impl Report<'_> {
             "shm": shm,
         })
     }
-}
-
-fn copy_map_text(rows: &[CopyMapRow]) -> String {
-    let header = ["size", "copy p50", "copy p99", "map p50", "map p99", "copy / map"];
-    let table = table(&header, rows.iter().map(CopyMapRow::cells), 1);
-    let trials = count_range(rows.iter().map(|r| r.copy.trials.len()));
-    let crossover = match crossover(rows) {
-        Some(s) if rows.first().is_some_and(|r| r.size == s) => {
-            format!("{} (map was faster at every size measured)", size(s))
-        }
-        Some(s) => format!("{} (map is faster from this size on, at every larger size measured)", size(s)),
-        None => match map_faster_runs(rows)[..] {
-            [] => "none (map was faster at no size measured)".to_owned(),
-            ref runs => format!(
-                "none (map was faster at {}, but not at the largest size)",
-                runs.iter()
-                    .map(|&(a, b)| if a == b { size(a) } else { format!("{} to {}", size(a), size(b)) })
-                    .collect::<Vec<String>>()
-                    .join(", ")
-            ),
-        },
-    };
-    format!(
-        "Copy vs map: N bytes to another process, an 8-byte acknowledgement back\n{table}\n\
-         copy = the N bytes through a Unix stream socket (ipckit Connection, len32).\n\
-         map = the N bytes written to a sealed memfd Region (passed once), an 8-byte note through the same kind of \
-         socket, the receiver reads them out with read_at.\n\
-         copy / map = copy p50 / map p50 (above 1: mapping is faster), each the median of {trials} interleaved \
-         trials.\n\
-         Crossover: {crossover}."
-    )
 }
 
 /// A load average from which the machine counts as busy.

@@ -10,32 +10,45 @@ use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::catalogue::{Mode, Role, Shape};
+use super::copymap::{self, Way};
 use super::link::{self, Sample};
 use super::meeting::Spot;
 use super::placement::Placement;
 use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
 use super::process::{self, Alarm, Peer, Scratch};
-use super::report::{self, CopyMapRow, Outcome, Report, Row, ShmResult, SyncRow};
+use super::queue;
+use super::report::{self, CopyMapSize, CopyMapTable, Outcome, Report, Row, ShmResult, SyncRow};
 use super::shm::{self, ShmJob};
 use super::sync::{self, SyncOp};
-use super::{copymap, queue};
 
 /// What the trials of one job found.
-enum Trials<const N: usize> {
+enum Trials<T> {
     /// The samples of each mode.
-    Done([Vec<Sample>; N]),
+    Done(T),
     /// A message over a kernel limit (`EMSGSIZE`); why.
     Limit(String),
 }
 
-impl<const N: usize> Trials<N> {
+impl<T> Trials<T> {
     /// The samples of a job that meets no kernel limit.
-    fn done(self, label: &str) -> Result<[Vec<Sample>; N]> {
+    fn done(self, label: &str) -> Result<T> {
         match self {
             Trials::Done(samples) => Ok(samples),
             Trials::Limit(why) => bail!("{label}: over a kernel limit ({why})"),
         }
     }
+}
+
+/// The order of the modes within each round of trials.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// Always the same: A, B, A, B, ...
+    Fixed,
+    /// Round `n` starts with the `n`th mode (A B C, B C A, C A B, ...), so
+    /// that no mode always follows the same one: with many modes, whatever
+    /// a trial leaves behind (memory being freed, caches) falls on each
+    /// in turn.
+    Rotating,
 }
 
 /// Everything a trial needs from the run.
@@ -74,19 +87,42 @@ impl Bench {
         modes: [Mode; N],
         trials: usize,
         share: Option<Duration>,
+        trial: impl FnMut(Mode, usize) -> Result<Sample>,
+    ) -> Result<Trials<[Vec<Sample>; N]>> {
+        Ok(match self.interleave_all(label, &modes, Order::Fixed, trials, share, trial)? {
+            Trials::Done(samples) => Trials::Done(samples.try_into().expect("one list of samples per mode")),
+            Trials::Limit(why) => Trials::Limit(why),
+        })
+    }
+
+    /// [`interleave`](Self::interleave) for any number of modes, in
+    /// `order`: the samples of each, in the order of `modes`.
+    fn interleave_all(
+        &self,
+        label: &str,
+        modes: &[Mode],
+        order: Order,
+        trials: usize,
+        share: Option<Duration>,
         mut trial: impl FnMut(Mode, usize) -> Result<Sample>,
-    ) -> Result<Trials<N>> {
+    ) -> Result<Trials<Vec<Vec<Sample>>>> {
         let start = Instant::now();
-        let mut samples: [Vec<Sample>; N] = std::array::from_fn(|_| Vec::new());
+        let count = modes.len();
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); count];
         let mut n = 0;
         let enough = |n: usize| n >= trials || share.is_some_and(|s| n >= MIN_TRIALS && start.elapsed() >= s);
         while !enough(n) {
-            for (i, mode) in modes.into_iter().enumerate() {
+            for k in 0..count {
+                let i = match order {
+                    Order::Fixed => k,
+                    Order::Rotating => (k + n) % count,
+                };
+                let mode = modes[i];
                 self.bar.set_message(format!("{label} {}", mode.name()));
                 match trial(mode, n) {
                     Ok(sample) => samples[i].push(sample),
                     Err(e) if is_limit(&e) => {
-                        self.bar.inc(((trials - n) * N - i) as u64);
+                        self.bar.inc(((trials - n) * count - k) as u64);
                         return Ok(Trials::Limit(format!("{e:#}")));
                     }
                     Err(e) => return Err(e.context(format!("{label}, {} trial {}", mode.name(), n + 1))),
@@ -96,7 +132,7 @@ impl Bench {
             n += 1;
         }
         // Trials the budget saved, so that the bar ends full.
-        self.bar.inc((trials.saturating_sub(n) * N) as u64);
+        self.bar.inc((trials.saturating_sub(n) * count) as u64);
         Ok(Trials::Done(samples))
     }
 
@@ -144,28 +180,38 @@ impl Bench {
         Ok(Row { job, rounds, outcome })
     }
 
-    /// The copy-vs-map table's rows.
-    fn copy_map_rows(&self) -> Result<Vec<CopyMapRow>> {
-        let share = self.plan.share(Table::CopyMap);
-        let mut rows = Vec::new();
-        for size in copymap::SIZES {
+    /// The copy-vs-map table: every size, its rows interleaved. The
+    /// largest sizes first: their trials take longest (and at least
+    /// [`MIN_TRIALS`] run whatever the budget), and the smaller sizes share
+    /// what they leave of the table's budget.
+    fn copy_map_table(&self) -> Result<CopyMapTable> {
+        let budget = self.plan.budget(Table::CopyMap);
+        let start = Instant::now();
+        let inline_max = self.plan.hybrid_threshold.inline_max;
+        let mut sizes = Vec::new();
+        for (left, &size) in copymap::SIZES.iter().enumerate().rev() {
+            let share = budget.map(|b| b.saturating_sub(start.elapsed()) / (left + 1) as u32);
             let payload = link::Buffer::payload(size);
             let label = format!("{COPY_MAP_NAME} {}", report::size(size));
-            let trials = self.interleave(&label, copymap::MODES, self.plan.copy_map_trials, share, |mode, n| {
-                copymap::trial(self, mode, &payload, n)
-            })?;
-            let Trials::Done([copy, map]) = trials else {
-                bail!("{label}: over a kernel limit");
-            };
-            rows.push(CopyMapRow::new(size, copymap::rounds(size, self.plan.quick), copy, map));
+            let ways = copymap::measured_at(&self.plan.copy_map, size);
+            let modes: Vec<Mode> = ways.iter().map(|w| w.mode()).collect();
+            let samples = self
+                .interleave_all(&label, &modes, Order::Rotating, self.plan.copy_map_trials, share, |mode, n| {
+                    let way = Way::of(mode).expect("a copy-vs-map mode");
+                    copymap::trial(self, way, &payload, inline_max, n)
+                })?
+                .done(&label)?;
+            let rounds = |way| copymap::rounds(way, size, self.plan.quick);
+            sizes.push(CopyMapSize::new(size, &self.plan.copy_map, ways.into_iter().zip(samples), rounds));
         }
-        Ok(rows)
+        sizes.reverse();
+        Ok(CopyMapTable::new(sizes, self.plan.hybrid_threshold.clone()))
     }
 
     /// Every table of the plan, in order.
     pub(super) fn measure(&self, load: Option<f64>) -> Result<Report<'_>> {
         let rows = self.plan.jobs.iter().map(|&job| self.message_row(job)).collect::<Result<Vec<Row>>>()?;
-        let copy_map = if self.plan.copy_map { Some(self.copy_map_rows()?) } else { None };
+        let copy_map = if self.plan.copy_map.is_empty() { None } else { Some(self.copy_map_table()?) };
         let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
         let shm = self.plan.shm.iter().map(|&job| self.shm_row(job)).collect::<Result<Vec<ShmResult>>>()?;
         Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync, shm })

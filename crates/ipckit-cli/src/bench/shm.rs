@@ -244,7 +244,7 @@ fn ping_pong(link: &mut dyn Link, size: usize, rounds: Rounds) -> Result<Sample>
 /// Receives on `rx` until the peer has joined as its sender (a `shm:`
 /// receiver welcomes a sender only while it receives); a message before
 /// that is an error. At most [`SETUP_TIMEOUT`].
-fn await_sender(rx: &mut Receiver) -> Result<()> {
+pub(super) fn await_sender(rx: &mut Receiver) -> Result<()> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
     let mut buf = [0u8; 8];
     loop {
