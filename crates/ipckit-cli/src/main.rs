@@ -5,11 +5,13 @@
 //! creates anything: a usage error leaves nothing behind.
 
 mod bench;
+mod call;
 mod lock;
 mod ls;
 mod recv;
 mod sem;
 mod send;
+mod serve;
 mod shm;
 mod units;
 
@@ -69,6 +71,13 @@ enum Command {
     /// wait, value, rm.
     #[command(long_about = sem::LONG_HELP)]
     Sem(sem::SemArgs),
+    /// Answer requests by running a command once per request: the request
+    /// on its standard input, its standard output the reply.
+    #[command(long_about = serve::LONG_HELP)]
+    Serve(serve::ServeArgs),
+    /// Make one request-response call and print the reply exactly.
+    #[command(long_about = call::LONG_HELP)]
+    Call(call::CallArgs),
     /// Measure every mechanism on this machine: round-trip latency beside
     /// a raw loop of the same system calls.
     Bench(bench::BenchArgs),
@@ -234,6 +243,7 @@ const NUMBER_OPTIONS: &[&str] = &[
     "offset",
     "len",
     "mode",
+    "jobs",
 ];
 
 /// `cmd` and all its subcommands with [`NUMBER_OPTIONS`] taking values
@@ -269,6 +279,8 @@ fn main() -> ExitCode {
         Command::Clean(args) => ls::clean(args),
         Command::Lock(args) => lock::run(args),
         Command::Sem(args) => sem::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Call(args) => call::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
     };

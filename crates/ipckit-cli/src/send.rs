@@ -93,7 +93,7 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
     }
     let mut stdin = std::io::stdin().lock();
     if args.stdin_whole {
-        let input = read_whole(&mut stdin, max, &ep)?;
+        let input = read_whole("send", &mut stdin, max, &ep)?;
         let deadline = Deadline::after(args.timeout);
         let mut tx = Out::connect(&ep, &opts, meta, deadline.left())?;
         return Ok(tx.send(&input, deadline.left())?);
@@ -152,8 +152,9 @@ impl<'a> Out<'a> {
 }
 
 /// All of `input`, at most `max` bytes: reads one byte more than that at
-/// most, to refuse more without reading (or holding) all of it.
-fn read_whole(input: &mut impl Read, max: usize, ep: &Endpoint) -> ipckit::Result<Vec<u8>> {
+/// most, to refuse more without reading (or holding) all of it. `op` is
+/// the command refusing it.
+pub fn read_whole(op: &'static str, input: &mut impl Read, max: usize, ep: &Endpoint) -> ipckit::Result<Vec<u8>> {
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let mut data = Vec::new();
     input.take(limit).read_to_end(&mut data).map_err(|e| crate::io_error("read", "stdin", &e))?;
@@ -163,7 +164,7 @@ fn read_whole(input: &mut impl Read, max: usize, ep: &Endpoint) -> ipckit::Resul
              nothing was sent",
             max.saturating_add(1)
         );
-        return Err(Error::new(ErrorKind::TooLarge, "send", ep, why));
+        return Err(Error::new(ErrorKind::TooLarge, op, ep, why));
     }
     Ok(data)
 }

@@ -96,6 +96,14 @@ pub fn sem_count(text: &str) -> Result<u16, String> {
     whole(text, 1, u16::MAX.into())
 }
 
+/// The most `--jobs` of `serve`: handler commands running at once.
+pub const MAX_JOBS: usize = 1024;
+
+/// `--jobs` of `serve`: 1 to [`MAX_JOBS`].
+pub fn jobs(text: &str) -> Result<usize, String> {
+    whole(text, 1, MAX_JOBS as i128)
+}
+
 /// `--ready-fd`: a descriptor number, not a standard stream.
 pub fn ready_fd(text: &str) -> Result<i32, String> {
     let fd: i32 = whole(text, 0, i32::MAX.into())?;
@@ -139,6 +147,8 @@ mod tests {
         assert_eq!(count("many").unwrap_err(), "\"many\" is not a whole number");
         assert_eq!(count("1e3").unwrap_err(), "\"1e3\" is not a whole number");
         assert_eq!(sem_count("0").unwrap_err(), "0 is not in 1..=65535");
+        assert_eq!(jobs("0").unwrap_err(), "0 is not in 1..=1024");
+        assert_eq!(jobs("1024"), Ok(1024));
     }
 
     #[test]
@@ -191,6 +201,9 @@ mod tests {
             }
             if let Ok(c) = sem_count(&text) {
                 prop_assert!(c >= 1);
+            }
+            if let Ok(j) = jobs(&text) {
+                prop_assert!((1..=MAX_JOBS).contains(&j));
             }
             if let Ok(fd) = ready_fd(&text) {
                 prop_assert!(fd >= 3);

@@ -221,6 +221,31 @@ impl SysvQueue {
             self.scratch.extend_from_slice(p);
         }
         let (id, buf) = (self.id, &self.scratch);
+        let text = buf.len() - MTYPE_SIZE;
+        match sys::mq::msgsnd(id, buf, true) {
+            Ok(()) => return Ok(()),
+            Err(Errno::AGAIN) => {
+                // No room now. A message larger than the whole queue never
+                // finds room: the kernel would keep the sender waiting.
+                if let Ok(stat) = sys::mq::msg_stat(id) {
+                    if text as u64 > stat.max_bytes {
+                        return Err(Error::new(
+                            ErrorKind::TooLarge,
+                            "msgsnd",
+                            &*self.label,
+                            format!(
+                                "the message of {text} bytes is larger than the queue holds ({} bytes, its msg_qbytes)",
+                                stat.max_bytes
+                            ),
+                        ));
+                    }
+                }
+                if matches!(wait, Wait::Never) {
+                    return Err(not_yet(wait, "send", &self.label));
+                }
+            }
+            Err(e) => return Err(self.os("msgsnd", e)),
+        }
         match with_backoff(wait, Errno::AGAIN, |nowait| sys::mq::msgsnd(id, buf, nowait)) {
             Ok(Some(())) => Ok(()),
             Ok(None) => Err(not_yet(wait, "send", &self.label)),

@@ -71,6 +71,13 @@ fn presence_gone(conn: &Connection) -> bool {
     sys::io::poll(conn.as_fd(), sys::io::Ready::Read, Wait::Never).unwrap_or(true)
 }
 
+/// The options of an open this module makes for its own use (the other
+/// side's object, a reply queue, a second handle): never creating or
+/// removing what the user's options may have asked of the endpoint itself.
+fn internal(opts: &Options) -> Options {
+    Options { create: false, exclusive: false, unlink_on_drop: false, ..opts.clone() }
+}
+
 /// The client ids of this process: its pid and a counter.
 fn next_client() -> (i32, u32) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -163,7 +170,7 @@ impl ClientLink {
                 };
                 let (pid, n) = next_client();
                 let client = (pid as u64) << 32 | n as u64;
-                let rx = Receiver::bind_with(&shm_reply(&channel, client, &query)?, opts)?;
+                let rx = Receiver::bind_with(&shm_reply(&channel, client, &query)?, &internal(opts))?;
                 Ok(ClientLink {
                     tx: Mutex::new(Tx::Sender(tx)),
                     rx: Mutex::new(Rx::Receiver(rx)),
@@ -174,7 +181,7 @@ impl ClientLink {
             }
             EndpointKind::Mq(queue) => {
                 let presence = join_presence(ep)?;
-                let tx = PosixQueue::open(ep, &Options { create: false, ..opts.clone() })?;
+                let tx = PosixQueue::open(ep, &internal(opts))?;
                 let (pid, n) = next_client();
                 // Replies as large as the server's requests may be; few of
                 // them.
@@ -183,7 +190,7 @@ impl ClientLink {
                 let mode = ep.mode()?.map_or(String::new(), |m| format!("&mode={m:o}"));
                 let reply = mq_reply(queue, pid, n)?;
                 let create: Endpoint = format!("{reply}?maxmsg={maxmsg}&msgsize={size}{mode}").parse()?;
-                let rx = PosixQueue::open(&create, &Options { create: true, exclusive: true, ..opts.clone() })?;
+                let rx = PosixQueue::open(&create, &Options { create: true, exclusive: true, ..internal(opts) })?;
                 Ok(ClientLink {
                     tx: Mutex::new(Tx::Posix(tx)),
                     rx: Mutex::new(Rx::Posix(rx)),
@@ -194,10 +201,10 @@ impl ClientLink {
             }
             EndpointKind::SysvMq(_) => {
                 let presence = join_presence(ep)?;
-                let tx = SysvQueue::open(ep, &Options { create: false, ..opts.clone() })?;
+                let tx = SysvQueue::open(ep, &internal(opts))?;
                 let (pid, n) = next_client();
                 let mtype = sysv_type(pid, n);
-                let rx = SysvQueue::open(ep, &Options { create: false, msg_type: mtype, ..opts.clone() })?;
+                let rx = SysvQueue::open(ep, &Options { msg_type: mtype, ..internal(opts) })?;
                 Ok(ClientLink {
                     tx: Mutex::new(Tx::Sysv(tx)),
                     rx: Mutex::new(Rx::Sysv(rx)),
@@ -432,7 +439,7 @@ impl ServerCore {
             EndpointKind::SysvMq(_) => {
                 let presence = Presence::bind(ep)?;
                 let queue = SysvQueue::open(ep, &Options { create: true, msg_type: 1, ..opts.clone() })?;
-                let reply = SysvQueue::open(ep, &Options { create: false, ..opts.clone() })?;
+                let reply = SysvQueue::open(ep, &internal(opts))?;
                 Ok(ServerCore::Sysv {
                     queue,
                     presence,
@@ -528,7 +535,7 @@ impl ServerCore {
                 }
                 let ep = shm_reply(channel, client, query)?;
                 let link = links.get_or_open(client, || {
-                    Sender::connect_timeout(&ep, opts, REPLY_WAIT).map_err(|e| {
+                    Sender::connect_timeout(&ep, &internal(opts), REPLY_WAIT).map_err(|e| {
                         Error::new(e.kind(), "reply", rx.name(), format!("cannot join the client's reply channel: {e}"))
                     })
                 })?;
@@ -547,7 +554,7 @@ impl ServerCore {
                 let ep: Endpoint = name.parse()?;
                 let reply = mq_reply(&base, (client >> 32) as i32, client as u32)?;
                 let link = links.get_or_open(client, || {
-                    let q = PosixQueue::open(&reply, &Options { create: false, ..opts.clone() }).map_err(|e| {
+                    let q = PosixQueue::open(&reply, &internal(opts)).map_err(|e| {
                         Error::new(
                             e.kind(),
                             "reply",
@@ -640,7 +647,7 @@ fn sweep_sysv(ep: &Endpoint, opts: &Options, clients: &mut HashMap<i64, i32>, wa
     let gone: Vec<i64> = clients.iter().filter(|(_, pid)| !sys::process::is_alive(**pid)).map(|(t, _)| *t).collect();
     for mtype in gone {
         clients.remove(&mtype);
-        let Ok(mut q) = SysvQueue::open(ep, &Options { create: false, msg_type: mtype, ..opts.clone() }) else {
+        let Ok(mut q) = SysvQueue::open(ep, &Options { msg_type: mtype, ..internal(opts) }) else {
             continue;
         };
         let mut removed = 0;
@@ -677,11 +684,15 @@ impl Presence {
     /// holds one to see the server's end), and lets go of the ones whose
     /// client left.
     fn accept(&mut self) {
+        let mut came = false;
         while let Ok(c) = self.listener.try_accept() {
+            if !came {
+                // A new client: the ones that left are let go first (one
+                // poll each, once per client that comes).
+                self.held.retain(|c| !presence_gone(c));
+                came = true;
+            }
             self.held.push(c);
-        }
-        if self.held.len() > 64 {
-            self.held.retain(|c| !presence_gone(c));
         }
     }
 }

@@ -140,14 +140,27 @@ impl Server {
 
     /// Answers `request`: `Ok(body)` is the reply, `Err(message)` reaches
     /// the caller as a `Remote` error with that message. A client that is
-    /// gone is `Disconnected` (nothing else is disturbed).
+    /// gone is `Disconnected` (nothing else is disturbed). A reply too
+    /// large for the way back is `TooLarge` here, and the caller gets an
+    /// error reply saying so instead of waiting for nothing.
     pub fn reply(&self, request: Request, outcome: std::result::Result<&[u8], &str>) -> Result<()> {
         let (status, body) = match outcome {
             Ok(body) => (STATUS_OK, body),
             Err(why) => (STATUS_FAILED, why.as_bytes()),
         };
         let header = envelope::reply_header(request.id, status);
-        request.to.send(&[IoSlice::new(&header), IoSlice::new(body)], &self.name)
+        let sent = request.to.send(&[IoSlice::new(&header), IoSlice::new(body)], &self.name);
+        if let Err(e) = &sent {
+            if e.kind() == ErrorKind::TooLarge {
+                // Short, to fit where the reply did not.
+                let why = format!("the reply of {} bytes was too large to send back", body.len());
+                let header = envelope::reply_header(request.id, STATUS_FAILED);
+                // The error text is short; if even it cannot go, the
+                // first error is the one to report.
+                let _ = request.to.send(&[IoSlice::new(&header), IoSlice::new(why.as_bytes())], &self.name);
+            }
+        }
+        sent
     }
 
     /// Makes every serving loop ([`serve`](Self::serve) and its forms)

@@ -194,3 +194,30 @@ fn a_handler_error_is_remote() {
         serving.join().unwrap().unwrap();
     });
 }
+
+/// A reply larger than the way back takes (a queue's message size): the
+/// server's `reply` is `TooLarge`, and the caller gets an error reply
+/// saying so instead of waiting for nothing; the next call is served.
+#[test]
+fn a_reply_too_large_for_the_way_back_is_an_error_reply() {
+    let s = Scratch::new("rpc-toolarge");
+    for text in [s.mq("bigq", "?maxmsg=4&msgsize=128"), s.sysv_mq(5, "&maxbytes=512")] {
+        let server = Server::bind(&ep(&text)).unwrap();
+        let client = Client::connect(&ep(&text)).unwrap();
+        std::thread::scope(|sc| {
+            let _stop = super::support::Stop(&server);
+            let serving = sc.spawn(|| {
+                let r = server.recv_timeout(HANG_GUARD).unwrap();
+                let e = server.reply(r, Ok(&[7; 4096])).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::TooLarge, "{text}: {e}");
+                server.serve(|r| handler(r.body()))
+            });
+            let e = client.call_timeout(b"big", HANG_GUARD).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+            assert!(e.to_string().contains("4096 bytes"), "{text}: {e}");
+            assert_eq!(client.call_timeout(b"upper:next", HANG_GUARD).unwrap(), b"NEXT", "{text}");
+            server.stop();
+            serving.join().unwrap().unwrap();
+        });
+    }
+}
