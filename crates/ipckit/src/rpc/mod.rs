@@ -115,6 +115,7 @@ impl Server {
     /// Binds `ep`: listens (sockets), binds the channel (`shm:`), or opens
     /// the request queue, creating it (`mq:`, `sysv-mq:`).
     pub fn bind_with(ep: &Endpoint, opts: &Options) -> Result<Server> {
+        ep.refuse_pubsub_options("bind")?;
         let core = ServerCore::bind(ep, opts)?;
         Ok(Server { name: core.name().into(), core: Mutex::new(core), stopped: Default::default() })
     }
@@ -335,6 +336,7 @@ impl Client {
     }
 
     fn open(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Client> {
+        ep.refuse_pubsub_options("connect")?;
         let link = ClientLink::connect(ep, opts, wait)?;
         Ok(Client {
             name: ep.to_string().into(),
