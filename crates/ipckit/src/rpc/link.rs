@@ -301,7 +301,77 @@ pub(crate) enum ReplyTo {
     Io(Arc<Mutex<Io>>),
     Shm(Arc<ReplyLink<Sender>>),
     Posix(Arc<ReplyLink<PosixQueue>>),
-    Sysv(Arc<Mutex<SysvQueue>>, i64, Arc<Mutex<HashMap<i64, i32>>>),
+    Sysv(Arc<SysvWay>, i64),
+}
+
+/// The way back on `sysv-mq:`: replies go on the request queue itself, so
+/// a queue full of requests would leave no room for them while the server
+/// is busy replying. A reply that finds no room takes requests out into
+/// `backlog` (served before the queue, in their order) until it fits.
+#[derive(Debug)]
+pub(crate) struct SysvWay {
+    /// Sends replies.
+    reply: Mutex<SysvQueue>,
+    /// Takes requests (type 1) out to make room.
+    drain: Mutex<SysvQueue>,
+    backlog: Mutex<std::collections::VecDeque<Message>>,
+    /// Clients answered, by message type, and their pids.
+    clients: Mutex<HashMap<i64, i32>>,
+}
+
+/// The most requests a System V server holds taken out of its queue (each
+/// at most the kernel's `msgmax`, 8 KiB by default).
+const SYSV_BACKLOG: usize = 1024;
+
+impl SysvWay {
+    /// Sends a reply of type `mtype`, making room by taking requests out
+    /// while there is none, for at most [`REPLY_WAIT`].
+    fn send(&self, parts: &[IoSlice<'_>], mtype: i64) -> Result<()> {
+        let mut took_any = false;
+        let sent = self.send_making_room(parts, mtype, &mut took_any);
+        if took_any {
+            // Another thread may be waiting in the queue for a request
+            // while those taken out wait here: a nudge (an addressed
+            // goodbye from client 0) wakes it, and it looks at the
+            // backlog. With no room for it, the queue is not empty and
+            // wakes that thread anyway.
+            let (nudge, n) = envelope::request_header(envelope::GOODBYE, Some(0));
+            let _ =
+                lock(&self.reply).send_wait(&[IoSlice::new(&nudge[..n])], &SendMeta::new().msg_type(1), Wait::Never);
+        }
+        sent
+    }
+
+    fn send_making_room(&self, parts: &[IoSlice<'_>], mtype: i64, took_any: &mut bool) -> Result<()> {
+        let deadline = Instant::now() + REPLY_WAIT;
+        let meta = SendMeta::new().msg_type(mtype);
+        let mut pause = Duration::from_micros(20);
+        loop {
+            let sent = lock(&self.reply).send_wait(parts, &meta, Wait::Never);
+            match sent {
+                Err(e) if e.kind() == ErrorKind::Full && Instant::now() < deadline => {
+                    let took = {
+                        let mut backlog = lock(&self.backlog);
+                        backlog.len() < SYSV_BACKLOG
+                            && match lock(&self.drain).recv_got(Wait::Never) {
+                                Ok(Got::Msg(m)) => {
+                                    backlog.push_back(m);
+                                    true
+                                }
+                                _ => false,
+                            }
+                    };
+                    *took_any |= took;
+                    if !took {
+                        // Full of replies: their clients read them soon.
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(2));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 impl ReplyTo {
@@ -311,11 +381,11 @@ impl ReplyTo {
             ReplyTo::Io(io) => lock(io).send(parts, &SendMeta::new(), wait),
             ReplyTo::Shm(link) => link.send(|s| s.send_parts(parts, &SendMeta::new(), wait)),
             ReplyTo::Posix(link) => link.send(|q| q.send_wait(parts, &SendMeta::new(), wait)),
-            ReplyTo::Sysv(q, mtype, clients) => {
-                let sent = lock(q).send_wait(parts, &SendMeta::new().msg_type(*mtype), Wait::Never);
+            ReplyTo::Sysv(way, mtype) => {
+                let sent = way.send(parts, *mtype);
                 // Known again (a sweep may have let go of it meanwhile): if
                 // it is gone, the next sweep takes this reply out.
-                lock(clients).insert(*mtype, sysv_pid(*mtype));
+                lock(&way.clients).insert(*mtype, sysv_pid(*mtype));
                 sent
             }
         };
@@ -392,12 +462,9 @@ pub(crate) enum ServerCore {
     Sysv {
         queue: SysvQueue,
         presence: Presence,
-        reply: Arc<Mutex<SysvQueue>>,
+        way: Arc<SysvWay>,
         ep: Endpoint,
         opts: Options,
-        /// Clients answered, by message type, and when they were last
-        /// looked at.
-        clients: Arc<Mutex<HashMap<i64, i32>>>,
         swept: Instant,
         warnings: Vec<String>,
     },
@@ -440,13 +507,19 @@ impl ServerCore {
                 let presence = Presence::bind(ep)?;
                 let queue = SysvQueue::open(ep, &Options { create: true, msg_type: 1, ..opts.clone() })?;
                 let reply = SysvQueue::open(ep, &internal(opts))?;
+                let drain = SysvQueue::open(ep, &Options { msg_type: 1, ..internal(opts) })?;
+                let way = SysvWay {
+                    reply: Mutex::new(reply),
+                    drain: Mutex::new(drain),
+                    backlog: Mutex::new(Default::default()),
+                    clients: Mutex::new(HashMap::new()),
+                };
                 Ok(ServerCore::Sysv {
                     queue,
                     presence,
-                    reply: Arc::new(Mutex::new(reply)),
+                    way: Arc::new(way),
                     ep: ep.clone(),
                     opts: opts.clone(),
-                    clients: Arc::new(Mutex::new(HashMap::new())),
                     swept: Instant::now(),
                     warnings: Vec::new(),
                 })
@@ -576,24 +649,38 @@ impl ServerCore {
                 }
                 Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Posix(link) })))
             }
-            ServerCore::Sysv { queue, reply, ep, clients, swept, warnings, opts, presence } => {
+            ServerCore::Sysv { queue, way, ep, swept, warnings, opts, presence } => {
                 if swept.elapsed() >= SWEEP_EVERY {
                     *swept = Instant::now();
-                    sweep_sysv(ep, opts, &mut lock(clients), warnings);
+                    sweep_sysv(ep, opts, &mut lock(&way.clients), warnings);
                 }
-                let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
+                // Requests a reply took out come first: they came before
+                // those still in the queue.
+                let backlogged = lock(&way.backlog).pop_front();
+                let m = match backlogged {
+                    Some(m) => m,
+                    None => match queue.recv_got(wait)? {
+                        Got::Msg(m) => m,
+                        _ => return Ok(Got::NotYet),
+                    },
+                };
                 let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(&ep.to_string(), why))?;
                 let mtype = client as i64;
+                if id == envelope::GOODBYE && mtype == 0 {
+                    // A nudge (see `SysvWay::send`): the backlog has
+                    // requests.
+                    return Ok(Got::Msg(None));
+                }
                 if mtype < 2 {
                     return Err(self_corrupt(&ep.to_string(), format!("a request names the client type {mtype}")));
                 }
                 if id == envelope::GOODBYE {
-                    lock(clients).remove(&mtype);
+                    lock(&way.clients).remove(&mtype);
                     return Ok(Got::Msg(None));
                 }
-                let fresh = lock(clients).insert(mtype, sysv_pid(mtype)).is_none();
+                let fresh = lock(&way.clients).insert(mtype, sysv_pid(mtype)).is_none();
                 presence.accept(fresh);
-                Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Sysv(reply.clone(), mtype, clients.clone()) })))
+                Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Sysv(way.clone(), mtype) })))
             }
         }
     }
