@@ -129,6 +129,51 @@ pub(crate) struct ClientLink {
     remove: Option<Endpoint>,
     /// A queue server's presence (see [`presence`]).
     presence: Option<Connection>,
+    /// `sysv-mq:`: set when the client goes, for the thread that watches
+    /// the server's presence (see [`watch_sysv_server`]).
+    watcher: Option<Arc<AtomicBool>>,
+}
+
+/// How often the watcher of a System V client looks whether its client
+/// went.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// On `sysv-mq:` a blocked `msgrcv` cannot also wait for the server's
+/// presence connection to end, and a timed one polls (System V queues have
+/// no descriptor). So a client waits for replies in a blocking `msgrcv`,
+/// and a thread of its own waits for the server's end: when it comes, it
+/// sends the client a wake-up (a reply header with correlation id 0, which
+/// no call has) of the client's own type, so that the waiting caller looks
+/// and finds the server gone. The thread ends when the client goes
+/// (within [`WATCH_EVERY`]).
+fn watch_sysv_server(presence: &Connection, wake: SysvQueue, mtype: i64) -> Result<Arc<AtomicBool>> {
+    use std::os::fd::AsFd;
+    let label = wake.object().to_string();
+    let fd = presence
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::new(ErrorKind::Io, "connect", &label, format!("dup of the presence socket: {e}")))?;
+    let gone = Arc::new(AtomicBool::new(false));
+    let client_gone = gone.clone();
+    std::thread::Builder::new()
+        .name("ipckit-rpc-watch".into())
+        .spawn(move || {
+            let mut wake = wake;
+            while !client_gone.load(Ordering::Relaxed) {
+                use std::os::fd::AsFd as _;
+                // Readable or hung up: the server's end.
+                if sys::io::poll(fd.as_fd(), sys::io::Ready::Read, Wait::timeout(WATCH_EVERY)).unwrap_or(true) {
+                    let header = envelope::reply_header(0, envelope::STATUS_OK);
+                    let meta = SendMeta::new().msg_type(mtype);
+                    let _ = wake.send_wait(&[IoSlice::new(&header)], &meta, Wait::timeout(REPLY_WAIT));
+                    return;
+                }
+            }
+        })
+        .map_err(|e| {
+            Error::new(ErrorKind::Io, "connect", &label, format!("cannot start the server watcher thread: {e}"))
+        })?;
+    Ok(gone)
 }
 
 #[derive(Debug)]
@@ -159,6 +204,7 @@ impl ClientLink {
                     client: None,
                     remove: None,
                     presence: None,
+                    watcher: None,
                 })
             }
             EndpointKind::Shm(_) => {
@@ -177,6 +223,7 @@ impl ClientLink {
                     client: Some(client),
                     remove: None,
                     presence: None,
+                    watcher: None,
                 })
             }
             EndpointKind::Mq(queue) => {
@@ -197,6 +244,7 @@ impl ClientLink {
                     client: Some((pid as u64) << 32 | n as u64),
                     remove: Some(reply),
                     presence: Some(presence),
+                    watcher: None,
                 })
             }
             EndpointKind::SysvMq(_) => {
@@ -205,12 +253,14 @@ impl ClientLink {
                 let (pid, n) = next_client();
                 let mtype = sysv_type(pid, n);
                 let rx = SysvQueue::open(ep, &Options { msg_type: mtype, ..internal(opts) })?;
+                let watcher = watch_sysv_server(&presence, SysvQueue::open(ep, &internal(opts))?, mtype)?;
                 Ok(ClientLink {
                     tx: Mutex::new(Tx::Sysv(tx)),
                     rx: Mutex::new(Rx::Sysv(rx)),
                     client: Some(mtype as u64),
                     remove: None,
                     presence: Some(presence),
+                    watcher: Some(watcher),
                 })
             }
             _ => Err(Error::new(
@@ -245,6 +295,8 @@ impl ClientLink {
         loop {
             let slice = match wait {
                 Wait::Never => Wait::Never,
+                // The watcher thread wakes a blocked System V wait.
+                Wait::Forever if self.watcher.is_some() => Wait::Forever,
                 _ => Wait::timeout(wait.remaining().map_or(LIVENESS_EVERY, |left| left.min(LIVENESS_EVERY))),
             };
             let got: Got<Message> = match &mut *rx {
@@ -252,6 +304,11 @@ impl ClientLink {
                 Rx::Receiver(r) => r.recv_got(slice)?,
                 Rx::Posix(q) => q.recv_got(slice)?,
                 Rx::Sysv(q) => q.recv_got(slice)?,
+            };
+            let got = match got {
+                // The watcher's wake-up: look.
+                Got::Msg(m) if self.watcher.is_some() && is_wake(&m.data) => Got::NotYet,
+                got => got,
             };
             match got {
                 Got::NotYet if !self.server_gone() && wait.remaining() != Some(Duration::ZERO) => continue,
@@ -273,8 +330,16 @@ impl ClientLink {
     }
 }
 
+/// The watcher's wake-up (see [`watch_sysv_server`]).
+fn is_wake(data: &[u8]) -> bool {
+    data.len() == envelope::REPLY_HEADER && envelope::parse_reply(data).is_some_and(|r| r.id == 0)
+}
+
 impl Drop for ClientLink {
     fn drop(&mut self) {
+        if let Some(w) = &self.watcher {
+            w.store(true, Ordering::Relaxed);
+        }
         if self.client.is_some() {
             // Goodbye: the server lets go of its way back to this client.
             let _ = self.send_request(envelope::GOODBYE, &[], Wait::Never);
@@ -324,6 +389,14 @@ pub(crate) struct SysvWay {
 const SYSV_BACKLOG: usize = 1024;
 
 impl SysvWay {
+    /// Wakes a thread blocked in the queue for a request (see
+    /// [`Server::stop`](super::Server::stop)): a nudge, an addressed
+    /// goodbye from client 0.
+    pub(crate) fn nudge(&self) {
+        let (nudge, n) = envelope::request_header(envelope::GOODBYE, Some(0));
+        let _ = lock(&self.reply).send_wait(&[IoSlice::new(&nudge[..n])], &SendMeta::new().msg_type(1), Wait::Never);
+    }
+
     /// Sends a reply of type `mtype`, making room by taking requests out
     /// while there is none, for at most [`REPLY_WAIT`].
     fn send(&self, parts: &[IoSlice<'_>], mtype: i64) -> Result<()> {
@@ -331,13 +404,10 @@ impl SysvWay {
         let sent = self.send_making_room(parts, mtype, &mut took_any);
         if took_any {
             // Another thread may be waiting in the queue for a request
-            // while those taken out wait here: a nudge (an addressed
-            // goodbye from client 0) wakes it, and it looks at the
-            // backlog. With no room for it, the queue is not empty and
-            // wakes that thread anyway.
-            let (nudge, n) = envelope::request_header(envelope::GOODBYE, Some(0));
-            let _ =
-                lock(&self.reply).send_wait(&[IoSlice::new(&nudge[..n])], &SendMeta::new().msg_type(1), Wait::Never);
+            // while those taken out wait here: a nudge wakes it, and it
+            // looks at the backlog. With no room for it, the queue is not
+            // empty and wakes that thread anyway.
+            self.nudge();
         }
         sent
     }
@@ -542,6 +612,14 @@ impl ServerCore {
         }
     }
 
+    /// The System V way back, whose nudge wakes a blocked receive.
+    pub(crate) fn sysv_way(&self) -> Option<Arc<SysvWay>> {
+        match self {
+            ServerCore::Sysv { way, .. } => Some(way.clone()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn take_warnings(&mut self) -> Vec<String> {
         match self {
             ServerCore::Socket(s) => s.take_warnings(),
@@ -558,11 +636,13 @@ impl ServerCore {
         Error::new(ErrorKind::Corrupt, "recv request", self.name(), why)
     }
 
-    /// The next request within `wait` (goodbyes handled on the way).
-    pub(crate) fn next(&mut self, wait: Wait) -> Result<Got<Request>> {
+    /// The next request within `wait` (goodbyes and nudges handled on the
+    /// way; after one, `stop` set returns `NotYet`).
+    pub(crate) fn next(&mut self, wait: Wait, stop: &AtomicBool) -> Result<Got<Request>> {
         loop {
             match self.next_one(wait)? {
                 Got::Msg(Some(request)) => return Ok(Got::Msg(request)),
+                Got::Msg(None) if stop.load(Ordering::Acquire) => return Ok(Got::NotYet),
                 Got::Msg(None) => continue,
                 Got::NotYet => return Ok(Got::NotYet),
                 Got::Eof => return Ok(Got::Eof),

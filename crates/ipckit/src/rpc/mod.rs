@@ -101,6 +101,9 @@ pub struct Server {
     name: Arc<str>,
     core: Mutex<ServerCore>,
     stopped: std::sync::atomic::AtomicBool,
+    /// `sysv-mq:`: serving loops block in the queue (a timed System V
+    /// wait polls), and [`stop`](Self::stop) wakes them with a nudge.
+    sysv: Option<Arc<link::SysvWay>>,
 }
 
 /// How often a serving loop looks whether it was asked to stop.
@@ -117,7 +120,8 @@ impl Server {
     pub fn bind_with(ep: &Endpoint, opts: &Options) -> Result<Server> {
         ep.refuse_pubsub_options("bind")?;
         let core = ServerCore::bind(ep, opts)?;
-        Ok(Server { name: core.name().into(), core: Mutex::new(core), stopped: Default::default() })
+        let sysv = core.sysv_way();
+        Ok(Server { name: core.name().into(), core: Mutex::new(core), stopped: Default::default(), sysv })
     }
 
     /// The endpoint clients use (for TCP port 0, the real port).
@@ -126,7 +130,7 @@ impl Server {
     }
 
     fn recv_wait(&self, wait: Wait) -> Result<Request> {
-        match lock(&self.core).next(wait)? {
+        match lock(&self.core).next(wait, &self.stopped)? {
             Got::Msg(r) => Ok(r),
             Got::Eof => Err(Error::new(ErrorKind::Disconnected, "recv request", &*self.name, "the endpoint closed")),
             Got::NotYet => Err(not_yet(wait, "recv request", &self.name)),
@@ -178,6 +182,16 @@ impl Server {
     /// return `Ok` soon (within 50 ms), from any thread.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+        if let Some(way) = &self.sysv {
+            way.nudge();
+        }
+    }
+
+    /// How a serving loop waits for the next request: in slices, to look
+    /// at [`stop`](Self::stop) between them, or (System V, whose timed
+    /// waits poll) blocked until a request or the stop's nudge.
+    fn serving_wait(&self) -> Wait {
+        if self.sysv.is_some() { Wait::Forever } else { Wait::timeout(STOP_POLL) }
     }
 
     fn stopping(&self) -> bool {
@@ -230,6 +244,10 @@ impl Server {
                         while !self.stopping() {
                             self.serve_one(&mut |r: &Request| handler(r))?;
                         }
+                        // The next worker may be blocked in the queue.
+                        if let Some(way) = &self.sysv {
+                            way.nudge();
+                        }
                         Ok(())
                     })
                 })
@@ -254,7 +272,7 @@ impl Server {
         F: FnMut(&Request) -> std::result::Result<Vec<u8>, E>,
         E: std::fmt::Display,
     {
-        let request = match self.recv_wait(Wait::timeout(STOP_POLL)) {
+        let request = match self.recv_wait(self.serving_wait()) {
             Ok(r) => r,
             Err(e) if one_client(&e) => return Ok(false),
             Err(e) => return Err(e),
@@ -291,13 +309,37 @@ fn one_client(e: &Error) -> bool {
     )
 }
 
+/// Hashes correlation ids, which this client numbers itself (no peer
+/// chooses them): a multiplication spreads them, no SipHash needed.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// A call's outcome, as the reader hands it to its caller.
 type Outcome = std::result::Result<Vec<u8>, String>;
 
 #[derive(Debug, Default)]
 struct Calls {
     /// Calls waiting for their reply, and the replies come for them.
-    waiting: HashMap<u64, Option<Outcome>>,
+    waiting: HashMap<u64, Option<Outcome>, std::hash::BuildHasherDefault<IdHasher>>,
+    /// Callers asleep on the condition variable (none: no wake-up to make,
+    /// which would cost a system call per reply).
+    sleepers: usize,
     /// A caller is receiving replies for everyone.
     reading: bool,
     /// The connection ended: every call fails with this.
@@ -424,17 +466,21 @@ impl Client {
                     Err(e) => calls.broken = Some(e),
                 }
                 // Someone else may take over receiving, or find its reply.
-                self.cv.notify_all();
+                if calls.sleepers > 0 {
+                    self.cv.notify_all();
+                }
                 if matches!(wait, Wait::Never) && !matches!(calls.waiting.get(&id), Some(Some(_))) {
                     calls.waiting.remove(&id);
                     return Err(self.timed_out());
                 }
                 continue;
             }
+            calls.sleepers += 1;
             calls = match wait.remaining() {
                 None => self.cv.wait(calls).unwrap_or_else(|p| p.into_inner()),
                 Some(left) => self.cv.wait_timeout(calls, left).unwrap_or_else(|p| p.into_inner()).0,
             };
+            calls.sleepers -= 1;
         }
     }
 

@@ -221,3 +221,27 @@ fn a_reply_too_large_for_the_way_back_is_an_error_reply() {
         });
     }
 }
+
+/// On `sysv-mq:` a call without a timeout waits in a blocking `msgrcv`:
+/// the server killed meanwhile still ends it, `Disconnected` (the client's
+/// watcher of the server's presence wakes it).
+#[test]
+fn a_sysv_call_without_timeout_ends_when_the_server_dies() {
+    let s = Scratch::new("rpc-sysvdies");
+    let text = s.sysv_mq(4, "");
+    let mut child =
+        Guarded::spawn(rerun("bad_input::child_server", "server").env("IPCKIT_EP", &text).stdout(Stdio::piped()));
+    let mut lines = BufReader::new(child.child().stdout.take().unwrap()).lines();
+    expect(&mut lines, "ready ");
+    let client = Client::connect_timeout(&ep(&text), &Options::new(), HANG_GUARD).unwrap();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::scope(|sc| {
+        sc.spawn(|| done_tx.send(client.call(b"sleep:100000")).unwrap());
+        expect(&mut lines, "handling");
+        kill_process(Pid::from_raw(child.child().id() as i32).unwrap(), Signal::KILL).unwrap();
+        let e = done.recv_timeout(HANG_GUARD).expect("the call ended").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    });
+    child.wait();
+    let _ = ipckit::remove(&ep(&text));
+}
