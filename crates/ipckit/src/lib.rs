@@ -86,6 +86,7 @@ pub mod sync;
 pub(crate) mod sys;
 pub mod threshold;
 mod transport;
+pub mod typed;
 pub mod units;
 mod wait;
 
