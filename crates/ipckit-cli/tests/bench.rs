@@ -43,7 +43,7 @@ const RPC: [(&str, &str); 6] = [
     ("sysv-mq", "sysv-mq"),
 ];
 /// The request-response APIs: (row prefix, target ratio).
-const RPC_APIS: [(&str, f64); 1] = [("rpc", 1.1)];
+const RPC_APIS: [(&str, f64); 2] = [("rpc", 1.1), ("rpc-typed", 1.2)];
 /// The layout of the JSON document.
 const SCHEMA: u64 = 2;
 

@@ -21,7 +21,8 @@ pub struct BenchArgs {
     /// map-each, map-pool, hybrid; mutex-uncontended, mutex-handoff,
     /// event-pingpong, shm-busy (with compare-iceoryx2, iceoryx2 too),
     /// shm-spin, shm-park, shm-stream; rpc-unix-stream, rpc-unix-seqpacket,
-    /// rpc-tcp, rpc-shm, rpc-mq, rpc-sysv-mq (rpc: all of them).
+    /// rpc-tcp, rpc-shm, rpc-mq, rpc-sysv-mq and rpc-typed-unix-stream, ...
+    /// (rpc: all of them, rpc-typed: the typed ones).
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Trials of each mode per row [default: 21 (15 for copy vs map),

@@ -143,6 +143,9 @@ pub(super) enum Mode {
     Hybrid,
     /// Request-response: calls through `ipckit::rpc`.
     Rpc,
+    /// Request-response: typed calls through `ipckit::typed` (serde,
+    /// postcard).
+    RpcTyped,
     /// Shared memory: iceoryx2 0.10 (`--features compare-iceoryx2`).
     #[cfg(feature = "compare-iceoryx2")]
     Iceoryx2,
@@ -164,6 +167,7 @@ impl Mode {
             Mode::MapPoolFillAndRead => "map-pool-fill-and-read",
             Mode::Hybrid => "hybrid",
             Mode::Rpc => "rpc",
+            Mode::RpcTyped => "rpc-typed",
             #[cfg(feature = "compare-iceoryx2")]
             Mode::Iceoryx2 => "iceoryx2",
         }

@@ -904,13 +904,16 @@ impl Report<'_> {
              round trip of the same transport\n{table}\n\
              call / plain = call p50 / plain p50, each the median of {trials} interleaved trials (fresh processes; {} \
              round trips after {} warm-up).\n\
-             rpc = ipckit::rpc::Client::call, the peer's rpc::Server echoing the body (serve_count). plain = the \
+             rpc = ipckit::rpc::Client::call, the peer's rpc::Server echoing the body (serve_count). rpc-typed = \
+             ipckit::typed::Client::<Tick, Tick>::call, a serde struct (u64, f64, String) of {} B in postcard each \
+             way, the peer's typed::Server answering the next tick. plain = the \
              message table's ipckit round trip of {} B on the same transport (shm: shm-spin's, two shm: channels, \
              ?wait=block), with Options::max_message(64 KiB) and recv_into.",
             rpc::SIZE,
             rpc::SIZE,
             r.timed,
             r.warmup,
+            rpc::SIZE,
             rpc::SIZE,
         )
     }

@@ -1,10 +1,12 @@
 //! Request-response: a call through `ipckit::rpc` (a 64-byte request, a
-//! 64-byte reply) beside the plain round trip of the same transport, in the
-//! same interleaved trials.
+//! 64-byte reply), and a typed one through `ipckit::typed` (a [`Tick`] each
+//! way, 64 bytes encoded), beside the plain round trip of the same
+//! transport, in the same interleaved trials.
 //!
 //! | row | call | plain |
 //! | --- | --- | --- |
 //! | `rpc-TRANSPORT` | `rpc::Client::call` of 64 bytes; the peer's `rpc::Server` echoes the body | the message table's ipckit round trip of 64 bytes (`shm`: the `shm-spin` row's, two `shm:` channels in blocking mode) |
+//! | `rpc-typed-TRANSPORT` | `typed::Client::<Tick, Tick>::call`; the peer's `typed::Server` answers the next tick | the same |
 //!
 //! For each transport, the trials of the plain round trip and of every
 //! call row wanted rotate (plain, rpc, ...; then rpc, ..., plain), each a
@@ -24,7 +26,8 @@ use std::fmt;
 use anyhow::{Context, Result, bail, ensure};
 use ipckit::mq::{PosixQueue, SysvQueue};
 use ipckit::rpc::{Client, Server};
-use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender};
+use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender, typed};
+use serde::{Deserialize, Serialize};
 
 use super::api::Duplex;
 use super::catalogue::{Experiment, Mechanism, Mode, Role};
@@ -95,7 +98,36 @@ impl Transport {
 }
 
 /// The modes of the call rows.
-pub(super) const CALLS: [Mode; 1] = [Mode::Rpc];
+pub(super) const CALLS: [Mode; 2] = [Mode::Rpc, Mode::RpcTyped];
+
+/// The value of every typed request and reply: a market tick, 64 bytes in
+/// postcard (a 2-byte varint `seq`, 8 bytes of `price`, a 1-byte length
+/// and [`NAME`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct Tick {
+    pub(super) seq: u64,
+    pub(super) price: f64,
+    pub(super) name: String,
+}
+
+/// The instrument of every tick: 53 characters.
+const NAME: &str = "XNAS:IPCKIT-BENCH-REQUEST-RESPONSE-TYPED-TICK-0000064";
+
+/// The first tick's `seq`: every `seq` of a trial (fewer than 15,000 calls)
+/// is a 2-byte varint.
+const FIRST_SEQ: u64 = 1000;
+
+impl Tick {
+    /// The `i`th request of a trial.
+    fn request(i: usize) -> Tick {
+        Tick { seq: FIRST_SEQ + i as u64, price: 101.25, name: NAME.to_owned() }
+    }
+
+    /// What the server answers: the next tick of the same instrument.
+    fn answer(self) -> Tick {
+        Tick { seq: self.seq + 1, price: self.price + 0.25, ..self }
+    }
+}
 
 /// The name of a call row: `rpc-TRANSPORT`.
 pub(super) fn row_name(transport: Transport, call: Mode) -> String {
@@ -106,8 +138,8 @@ pub(super) fn row_name(transport: Transport, call: Mode) -> String {
 /// plain round trip.
 pub(super) fn target(call: Mode) -> f64 {
     match call {
-        Mode::Rpc => 1.1,
-        _ => 1.2,
+        Mode::RpcTyped => 1.2,
+        _ => 1.1,
     }
 }
 
@@ -160,7 +192,7 @@ pub(super) fn trial(bench: &Bench, transport: Transport, mode: Mode, n: usize) -
             bench.echo_trial(job, Mode::Ipckit, tag)
         }
         (Mode::Ipckit, None) => shm_plain(bench, &tag, rounds),
-        (Mode::Rpc, _) => {
+        (Mode::Rpc | Mode::RpcTyped, _) => {
             let queue_msgsize =
                 transport.mechanism().and_then(|m| bench.plan.limits.of(m)).map_or(0, queue::queue_msgsize);
             let spot = Spot { scratch: &bench.scratch, tag, queue_msgsize };
@@ -173,11 +205,10 @@ pub(super) fn trial(bench: &Bench, transport: Transport, mode: Mode, n: usize) -
             let peer = Peer::spawn(&mut cmd, None)?;
             // The client is closed when this returns, before the peer is
             // awaited.
-            let outcome = (|| {
-                let client = Client::connect_timeout(&ep, &Options::default(), SETUP_TIMEOUT)
-                    .context("connect to the peer's server")?;
-                time_calls(rounds, |_| client.call(&PAYLOAD).map(|reply| reply.len()).map_err(Into::into))
-            })();
+            let outcome = match mode {
+                Mode::Rpc => time_calls(&ep, rounds),
+                _ => time_typed_calls(&ep, rounds),
+            };
             peer.finish(outcome)
         }
         (other, _) => bail!("mode {} does not apply to rpc-{}", other.name(), transport.name()),
@@ -195,11 +226,28 @@ const PAYLOAD: [u8; SIZE] = {
     bytes
 };
 
-/// Times `rounds` calls, `call(i)` returning the reply's length.
-fn time_calls(rounds: Rounds, mut call: impl FnMut(usize) -> Result<usize>) -> Result<Sample> {
-    time_rounds(rounds, |i| {
-        let got = call(i)?;
+/// Connects to the peer's server at `ep` and times `rounds` calls of
+/// [`PAYLOAD`].
+fn time_calls(ep: &Endpoint, rounds: Rounds) -> Result<Sample> {
+    let client =
+        Client::connect_timeout(ep, &Options::default(), SETUP_TIMEOUT).context("connect to the peer's server")?;
+    time_rounds(rounds, |_| {
+        let got = client.call(&PAYLOAD)?.len();
         ensure!(got == SIZE, "expected a {SIZE}-byte reply, got {got} bytes");
+        Ok(())
+    })
+}
+
+/// Connects a typed client to the peer's server at `ep` and times
+/// `rounds` calls, each with its own [`Tick`] (built before the clock
+/// starts), each answer checked.
+fn time_typed_calls(ep: &Endpoint, rounds: Rounds) -> Result<Sample> {
+    let client = typed::Client::<Tick, Tick>::connect_timeout(ep, &Options::default(), SETUP_TIMEOUT)
+        .context("connect to the peer's server")?;
+    let requests: Vec<Tick> = (0..rounds.total()).map(Tick::request).collect();
+    time_rounds(rounds, |i| {
+        let reply = client.call(&requests[i])?;
+        ensure!(reply.seq == requests[i].seq + 1, "the answer to tick {} is tick {}", requests[i].seq, reply.seq);
         Ok(())
     })
 }
@@ -287,6 +335,11 @@ pub(super) fn peer(mode: Mode, iterations: usize, meeting: &Meeting) -> Result<(
             server.serve_count(iterations as u64, |req| Ok::<_, String>(req.body().to_vec()))?;
             Ok(())
         }
+        Mode::RpcTyped => {
+            let server = typed::Server::<Tick, Tick>::bind(&ep).with_context(|| format!("bind the server at {ep}"))?;
+            server.serve_count(iterations as u64, |tick: Tick| Ok::<_, String>(tick.answer()))?;
+            Ok(())
+        }
         other => bail!("mode {} does not apply to the rpc server", other.name()),
     }
 }
@@ -300,8 +353,23 @@ mod tests {
         let all = RpcGroup::all(|_| true);
         assert_eq!(all.len(), Transport::ALL.len());
         assert_eq!(RpcGroup::names()[0], "rpc-unix-stream");
-        let tcp = RpcGroup::all(|name| name.contains("rpc-tcp"));
-        assert_eq!(tcp, vec![RpcGroup { transport: Transport::Tcp, calls: vec![Mode::Rpc] }]);
+        let tcp = RpcGroup::all(|name| name.contains("-tcp"));
+        assert_eq!(tcp, vec![RpcGroup { transport: Transport::Tcp, calls: vec![Mode::Rpc, Mode::RpcTyped] }]);
+        assert_eq!(tcp[0].modes(), [Mode::Ipckit, Mode::Rpc, Mode::RpcTyped]);
+        let typed = RpcGroup::all(|name| name.contains("rpc-typed"));
+        assert!(typed.len() == Transport::ALL.len() && typed.iter().all(|g| g.calls == [Mode::RpcTyped]));
         assert!(RpcGroup::all(|name| name.contains("pipe")).is_empty());
+    }
+
+    /// Every tick of a trial is as large as the untyped rows' body, both
+    /// ways.
+    #[test]
+    fn ticks_are_64_bytes() {
+        for i in [0, 1, 14_000] {
+            let request = Tick::request(i);
+            assert_eq!(typed::encode(&request, "test").unwrap().len(), SIZE, "{request:?}");
+            let answer = request.answer();
+            assert_eq!(typed::encode(&answer, "test").unwrap().len(), SIZE, "{answer:?}");
+        }
     }
 }
