@@ -42,6 +42,13 @@ use super::shm::await_sender;
 /// Bytes in every request and every reply.
 pub(super) const SIZE: usize = 64;
 
+/// The options of every client and server: the plain round trip's (see
+/// `api`), so that only the API differs: a maximum message size, so that a
+/// message socket needs no `MSG_PEEK` to learn a length first.
+fn options() -> Options {
+    Options::new().max_message(MAX_MESSAGE)
+}
+
 /// The transports request-response runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Transport {
@@ -229,8 +236,7 @@ const PAYLOAD: [u8; SIZE] = {
 /// Connects to the peer's server at `ep` and times `rounds` calls of
 /// [`PAYLOAD`].
 fn time_calls(ep: &Endpoint, rounds: Rounds) -> Result<Sample> {
-    let client =
-        Client::connect_timeout(ep, &Options::default(), SETUP_TIMEOUT).context("connect to the peer's server")?;
+    let client = Client::connect_timeout(ep, &options(), SETUP_TIMEOUT).context("connect to the peer's server")?;
     time_rounds(rounds, |_| {
         let got = client.call(&PAYLOAD)?.len();
         ensure!(got == SIZE, "expected a {SIZE}-byte reply, got {got} bytes");
@@ -242,7 +248,7 @@ fn time_calls(ep: &Endpoint, rounds: Rounds) -> Result<Sample> {
 /// `rounds` calls, each with its own [`Tick`] (built before the clock
 /// starts), each answer checked.
 fn time_typed_calls(ep: &Endpoint, rounds: Rounds) -> Result<Sample> {
-    let client = typed::Client::<Tick, Tick>::connect_timeout(ep, &Options::default(), SETUP_TIMEOUT)
+    let client = typed::Client::<Tick, Tick>::connect_timeout(ep, &options(), SETUP_TIMEOUT)
         .context("connect to the peer's server")?;
     let requests: Vec<Tick> = (0..rounds.total()).map(Tick::request).collect();
     time_rounds(rounds, |i| {
@@ -311,7 +317,7 @@ fn shm_plain(bench: &Bench, tag: &str, rounds: Rounds) -> Result<Sample> {
         Ok(format!("shm:ipckit-bench-{}-{tag}-{which}?wait=block", std::process::id()).parse()?)
     };
     let (up, down) = (name("up")?, name("down")?);
-    let opts = Options::new().max_message(MAX_MESSAGE);
+    let opts = options();
     let mut cmd = bench.peer_command(Role::Experiment(Experiment::ShmSpin), Mode::Ipckit, SIZE, rounds.total());
     let mut rx = Receiver::bind_with(&up, &opts)?;
     cmd.args(Meeting::mailboxes(&up, &down).args());
@@ -331,12 +337,13 @@ pub(super) fn peer(mode: Mode, iterations: usize, meeting: &Meeting) -> Result<(
     let ep = meeting.inbox()?;
     match mode {
         Mode::Rpc => {
-            let server = Server::bind(&ep).with_context(|| format!("bind the server at {ep}"))?;
+            let server = Server::bind_with(&ep, &options()).with_context(|| format!("bind the server at {ep}"))?;
             server.serve_count(iterations as u64, |req| Ok::<_, String>(req.body().to_vec()))?;
             Ok(())
         }
         Mode::RpcTyped => {
-            let server = typed::Server::<Tick, Tick>::bind(&ep).with_context(|| format!("bind the server at {ep}"))?;
+            let server = typed::Server::<Tick, Tick>::bind_with(&ep, &options())
+                .with_context(|| format!("bind the server at {ep}"))?;
             server.serve_count(iterations as u64, |tick: Tick| Ok::<_, String>(tick.answer()))?;
             Ok(())
         }
