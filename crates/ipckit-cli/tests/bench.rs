@@ -32,6 +32,18 @@ const SYNC: [&str; 3] = ["mutex-uncontended", "mutex-handoff", "event-pingpong"]
 /// The shared-memory rows: (mechanism, size).
 const SHM: [(&str, u64); 6] =
     [("shm-busy", 64), ("shm-busy", 4096), ("shm-busy", 65536), ("shm-spin", 64), ("shm-park", 64), ("shm-stream", 64)];
+/// The request-response rows' transports, and the plain row each is
+/// measured beside.
+const RPC: [(&str, &str); 6] = [
+    ("unix-stream", "unix-stream"),
+    ("unix-seqpacket", "unix-seqpacket"),
+    ("tcp", "tcp"),
+    ("shm", "shm-spin"),
+    ("mq", "mq"),
+    ("sysv-mq", "sysv-mq"),
+];
+/// The request-response APIs: (row prefix, target ratio).
+const RPC_APIS: [(&str, f64); 2] = [("rpc", 1.1), ("rpc-typed", 1.2)];
 /// The layout of the JSON document.
 const SCHEMA: u64 = 2;
 
@@ -243,6 +255,30 @@ fn check_shm(doc: &Value, pipe: bool) {
     }
 }
 
+/// The request-response rows: every API on every transport, each beside
+/// the plain round trip measured in the same trials, with a finite positive
+/// ratio and its target.
+fn check_rpc(doc: &Value) {
+    let rows = doc["rpc"].as_array().unwrap_or_else(|| panic!("no rpc rows in {doc:#}"));
+    for (transport, plain) in RPC {
+        for (api, target) in RPC_APIS {
+            let name = format!("{api}-{transport}");
+            let row =
+                rows.iter().find(|r| r["mechanism"] == name).unwrap_or_else(|| panic!("{name}: no row in {doc:#}"));
+            check_measured(row, ["call", "plain"], "ratio_p50", &name);
+            let ratio = row["ratio_p50"].as_f64().unwrap_or(f64::NAN);
+            assert!(ratio.is_finite() && ratio > 0.0, "{name}: ratio_p50 {ratio} in {row}");
+            assert_eq!(row["transport"], transport, "{name}: {row}");
+            assert_eq!(row["api"], api, "{name}: {row}");
+            assert_eq!(row["plain_row"], plain, "{name}: {row}");
+            assert_eq!(row["target_ratio"].as_f64(), Some(target), "{name}: {row}");
+            assert_eq!((row["size"].as_u64(), row["reply_size"].as_u64()), (Some(64), Some(64)), "{name}: {row}");
+            assert!(row["round_trips"].as_u64() > Some(0), "{name}: round_trips in {row}");
+        }
+    }
+    assert_eq!(rows.len(), RPC.len() * RPC_APIS.len(), "one row per API and transport: {doc:#}");
+}
+
 /// The entries of `listing` that mention `needle`.
 fn mentions(listing: Vec<String>, needle: &str) -> Vec<String> {
     listing.into_iter().filter(|l| l.contains(needle)).collect()
@@ -265,6 +301,7 @@ fn quick_json_has_every_row() {
     check_copy_map(&doc, &COPY_MAP_ROWS);
     check_sync(&doc);
     check_shm(&doc, true);
+    check_rpc(&doc);
 
     // Nothing left behind: the scratch directory, queues, shared memory.
     let scratch = std::env::temp_dir().join(format!("ipckit-bench-{}", out.pid));
@@ -286,6 +323,9 @@ fn quick_json_has_every_row() {
     let sockets = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
     let left = mentions(sockets.lines().map(str::to_owned).collect(), &format!("@ipckit/shm/ipckit-bench-{pid}-"));
     assert!(left.is_empty(), "shm: channels left behind: {left:?}");
+    // Nor the presence socket of a request queue's server.
+    let left = mentions(sockets.lines().map(str::to_owned).collect(), &format!("@ipckit/rpc/mq/ipckit-bench-{pid}-"));
+    assert!(left.is_empty(), "rpc servers left behind: {left:?}");
 }
 
 #[test]
@@ -322,6 +362,24 @@ fn filter_selects_tables() {
     check_copy_map(&doc, &pool);
     let out = run(IPCKIT.command().args(["bench", "--quick", "--filter", "map-pool", "--save-threshold"]), None);
     out.expect_code(2, "ipckit bench --filter map-pool --save-threshold");
+
+    // The request-response rows alone: "rpc" is in no other row's name.
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "rpc"]), None);
+    out.expect_code(0, "ipckit bench --filter rpc");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
+    assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    check_rpc(&doc);
+    // And one of them, in the terminal table with its ratio.
+    let out = run(IPCKIT.command().args(["bench", "--quick", "--trials", "1", "--filter", "rpc-sysv"]), None);
+    out.expect_code(0, "ipckit bench --filter rpc-sysv");
+    let text = out.text();
+    let line = text.lines().find(|l| l.contains("rpc-sysv-mq")).unwrap_or_else(|| panic!("no rpc-sysv-mq in {text}"));
+    assert!(!text.contains("rpc-mq") && !text.contains("rpc-tcp"), "other rpc rows: {text}");
+    let ratio: Vec<f64> = line.split('┆').filter_map(|c| c.trim().parse().ok()).collect();
+    assert!(ratio.len() == 1 && ratio[0] > 0.0, "one ratio in {line}");
 
     let out = run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
     out.expect_code(2, "ipckit bench --filter no-such-row");

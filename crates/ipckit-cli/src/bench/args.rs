@@ -20,7 +20,9 @@ pub struct BenchArgs {
     /// copy-vs-map (the whole table) or its rows copy-kernel, copy-shm,
     /// map-each, map-pool, hybrid; mutex-uncontended, mutex-handoff,
     /// event-pingpong, shm-busy (with compare-iceoryx2, iceoryx2 too),
-    /// shm-spin, shm-park, shm-stream.
+    /// shm-spin, shm-park, shm-stream; rpc-unix-stream, rpc-unix-seqpacket,
+    /// rpc-tcp, rpc-shm, rpc-mq, rpc-sysv-mq and rpc-typed-unix-stream, ...
+    /// (rpc: all of them, rpc-typed: the typed ones).
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Trials of each mode per row [default: 21 (15 for copy vs map),

@@ -1,6 +1,6 @@
 //! What a trial can run: the message mechanisms and how each joins two
 //! processes, the other experiments, and the modes (ipckit or raw, copy or
-//! map, iceoryx2), with the dispatch of a message trial to `api` or `raw`.
+//! map, request-response, iceoryx2), with the dispatch of a message trial to `api` or `raw`.
 
 use std::process::Command;
 
@@ -93,6 +93,8 @@ pub(super) enum Experiment {
     ShmPark,
     /// Streams records one way.
     ShmStream,
+    /// Request-response (`rpc`): serves the parent's calls.
+    RpcServer,
 }
 
 impl Experiment {
@@ -105,6 +107,7 @@ impl Experiment {
             Experiment::ShmSpin => "shm-spin",
             Experiment::ShmPark => "shm-park",
             Experiment::ShmStream => "shm-stream",
+            Experiment::RpcServer => "rpc-server",
         }
     }
 }
@@ -138,6 +141,11 @@ pub(super) enum Mode {
     MapPoolFillAndRead,
     /// Copy or map: `send` with `?inline=auto`.
     Hybrid,
+    /// Request-response: calls through `ipckit::rpc`.
+    Rpc,
+    /// Request-response: typed calls through `ipckit::typed` (serde,
+    /// postcard).
+    RpcTyped,
     /// Shared memory: iceoryx2 0.10 (`--features compare-iceoryx2`).
     #[cfg(feature = "compare-iceoryx2")]
     Iceoryx2,
@@ -158,6 +166,8 @@ impl Mode {
             Mode::MapPoolWriterFills => "map-pool-writer-fills",
             Mode::MapPoolFillAndRead => "map-pool-fill-and-read",
             Mode::Hybrid => "hybrid",
+            Mode::Rpc => "rpc",
+            Mode::RpcTyped => "rpc-typed",
             #[cfg(feature = "compare-iceoryx2")]
             Mode::Iceoryx2 => "iceoryx2",
         }

@@ -1,7 +1,7 @@
 //! `ipckit bench`: what ipckit costs over the system calls it makes, and
 //! what copying costs against mapping.
 //!
-//! Four tables (and a fifth with `compare-iceoryx2`):
+//! Five tables (and a sixth with `compare-iceoryx2`):
 //!
 //! - **Messages**: the round-trip latency of every message mechanism
 //!   (pipes, FIFOs, sockets, POSIX and System V queues), through ipckit and
@@ -34,6 +34,11 @@
 //!   spin); and one-way streaming of 64-byte records, in messages per
 //!   second. Built with the `compare-iceoryx2` feature, iceoryx2 0.10's
 //!   busy ping-pong joins the busy rows' trials (`iceoryx`).
+//! - **Request-response**: a 64-byte call through `ipckit::rpc` to a server
+//!   in the peer, on every transport it runs on, beside the plain round
+//!   trip of the same transport (the message table's, `shm-spin`'s for
+//!   `shm:`) in the same interleaved trials, and the ratio of the two
+//!   (`rpc`).
 //!
 //! Modules:
 //!
@@ -66,6 +71,8 @@
 //! 17. `process`: the peer process (spawn, watchdog, reap) and the scratch
 //!     directory.
 //! 18. `report`: the tables and the JSON document.
+//! 19. `rpc`: the request-response rows: calls beside the plain round trip
+//!     of the same transport.
 
 mod api;
 mod args;
@@ -83,6 +90,7 @@ mod queue;
 mod raw;
 mod raw_ffi;
 mod report;
+mod rpc;
 mod runner;
 mod shm;
 mod sync;
@@ -163,6 +171,9 @@ pub fn peer(args: PeerArgs) -> Result<()> {
             let mut link = args.mode.open_peer(mech, &args.meeting).context("bench-peer: set up")?;
             let mut buf = link::Buffer::zeroed(MAX_MESSAGE);
             link::echo(&mut *link, &mut buf, args.size, args.iterations).context("bench-peer")
+        }
+        (None, Some(Experiment::RpcServer)) => {
+            rpc::peer(args.mode, args.iterations, &args.meeting).context("bench-peer")
         }
         (None, Some(Experiment::CopyMap)) => {
             copymap::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")

@@ -13,6 +13,7 @@ use super::args::BenchArgs;
 use super::catalogue::Mechanism;
 use super::copymap::{Variant, Way};
 use super::link::Rounds;
+use super::rpc::RpcGroup;
 use super::shm::{ShmJob, ShmRow};
 use super::sync::SyncOp;
 use super::{copymap, queue, report};
@@ -25,7 +26,7 @@ pub(super) const SIZES: [usize; 2] = [64, 64 * 1024];
 /// maximum and the size of every receive buffer.
 pub(super) const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The time a default run aims to spend measuring each table (54 s in
+/// The time a default run aims to spend measuring each table (62 s in
 /// all, so that a run with set-up and the last trials of each job stays
 /// near a minute): on an idle machine it needs about half; on a loaded
 /// one, jobs stop after their share.
@@ -33,6 +34,7 @@ const BUDGET_MESSAGES: Duration = Duration::from_secs(26);
 const BUDGET_COPY_MAP: Duration = Duration::from_secs(15);
 const BUDGET_SYNC: Duration = Duration::from_secs(5);
 const BUDGET_SHM: Duration = Duration::from_secs(8);
+const BUDGET_RPC: Duration = Duration::from_secs(8);
 
 /// The fewest trials of each mode a job runs, whatever the budget.
 pub(super) const MIN_TRIALS: usize = 5;
@@ -48,6 +50,7 @@ pub(super) enum Table {
     CopyMap,
     Sync,
     Shm,
+    Rpc,
 }
 
 /// What a run measures.
@@ -64,6 +67,8 @@ pub(super) struct Plan {
     pub(super) sync: Vec<SyncOp>,
     /// The shared-memory table's rows.
     pub(super) shm: Vec<ShmJob>,
+    /// The request-response rows, by transport.
+    pub(super) rpc: Vec<RpcGroup>,
     /// Trials of each mode per row (copy vs map: `copy_map_trials`).
     pub(super) trials: usize,
     pub(super) copy_map_trials: usize,
@@ -87,7 +92,9 @@ impl Plan {
         let copy_map: Vec<Way> = Way::ALL.into_iter().filter(|w| wanted(COPY_MAP_NAME) || wanted(w.name())).collect();
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
         let shm = ShmJob::all(wanted);
-        if mechanisms.is_empty() && copy_map.is_empty() && sync.is_empty() && shm.is_empty() {
+        let rpc = RpcGroup::all(wanted);
+        if mechanisms.is_empty() && copy_map.is_empty() && sync.is_empty() && shm.is_empty() && rpc.is_empty() {
+            let rpc_names = RpcGroup::names();
             // A usage error (exit code 2), like a malformed endpoint.
             let mut names: Vec<&str> = Mechanism::ALL
                 .iter()
@@ -96,6 +103,7 @@ impl Plan {
                 .chain(Way::ALL.iter().map(|w| w.name()))
                 .chain(SyncOp::ALL.iter().map(|op| op.name()))
                 .chain(ShmRow::ALL.iter().map(|row| row.name()))
+                .chain(rpc_names.iter().map(String::as_str))
                 .collect();
             // map-pool once, not once per variant.
             names.dedup();
@@ -122,6 +130,7 @@ impl Plan {
             hybrid_threshold: ipckit::threshold::auto(),
             sync,
             shm,
+            rpc,
             trials,
             copy_map_trials,
             budgeted,
@@ -140,6 +149,7 @@ impl Plan {
             Table::CopyMap => copymap::SIZES.len(),
             Table::Sync => self.sync.len(),
             Table::Shm => self.shm.len(),
+            Table::Rpc => self.rpc.len(),
         };
         self.budget(table).map(|budget| budget / jobs.max(1) as u32)
     }
@@ -152,6 +162,7 @@ impl Plan {
             Table::CopyMap => BUDGET_COPY_MAP,
             Table::Sync => BUDGET_SYNC,
             Table::Shm => BUDGET_SHM,
+            Table::Rpc => BUDGET_RPC,
         };
         self.budgeted.then_some(budget)
     }
@@ -172,8 +183,9 @@ impl Plan {
     pub(super) fn trial_count(&self) -> u64 {
         let pairs = self.jobs.len() * self.trials + self.sync.len() * self.trials;
         let shm: usize = self.shm.iter().map(|job| job.modes().len() * self.trials).sum();
+        let rpc: usize = self.rpc.iter().map(|group| group.modes().len() * self.trials).sum();
         let copy_map: usize = copymap::SIZES.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
-        (pairs * 2 + shm + copy_map * self.copy_map_trials) as u64
+        (pairs * 2 + shm + rpc + copy_map * self.copy_map_trials) as u64
     }
 }
 

@@ -8,12 +8,13 @@ use std::path::PathBuf;
 
 use ipckit::threshold::{Source, Threshold};
 
-use super::catalogue::Mechanism;
+use super::catalogue::{Mechanism, Mode};
 use super::copymap::{self, Variant, Way};
 use super::floor;
 use super::link::{Rounds, Sample, median};
 use super::placement::Placement;
 use super::plan::{Job, MAX_MESSAGE, Plan, SIZES};
+use super::rpc::{self, Transport};
 use super::shm::{STREAM_BATCH, ShmJob, ShmRow};
 use super::sync::{BATCH, SyncOp};
 
@@ -717,6 +718,64 @@ impl ShmResult {
     }
 }
 
+/// The request-response rows of one transport: the plain round trip and
+/// each call row, measured in the same trials.
+#[derive(Debug)]
+pub(super) struct RpcResult {
+    transport: Transport,
+    rounds: Rounds,
+    plain: Summary,
+    calls: Vec<(Mode, Summary)>,
+}
+
+impl RpcResult {
+    pub(super) fn new(
+        transport: Transport,
+        rounds: Rounds,
+        plain: Vec<Sample>,
+        calls: Vec<(Mode, Vec<Sample>)>,
+    ) -> RpcResult {
+        let calls = calls.into_iter().map(|(mode, samples)| (mode, Summary::of(samples))).collect();
+        RpcResult { transport, rounds, plain: Summary::of(plain), calls }
+    }
+
+    fn cells(&self) -> Vec<Vec<String>> {
+        self.calls
+            .iter()
+            .map(|(mode, call)| {
+                let mut cells = vec![rpc::row_name(self.transport, *mode), self.transport.plain_row().to_owned()];
+                cells.extend([self.plain.p50, call.p50, call.p99].map(duration));
+                cells.push(ratio_cell(ratio(call, &self.plain)));
+                cells.push(format!("≤ {:.1}", rpc::target(*mode)));
+                cells
+            })
+            .collect()
+    }
+
+    fn json(&self) -> Vec<Value> {
+        self.calls
+            .iter()
+            .map(|(mode, call)| {
+                json!({
+                    "mechanism": rpc::row_name(self.transport, *mode),
+                    "transport": self.transport.name(),
+                    "api": mode.name(),
+                    "size": rpc::SIZE,
+                    "reply_size": rpc::SIZE,
+                    "plain_row": self.transport.plain_row(),
+                    "warmup": self.rounds.warmup,
+                    "round_trips": self.rounds.timed,
+                    "trials": call.trials.len(),
+                    "call": call.json(Ns::Whole),
+                    "plain": self.plain.json(Ns::Whole),
+                    "ratio_p50": ratio(call, &self.plain),
+                    "target_ratio": rpc::target(*mode),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The whole run.
 #[derive(Debug)]
 pub(super) struct Report<'a> {
@@ -728,6 +787,7 @@ pub(super) struct Report<'a> {
     pub(super) copy_map: Option<CopyMapTable>,
     pub(super) sync: Vec<SyncRow>,
     pub(super) shm: Vec<ShmResult>,
+    pub(super) rpc: Vec<RpcResult>,
 }
 
 /// A table with `header`, its columns from the `first_number`th on aligned
@@ -769,6 +829,9 @@ impl Report<'_> {
             parts.push(self.sync_text());
         }
         parts.extend(self.shm_text());
+        if !self.rpc.is_empty() {
+            parts.push(self.rpc_text());
+        }
         let mut tail = placement(self.placement);
         if let Some(l) = self.load.filter(|&l| l >= BUSY) {
             tail.push_str(&format!(
@@ -828,6 +891,30 @@ impl Report<'_> {
              mutex-handoff: two processes take turns through a word under the mutex (a round trip / 2).\n\
              event-pingpong: two auto-reset futex events between two processes vs the same spin-then-FUTEX_WAIT loop \
              on plain words."
+        )
+    }
+
+    fn rpc_text(&self) -> String {
+        let header = ["row", "plain", "plain p50", "call p50", "call p99", "call / plain", "target"];
+        let table = table(&header, self.rpc.iter().flat_map(RpcResult::cells), 2);
+        let trials = count_range(self.rpc.iter().flat_map(|r| r.calls.iter().map(|(_, c)| c.trials.len())));
+        let r = self.plan.rounds(rpc::SIZE);
+        format!(
+            "Request-response: a call ({} B request, {} B reply) to a server in the other process, beside the plain \
+             round trip of the same transport\n{table}\n\
+             call / plain = call p50 / plain p50, each the median of {trials} interleaved trials (fresh processes; {} \
+             round trips after {} warm-up).\n\
+             rpc = ipckit::rpc::Client::call, the peer's rpc::Server echoing the body (serve_count). rpc-typed = \
+             ipckit::typed::Client::<Tick, Tick>::call, a serde struct (u64, f64, String) of {} B in postcard each \
+             way, the peer's typed::Server answering the next tick. plain = the \
+             message table's ipckit round trip of {} B on the same transport (shm: shm-spin's, two shm: channels, \
+             ?wait=block), with Options::max_message(64 KiB) and recv_into.",
+            rpc::SIZE,
+            rpc::SIZE,
+            r.timed,
+            r.warmup,
+            rpc::SIZE,
+            rpc::SIZE,
         )
     }
 
@@ -935,6 +1022,7 @@ impl Report<'_> {
             "copy_vs_map": copy_map,
             "synchronization": self.sync.iter().map(SyncRow::json).collect::<Vec<Value>>(),
             "shm": shm,
+            "rpc": self.rpc.iter().flat_map(RpcResult::json).collect::<Vec<Value>>(),
         })
     }
 }

@@ -17,7 +17,8 @@ use super::placement::Placement;
 use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
 use super::process::{self, Alarm, Peer, Scratch};
 use super::queue;
-use super::report::{self, CopyMapSize, CopyMapTable, Outcome, Report, Row, ShmResult, SyncRow};
+use super::report::{self, CopyMapSize, CopyMapTable, Outcome, Report, Row, RpcResult, ShmResult, SyncRow};
+use super::rpc::{self, RpcGroup};
 use super::shm::{self, ShmJob};
 use super::sync::{self, SyncOp};
 
@@ -139,9 +140,15 @@ impl Bench {
     /// One trial of the message table: spawn a peer, set up the link, time
     /// the round trips, end the peer.
     fn message_trial(&self, job: Job, mode: Mode, n: usize) -> Result<Sample> {
+        let tag = format!("{}-{}-{}-{n}", job.mechanism.name(), job.size, mode.name());
+        self.echo_trial(job, mode, tag)
+    }
+
+    /// [`message_trial`](Self::message_trial) with the objects named after
+    /// `tag` (unique in the run): the plain round trip of other tables too.
+    pub(super) fn echo_trial(&self, job: Job, mode: Mode, tag: String) -> Result<Sample> {
         let rounds = self.plan.rounds(job.size);
         let mut cmd = self.peer_command(Role::Echo(job.mechanism), mode, job.size, rounds.total());
-        let tag = format!("{}-{}-{}-{n}", job.mechanism.name(), job.size, mode.name());
         let queue_msgsize = self.plan.limits.of(job.mechanism).map_or(0, queue::queue_msgsize);
         let spot = Spot { scratch: &self.scratch, tag, queue_msgsize };
         let (meeting, pending) = mode.prepare(job.mechanism, &spot, &mut cmd)?;
@@ -214,7 +221,25 @@ impl Bench {
         let copy_map = if self.plan.copy_map.is_empty() { None } else { Some(self.copy_map_table()?) };
         let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
         let shm = self.plan.shm.iter().map(|&job| self.shm_row(job)).collect::<Result<Vec<ShmResult>>>()?;
-        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync, shm })
+        let rpc = self.plan.rpc.iter().map(|group| self.rpc_rows(group)).collect::<Result<Vec<RpcResult>>>()?;
+        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync, shm, rpc })
+    }
+
+    /// The request-response rows of one transport: the plain round trip
+    /// and every call row, their trials rotating.
+    fn rpc_rows(&self, group: &RpcGroup) -> Result<RpcResult> {
+        let share = self.plan.share(Table::Rpc);
+        let label = group.to_string();
+        let modes = group.modes();
+        let mut samples = self
+            .interleave_all(&label, &modes, Order::Rotating, self.plan.trials, share, |mode, n| {
+                rpc::trial(self, group.transport, mode, n)
+            })?
+            .done(&label)?
+            .into_iter();
+        let plain = samples.next().expect("the plain round trip's samples");
+        let calls = group.calls.iter().copied().zip(samples).collect();
+        Ok(RpcResult::new(group.transport, self.plan.rounds(rpc::SIZE), plain, calls))
     }
 
     /// A row of the shared-memory table: its modes interleaved.
