@@ -204,6 +204,32 @@ fn parse_wait(v: &str) -> std::result::Result<crate::options::WaitMode, String> 
     }
 }
 
+/// `?overflow=`: what a publish-subscribe topic does with a subscriber
+/// that fell behind.
+pub(crate) fn parse_overflow(v: &str) -> std::result::Result<crate::options::Overflow, String> {
+    match v {
+        "block" => Ok(crate::options::Overflow::Block),
+        "drop-oldest" => Ok(crate::options::Overflow::DropOldest),
+        other => Err(format!("option overflow: {other:?} is not block or drop-oldest")),
+    }
+}
+
+impl Endpoint {
+    /// Refuses the publish-subscribe options (`overflow`, `history`) on an
+    /// endpoint used for something else: `op` names what was asked.
+    pub(crate) fn refuse_pubsub_options(&self, op: &'static str) -> Result<()> {
+        match ["overflow", "history"].into_iter().find(|k| self.option(k).is_some()) {
+            Some(k) => Err(Error::new(
+                ErrorKind::Invalid,
+                op,
+                self,
+                format!("option {k} applies only to publish-subscribe (ipckit::pubsub, ipckit pub/sub)"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The options each scheme accepts.
 fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str] {
     match (scheme, kind) {
@@ -211,8 +237,10 @@ fn allowed_options(scheme: &str, kind: &EndpointKind) -> &'static [&'static str]
         ("mq", _) => &["maxmsg", "msgsize", "mode"],
         ("sysv-mq", EndpointKind::SysvMq(k)) if k.is_path() => &["id", "mode", "maxbytes"],
         ("sysv-mq", _) => &["mode", "maxbytes"],
+        (_, EndpointKind::Unix(UnixType::Stream, UnixAddr::Path(_))) => &["mode", "overflow", "history"],
         (_, EndpointKind::Unix(_, UnixAddr::Path(_))) => &["mode"],
-        ("shm", _) => &["size", "senders", "wait", "spin", "mode", "pool", "inline"],
+        (_, EndpointKind::Unix(UnixType::Stream, _)) | ("tcp", _) => &["overflow", "history"],
+        ("shm", _) => &["size", "senders", "wait", "spin", "mode", "pool", "inline", "overflow", "history"],
         _ => &[],
     }
 }
@@ -331,6 +359,7 @@ impl FromStr for Endpoint {
                     .map_err(|w| format!("option inline: {w} (or auto: the threshold ipckit bench measured)")),
                 ("shm", "spin") => crate::units::parse_duration(v).map(drop).map_err(|w| format!("option spin: {w}")),
                 ("shm", "wait") => parse_wait(v).map(drop),
+                (_, "overflow") => parse_overflow(v).map(drop),
                 _ => parse_number(v).map(drop).map_err(|w| format!("option {k}: {w}")),
             };
             checked.map_err(invalid)?;

@@ -86,6 +86,7 @@ pub mod sync;
 pub(crate) mod sys;
 pub mod threshold;
 mod transport;
+pub mod typed;
 pub mod units;
 mod wait;
 
@@ -95,7 +96,7 @@ pub use endpoint::{Endpoint, EndpointKind, UnixAddr, UnixType};
 pub use error::{Error, ErrorKind, Result, errno_name};
 pub use framing::Framing;
 pub use meta::{Credentials, Message, Meta, SendMeta};
-pub use options::{DEFAULT_CHANNEL_SPIN, DEFAULT_MAX_BUFFERED, Options, WaitMode};
+pub use options::{DEFAULT_CHANNEL_SPIN, DEFAULT_MAX_BUFFERED, Options, Overflow, WaitMode};
 pub use sys::Errno;
 
 /// Not a stable API: the `shm:` ring protocol over ordinary memory, for the

@@ -33,6 +33,10 @@ pub struct Meta {
     /// with `MSG_NOERROR` only; everywhere else a message that does not fit
     /// is `TooLarge` and stays queued).
     pub truncated: bool,
+    /// Publish-subscribe under `?overflow=drop-oldest`: how many messages
+    /// this subscriber lost just before this one, because it fell behind
+    /// by more than the topic holds (0 everywhere else).
+    pub lost: u64,
 }
 
 /// A process's identity as checked by the kernel.

@@ -24,6 +24,20 @@ pub struct Options {
     pub(crate) max_buffered: usize,
     pub(crate) wait: WaitMode,
     pub(crate) spin: Duration,
+    pub(crate) history: u64,
+}
+
+/// What a publish-subscribe topic does when a subscriber falls behind by
+/// as many messages as the topic holds (`?overflow=` on the publisher's
+/// endpoint).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// The publisher waits for the slowest subscriber: nothing is lost.
+    #[default]
+    Block,
+    /// The publisher overwrites the oldest messages; a subscriber that
+    /// fell behind learns how many it lost ([`Meta::lost`](crate::Meta)).
+    DropOldest,
 }
 
 /// How a `shm:` channel end waits for a message or for room.
@@ -61,6 +75,7 @@ impl Default for Options {
             max_buffered: DEFAULT_MAX_BUFFERED,
             wait: WaitMode::Block,
             spin: DEFAULT_CHANNEL_SPIN,
+            history: 0,
         }
     }
 }
@@ -140,6 +155,14 @@ impl Options {
     /// (`?spin=` on the endpoint wins).
     pub fn spin(mut self, window: Duration) -> Options {
         self.spin = window;
+        self
+    }
+
+    /// A subscriber's request for up to `n` messages the topic kept from
+    /// before it subscribed (`Invalid` at subscribe if the topic keeps
+    /// fewer; 0, the default: only what is published from now on).
+    pub fn history(mut self, n: u64) -> Options {
+        self.history = n;
         self
     }
 

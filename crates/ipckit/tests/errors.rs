@@ -395,3 +395,31 @@ fn other_users_objects_are_permission_denied() {
     .wait();
     assert!(status.success(), "unprivileged child failed: {status}");
 }
+
+/// `overflow` and `history` are options of publish-subscribe endpoints
+/// only: a scheme that has no publish-subscribe does not parse them, and
+/// a channel, a queue or a request-response end refuses them as `Invalid`.
+#[test]
+fn pubsub_options_elsewhere_are_invalid() {
+    for text in ["mq:/x?overflow=block", "unix-dgram:@x?history=3", "fifo:/tmp/x?history=1", "shm:x?overflow=later"] {
+        let e = text.parse::<Endpoint>().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{text}: {e}");
+    }
+    for text in [
+        "shm:ipckit-t-pubsub-opt?overflow=drop-oldest",
+        "unix:@ipckit-t-pubsub-opt?history=4",
+        "tcp:127.0.0.1:1?overflow=block",
+    ] {
+        let e = ep(text);
+        let refused = [
+            Receiver::bind(&e).map(drop).unwrap_err(),
+            Sender::connect(&e).map(drop).unwrap_err(),
+            ipckit::rpc::Server::bind(&e).map(drop).unwrap_err(),
+            ipckit::rpc::Client::connect(&e).map(drop).unwrap_err(),
+        ];
+        for err in refused {
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{text}: {err}");
+            assert!(err.to_string().contains("publish-subscribe"), "{text}: {err}");
+        }
+    }
+}

@@ -40,6 +40,7 @@ impl Receiver {
     /// opens a queue. A path this call creates is removed on drop when
     /// `opts` ask for it (`unlink_on_drop`).
     pub fn bind_with(ep: &Endpoint, opts: &Options) -> Result<Receiver> {
+        ep.refuse_pubsub_options("bind")?;
         Flavor::bind(ep, opts).map(|flavor| Receiver { flavor })
     }
 

@@ -42,12 +42,14 @@ impl Sender {
 
     /// Connects once.
     pub fn connect_with(ep: &Endpoint, opts: &Options) -> Result<Sender> {
+        ep.refuse_pubsub_options("connect")?;
         Flavor::connect(ep, opts, Wait::Forever).map(|flavor| Sender { flavor })
     }
 
     /// Connects, retrying while the receiver is not there yet, for at most
     /// `timeout` (then `TimedOut`).
     pub fn connect_timeout(ep: &Endpoint, opts: &Options, timeout: Duration) -> Result<Sender> {
+        ep.refuse_pubsub_options("connect")?;
         until_peer_ready(Wait::timeout(timeout), "connect", ep, |w| Flavor::connect(ep, opts, w))
             .map(|flavor| Sender { flavor })
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::envelope;
-use super::{Request, lock};
+use super::{Body, Request, lock};
 use crate::channel::{Receiver, Sender};
 use crate::endpoint::{Endpoint, EndpointKind, UnixType};
 use crate::error::{Error, ErrorKind, Result};
@@ -517,8 +517,7 @@ impl ServerCore {
                 };
                 let id = parts.id;
                 let to = ReplyTo::Io(server.reply_handle(slot)?);
-                let mut body = m.data;
-                body.drain(..envelope::REQUEST_HEADER);
+                let body = Body { data: m.data, start: envelope::REQUEST_HEADER };
                 Ok(Got::Msg(Some(Request { id, body, meta: m.meta, to })))
             }
             ServerCore::Shm { rx, channel, query, opts, links, .. } => {
@@ -533,8 +532,8 @@ impl ServerCore {
                     // that are gone (killed: no goodbye came).
                     links.0.retain(|_, l| !lock(&l.end).receiver_gone());
                 }
-                let ep = shm_reply(channel, client, query)?;
                 let link = links.get_or_open(client, || {
+                    let ep = shm_reply(channel, client, query)?;
                     Sender::connect_timeout(&ep, &internal(opts), REPLY_WAIT).map_err(|e| {
                         Error::new(e.kind(), "reply", rx.name(), format!("cannot join the client's reply channel: {e}"))
                     })
@@ -542,7 +541,6 @@ impl ServerCore {
                 Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Shm(link) })))
             }
             ServerCore::Posix { queue, name, opts, links, presence, .. } => {
-                presence.accept();
                 let Got::Msg(m) = queue.recv_got(wait)? else { return Ok(Got::NotYet) };
                 let (id, client, body, meta) = addressed(m).map_err(|why| self_corrupt(name, why))?;
                 if id == envelope::GOODBYE {
@@ -550,10 +548,11 @@ impl ServerCore {
                     return Ok(Got::Msg(None));
                 }
                 let fresh = !links.0.contains_key(&client);
-                let crate::EndpointKind::Mq(base) = name.parse::<Endpoint>()?.kind().clone() else { unreachable!() };
-                let ep: Endpoint = name.parse()?;
-                let reply = mq_reply(&base, (client >> 32) as i32, client as u32)?;
+                presence.accept(fresh);
                 let link = links.get_or_open(client, || {
+                    let ep: Endpoint = name.parse()?;
+                    let crate::EndpointKind::Mq(base) = ep.kind() else { unreachable!("a POSIX queue server") };
+                    let reply = mq_reply(base, (client >> 32) as i32, client as u32)?;
                     let q = PosixQueue::open(&reply, &internal(opts)).map_err(|e| {
                         Error::new(
                             e.kind(),
@@ -572,12 +571,12 @@ impl ServerCore {
                     // for as long as it is open here: let go of the ones
                     // whose client is gone.
                     links.0.retain(|client, _| sys::process::is_alive((client >> 32) as i32));
+                    let ep: Endpoint = name.parse()?;
                     self.sweep_mq(&ep);
                 }
                 Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Posix(link) })))
             }
             ServerCore::Sysv { queue, reply, ep, clients, swept, warnings, opts, presence } => {
-                presence.accept();
                 if swept.elapsed() >= SWEEP_EVERY {
                     *swept = Instant::now();
                     sweep_sysv(ep, opts, &mut lock(clients), warnings);
@@ -592,7 +591,8 @@ impl ServerCore {
                     lock(clients).remove(&mtype);
                     return Ok(Got::Msg(None));
                 }
-                lock(clients).insert(mtype, sysv_pid(mtype));
+                let fresh = lock(clients).insert(mtype, sysv_pid(mtype)).is_none();
+                presence.accept(fresh);
                 Ok(Got::Msg(Some(Request { id, body, meta, to: ReplyTo::Sysv(reply.clone(), mtype, clients.clone()) })))
             }
         }
@@ -628,7 +628,7 @@ fn self_corrupt(name: &str, why: String) -> Error {
 }
 
 /// A request in the addressed form: id, client, body, meta.
-fn addressed(m: Message) -> std::result::Result<(u64, u64, Vec<u8>, Meta), String> {
+fn addressed(m: Message) -> std::result::Result<(u64, u64, Body, Meta), String> {
     let Some(parts) = envelope::parse_request(&m.data, true) else {
         return Err(format!(
             "a request of {} bytes is shorter than its {}-byte header; dropped",
@@ -637,9 +637,7 @@ fn addressed(m: Message) -> std::result::Result<(u64, u64, Vec<u8>, Meta), Strin
         ));
     };
     let (id, client) = (parts.id, parts.client.expect("addressed"));
-    let mut body = m.data;
-    body.drain(..envelope::ADDRESSED_HEADER);
-    Ok((id, client, body, m.meta))
+    Ok((id, client, Body { data: m.data, start: envelope::ADDRESSED_HEADER }, m.meta))
 }
 
 /// Takes out of the queue what was sent to clients that are gone.
@@ -666,7 +664,12 @@ fn sweep_sysv(ep: &Endpoint, opts: &Options, clients: &mut HashMap<i64, i32>, wa
 pub(crate) struct Presence {
     listener: Listener,
     held: Vec<Connection>,
+    looked: Instant,
 }
+
+/// How often a queue server takes its waiting presence connections when no
+/// new client came meanwhile.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
 impl Presence {
     fn bind(ep: &Endpoint) -> Result<Presence> {
@@ -677,13 +680,19 @@ impl Presence {
             _ => e,
         })?;
         listener.set_nonblocking(true)?;
-        Ok(Presence { listener, held: Vec::new() })
+        Ok(Presence { listener, held: Vec::new(), looked: Instant::now() })
     }
 
     /// Takes the connections waiting (without reading them: a client only
     /// holds one to see the server's end), and lets go of the ones whose
-    /// client left.
-    fn accept(&mut self) {
+    /// client left: when a `fresh` client's request came (it connected
+    /// before sending), else at most every [`PRESENCE_EVERY`], so that
+    /// requests cost no system call for it.
+    fn accept(&mut self, fresh: bool) {
+        if !fresh && self.looked.elapsed() < PRESENCE_EVERY {
+            return;
+        }
+        self.looked = Instant::now();
         let mut came = false;
         while let Ok(c) = self.listener.try_accept() {
             if !came {

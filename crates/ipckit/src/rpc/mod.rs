@@ -51,7 +51,7 @@ use crate::wait::{Got, Wait, not_yet};
 #[derive(Debug)]
 pub struct Request {
     id: u64,
-    body: Vec<u8>,
+    body: Body,
     meta: Meta,
     to: ReplyTo,
 }
@@ -59,7 +59,7 @@ pub struct Request {
 impl Request {
     /// The request's body.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.body.data[self.body.start..]
     }
 
     /// The request's correlation id (its reply carries it).
@@ -75,8 +75,18 @@ impl Request {
 
     /// The body, taken.
     pub fn into_body(self) -> Vec<u8> {
-        self.body
+        let mut data = self.body.data;
+        data.drain(..self.body.start);
+        data
     }
+}
+
+/// A request's message, and where its body starts (after the envelope's
+/// header: not moved down, which would copy every body once more).
+#[derive(Debug)]
+pub(crate) struct Body {
+    pub(crate) data: Vec<u8>,
+    pub(crate) start: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +115,7 @@ impl Server {
     /// Binds `ep`: listens (sockets), binds the channel (`shm:`), or opens
     /// the request queue, creating it (`mq:`, `sysv-mq:`).
     pub fn bind_with(ep: &Endpoint, opts: &Options) -> Result<Server> {
+        ep.refuse_pubsub_options("bind")?;
         let core = ServerCore::bind(ep, opts)?;
         Ok(Server { name: core.name().into(), core: Mutex::new(core), stopped: Default::default() })
     }
@@ -325,6 +336,7 @@ impl Client {
     }
 
     fn open(ep: &Endpoint, opts: &Options, wait: Wait) -> Result<Client> {
+        ep.refuse_pubsub_options("connect")?;
         let link = ClientLink::connect(ep, opts, wait)?;
         Ok(Client {
             name: ep.to_string().into(),
@@ -400,7 +412,7 @@ impl Client {
                 calls = lock(&self.calls);
                 calls.reading = false;
                 match got {
-                    Ok(Got::Msg(bytes)) => self.deliver(&mut calls, &bytes),
+                    Ok(Got::Msg(bytes)) => self.deliver(&mut calls, bytes),
                     Ok(Got::NotYet) => {}
                     Ok(Got::Eof) => {
                         calls.broken =
@@ -427,16 +439,18 @@ impl Client {
     }
 
     /// Hands a reply to its caller, or counts it as stray.
-    fn deliver(&self, calls: &mut Calls, bytes: &[u8]) {
-        let Some(reply) = envelope::parse_reply(bytes) else {
+    fn deliver(&self, calls: &mut Calls, mut bytes: Vec<u8>) {
+        let Some((id, status)) = envelope::parse_reply(&bytes).map(|r| (r.id, r.status)) else {
             self.stray.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match calls.waiting.get_mut(&reply.id) {
+        match calls.waiting.get_mut(&id) {
             Some(slot @ None) => {
-                *slot = Some(match reply.status {
-                    STATUS_OK => Ok(reply.body.to_vec()),
-                    _ => Err(String::from_utf8_lossy(reply.body).into_owned()),
+                // The body moved down in place: no second buffer.
+                bytes.drain(..envelope::REPLY_HEADER);
+                *slot = Some(match status {
+                    STATUS_OK => Ok(bytes),
+                    _ => Err(String::from_utf8_lossy(&bytes).into_owned()),
                 });
             }
             _ => {
