@@ -62,7 +62,7 @@ fn ep(text: &str) -> Endpoint {
 
 /// What the example left of `text`'s object: a queue (`mq:`, `sysv-mq:`,
 /// found by removing it, which also cleans up after a failure), a socket
-/// file, or anything in `/dev/shm` named with `tag`.
+/// file or FIFO, or anything in `/dev/shm` named with `tag`.
 fn left_behind(text: &str, tag: &str) -> Vec<String> {
     let mut left = Vec::new();
     let e = ep(text);
@@ -138,4 +138,64 @@ fn request_response_default_endpoint_is_unique_per_pid() {
     assert!(out.status.success(), "{}: {stdout}", out.status);
     assert!(stdout.contains(&format!("server: unix:@ipckit-example-rr-{pid}, 3 clients x 20 calls")), "{stdout}");
     assert!(stdout.contains("server: 60 requests from 3 clients, every reply right"), "{stdout}");
+}
+
+/// The endpoints the typed pipeline runs on: every kind of endpoint a
+/// `typed::Sender`/`Receiver` pair takes.
+fn pipeline_endpoints(s: &Scratch) -> Vec<String> {
+    vec![
+        format!("unix:{}", s.path("tp.sock").display()),
+        format!("unix-seqpacket:@{}", s.name("tpseq")),
+        format!("unix-dgram:@{}", s.name("tpdgram")),
+        "tcp:127.0.0.1:0".to_string(),
+        format!("fifo:{}", s.path("tp.fifo").display()),
+        format!("shm:{}", s.name("tpshm")),
+        s.mq("tpq", ""),
+        s.sysv_mq(5, ""),
+    ]
+}
+
+#[test]
+fn typed_pipeline_carries_every_frame_on_every_transport() {
+    let program = example("typed_pipeline");
+    let s = Scratch::new("ex-tp");
+    for text in pipeline_endpoints(&s) {
+        let out = run(&program, &[&text, "--count", "300"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}: {} (output above)", out.status);
+        assert!(stdout.contains("producer: 300 frames sent"), "{text}: {stdout}");
+        assert!(stdout.contains("consumer: 300 frames (") && stdout.contains("), every one right"), "{text}: {stdout}");
+        let left = left_behind(&text, &s.name(""));
+        assert!(left.is_empty(), "{text}: left behind: {left:?}");
+    }
+}
+
+#[test]
+fn typed_pipeline_fails_on_a_wrong_frame_and_still_cleans_up() {
+    let program = example("typed_pipeline");
+    let s = Scratch::new("ex-tp-bad");
+    for text in [s.mq("tpq", ""), format!("fifo:{}", s.path("tp.fifo").display()), format!("shm:{}", s.name("tpshm"))] {
+        let out = run(&program, &[&text, "--count", "40", "--corrupt"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: a wrong frame must fail the example");
+        assert!(
+            stderr.contains("frame 20: got Frame { seq: 20"),
+            "{text}: the consumer names the wrong frame: {stderr}"
+        );
+        let left = left_behind(&text, &s.name(""));
+        assert!(left.is_empty(), "{text}: left behind: {left:?}");
+    }
+}
+
+#[test]
+fn typed_pipeline_default_endpoint_is_unique_per_pid() {
+    let mut child = Guarded::spawn(
+        Command::new(example("typed_pipeline")).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()),
+    );
+    let pid = child.child().id();
+    let out = child.output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {stdout}", out.status);
+    assert!(stdout.contains(&format!("consumer: shm:ipckit-example-tp-{pid}, 200 frames")), "{stdout}");
+    assert!(stdout.contains("consumer: 200 frames (") && stdout.contains("every one right"), "{stdout}");
 }
