@@ -592,3 +592,156 @@ fn rpc_round_trips(scratch: &Scratch, i: usize, text: &str, max: usize, in_fligh
     // The socket file stays (no `unlink_on_drop`); the queues are
     // removed with the scratch directory.
 }
+
+// Typed request-response: `typed::Server<Req, Resp>` in a child process,
+// `typed::Client<Req, Resp>` here, on the same transports.
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+enum TypedReq {
+    Stats { label: String, values: Vec<i64> },
+    Echo(Vec<u8>),
+    Fail(String),
+    Quit,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct TypedResp {
+    label: String,
+    sum: i64,
+    count: u64,
+    bytes: Vec<u8>,
+}
+
+/// The typed server's answer: `Stats` sums, `Echo` answers the bytes
+/// reversed, `Fail` fails, `Quit` (answered by the server itself) counts.
+fn typed_answer(req: &TypedReq) -> Result<TypedResp, String> {
+    match req {
+        TypedReq::Stats { label, values } => Ok(TypedResp {
+            label: label.to_uppercase(),
+            sum: values.iter().sum(),
+            count: values.len() as u64,
+            bytes: Vec::new(),
+        }),
+        TypedReq::Echo(bytes) => {
+            Ok(TypedResp { label: String::new(), sum: 0, count: 0, bytes: bytes.iter().rev().copied().collect() })
+        }
+        TypedReq::Fail(why) => Err(why.clone()),
+        TypedReq::Quit => Err("quit is the server's".into()),
+    }
+}
+
+/// The child side of `typed_request_response_between_processes`: as
+/// `child_rpc_server`, with `typed::Server<TypedReq, TypedResp>`.
+#[test]
+#[ignore = "child process entry point"]
+fn child_typed_server() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let Some(role) = child_role() else { return };
+    assert_eq!(role, "typed-server");
+    let text = ipckit_testkit::child::env("IPCKIT_EP");
+    let server = ipckit::typed::Server::<TypedReq, TypedResp>::bind(&text.parse().unwrap())
+        .unwrap_or_else(|e| panic!("bind {text}: {e}"));
+    let file = ipckit_testkit::child::env("IPCKIT_NAME_FILE");
+    std::fs::write(format!("{file}.tmp"), server.name()).unwrap();
+    std::fs::rename(format!("{file}.tmp"), &file).unwrap();
+    let served = AtomicU64::new(0);
+    server
+        .serve_threads(4, |req: TypedReq| {
+            if req == TypedReq::Quit {
+                server.stop();
+                let count = served.load(Ordering::SeqCst);
+                return Ok(TypedResp { label: "bye".into(), sum: 0, count, bytes: Vec::new() });
+            }
+            served.fetch_add(1, Ordering::SeqCst);
+            typed_answer(&req)
+        })
+        .unwrap_or_else(|e| panic!("{text}: serve: {e}"));
+}
+
+/// A typed request, different for each thread and call: `Stats` or an
+/// `Echo` of one of `sizes`.
+fn typed_req(thread: u64, call: u64, sizes: &[usize]) -> TypedReq {
+    let mut rng = Rng((thread << 32) ^ call ^ 0x7e57);
+    if call % 2 == 0 {
+        let values = (0..rng.below(50)).map(|_| rng.next_u64() as i64 >> 8).collect();
+        TypedReq::Stats { label: format!("t{thread}-c{call}"), values }
+    } else {
+        let mut bytes = vec![0u8; sizes[(call / 2) as usize % sizes.len()]];
+        rng.fill(&mut bytes);
+        TypedReq::Echo(bytes)
+    }
+}
+
+#[test]
+fn typed_request_response_between_processes() {
+    use ipckit::typed::Client;
+    const ROUNDS: u64 = 40;
+    // Room for postcard's variant index and length prefix.
+    const ENCODING: usize = 8;
+    let scratch = Scratch::new("typedrpc");
+    for (i, t) in rpc_transports(&scratch).into_iter().enumerate() {
+        let text = &t.endpoint;
+        let file = scratch.path(&format!("name-{i}"));
+        let mut server = Guarded::spawn(
+            rerun("child_typed_server", "typed-server").env("IPCKIT_EP", text).env("IPCKIT_NAME_FILE", &file),
+        );
+        let name: Endpoint = served_name(&file, &mut server, text).parse().unwrap();
+        let client = Client::<TypedReq, TypedResp>::connect_timeout(&name, &Options::new(), HANG_GUARD)
+            .unwrap_or_else(|e| panic!("{text}: connect {name}: {e}"));
+        let mut sizes = vec![0, 1, 64, BIG.min(t.max - ENCODING)];
+        sizes.dedup();
+        // One call of each kind and size at a time.
+        for &size in &sizes {
+            let req = TypedReq::Echo(rpc_body(size, 77, 1));
+            let resp = client.call_timeout(&req, HANG_GUARD).unwrap_or_else(|e| panic!("{text}: echo {size} B: {e}"));
+            assert!(Ok(&resp) == typed_answer(&req).as_ref(), "{text}: the reply to an echo of {size} B is wrong");
+        }
+        let req = TypedReq::Stats { label: "sum".into(), values: vec![-3, 10, i64::MAX / 2] };
+        let want = TypedResp { label: "SUM".into(), sum: 7 + i64::MAX / 2, count: 3, bytes: vec![] };
+        assert_eq!(client.call_timeout(&req, HANG_GUARD).unwrap(), want, "{text}");
+        // A handler's error, and a request that is not a `TypedReq`, reach
+        // the caller as `Remote` errors.
+        let e = client.call_timeout(&TypedReq::Fail("no cheese".into()), HANG_GUARD).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+        assert!(e.to_string().contains("no cheese"), "{text}: {e}");
+        let e = client.inner().call_timeout(&[0xff, 0xff, 0xff], HANG_GUARD).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+        assert!(e.to_string().contains("TypedReq"), "{text}: the error names the type: {e}");
+        // A reply that is not the client's `Resp` is `Decode` here.
+        let wrong = Client::<TypedReq, u8>::connect_timeout(&name, &Options::new(), HANG_GUARD).unwrap();
+        let e = wrong.call_timeout(&req, HANG_GUARD).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode, "{text}: {e}");
+        drop(wrong);
+        // Calls in flight from several threads.
+        let mut flight = vec![0, 1, 64, BIG.min(t.in_flight_max - ENCODING)];
+        flight.dedup();
+        let barrier = std::sync::Barrier::new(RPC_THREADS as usize);
+        std::thread::scope(|s| {
+            for th in 0..RPC_THREADS {
+                let (client, flight, barrier) = (&client, &flight, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for call in 0..ROUNDS {
+                        let req = typed_req(th, call, flight);
+                        let resp = client
+                            .call_timeout(&req, HANG_GUARD)
+                            .unwrap_or_else(|e| panic!("{text}: thread {th}, call {call}: {e}"));
+                        assert!(
+                            Ok(&resp) == typed_answer(&req).as_ref(),
+                            "{text}: thread {th}, call {call}: wrong reply"
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(client.inner().stray_replies(), 0, "{text}");
+        // Every request that decoded was answered once (the one that did
+        // not decode never reached the handler).
+        let made = sizes.len() as u64 + 3 + RPC_THREADS * ROUNDS;
+        let bye = client.call_timeout(&TypedReq::Quit, HANG_GUARD).unwrap_or_else(|e| panic!("{text}: quit: {e}"));
+        assert_eq!((bye.label.as_str(), bye.count), ("bye", made), "{text}: requests served");
+        drop(client);
+        let status = server.wait();
+        assert!(status.success(), "{text}: the server failed: {status} (its stderr is above)");
+    }
+}
