@@ -96,6 +96,10 @@ fn hostile() -> Vec<Vec<u8>> {
     // Strings announcing more than there is, invalid UTF-8, bad chars.
     all.push([vec![2], varint(1 << 50), b"ab".to_vec()].concat());
     all.push(vec![1, 2, 0xff, 0xfe]);
+    // Found by the fuzzer: a map whose non-canonical key (`ff 00`) makes
+    // the input a byte longer than its re-encoding, with 4098 zero-sized
+    // elements, at the edge of the element budget of the longer form.
+    all.push(vec![0x02, 0xff, 0x00, 0x00, 0x00, 0x82, 0x20]);
     all
 }
 
