@@ -411,3 +411,337 @@ fn sealed_messages_where_they_apply() {
         assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"next", "{}: nothing else arrived", t.label);
     });
 }
+
+// Request-response: `rpc::Server` in a child process (this binary re-run),
+// `rpc::Client` here, on every transport it runs on.
+
+/// A request-response transport: its endpoint, the largest request body
+/// it carries at the kernel's default limits (the queues' 8 KiB messages
+/// less the addressed envelope), and the largest for calls in flight from
+/// [`RPC_THREADS`] threads at once.
+struct RpcTransport {
+    endpoint: String,
+    max: usize,
+    in_flight_max: usize,
+}
+
+/// Threads making calls at once.
+const RPC_THREADS: u64 = 4;
+
+/// The bytes a System V queue holds by default (`msgmnb`).
+const SYSV_QUEUE_BYTES: usize = 16384;
+
+fn rpc_transports(scratch: &Scratch) -> Vec<RpcTransport> {
+    let queue_body = QUEUE_MAX - ipckit::rpc::envelope::ADDRESSED_HEADER;
+    let t = |endpoint: String, max, in_flight_max| RpcTransport { endpoint, max, in_flight_max };
+    vec![
+        t(format!("unix:{}", scratch.path("rpc.sock").display()), BIG, BIG),
+        t(format!("unix-seqpacket:@{}", scratch.name("rpcseq")), BIG, BIG),
+        t("tcp:127.0.0.1:0".to_string(), BIG, BIG),
+        t(format!("shm:{}", scratch.name("rpcshm")), BIG, BIG),
+        // Every client has its own reply queue.
+        t(scratch.mq("rpcq", &format!("?msgsize={QUEUE_MAX}")), queue_body, queue_body),
+        // Requests and replies share the one queue: in flight, each call
+        // may hold a request and a reply there at once, and all of them
+        // must fit (see `request_response_sysv_large_calls_in_flight`
+        // for what happens when they do not).
+        t(
+            scratch.sysv_mq(2, ""),
+            queue_body,
+            SYSV_QUEUE_BYTES / (2 * RPC_THREADS as usize) - ipckit::rpc::envelope::ADDRESSED_HEADER,
+        ),
+    ]
+}
+
+/// What the conformance server answers: every byte of the request XOR
+/// 0xA5 (so a reply is never its own request), `fail:WHY` fails with WHY,
+/// and `quit` answers how many requests came before it and stops the
+/// server.
+const QUIT: &[u8] = b"quit";
+
+fn rpc_answer(body: &[u8]) -> Vec<u8> {
+    body.iter().map(|b| b ^ 0xA5).collect()
+}
+
+/// The child side of `request_response_between_processes`: binds
+/// `IPCKIT_EP`, writes the name clients use to `IPCKIT_NAME_FILE` (for
+/// `tcp:` port 0, the real port) and serves with 4 threads until `quit`.
+#[test]
+#[ignore = "child process entry point"]
+fn child_rpc_server() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let Some(role) = child_role() else { return };
+    assert_eq!(role, "rpc-server");
+    let text = ipckit_testkit::child::env("IPCKIT_EP");
+    let server = ipckit::rpc::Server::bind(&text.parse().unwrap()).unwrap_or_else(|e| panic!("bind {text}: {e}"));
+    let file = ipckit_testkit::child::env("IPCKIT_NAME_FILE");
+    std::fs::write(format!("{file}.tmp"), server.name()).unwrap();
+    std::fs::rename(format!("{file}.tmp"), &file).unwrap();
+    let served = AtomicU64::new(0);
+    server
+        .serve_threads(4, |r| {
+            if r.body() == QUIT {
+                server.stop();
+                return Ok(served.load(Ordering::SeqCst).to_string().into_bytes());
+            }
+            served.fetch_add(1, Ordering::SeqCst);
+            match r.body().strip_prefix(b"fail:") {
+                Some(why) => Err(String::from_utf8_lossy(why).into_owned()),
+                None => Ok(rpc_answer(r.body())),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{text}: serve: {e}"));
+}
+
+/// Waits (hang guard) for the child server to write the name it serves.
+fn served_name(file: &std::path::Path, server: &mut Guarded, label: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(name) = std::fs::read_to_string(file) {
+            return name;
+        }
+        if let Some(status) = server.child().try_wait().unwrap() {
+            panic!("{label}: the server exited before serving: {status} (its stderr is above)");
+        }
+        assert!(start.elapsed() < HANG_GUARD, "{label}: the server did not start within {HANG_GUARD:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A request body of `size` bytes, different for each thread and call.
+fn rpc_body(size: usize, thread: u64, call: u64) -> Vec<u8> {
+    let mut body = vec![0u8; size];
+    Rng((thread << 32) ^ (call << 8) ^ size as u64).fill(&mut body);
+    body
+}
+
+#[test]
+fn request_response_between_processes() {
+    let scratch = Scratch::new("rpc");
+    for (i, t) in rpc_transports(&scratch).into_iter().enumerate() {
+        rpc_round_trips(&scratch, i, &t.endpoint, t.max, t.in_flight_max);
+    }
+}
+
+/// Library bug (rpc, `sysv-mq:`): with 8 KiB calls in flight from 4
+/// threads, the shared queue (16 KiB) fills with requests, the server's
+/// replies find no room within its reply wait (1 s) and are dropped, and
+/// the callers wait for them until their timeout (here 30 s).
+#[test]
+#[ignore = "library bug: sysv-mq replies dropped when requests fill the shared queue; callers time out"]
+fn request_response_sysv_large_calls_in_flight() {
+    let scratch = Scratch::new("rpcsysvfull");
+    let body = QUEUE_MAX - ipckit::rpc::envelope::ADDRESSED_HEADER;
+    rpc_round_trips(&scratch, 0, &scratch.sysv_mq(2, ""), body, body);
+}
+
+/// Starts the conformance server in a child on `text` and checks, from
+/// here: one call of each size (0, 1, 64 B and up to `max`), a handler's
+/// error, calls in flight from [`RPC_THREADS`] threads (sizes up to
+/// `in_flight_max`), and that the server answered each request once.
+fn rpc_round_trips(scratch: &Scratch, i: usize, text: &str, max: usize, in_flight_max: usize) {
+    use ipckit::rpc::Client;
+    const ROUNDS: u64 = 10;
+    let file = scratch.path(&format!("name-{i}"));
+    let mut server =
+        Guarded::spawn(rerun("child_rpc_server", "rpc-server").env("IPCKIT_EP", text).env("IPCKIT_NAME_FILE", &file));
+    let name = served_name(&file, &mut server, text);
+    let client = Client::connect_timeout(&name.parse().unwrap(), &Options::new(), HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{text}: connect {name}: {e}"));
+    let mut sizes = vec![0, 1, 64, BIG.min(max)];
+    sizes.dedup();
+    // One call of each size at a time.
+    for &size in &sizes {
+        let body = rpc_body(size, 99, 0);
+        let reply = client.call_timeout(&body, HANG_GUARD).unwrap_or_else(|e| panic!("{text}: {size} B: {e}"));
+        assert!(reply == rpc_answer(&body), "{text}: the reply to {size} B is wrong ({} B)", reply.len());
+    }
+    // A handler's error reaches its caller.
+    let e = client.call_timeout(b"fail:out of cheese", HANG_GUARD).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+    assert!(e.to_string().contains("out of cheese"), "{text}: {e}");
+    // Calls in flight together from several threads, every size; each
+    // reply reaches its own caller.
+    let mut flight = vec![0, 1, 64, BIG.min(in_flight_max)];
+    flight.dedup();
+    let barrier = std::sync::Barrier::new(RPC_THREADS as usize);
+    std::thread::scope(|s| {
+        for t in 0..RPC_THREADS {
+            let (client, flight, barrier) = (&client, &flight, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for call in 0..ROUNDS * flight.len() as u64 {
+                    let size = flight[(call as usize + t as usize) % flight.len()];
+                    let body = rpc_body(size, t, call);
+                    let reply = client
+                        .call_timeout(&body, HANG_GUARD)
+                        .unwrap_or_else(|e| panic!("{text}: thread {t}, call {call} ({size} B): {e}"));
+                    assert!(reply == rpc_answer(&body), "{text}: thread {t}, call {call}: wrong reply ({size} B)");
+                }
+            });
+        }
+    });
+    assert_eq!(client.stray_replies(), 0, "{text}");
+    // The server answered every request exactly once.
+    let made = sizes.len() as u64 + 1 + RPC_THREADS * ROUNDS * flight.len() as u64;
+    let count = client.call_timeout(QUIT, HANG_GUARD).unwrap_or_else(|e| panic!("{text}: quit: {e}"));
+    assert_eq!(String::from_utf8_lossy(&count), made.to_string(), "{text}: requests served");
+    drop(client);
+    let status = server.wait();
+    assert!(status.success(), "{text}: the server failed: {status} (its stderr is above)");
+    // The socket file stays (no `unlink_on_drop`); the queues are
+    // removed with the scratch directory.
+}
+
+// Typed request-response: `typed::Server<Req, Resp>` in a child process,
+// `typed::Client<Req, Resp>` here, on the same transports.
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+enum TypedReq {
+    Stats { label: String, values: Vec<i64> },
+    Echo(Vec<u8>),
+    Fail(String),
+    Quit,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct TypedResp {
+    label: String,
+    sum: i64,
+    count: u64,
+    bytes: Vec<u8>,
+}
+
+/// The typed server's answer: `Stats` sums, `Echo` answers the bytes
+/// reversed, `Fail` fails, `Quit` (answered by the server itself) counts.
+fn typed_answer(req: &TypedReq) -> Result<TypedResp, String> {
+    match req {
+        TypedReq::Stats { label, values } => Ok(TypedResp {
+            label: label.to_uppercase(),
+            sum: values.iter().sum(),
+            count: values.len() as u64,
+            bytes: Vec::new(),
+        }),
+        TypedReq::Echo(bytes) => {
+            Ok(TypedResp { label: String::new(), sum: 0, count: 0, bytes: bytes.iter().rev().copied().collect() })
+        }
+        TypedReq::Fail(why) => Err(why.clone()),
+        TypedReq::Quit => Err("quit is the server's".into()),
+    }
+}
+
+/// The child side of `typed_request_response_between_processes`: as
+/// `child_rpc_server`, with `typed::Server<TypedReq, TypedResp>`.
+#[test]
+#[ignore = "child process entry point"]
+fn child_typed_server() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let Some(role) = child_role() else { return };
+    assert_eq!(role, "typed-server");
+    let text = ipckit_testkit::child::env("IPCKIT_EP");
+    let server = ipckit::typed::Server::<TypedReq, TypedResp>::bind(&text.parse().unwrap())
+        .unwrap_or_else(|e| panic!("bind {text}: {e}"));
+    let file = ipckit_testkit::child::env("IPCKIT_NAME_FILE");
+    std::fs::write(format!("{file}.tmp"), server.name()).unwrap();
+    std::fs::rename(format!("{file}.tmp"), &file).unwrap();
+    let served = AtomicU64::new(0);
+    server
+        .serve_threads(4, |req: TypedReq| {
+            if req == TypedReq::Quit {
+                server.stop();
+                let count = served.load(Ordering::SeqCst);
+                return Ok(TypedResp { label: "bye".into(), sum: 0, count, bytes: Vec::new() });
+            }
+            served.fetch_add(1, Ordering::SeqCst);
+            typed_answer(&req)
+        })
+        .unwrap_or_else(|e| panic!("{text}: serve: {e}"));
+}
+
+/// A typed request, different for each thread and call: `Stats` or an
+/// `Echo` of one of `sizes`.
+fn typed_req(thread: u64, call: u64, sizes: &[usize]) -> TypedReq {
+    let mut rng = Rng((thread << 32) ^ call ^ 0x7e57);
+    if call % 2 == 0 {
+        let values = (0..rng.below(50)).map(|_| rng.next_u64() as i64 >> 8).collect();
+        TypedReq::Stats { label: format!("t{thread}-c{call}"), values }
+    } else {
+        let mut bytes = vec![0u8; sizes[(call / 2) as usize % sizes.len()]];
+        rng.fill(&mut bytes);
+        TypedReq::Echo(bytes)
+    }
+}
+
+#[test]
+fn typed_request_response_between_processes() {
+    use ipckit::typed::Client;
+    const ROUNDS: u64 = 40;
+    // Room for postcard's variant index and length prefix.
+    const ENCODING: usize = 8;
+    let scratch = Scratch::new("typedrpc");
+    for (i, t) in rpc_transports(&scratch).into_iter().enumerate() {
+        let text = &t.endpoint;
+        let file = scratch.path(&format!("name-{i}"));
+        let mut server = Guarded::spawn(
+            rerun("child_typed_server", "typed-server").env("IPCKIT_EP", text).env("IPCKIT_NAME_FILE", &file),
+        );
+        let name: Endpoint = served_name(&file, &mut server, text).parse().unwrap();
+        let client = Client::<TypedReq, TypedResp>::connect_timeout(&name, &Options::new(), HANG_GUARD)
+            .unwrap_or_else(|e| panic!("{text}: connect {name}: {e}"));
+        let mut sizes = vec![0, 1, 64, BIG.min(t.max - ENCODING)];
+        sizes.dedup();
+        // One call of each kind and size at a time.
+        for &size in &sizes {
+            let req = TypedReq::Echo(rpc_body(size, 77, 1));
+            let resp = client.call_timeout(&req, HANG_GUARD).unwrap_or_else(|e| panic!("{text}: echo {size} B: {e}"));
+            assert!(Ok(&resp) == typed_answer(&req).as_ref(), "{text}: the reply to an echo of {size} B is wrong");
+        }
+        let req = TypedReq::Stats { label: "sum".into(), values: vec![-3, 10, i64::MAX / 2] };
+        let want = TypedResp { label: "SUM".into(), sum: 7 + i64::MAX / 2, count: 3, bytes: vec![] };
+        assert_eq!(client.call_timeout(&req, HANG_GUARD).unwrap(), want, "{text}");
+        // A handler's error, and a request that is not a `TypedReq`, reach
+        // the caller as `Remote` errors.
+        let e = client.call_timeout(&TypedReq::Fail("no cheese".into()), HANG_GUARD).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+        assert!(e.to_string().contains("no cheese"), "{text}: {e}");
+        let e = client.inner().call_timeout(&[0xff, 0xff, 0xff], HANG_GUARD).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+        assert!(e.to_string().contains("TypedReq"), "{text}: the error names the type: {e}");
+        // A reply that is not the client's `Resp` is `Decode` here.
+        let wrong = Client::<TypedReq, u8>::connect_timeout(&name, &Options::new(), HANG_GUARD).unwrap();
+        let e = wrong.call_timeout(&req, HANG_GUARD).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode, "{text}: {e}");
+        drop(wrong);
+        // Calls in flight from several threads.
+        let mut flight = vec![0, 1, 64, BIG.min(t.in_flight_max - ENCODING)];
+        flight.dedup();
+        let barrier = std::sync::Barrier::new(RPC_THREADS as usize);
+        std::thread::scope(|s| {
+            for th in 0..RPC_THREADS {
+                let (client, flight, barrier) = (&client, &flight, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for call in 0..ROUNDS {
+                        let req = typed_req(th, call, flight);
+                        let resp = client
+                            .call_timeout(&req, HANG_GUARD)
+                            .unwrap_or_else(|e| panic!("{text}: thread {th}, call {call}: {e}"));
+                        assert!(
+                            Ok(&resp) == typed_answer(&req).as_ref(),
+                            "{text}: thread {th}, call {call}: wrong reply"
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(client.inner().stray_replies(), 0, "{text}");
+        // Every request that decoded was answered once (the one that did
+        // not decode never reached the handler).
+        let made = sizes.len() as u64 + 3 + RPC_THREADS * ROUNDS;
+        let bye = client.call_timeout(&TypedReq::Quit, HANG_GUARD).unwrap_or_else(|e| panic!("{text}: quit: {e}"));
+        assert_eq!((bye.label.as_str(), bye.count), ("bye", made), "{text}: requests served");
+        drop(client);
+        let status = server.wait();
+        assert!(status.success(), "{text}: the server failed: {status} (its stderr is above)");
+    }
+}
