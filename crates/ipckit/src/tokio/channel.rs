@@ -76,7 +76,9 @@ impl AsyncSender {
     /// frame half-written: once its first byte is out, the rest is
     /// written before this returns, blocking the thread if the peer is
     /// slow to make room (as [`Sender::try_send`] does). Messages that fit
-    /// the socket's buffer never block.
+    /// the socket's buffer never block; a larger one sent to a reader that
+    /// runs in the same current-thread runtime can deadlock (use a
+    /// multi-threaded runtime, or keep the reader elsewhere).
     ///
     /// # Cancel safety
     ///
