@@ -85,6 +85,8 @@ pub mod socket;
 pub mod sync;
 pub(crate) mod sys;
 pub mod threshold;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod transport;
 pub mod typed;
 pub mod units;

@@ -361,7 +361,7 @@ pub(crate) struct ReplyLink<T> {
 }
 
 /// Where a request's reply goes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum ReplyTo {
     Io(Arc<Mutex<Io>>),
     Shm(Arc<ReplyLink<Sender>>),
@@ -869,6 +869,47 @@ impl Presence {
                 came = true;
             }
             self.held.push(c);
+        }
+    }
+}
+
+/// Hooks for the async client and server (`crate::tokio`): the descriptor
+/// each side waits on between non-blocking attempts, duplicated so that
+/// the reactor's registration needs no hold on the link's locks.
+#[cfg(feature = "tokio")]
+fn duplicate(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<Option<std::os::fd::OwnedFd>> {
+    fd.try_clone_to_owned().map(Some).map_err(|e| Error::new(ErrorKind::Io, "dup", name, e.to_string()))
+}
+
+#[cfg(feature = "tokio")]
+impl ClientLink {
+    /// What turns readable when a reply may have come: the connection,
+    /// the reply channel's epoll set, the reply queue; `None` on System V
+    /// queues.
+    pub(crate) fn reply_fd(&self, name: &str) -> Result<Option<std::os::fd::OwnedFd>> {
+        use std::os::fd::AsFd;
+        match &*lock(&self.rx) {
+            Rx::Io(io) => duplicate(io.fd(), name),
+            Rx::Receiver(r) => r.poll_fd().map_or(Ok(None), |fd| duplicate(fd, name)),
+            Rx::Posix(q) => duplicate(q.as_fd(), name),
+            Rx::Sysv(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl ServerCore {
+    /// What turns readable when a request may be there: the socket
+    /// server's or the channel's epoll set, the request queue; `None` on
+    /// System V queues.
+    pub(crate) fn request_fd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        use std::os::fd::AsFd;
+        let name = self.name();
+        match self {
+            ServerCore::Socket(s) => duplicate(s.poll_fd(), &name),
+            ServerCore::Shm { rx, .. } => rx.poll_fd().map_or(Ok(None), |fd| duplicate(fd, &name)),
+            ServerCore::Posix { queue, .. } => duplicate(queue.as_fd(), &name),
+            ServerCore::Sysv { .. } => Ok(None),
         }
     }
 }

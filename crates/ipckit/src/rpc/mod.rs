@@ -30,7 +30,7 @@
 //! envelope's addressed form).
 
 pub mod envelope;
-mod link;
+pub(crate) mod link;
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -296,7 +296,7 @@ impl Server {
 }
 
 /// Errors that concern one client only: the server goes on.
-fn one_client(e: &Error) -> bool {
+pub(crate) fn one_client(e: &Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::Corrupt
@@ -507,5 +507,26 @@ impl Client {
 
     fn timed_out(&self) -> Error {
         Error::new(ErrorKind::TimedOut, "call", &*self.name, "no reply within the timeout")
+    }
+}
+
+/// Hooks for the async server (`crate::tokio`), which waits for requests
+/// in tokio's reactor and hands each to its handler by value.
+impl Server {
+    /// A duplicate of the descriptor that turns readable when a request
+    /// may be there (after a `try_recv` that was `Empty`); `None` on System
+    /// V queues, which have none.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn request_fd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        lock(&self.core).request_fd()
+    }
+}
+
+impl Request {
+    /// A bodiless request with this one's id and way back, to answer with
+    /// [`Server::reply`] once the handler has taken the request itself.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn reply_ticket(&self) -> Request {
+        Request { id: self.id, body: Body { data: Vec::new(), start: 0 }, meta: Meta::default(), to: self.to.clone() }
     }
 }

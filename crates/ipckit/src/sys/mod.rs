@@ -14,6 +14,8 @@
 //! 5. `process`: descriptors for children, signals, affinity, limits, ids.
 //! 6. `shm`: mappings, POSIX and System V segments, memfds, `flock`.
 //! 7. `sync`: pthread mutexes, POSIX and System V semaphores, futexes.
+//! 8. `tokio` (feature `tokio`): descriptors registered with tokio's
+//!    reactor.
 
 pub(crate) mod fs;
 pub(crate) mod io;
@@ -22,6 +24,8 @@ pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod sync;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio;
 
 pub use rustix::io::Errno;
 
