@@ -446,11 +446,16 @@ impl SysvWay {
 
 impl ReplyTo {
     pub(crate) fn send(&self, parts: &[IoSlice<'_>], server: &str) -> Result<()> {
-        let wait = Wait::timeout(REPLY_WAIT);
+        // At once if there is room (the usual case: no clock read), else
+        // waiting for the client to make some.
+        let twice = |send: &mut dyn FnMut(Wait) -> Result<()>| match send(Wait::Never) {
+            Err(e) if e.kind() == ErrorKind::Full => send(Wait::timeout(REPLY_WAIT)),
+            done => done,
+        };
         let sent = match self {
-            ReplyTo::Io(io) => lock(io).send(parts, &SendMeta::new(), wait),
-            ReplyTo::Shm(link) => link.send(|s| s.send_parts(parts, &SendMeta::new(), wait)),
-            ReplyTo::Posix(link) => link.send(|q| q.send_wait(parts, &SendMeta::new(), wait)),
+            ReplyTo::Io(io) => twice(&mut |w| lock(io).send(parts, &SendMeta::new(), w)),
+            ReplyTo::Shm(link) => link.send(|s| twice(&mut |w| s.send_parts(parts, &SendMeta::new(), w))),
+            ReplyTo::Posix(link) => link.send(|q| twice(&mut |w| q.send_wait(parts, &SendMeta::new(), w))),
             ReplyTo::Sysv(way, mtype) => {
                 let sent = way.send(parts, *mtype);
                 // Known again (a sweep may have let go of it meanwhile): if
