@@ -335,6 +335,42 @@ enum Handshake {
 /// The publisher of a `unix:` or `tcp:` topic.
 #[derive(Debug)]
 pub(crate) struct FanoutPublisher {
+    /// Boxed: a publisher is a few hundred bytes, and the public type's
+    /// enum should not be that large for every flavor.
+    topic: Box<Topic>,
+}
+
+impl FanoutPublisher {
+    pub(crate) fn bind(ep: &Endpoint, opts: &Options, topic: TopicConfig) -> Result<Self> {
+        Ok(FanoutPublisher { topic: Box::new(Topic::bind(ep, opts, topic)?) })
+    }
+
+    /// `Ok(false)`: not published within `wait`.
+    pub(crate) fn publish(&mut self, msg: &[u8], wait: Wait) -> Result<bool> {
+        self.topic.publish(msg, wait)
+    }
+
+    pub(crate) fn subscribers(&mut self) -> usize {
+        self.topic.subscribers()
+    }
+
+    /// `Ok(false)`: not that many within `wait`.
+    pub(crate) fn wait_for_subscribers(&mut self, n: usize, wait: Wait) -> Result<bool> {
+        self.topic.wait_for_subscribers(n, wait)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.topic.name
+    }
+
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.topic.warnings)
+    }
+}
+
+/// The publisher's state.
+#[derive(Debug)]
+struct Topic {
     acceptor: Acceptor,
     /// Holds the listener only: the acceptor's set, polled with the rest.
     epoll: OwnedFd,
@@ -355,14 +391,14 @@ pub(crate) struct FanoutPublisher {
     polled: Vec<Polled>,
 }
 
-impl FanoutPublisher {
-    pub(crate) fn bind(ep: &Endpoint, opts: &Options, topic: TopicConfig) -> Result<Self> {
+impl Topic {
+    fn bind(ep: &Endpoint, opts: &Options, topic: TopicConfig) -> Result<Self> {
         let listener = Listener::bind_with(ep, opts)?;
         let name = subscriber_name(listener.local_endpoint());
         let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", &name, e))?;
         let acceptor = Acceptor::new(listener, epoll.as_fd())?;
         let max_message = opts.max_message.min(u32::MAX as usize - 8);
-        Ok(FanoutPublisher {
+        Ok(Topic {
             acceptor,
             epoll,
             tcp: matches!(ep.kind(), EndpointKind::Tcp { .. }),
@@ -389,8 +425,7 @@ impl FanoutPublisher {
         }
     }
 
-    /// `Ok(false)`: not published within `wait`.
-    pub(crate) fn publish(&mut self, msg: &[u8], wait: Wait) -> Result<bool> {
+    fn publish(&mut self, msg: &[u8], wait: Wait) -> Result<bool> {
         check_len(&[IoSlice::new(msg)], self.max_message, Limit::Maximum, "publish", &self.name)?;
         if self.last_service.elapsed() >= SERVICE_EVERY {
             self.step(Wait::Never)?;
@@ -628,13 +663,12 @@ impl FanoutPublisher {
         }
     }
 
-    pub(crate) fn subscribers(&mut self) -> usize {
+    fn subscribers(&mut self) -> usize {
         let _ = self.step(Wait::Never);
         self.subs.len()
     }
 
-    /// `Ok(false)`: not that many within `wait`.
-    pub(crate) fn wait_for_subscribers(&mut self, n: usize, wait: Wait) -> Result<bool> {
+    fn wait_for_subscribers(&mut self, n: usize, wait: Wait) -> Result<bool> {
         loop {
             self.step(Wait::Never)?;
             if self.subs.len() >= n {
@@ -649,17 +683,9 @@ impl FanoutPublisher {
             }
         }
     }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
-    }
 }
 
-impl Drop for FanoutPublisher {
+impl Drop for Topic {
     /// Writes the backlogs while subscribers take bytes (giving up after
     /// [`DRAIN_IDLE`] without progress), then closes every connection.
     fn drop(&mut self) {
@@ -976,10 +1002,7 @@ mod tests {
 
     #[test]
     fn drop_oldest_counts_exactly() {
-        let (a, b) = crate::sys::net::socket(crate::sys::net::Family::UNIX, crate::sys::net::Type::STREAM)
-            .map(|fd| (fd, ()))
-            .unwrap();
-        let _ = b;
+        let a = crate::sys::net::socket(crate::sys::net::Family::UNIX, crate::sys::net::Type::STREAM).unwrap();
         let mut s = Sub { fd: a, queue: VecDeque::new(), sent: 0, bytes: 0, who: String::new() };
         let depth = 4;
         for i in 0..10u8 {
