@@ -79,6 +79,7 @@ pub mod objects;
 mod options;
 pub mod pipe;
 pub mod process;
+pub mod pubsub;
 pub mod rpc;
 pub mod shm;
 pub mod socket;

@@ -62,6 +62,48 @@ fn poll_events(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<Opti
     }
 }
 
+/// What [`poll_many`] reported for one descriptor (writability is not
+/// reported: a caller waiting for room writes again after any event).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Polled {
+    /// Readable (`POLLIN`).
+    pub(crate) readable: bool,
+    /// Hung up or in error (`POLLHUP`, `POLLERR`, `POLLNVAL`): the next
+    /// call on it says which.
+    pub(crate) hangup: bool,
+}
+
+/// `poll` on several descriptors, each for readability and, where its flag
+/// is set, writability, until one is ready or the wait runs out. Fills
+/// `out` with one [`Polled`] per descriptor, in order; returns `false` when
+/// the wait ran out. Retries `EINTR` with what is left of the wait.
+pub(crate) fn poll_many(fds: &[(BorrowedFd<'_>, bool)], out: &mut Vec<Polled>, wait: Wait) -> Result<bool, Errno> {
+    let mut set: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&(fd, write)| {
+            PollFd::from_borrowed_fd(fd, if write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN })
+        })
+        .collect();
+    let ready = loop {
+        let timeout = wait.remaining().map(timespec);
+        match rustix::event::poll(&mut set, timeout.as_ref()) {
+            Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
+            Ok(n) => break n > 0,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    out.clear();
+    out.extend(set.iter().map(|p| {
+        let r = p.revents();
+        Polled {
+            readable: r.contains(PollFlags::IN),
+            hangup: r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+        }
+    }));
+    Ok(ready)
+}
+
 fn timespec(d: Duration) -> Timespec {
     Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ }
 }
