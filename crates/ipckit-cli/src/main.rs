@@ -8,6 +8,7 @@ mod bench;
 mod call;
 mod lock;
 mod ls;
+mod pubsub;
 mod recv;
 mod sem;
 mod send;
@@ -78,6 +79,13 @@ enum Command {
     /// Make one request-response call and print the reply exactly.
     #[command(long_about = call::LONG_HELP)]
     Call(call::CallArgs),
+    /// Publish messages to a topic's subscribers: each argument, or each
+    /// line of standard input as it is read.
+    #[command(long_about = pubsub::PUB_LONG_HELP)]
+    Pub(pubsub::PubArgs),
+    /// Subscribe to a topic and print its messages, one per line.
+    #[command(long_about = pubsub::SUB_LONG_HELP)]
+    Sub(pubsub::SubArgs),
     /// Measure every mechanism on this machine: round-trip latency beside
     /// a raw loop of the same system calls.
     Bench(bench::BenchArgs),
@@ -244,6 +252,8 @@ const NUMBER_OPTIONS: &[&str] = &[
     "len",
     "mode",
     "jobs",
+    "subscribers",
+    "history",
 ];
 
 /// `cmd` and all its subcommands with [`NUMBER_OPTIONS`] taking values
@@ -281,6 +291,8 @@ fn main() -> ExitCode {
         Command::Sem(args) => sem::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args),
+        Command::Pub(args) => pubsub::run_pub(args),
+        Command::Sub(args) => pubsub::run_sub(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
     };

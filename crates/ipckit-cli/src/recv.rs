@@ -118,7 +118,7 @@ fn is_one_senders_fault(e: &ipckit::Error, ep: &ipckit::Endpoint) -> bool {
     }
 }
 
-fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> std::io::Result<()> {
+pub fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> std::io::Result<()> {
     // A sealed memfd message's payload is read in place.
     let data = msg.meta.sealed.as_ref().map_or(&msg.data[..], |s| s.as_bytes());
     if raw {
@@ -146,6 +146,9 @@ fn print_message(out: &mut impl Write, msg: &Message, json: bool, raw: bool) -> 
     }
     if meta.truncated {
         obj.insert("truncated".into(), true.into());
+    }
+    if meta.lost > 0 {
+        obj.insert("lost".into(), meta.lost.into());
     }
     if !meta.fds.is_empty() {
         obj.insert("fds".into(), meta.fds.len().into());

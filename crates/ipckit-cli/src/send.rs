@@ -171,7 +171,7 @@ pub fn read_whole(op: &'static str, input: &mut impl Read, max: usize, ep: &Endp
 
 /// What [`read_line`] found.
 #[derive(Debug, PartialEq, Eq)]
-enum Next {
+pub enum Next {
     /// A line, in the buffer without its newline.
     Line,
     /// The end of the input.
@@ -186,7 +186,7 @@ enum Next {
 /// last line without `\n` counts. Holds at most `max` bytes of a line, so
 /// a line of more than `max` is [`Next::TooLong`] once `max + 1` bytes of
 /// it have been seen, whatever its length.
-fn read_line(input: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> std::io::Result<Next> {
+pub fn read_line(input: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> std::io::Result<Next> {
     line.clear();
     loop {
         let buf = match input.fill_buf() {
