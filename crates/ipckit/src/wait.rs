@@ -126,7 +126,7 @@ pub(crate) fn finish<T>(got: Result<Got<T>>, wait: Wait, op: &'static str, name:
 /// The error for a wait that ran out: `Empty`/`Full` for `try_` forms,
 /// `TimedOut` otherwise.
 pub(crate) fn not_yet(wait: Wait, op: &'static str, name: &str) -> Error {
-    let sending = op.starts_with("send") || op == "loan";
+    let sending = op.starts_with("send") || op == "loan" || op == "publish";
     match (wait, sending) {
         (Wait::Never, true) => Error::new(ErrorKind::Full, op, name, "no room for the message now"),
         (Wait::Never, false) => Error::new(ErrorKind::Empty, op, name, "no message now"),

@@ -57,12 +57,7 @@ enum SubFlavor {
 }
 
 fn unsupported(op: &'static str, ep: &Endpoint) -> Error {
-    Error::new(
-        ErrorKind::Unsupported,
-        op,
-        ep,
-        "publish-subscribe runs on shm:, unix: (stream) and tcp: endpoints",
-    )
+    Error::new(ErrorKind::Unsupported, op, ep, "publish-subscribe runs on shm:, unix: (stream) and tcp: endpoints")
 }
 
 /// Publishes messages to a topic's subscribers.

@@ -1,0 +1,1 @@
+//! The reader over hostile topic memory (see the end of this file).
