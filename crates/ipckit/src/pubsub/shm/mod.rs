@@ -14,7 +14,7 @@
 //! | `overflow=block` / `overflow=drop-oldest` | publisher | a subscriber as far behind as the slots holds the publisher back (`try_publish`: `Full`) / loses the oldest messages, counted in `Meta::lost` | `block` |
 //! | `history=N` | publisher | the last N messages are kept for subscribers that come later | 0 |
 //! | `history=K` | subscriber | start with up to K of the kept messages; more than N is `Invalid`, naming N | 0 |
-//! | `size=BYTES` | publisher | a slot's size, a power of two from 64 B to 16 MiB; the largest message is `size - 16` bytes (larger: `TooLarge`) | 64 KiB |
+//! | `size=BYTES` | publisher | a slot's size, a power of two from 64 B to 16 MiB; the largest message is `size - 16` bytes (larger: `TooLarge`); a subscriber's is ignored | 64 KiB |
 //! | `wait=block` / `wait=busy`, `spin=DURATION` | either | spin, then park / never park; the spin window | `block`, 50 µs |
 //! | `mode=OCTAL` | either | whom to talk to (group bits: the group, other bits: anyone) | `0600` |
 //!

@@ -51,9 +51,7 @@ pub(crate) struct ShmSubscriber {
 impl ShmSubscriber {
     pub(crate) fn connect(ep: &Endpoint, opts: &Options, history: u64, wait: Wait) -> Result<Self> {
         let cfg = Config::new(ep, opts, "subscribe")?;
-        if ep.option("size").is_some() {
-            return Err(Error::new(ErrorKind::Invalid, "subscribe", ep, "option size is the publisher's (its slots)"));
-        }
+        // `?size=` is the publisher's: the topic's slots are what it made.
         let name: Arc<str> = ep.to_string().into();
         let mut control = until_peer_ready(wait, "subscribe", ep, |w| {
             Connection::connect_wait(&cfg.control, &Config::control_opts(), w).map_err(|e| match e.kind() {
