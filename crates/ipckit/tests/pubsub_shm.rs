@@ -57,7 +57,7 @@ fn socket_exists(name: &str) -> bool {
 
 /// Whether /dev/shm holds anything named with `name`.
 fn dev_shm_has(name: &str) -> bool {
-    std::fs::read_dir("/dev/shm").map_or(false, |d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(name)))
+    std::fs::read_dir("/dev/shm").is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(name)))
 }
 
 fn assert_clean(s: &Scratch, name: &str) {

@@ -72,7 +72,7 @@ impl Packet {
                 let room = PACKET_MAX - out.len();
                 // Cut at a character boundary.
                 let mut end = why.len().min(room);
-                while end > 0 && !std::str::from_utf8(&why[..end]).is_ok() {
+                while end > 0 && std::str::from_utf8(&why[..end]).is_err() {
                     end -= 1;
                 }
                 out.extend_from_slice(&why[..end]);
