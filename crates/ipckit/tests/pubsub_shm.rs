@@ -421,3 +421,64 @@ fn killed_publisher_is_disconnected_after_the_drain() {
     assert_eq!(a.try_recv().unwrap_err().kind(), ErrorKind::Disconnected);
     assert_clean(&s, "t");
 }
+
+/// Not a check: prints the round trip of a 16-byte message over two
+/// topics (publish → subscriber → publish back) beside the same over two
+/// `shm:` channels, two threads. `cargo test --release --test pubsub_shm
+/// round_trip_ratio -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn round_trip_ratio() {
+    const N: u32 = 20_000;
+    let s = Scratch::new("ps-ratio");
+    let (there, back) = (topic(&s, "there", ""), topic(&s, "back", ""));
+    let topics = {
+        let mut p = Publisher::bind(&ep(&there)).unwrap();
+        let (b1, t1) = (back.clone(), there.clone());
+        let echo = std::thread::spawn(move || {
+            let mut pb = Publisher::bind(&ep(&b1)).unwrap();
+            let mut sub_there = sub(&t1);
+            pb.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+            for _ in 0..N {
+                let m = sub_there.recv().unwrap();
+                pb.publish(&m.data).unwrap();
+            }
+        });
+        let mut sub_back = sub(&back);
+        p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            p.publish(&[i as u8; 16]).unwrap();
+            sub_back.recv().unwrap();
+        }
+        let t = start.elapsed() / N;
+        echo.join().unwrap();
+        t
+    };
+    let channels = {
+        let (c1, c2) = (topic(&s, "c1", ""), topic(&s, "c2", ""));
+        let mut rx2 = ipckit::Receiver::bind(&ep(&c2)).unwrap();
+        let mut rx1 = ipckit::Receiver::bind(&ep(&c1)).unwrap();
+        let c2b = c2.clone();
+        let mut tx1 = ipckit::Sender::connect_timeout(&ep(&c1), &Options::new(), HANG_GUARD).unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut tx2 = ipckit::Sender::connect_timeout(&ep(&c2b), &Options::new(), HANG_GUARD).unwrap();
+            for _ in 0..N {
+                let m = rx1.recv().unwrap();
+                tx2.send(&m.data).unwrap();
+            }
+        });
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            tx1.send(&[i as u8; 16]).unwrap();
+            rx2.recv().unwrap();
+        }
+        let t = start.elapsed() / N;
+        echo.join().unwrap();
+        t
+    };
+    eprintln!(
+        "round trip, 16 bytes: topic {topics:?}, channel {channels:?}, ratio {:.2}",
+        topics.as_secs_f64() / channels.as_secs_f64()
+    );
+}
