@@ -49,7 +49,7 @@ mod mq;
 mod pipe;
 mod receiver;
 mod sender;
-mod shm;
+pub(crate) mod shm;
 mod sysv_mq;
 mod tcp;
 mod unix;

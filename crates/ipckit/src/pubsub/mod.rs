@@ -52,7 +52,7 @@ enum PubFlavor {
 
 #[derive(Debug)]
 enum SubFlavor {
-    Shm(shm::ShmSubscriber),
+    Shm(Box<shm::ShmSubscriber>),
     Fanout(fanout::FanoutSubscriber),
 }
 
@@ -187,7 +187,7 @@ impl Subscriber {
             None => opts.history,
         };
         let flavor = match ep.kind() {
-            EndpointKind::Shm(_) => SubFlavor::Shm(shm::ShmSubscriber::connect(ep, opts, history, wait)?),
+            EndpointKind::Shm(_) => SubFlavor::Shm(Box::new(shm::ShmSubscriber::connect(ep, opts, history, wait)?)),
             EndpointKind::Unix(UnixType::Stream, _) | EndpointKind::Tcp { .. } => {
                 SubFlavor::Fanout(fanout::FanoutSubscriber::connect(ep, opts, history, wait)?)
             }

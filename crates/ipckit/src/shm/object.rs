@@ -98,11 +98,17 @@ pub enum ObjectKind {
     /// A `shm:` receiver's liveness page (an anonymous memfd the senders
     /// map read-only), kind 7.
     ChannelReceiver,
+    /// A publish-subscribe topic's messages on `shm:` (an anonymous memfd
+    /// the subscribers map read-only), kind 8.
+    Topic,
+    /// One subscriber's cursor page of a `shm:` topic (an anonymous memfd
+    /// shared by the publisher and that subscriber only), kind 9.
+    TopicCursor,
 }
 
 impl ObjectKind {
     /// Every kind, in the order of their numbers.
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Mutex,
         ObjectKind::Condvar,
         ObjectKind::Semaphore,
@@ -110,6 +116,8 @@ impl ObjectKind {
         ObjectKind::FutexSemaphore,
         ObjectKind::ChannelRing,
         ObjectKind::ChannelReceiver,
+        ObjectKind::Topic,
+        ObjectKind::TopicCursor,
     ];
 
     /// The number in the header's `kind` word.
@@ -122,6 +130,8 @@ impl ObjectKind {
             ObjectKind::FutexSemaphore => 5,
             ObjectKind::ChannelRing => 6,
             ObjectKind::ChannelReceiver => 7,
+            ObjectKind::Topic => 8,
+            ObjectKind::TopicCursor => 9,
         }
     }
 
@@ -140,6 +150,8 @@ impl ObjectKind {
             ObjectKind::FutexSemaphore => "futex-semaphore",
             ObjectKind::ChannelRing => "channel-ring",
             ObjectKind::ChannelReceiver => "channel-receiver",
+            ObjectKind::Topic => "topic",
+            ObjectKind::TopicCursor => "topic-cursor",
         }
     }
 }

@@ -1,0 +1,484 @@
+//! Publish-subscribe on `shm:` between real processes: every subscriber
+//! sees every message once and in order (block), or counts what it lost
+//! (drop-oldest); history for late subscribers; subscribers and
+//! publishers killed; a hostile publisher; names that do not clash.
+
+use std::time::Duration;
+
+use ipckit::pubsub::{Publisher, Subscriber};
+use ipckit::{Endpoint, ErrorKind, Options};
+use ipckit_testkit::HANG_GUARD;
+use ipckit_testkit::child::{Guarded, child_role, env, rerun};
+use ipckit_testkit::data::checksum;
+use ipckit_testkit::scratch::Scratch;
+use rustix::process::{Pid, Signal, kill_process};
+
+fn ep(text: &str) -> Endpoint {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn topic(s: &Scratch, name: &str, query: &str) -> String {
+    format!("shm:{}{query}", s.name(name))
+}
+
+fn sub(text: &str) -> Subscriber {
+    Subscriber::connect_timeout(&ep(text), &Options::new(), HANG_GUARD).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// A message: sequence number, checksum, some bytes that depend on it.
+fn message(seq: u64) -> Vec<u8> {
+    let len = 16 + (seq % 48) as usize;
+    let mut m = vec![0u8; len];
+    for (i, b) in m[16..].iter_mut().enumerate() {
+        *b = (seq as usize).wrapping_mul(31).wrapping_add(i) as u8;
+    }
+    let sum = checksum(&m[16..]);
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    m[8..16].copy_from_slice(&sum.to_le_bytes());
+    m
+}
+
+fn check(m: &[u8]) -> u64 {
+    assert!(m.len() >= 16, "message of {} bytes", m.len());
+    let seq = u64::from_le_bytes(m[..8].try_into().unwrap());
+    assert_eq!(u64::from_le_bytes(m[8..16].try_into().unwrap()), checksum(&m[16..]), "message #{seq} intact");
+    seq
+}
+
+fn sigkill(child: &mut Guarded) {
+    let pid = Pid::from_raw(child.child().id() as i32).unwrap();
+    kill_process(pid, Signal::KILL).unwrap();
+}
+
+/// Whether an abstract socket whose name contains `name` exists.
+fn socket_exists(name: &str) -> bool {
+    std::fs::read_to_string("/proc/net/unix").unwrap_or_default().lines().any(|l| l.contains(name))
+}
+
+/// Whether /dev/shm holds anything named with `name`.
+fn dev_shm_has(name: &str) -> bool {
+    std::fs::read_dir("/dev/shm").is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(name)))
+}
+
+fn assert_clean(s: &Scratch, name: &str) {
+    let full = s.name(name);
+    assert!(!socket_exists(&full), "a control socket of {full} is left");
+    assert!(!dev_shm_has(&full), "/dev/shm holds something of {full}");
+}
+
+#[test]
+fn one_thread_publish_and_receive() {
+    let s = Scratch::new("ps-basic");
+    let text = topic(&s, "t", "");
+    {
+        let mut p = Publisher::bind(&ep(&text)).unwrap();
+        // No subscriber under block: publishing does not block.
+        for i in 0..1000 {
+            p.try_publish(&message(i)).unwrap();
+        }
+        let mut a = sub(&text);
+        let mut b = sub(&text);
+        assert_eq!(p.subscribers(), 2);
+        assert_eq!(a.try_recv().unwrap_err().kind(), ErrorKind::Empty);
+        for i in 0..200 {
+            p.publish(&message(i)).unwrap();
+            assert_eq!(check(&a.recv_timeout(HANG_GUARD).unwrap().data), i);
+            let m = b.recv_timeout(HANG_GUARD).unwrap();
+            assert_eq!(check(&m.data), i);
+            assert_eq!(m.meta.lost, 0);
+        }
+        // 64 slots: the 65th is held back by the subscribers.
+        for i in 0..64 {
+            p.try_publish(&message(i)).unwrap();
+        }
+        assert_eq!(p.try_publish(b"x").unwrap_err().kind(), ErrorKind::Full);
+        assert_eq!(p.publish_timeout(b"x", Duration::from_millis(10)).unwrap_err().kind(), ErrorKind::TimedOut);
+        assert_eq!(check(&a.recv().unwrap().data), 0);
+        // Still held back by b.
+        assert_eq!(p.try_publish(b"x").unwrap_err().kind(), ErrorKind::Full);
+        drop(b);
+        // b forgotten once the service thread sees its end.
+        p.publish_timeout(b"x", HANG_GUARD).unwrap();
+        assert_eq!(p.try_publish(b"x").unwrap_err().kind(), ErrorKind::Full);
+        let big = vec![0u8; 64 << 10];
+        assert_eq!(p.publish(&big).unwrap_err().kind(), ErrorKind::TooLarge);
+        drop(p);
+        for i in 1..64 {
+            assert_eq!(check(&a.recv().unwrap().data), i);
+        }
+        assert_eq!(a.recv().unwrap().data, b"x");
+        assert_eq!(a.recv().unwrap_err().kind(), ErrorKind::Disconnected);
+    }
+    assert_clean(&s, "t");
+}
+
+/// Child: subscribes (the parent waits for the subscriber count), then
+/// takes `IPCKIT_COUNT` messages as received or lost (or stops at
+/// `Disconnected`), checking each, optionally slowed (`IPCKIT_SLOW`: a
+/// pause every 1000 messages); prints "received lost" on stderr last.
+#[test]
+#[ignore = "child process entry point"]
+fn child_subscriber() {
+    let Some(_) = child_role() else { return };
+    let text = env("IPCKIT_EP");
+    let count: u64 = std::env::var("IPCKIT_COUNT").map_or(u64::MAX, |c| c.parse().unwrap());
+    let slow = std::env::var("IPCKIT_SLOW").is_ok();
+    let mut s = sub(&text);
+    let (mut received, mut lost, mut expect) = (0u64, 0u64, None::<u64>);
+    while received + lost < count {
+        let m = match s.recv() {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::Disconnected => break,
+            Err(e) => panic!("{e}"),
+        };
+        let seq = check(&m.data);
+        if let Some(want) = expect {
+            assert_eq!(seq, want + m.meta.lost, "in order, losses counted exactly");
+        }
+        lost += m.meta.lost;
+        received += 1;
+        expect = Some(seq + 1);
+        if slow && received % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    eprintln!("{received} {lost}");
+}
+
+fn last_line(out: &std::process::Output) -> (u64, u64) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "subscriber failed: {err}");
+    let line = err.lines().last().unwrap_or_default().to_string();
+    let mut it = line.split(' ').map(|n| n.parse::<u64>().unwrap_or_else(|_| panic!("{line:?}")));
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+fn spawn_subs(text: &str, n: usize, count: u64, slow: impl Fn(usize) -> bool) -> Vec<Guarded> {
+    (0..n)
+        .map(|i| {
+            let mut cmd = rerun("child_subscriber", "subscriber");
+            cmd.env("IPCKIT_EP", text).env("IPCKIT_COUNT", count.to_string()).stderr(std::process::Stdio::piped());
+            if slow(i) {
+                cmd.env("IPCKIT_SLOW", "1");
+            }
+            Guarded::spawn(&mut cmd)
+        })
+        .collect()
+}
+
+/// 1 publisher, 8 subscriber processes, 1,000,000 messages under block:
+/// every subscriber sees every message once, in order.
+#[test]
+fn eight_subscribers_a_million_messages_block() {
+    const N: u64 = 1_000_000;
+    let s = Scratch::new("ps-8x1m");
+    let text = topic(&s, "t", "?size=128");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let subs = spawn_subs(&topic(&s, "t", ""), 8, N, |_| false);
+    p.wait_for_subscribers(8, Some(HANG_GUARD)).unwrap();
+    for i in 0..N {
+        p.publish(&message(i)).unwrap();
+    }
+    for child in subs {
+        assert_eq!(last_line(&child.output()), (N, 0));
+    }
+    drop(p);
+    assert_clean(&s, "t");
+}
+
+/// Under drop-oldest with some subscribers slowed: received + lost =
+/// published for each, and a slow one lost some.
+#[test]
+fn drop_oldest_slow_subscribers_count_their_losses() {
+    const N: u64 = 300_000;
+    let s = Scratch::new("ps-drop");
+    let text = topic(&s, "t", "?size=128&overflow=drop-oldest");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let subs = spawn_subs(&topic(&s, "t", ""), 4, N, |i| i % 2 == 0);
+    p.wait_for_subscribers(4, Some(HANG_GUARD)).unwrap();
+    for i in 0..N {
+        p.try_publish(&message(i)).unwrap();
+    }
+    // The fast ones may have lost some too: what matters is that nothing
+    // is lost silently.
+    drop(p);
+    for (i, child) in subs.into_iter().enumerate() {
+        let (received, lost) = last_line(&child.output());
+        if i % 2 == 0 {
+            assert!(lost > 0, "slow subscriber {i} lost nothing");
+        }
+        // Each drains before its `Disconnected`: every message was received
+        // or counted lost.
+        assert_eq!(received + lost, N, "subscriber {i}");
+    }
+    assert_clean(&s, "t");
+}
+
+#[test]
+fn history_for_late_subscribers() {
+    let s = Scratch::new("ps-hist");
+    let text = topic(&s, "t", "?history=10");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    for i in 0..100 {
+        p.publish(&message(i)).unwrap();
+    }
+    let base = topic(&s, "t", "");
+    let mut late = Subscriber::connect_timeout(&ep(&format!("{base}?history=4")), &Options::new(), HANG_GUARD).unwrap();
+    let mut all = Subscriber::connect_timeout(&ep(&base), &Options::new().history(10), HANG_GUARD).unwrap();
+    let mut none = sub(&base);
+    p.publish(&message(100)).unwrap();
+    for i in 96..=100 {
+        assert_eq!(check(&late.recv_timeout(HANG_GUARD).unwrap().data), i);
+    }
+    for i in 90..=100 {
+        assert_eq!(check(&all.recv_timeout(HANG_GUARD).unwrap().data), i);
+    }
+    assert_eq!(check(&none.recv_timeout(HANG_GUARD).unwrap().data), 100);
+    let e = Subscriber::connect_timeout(&ep(&base), &Options::new().history(11), HANG_GUARD).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert!(e.to_string().contains("keeps the last 10"), "{e}");
+    // Fewer published than asked for: what there is.
+    let t2 = topic(&s, "t2", "?history=50");
+    let mut p2 = Publisher::bind(&ep(&t2)).unwrap();
+    p2.publish(&message(0)).unwrap();
+    let mut s2 =
+        Subscriber::connect_timeout(&ep(&topic(&s, "t2", "")), &Options::new().history(50), HANG_GUARD).unwrap();
+    assert_eq!(check(&s2.recv_timeout(HANG_GUARD).unwrap().data), 0);
+    assert_eq!(s2.try_recv().unwrap_err().kind(), ErrorKind::Empty);
+}
+
+#[test]
+fn no_publisher() {
+    let s = Scratch::new("ps-none");
+    let text = topic(&s, "t", "");
+    assert_eq!(Subscriber::try_connect(&ep(&text), &Options::new()).unwrap_err().kind(), ErrorKind::NotFound);
+    let e = Subscriber::connect_timeout(&ep(&text), &Options::new(), Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+}
+
+/// A channel `shm:X` and a topic `shm:X` coexist.
+#[test]
+fn topic_and_channel_names_do_not_clash() {
+    let s = Scratch::new("ps-names");
+    let text = topic(&s, "x", "");
+    let mut rx = ipckit::Receiver::bind(&ep(&text)).unwrap();
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let mut tx = ipckit::Sender::connect_timeout(&ep(&text), &Options::new(), HANG_GUARD).unwrap();
+    let mut sb = sub(&text);
+    tx.send(b"channel").unwrap();
+    p.publish(b"topic").unwrap();
+    assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"channel");
+    assert_eq!(sb.recv_timeout(HANG_GUARD).unwrap().data, b"topic");
+    // A second publisher is AlreadyExists.
+    assert_eq!(Publisher::bind(&ep(&text)).unwrap_err().kind(), ErrorKind::AlreadyExists);
+}
+
+/// Child: subscribes and then does nothing (it is killed).
+#[test]
+#[ignore = "child process entry point"]
+fn child_idle_subscriber() {
+    let Some(_) = child_role() else { return };
+    let mut s = sub(&env("IPCKIT_EP"));
+    let reads: u64 = env("IPCKIT_READS").parse().unwrap();
+    for _ in 0..reads {
+        check(&s.recv().unwrap().data);
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A subscriber SIGKILLed while the publisher waits on it (block): the
+/// publisher is released.
+#[test]
+fn killed_subscriber_releases_a_blocked_publisher() {
+    let s = Scratch::new("ps-killwait");
+    let text = topic(&s, "t", "");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let mut child =
+        Guarded::spawn(rerun("child_idle_subscriber", "idle").env("IPCKIT_EP", &text).env("IPCKIT_READS", "0"));
+    p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+    for i in 0..64 {
+        p.publish(&message(i)).unwrap();
+    }
+    assert_eq!(p.try_publish(b"x").unwrap_err().kind(), ErrorKind::Full);
+    let pid = child.child().id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL).unwrap();
+    });
+    p.publish_timeout(b"x", HANG_GUARD).unwrap();
+    killer.join().unwrap();
+    child.wait();
+    assert_eq!(p.subscribers(), 0);
+}
+
+/// Subscribers SIGKILLed 100 times at random points while the publisher
+/// publishes to them and to two that stay: everyone goes on, and the
+/// publisher holds no descriptor more than before.
+#[test]
+fn subscribers_killed_at_random_points() {
+    let s = Scratch::new("ps-kill100");
+    let text = topic(&s, "t", "?size=128");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let fds_before = ipckit_testkit::procfs::open_fds();
+    let mut stay_a = sub(&text);
+    let mut stay_b = sub(&text);
+    let mut rng = ipckit_testkit::data::Rng(0x5eed);
+    let mut seq = 0u64;
+    for round in 0..100 {
+        let reads = rng.below(100);
+        let mut child = Guarded::spawn(
+            rerun("child_idle_subscriber", "idle").env("IPCKIT_EP", &text).env("IPCKIT_READS", reads.to_string()),
+        );
+        p.wait_for_subscribers(3, Some(HANG_GUARD)).unwrap();
+        let burst = rng.below(150);
+        for _ in 0..burst {
+            // The child may hold the publisher back (it stops reading):
+            // its death releases it.
+            if p.try_publish(&message(seq)).is_err() {
+                break;
+            }
+            seq += 1;
+            while let Ok(m) = stay_a.try_recv() {
+                check(&m.data);
+            }
+            while let Ok(m) = stay_b.try_recv() {
+                check(&m.data);
+            }
+        }
+        sigkill(&mut child);
+        child.wait();
+        p.publish_timeout(&message(seq), HANG_GUARD).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        seq += 1;
+        while let Ok(m) = stay_a.try_recv() {
+            check(&m.data);
+        }
+        while let Ok(m) = stay_b.try_recv() {
+            check(&m.data);
+        }
+        // Forgotten within the hang guard (at once, in fact).
+        let deadline = std::time::Instant::now() + HANG_GUARD;
+        while p.subscribers() != 2 {
+            assert!(std::time::Instant::now() < deadline, "round {round}: the dead subscriber is remembered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    drop(stay_a);
+    drop(stay_b);
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while p.subscribers() != 0 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(ipckit_testkit::procfs::open_fds(), fds_before, "the publisher's descriptors");
+    drop(p);
+    assert_clean(&s, "t");
+}
+
+/// Child: publishes `IPCKIT_COUNT` messages, then waits to be killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_publisher() {
+    let Some(_) = child_role() else { return };
+    let count: u64 = env("IPCKIT_COUNT").parse().unwrap();
+    let mut p = Publisher::bind(&ep(&env("IPCKIT_EP"))).unwrap();
+    p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+    for i in 0..count {
+        p.publish(&message(i)).unwrap();
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The publisher killed: its subscribers read what it published, then get
+/// `Disconnected`.
+#[test]
+fn killed_publisher_is_disconnected_after_the_drain() {
+    let s = Scratch::new("ps-killpub");
+    let text = topic(&s, "t", "?overflow=drop-oldest&history=64");
+    let mut child =
+        Guarded::spawn(rerun("child_publisher", "publisher").env("IPCKIT_EP", &text).env("IPCKIT_COUNT", "50"));
+    let base = topic(&s, "t", "");
+    let mut a = sub(&base);
+    let first = a.recv_timeout(HANG_GUARD).unwrap();
+    assert_eq!(check(&first.data), 0);
+    // All 50 are out once the 50th is.
+    let mut got = 1;
+    while got < 50 {
+        assert_eq!(check(&a.recv_timeout(HANG_GUARD).unwrap().data), got);
+        got += 1;
+    }
+    let mut late = Subscriber::connect_timeout(&ep(&base), &Options::new().history(64), HANG_GUARD).unwrap();
+    sigkill(&mut child);
+    child.wait();
+    for i in 0..50 {
+        assert_eq!(check(&late.recv_timeout(HANG_GUARD).unwrap().data), i);
+    }
+    assert_eq!(late.recv_timeout(HANG_GUARD).unwrap_err().kind(), ErrorKind::Disconnected);
+    assert_eq!(a.recv_timeout(HANG_GUARD).unwrap_err().kind(), ErrorKind::Disconnected);
+    assert_eq!(a.try_recv().unwrap_err().kind(), ErrorKind::Disconnected);
+    assert_clean(&s, "t");
+}
+
+/// Not a check: prints the round trip of a 16-byte message over two
+/// topics (publish → subscriber → publish back) beside the same over two
+/// `shm:` channels, two threads. `cargo test --release --test pubsub_shm
+/// round_trip_ratio -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn round_trip_ratio() {
+    const N: u32 = 20_000;
+    let s = Scratch::new("ps-ratio");
+    let (there, back) = (topic(&s, "there", ""), topic(&s, "back", ""));
+    let topics = {
+        let mut p = Publisher::bind(&ep(&there)).unwrap();
+        let (b1, t1) = (back.clone(), there.clone());
+        let echo = std::thread::spawn(move || {
+            let mut pb = Publisher::bind(&ep(&b1)).unwrap();
+            let mut sub_there = sub(&t1);
+            pb.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+            for _ in 0..N {
+                let m = sub_there.recv().unwrap();
+                pb.publish(&m.data).unwrap();
+            }
+        });
+        let mut sub_back = sub(&back);
+        p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            p.publish(&[i as u8; 16]).unwrap();
+            sub_back.recv().unwrap();
+        }
+        let t = start.elapsed() / N;
+        echo.join().unwrap();
+        t
+    };
+    let channels = {
+        let (c1, c2) = (topic(&s, "c1", ""), topic(&s, "c2", ""));
+        let mut rx2 = ipckit::Receiver::bind(&ep(&c2)).unwrap();
+        let mut rx1 = ipckit::Receiver::bind(&ep(&c1)).unwrap();
+        let c2b = c2.clone();
+        let mut tx1 = ipckit::Sender::connect_timeout(&ep(&c1), &Options::new(), HANG_GUARD).unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut tx2 = ipckit::Sender::connect_timeout(&ep(&c2b), &Options::new(), HANG_GUARD).unwrap();
+            for _ in 0..N {
+                let m = rx1.recv().unwrap();
+                tx2.send(&m.data).unwrap();
+            }
+        });
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            tx1.send(&[i as u8; 16]).unwrap();
+            rx2.recv().unwrap();
+        }
+        let t = start.elapsed() / N;
+        echo.join().unwrap();
+        t
+    };
+    eprintln!(
+        "round trip, 16 bytes: topic {topics:?}, channel {channels:?}, ratio {:.2}",
+        topics.as_secs_f64() / channels.as_secs_f64()
+    );
+}
