@@ -64,6 +64,18 @@ fn unsupported(op: &'static str, ep: &Endpoint) -> Error {
 #[derive(Debug)]
 pub struct Publisher {
     flavor: PubFlavor,
+    /// The endpoint subscribers use: the bound one without the topic's own
+    /// options (`overflow`, `history`), which a subscriber would take as
+    /// its own (`history=K` is what it asks for).
+    name: String,
+}
+
+/// `name` without the publisher's options.
+fn for_subscribers(name: &str) -> String {
+    let Some((base, query)) = name.split_once('?') else { return name.to_string() };
+    let kept: Vec<&str> =
+        query.split('&').filter(|kv| !kv.starts_with("overflow=") && !kv.starts_with("history=")).collect();
+    if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) }
 }
 
 impl Publisher {
@@ -82,7 +94,11 @@ impl Publisher {
             }
             _ => return Err(unsupported("bind", ep)),
         };
-        Ok(Publisher { flavor })
+        let name = for_subscribers(match &flavor {
+            PubFlavor::Shm(p) => p.name(),
+            PubFlavor::Fanout(p) => p.name(),
+        });
+        Ok(Publisher { flavor, name })
     }
 
     fn publish_wait(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
@@ -131,10 +147,7 @@ impl Publisher {
     /// The topic's endpoint, as subscribers use it (for TCP port 0, the
     /// real port).
     pub fn name(&self) -> &str {
-        match &self.flavor {
-            PubFlavor::Shm(p) => p.name(),
-            PubFlavor::Fanout(p) => p.name(),
-        }
+        &self.name
     }
 
     /// Conditions met that a user should hear of (subscribers dropped).
