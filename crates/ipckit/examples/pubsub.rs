@@ -33,8 +33,10 @@ fn main() -> ExitCode {
 }
 
 fn publisher(topic: String) -> ExitCode {
-    let ep = topic.parse().expect("a topic endpoint");
-    let mut publisher = Publisher::bind(&ep).expect("bind the topic");
+    let ep: ipckit::Endpoint = topic.parse().expect("a topic endpoint");
+    // A socket file this program creates is this program's to remove.
+    let file = matches!(ep.kind(), ipckit::EndpointKind::Unix(_, ipckit::UnixAddr::Path(_)));
+    let mut publisher = Publisher::bind_with(&ep, &Options::new().unlink_on_drop(file)).expect("bind the topic");
     let name = publisher.name().to_string();
     let exe = std::env::current_exe().expect("this program");
     let mut children: Vec<_> = ["fast-1", "fast-2", "slow"]

@@ -199,3 +199,37 @@ fn typed_pipeline_default_endpoint_is_unique_per_pid() {
     assert!(stdout.contains(&format!("consumer: shm:ipckit-example-tp-{pid}, 200 frames")), "{stdout}");
     assert!(stdout.contains("consumer: 200 frames (") && stdout.contains("every one right"), "{stdout}");
 }
+
+/// `pubsub`: a publisher and three subscriber processes, one slow, on
+/// every transport publish-subscribe runs on, under both policies: each
+/// subscriber got every message in order (block) or was told exactly what
+/// it lost (drop-oldest); nothing is left behind.
+#[test]
+fn pubsub_reaches_every_subscriber_under_both_policies() {
+    let program = example("pubsub");
+    let s = Scratch::new("ex-ps");
+    for base in [
+        format!("shm:{}", s.name("psshm")),
+        format!("unix:{}", s.path("ps.sock").display()),
+        "tcp:127.0.0.1:0".to_string(),
+    ] {
+        for policy in ["block", "drop-oldest"] {
+            let text = format!("{base}?overflow={policy}");
+            let out = run(&program, &[&text]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}: {} (output above)", out.status);
+            assert!(stdout.contains("published 20000 messages"), "{text}: {stdout}");
+            for role in ["fast-1", "fast-2", "slow"] {
+                let line = stdout
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{role}: received")))
+                    .unwrap_or_else(|| panic!("{text}: no summary from {role}"));
+                if policy == "block" {
+                    assert_eq!(line, format!("{role}: received 20000, lost 0"), "{text}");
+                }
+            }
+            let left = left_behind(&base, &s.name(""));
+            assert!(left.is_empty(), "{text}: left behind: {left:?}");
+        }
+    }
+}
