@@ -105,6 +105,31 @@ fn child_subscriber() {
         "idle" => loop {
             std::thread::sleep(Duration::from_secs(1));
         },
+        "history" => {
+            // `IPCKIT_N` kept messages from `IPCKIT_FIRST` on, said on
+            // stderr; then the live ones, to the end of the topic.
+            let first: u64 = env("IPCKIT_FIRST").parse().unwrap();
+            for i in 0..n {
+                let m = s.recv_timeout(HANG_GUARD).expect("a kept message");
+                assert_eq!((seq_of(&m.data), m.meta.lost), (first + i, 0), "kept message {i}");
+            }
+            eprintln!("got history");
+            let (got, lost) = drain(&mut s, first + n);
+            eprintln!("got live {got} lost {lost}");
+        }
+        "behind" => {
+            // Reads nothing until the parent writes, on stdin, how many
+            // messages it published; then reads exactly that many.
+            let mut count = String::new();
+            std::io::stdin().read_to_string(&mut count).unwrap();
+            let count: u64 = count.trim().parse().unwrap();
+            for i in 0..count {
+                let m = s.recv_timeout(HANG_GUARD).expect("a message of the backlog");
+                assert_eq!((seq_of(&m.data), m.meta.lost), (i, 0), "message {i}");
+            }
+            eprintln!("got all {count}");
+            assert_eq!(drain(&mut s, count), (0, 0), "nothing more, then the end");
+        }
         "churn" => loop {
             if s.recv().is_err() {
                 return;
@@ -132,7 +157,7 @@ fn child_publisher() {
 fn spawn_subscriber(role: &str, sub_ep: &str, n: u64) -> Bg {
     let mut cmd = rerun("child_subscriber", role);
     cmd.env("IPCKIT_EP", sub_ep).env("IPCKIT_N", n.to_string());
-    if role == "slow" {
+    if role == "slow" || role == "behind" {
         cmd.stdin(Stdio::piped());
     }
     Bg::spawn(&mut cmd)
@@ -437,4 +462,91 @@ fn hostile_clients_are_dropped_and_the_others_served() {
     for needle in ["length 4294967295", "length 3", "no IPCKIT-SUB magic", "after subscribing"] {
         assert!(warnings.iter().any(|w| w.contains(needle)), "{needle}: {warnings:?}");
     }
+}
+
+// The publisher's service thread: what happens while the publisher makes
+// no call at all (idle between messages, or waiting on its own input).
+
+#[test]
+fn a_late_subscriber_of_an_idle_publisher_gets_its_history_then_live_messages() {
+    let s = Scratch::new("fan-idle-late");
+    for topic in [format!("unix:@{}?history=3", s.name("t")), "tcp:127.0.0.1:0?history=3".to_string()] {
+        let mut p = Publisher::bind(&ep(&topic)).expect("bind");
+        for i in 0..5 {
+            p.publish(&msg(i)).unwrap();
+        }
+        let mut cmd = rerun("child_subscriber", "history");
+        cmd.env("IPCKIT_EP", format!("{}?history=3", p.name())).env("IPCKIT_N", "3").env("IPCKIT_FIRST", "2");
+        let mut child = Bg::spawn(&mut cmd);
+        // No call on the publisher until the subscriber has its history:
+        // the service thread answers it.
+        child.wait_line("got history");
+        for i in 5..10 {
+            p.publish(&msg(i)).unwrap();
+        }
+        drop(p);
+        let out = child.finish();
+        assert!(out.status.success(), "{topic}: {}", out.stderr);
+        assert!(out.stderr.contains("got live 5 lost 0"), "{topic}: {}", out.stderr);
+    }
+    assert!(leftover_sockets(&s.name("")).is_empty());
+}
+
+#[test]
+fn a_backlog_is_written_while_the_publisher_is_idle() {
+    let s = Scratch::new("fan-idle-backlog");
+    let mut p = Publisher::bind(&ep(&format!("unix:@{}", s.name("t")))).expect("bind");
+    let mut child = spawn_subscriber("behind", p.name(), 0);
+    p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+    child.wait_line("subscribed");
+    // Fill its socket and its backlog (the subscriber reads nothing yet).
+    let mut sent = 0u64;
+    loop {
+        match p.try_publish(&msg(sent)) {
+            Ok(()) => sent += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Full, "{e}");
+                break;
+            }
+        }
+        assert!(sent < 10_000_000, "never full");
+    }
+    write!(child.stdin(), "{sent}").unwrap();
+    child.close_stdin();
+    // No call on the publisher: the service thread writes the backlog as
+    // the subscriber makes room.
+    assert_eq!(child.wait_line("got all "), sent.to_string());
+    assert_eq!(p.subscribers(), 1);
+    assert!(p.take_warnings().is_empty());
+    drop(p);
+    let out = child.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(leftover_sockets(&s.name("")).is_empty());
+}
+
+#[test]
+fn a_subscriber_killed_while_the_publisher_is_idle_is_let_go() {
+    let s = Scratch::new("fan-idle-killed");
+    let tag = s.name("t");
+    let mut p = Publisher::bind(&ep(&format!("unix:@{tag}"))).expect("bind");
+    let mut child = spawn_subscriber("idle", p.name(), 0);
+    p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+    child.wait_line("subscribed");
+    // The listener and the subscriber's connection (an accepted socket
+    // carries the listener's name).
+    assert_eq!(leftover_sockets(&tag).len(), 2, "{:?}", leftover_sockets(&tag));
+    child.signal(rustix::process::Signal::KILL);
+    child.finish();
+    // No call on the publisher: the service thread sees the hang-up and
+    // closes its end, leaving the listener alone.
+    let start = Instant::now();
+    while leftover_sockets(&tag).len() > 1 {
+        assert!(start.elapsed() < HANG_GUARD, "the dead subscriber's connection is still open");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(p.subscribers(), 0);
+    // A subscriber that dies is no fault.
+    assert!(p.take_warnings().is_empty());
+    drop(p);
+    assert!(leftover_sockets(&tag).is_empty());
 }

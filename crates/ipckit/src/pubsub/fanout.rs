@@ -48,24 +48,37 @@
 //!
 //! # The publisher's side
 //!
-//! - **No thread.** A publisher serves its subscribers (accepts, answers,
-//!   writes backlogs, notices the dead) inside its own calls: `publish`
-//!   and its forms, `subscribers`, `wait_for_subscribers`, and on drop.
-//!   A subscriber connecting while the publisher does none of these waits
-//!   for its answer until it does.
+//! - **A service thread.** Each publisher has one thread of its own
+//!   that serves its subscribers while the publisher does anything else
+//!   or nothing: it accepts connections, reads subscribe frames and
+//!   answers them at once (with history), writes backlogs as sockets
+//!   make room, and lets go of subscribers that leave, die or break the
+//!   protocol (with a warning for the latter). It waits in `epoll`
+//!   (level-triggered) on the listener, an eventfd rung when the
+//!   publisher is dropped, every pending connection, and every
+//!   subscriber's socket: for readability and hang-up always, for room
+//!   only while its backlog is not empty. The thread and the publishing
+//!   calls share the state under one lock.
 //! - **Backlogs.** Each subscriber has a backlog in user space, written
 //!   with non-blocking `sendmsg` (`MSG_NOSIGNAL`: a dead subscriber is an
-//!   error, never `SIGPIPE`) of up to 64 frames at once, on every publish
-//!   and whenever the publisher waits. A backlog is **full** at
-//!   [`depth`] messages (`max(history, 64)`) or [`BACKLOG_BYTES`] bytes of
-//!   payload (a single larger message still fits an empty backlog). Each
-//!   message is held once however many backlogs and the history hold it
-//!   (`Arc`), so the publisher holds at most what the fullest backlog and
-//!   the history need, beside the kernel's socket buffers.
-//! - **`overflow=block`:** a publish waits (polling every subscriber's
-//!   socket for room or hang-up) while any backlog is full; `try_publish`
-//!   is `Full` then. A subscriber that dies is seen as its socket hangs up
-//!   and no longer holds the publisher back.
+//!   error, never `SIGPIPE`) of up to 64 frames at once. A publish
+//!   appends the message to every backlog and writes it where the
+//!   subscriber is not behind: one `sendmsg` per subscriber, nothing
+//!   more. A write that leaves bytes behind turns on the thread's watch
+//!   for room on that socket (one `epoll_ctl`, which wakes the thread as
+//!   soon as there is room); from then on the thread writes that backlog
+//!   and the publisher only appends to it, until it is empty. A backlog is
+//!   **full** at [`depth`] messages (`max(history, 64)`) or
+//!   [`BACKLOG_BYTES`] bytes of payload (a single larger message still
+//!   fits an empty backlog). Each message is held once however many
+//!   backlogs and the history hold it (`Arc`), so the publisher holds at
+//!   most what the fullest backlog and the history need, beside the
+//!   kernel's socket buffers.
+//! - **`overflow=block`:** a publish waits (on a condition variable the
+//!   thread signals when it wrote backlogs or let a subscriber go) while
+//!   any backlog is full; `try_publish` is `Full` then. A subscriber that
+//!   dies is seen as its socket hangs up and no longer holds the
+//!   publisher back.
 //! - **`overflow=drop-oldest`:** a publish never waits; a full backlog
 //!   drops its oldest messages not yet started on the wire, and the next
 //!   message the subscriber gets carries their number (exact).
@@ -73,16 +86,18 @@
 //!   size: N is the bound), and a subscriber asking for K ≤ N gets the last
 //!   K of them first; K > N is refused, and the subscriber's connect is
 //!   `Invalid`, naming N.
-//! - **Drop:** the publisher writes what its backlogs hold, for as long
-//!   as some subscriber takes bytes within 1 s, then closes every
-//!   connection: subscribers read what reached them, then `Disconnected`.
+//! - **Drop:** the thread writes what the backlogs hold, for as long as
+//!   some subscriber takes bytes within 1 s; then it is stopped and
+//!   joined, and every connection is closed: subscribers read what
+//!   reached them, then `Disconnected`.
 //!   A publisher that is killed loses its backlogs; what reached the
 //!   kernel still arrives.
 
 use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::TopicConfig;
@@ -90,9 +105,9 @@ use crate::endpoint::{Endpoint, EndpointKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Credentials, Limit, Message, Meta, check_len};
 use crate::options::{Options, Overflow};
-use crate::socket::server::Acceptor;
+use crate::socket::server::{Acceptor, EVENTS, LISTENER};
 use crate::socket::{Connection, Listener, tcp};
-use crate::sys::io::Polled;
+use crate::sys::io::EpollReady;
 use crate::sys::{self, Errno};
 use crate::wait::{Got, Wait, until_peer_ready};
 
@@ -124,10 +139,9 @@ pub(crate) const BACKLOG_BYTES: usize = 4 << 20;
 /// A connection must send its subscribe frame within this.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 /// A subscriber waiting for the publisher's answer in `try_connect` waits
-/// this long (the publisher answers while it publishes or waits).
+/// this long (the publisher's service thread answers at once; this covers
+/// a publisher that is stopped or starved of CPU).
 const ANSWER_WAIT: Duration = Duration::from_secs(5);
-/// Between two looks at new connections and hang-ups while publishing.
-const SERVICE_EVERY: Duration = Duration::from_millis(1);
 /// On drop: give up writing backlogs when no subscriber took a byte for
 /// this long.
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
@@ -216,6 +230,8 @@ impl Entry {
 #[derive(Debug)]
 struct Pending {
     fd: OwnedFd,
+    /// Its epoll data word: [`PENDING`], its serial and its slot.
+    token: u64,
     buf: [u8; 4 + SUBSCRIBE_LEN],
     got: usize,
     since: Instant,
@@ -226,11 +242,16 @@ struct Pending {
 #[derive(Debug)]
 struct Sub {
     fd: OwnedFd,
+    /// Its epoll data word: its serial and its slot.
+    token: u64,
     queue: VecDeque<Entry>,
     /// Bytes of the front entry's frame already written.
     sent: usize,
     /// Payload bytes in `queue`.
     bytes: usize,
+    /// Watched for room (`EPOLLOUT`) by the service thread, which then
+    /// writes its backlog. Always so while the backlog is not empty.
+    watched: bool,
     who: String,
 }
 
@@ -306,6 +327,26 @@ impl Sub {
         Ok(total)
     }
 
+    /// Writes what the socket takes now, then has the service thread watch
+    /// the socket for room if a backlog is left (one `epoll_ctl`, only
+    /// then). Returns the bytes written; an error lets the subscriber go.
+    fn flush_and_watch(&mut self, epoll: BorrowedFd<'_>) -> std::result::Result<usize, Gone> {
+        let n = self.flush().map_err(|_| Gone::Left)?;
+        if !self.queue.is_empty() && !self.watched {
+            self.watch(epoll, true)?;
+        }
+        Ok(n)
+    }
+
+    /// Turns the service thread's watch for room on or off.
+    fn watch(&mut self, epoll: BorrowedFd<'_>, on: bool) -> std::result::Result<(), Gone> {
+        sys::io::epoll_modify_rw(epoll, self.fd.as_fd(), self.token, on).map_err(|e| {
+            Gone::Fault(format!("{}: cannot watch its socket ({}): dropped", self.who, crate::error::errno_name(e)))
+        })?;
+        self.watched = on;
+        Ok(())
+    }
+
     /// Reads what the subscriber sent after subscribing, which must be
     /// nothing: its end (closed, reset) or a fault.
     fn check_input(&self) -> Option<Gone> {
@@ -332,91 +373,309 @@ enum Handshake {
     Drop(Option<String>),
 }
 
-/// The publisher of a `unix:` or `tcp:` topic.
+/// Epoll data of the service thread's bell (the publisher is dropped).
+const BELL: u64 = LISTENER - 1;
+/// Set in the epoll data of a pending connection.
+const PENDING: u64 = 1 << 62;
+
+/// An epoll data word: a connection's serial (so that an event that was
+/// waiting while its slot changed hands is told apart) and its slot.
+fn token(serial: u64, slot: usize) -> u64 {
+    ((serial & 0x3fff_ffff) << 32) | (slot as u64 & 0xffff_ffff)
+}
+
+fn slot_of(token: u64) -> usize {
+    (token & 0xffff_ffff) as usize
+}
+
+/// Values in numbered slots, a slot reused once free.
+#[derive(Debug)]
+struct Slots<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl<T> Slots<T> {
+    fn new() -> Self {
+        Slots { items: Vec::new(), free: Vec::new(), len: 0 }
+    }
+
+    /// The slot the next [`Slots::put`] fills.
+    fn vacant(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.items.len())
+    }
+
+    fn put(&mut self, item: T) -> usize {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.items.push(None);
+                self.items.len() - 1
+            }
+        };
+        self.items[slot] = Some(item);
+        self.len += 1;
+        slot
+    }
+
+    fn take(&mut self, slot: usize) -> Option<T> {
+        let item = self.items.get_mut(slot)?.take()?;
+        self.free.push(slot);
+        self.len -= 1;
+        Some(item)
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut T> {
+        self.items.get_mut(slot)?.as_mut()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().flatten()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
+        self.items.iter_mut().enumerate().filter_map(|(i, s)| s.as_mut().map(|s| (i, s)))
+    }
+}
+
+/// The publisher of a `unix:` or `tcp:` topic: the publishing side of the
+/// state it shares with its service thread.
 #[derive(Debug)]
 pub(crate) struct FanoutPublisher {
-    /// Boxed: a publisher is a few hundred bytes, and the public type's
-    /// enum should not be that large for every flavor.
-    topic: Box<Topic>,
+    shared: Arc<Shared>,
+    service: Option<std::thread::JoinHandle<()>>,
+    max_message: usize,
+    name: String,
 }
 
-impl FanoutPublisher {
-    pub(crate) fn bind(ep: &Endpoint, opts: &Options, topic: TopicConfig) -> Result<Self> {
-        Ok(FanoutPublisher { topic: Box::new(Topic::bind(ep, opts, topic)?) })
-    }
-
-    /// `Ok(false)`: not published within `wait`.
-    pub(crate) fn publish(&mut self, msg: &[u8], wait: Wait) -> Result<bool> {
-        self.topic.publish(msg, wait)
-    }
-
-    pub(crate) fn subscribers(&mut self) -> usize {
-        self.topic.subscribers()
-    }
-
-    /// `Ok(false)`: not that many within `wait`.
-    pub(crate) fn wait_for_subscribers(&mut self, n: usize, wait: Wait) -> Result<bool> {
-        self.topic.wait_for_subscribers(n, wait)
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.topic.name
-    }
-
-    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.topic.warnings)
-    }
-}
-
-/// The publisher's state.
+/// What the publisher and its service thread share.
 #[derive(Debug)]
-struct Topic {
-    acceptor: Acceptor,
-    /// Holds the listener only: the acceptor's set, polled with the rest.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled by the service thread, when some thread waits on it
+    /// ([`State::waiters`]), after it wrote backlogs, admitted or let go a
+    /// subscriber, or stopped: a publish blocked under `overflow=block`,
+    /// `wait_for_subscribers` and the drop's drain look again.
+    changed: Condvar,
+    /// The service thread's set: the listener, the bell, every pending
+    /// connection and every subscriber (for room only while it has a
+    /// backlog). Level-triggered, so that turning on the watch for room of
+    /// a socket that has some wakes the thread at once.
     epoll: OwnedFd,
+    /// An eventfd in `epoll`: rung when the publisher is dropped.
+    bell: OwnedFd,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on `changed` until `wait` runs out (which the caller checks).
+    fn wait<'a>(&self, mut st: MutexGuard<'a, State>, wait: Wait) -> MutexGuard<'a, State> {
+        st.waiters += 1;
+        let mut st = match wait.remaining() {
+            None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
+            Some(left) => self.changed.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0,
+        };
+        st.waiters -= 1;
+        st
+    }
+}
+
+/// The topic's state, under [`Shared::state`].
+#[derive(Debug)]
+struct State {
+    acceptor: Acceptor,
     tcp: bool,
     topic: TopicConfig,
     depth: usize,
-    max_message: usize,
     history: VecDeque<Arc<[u8]>>,
-    pending: Vec<Pending>,
-    subs: Vec<Sub>,
+    pending: Slots<Pending>,
+    subs: Slots<Sub>,
     name: String,
     warnings: Vec<String>,
     /// Warnings not kept (past [`MAX_WARNINGS`]).
     unkept: usize,
-    last_service: Instant,
     /// Connections accepted so far, to name them in warnings.
     accepted: u64,
-    polled: Vec<Polled>,
+    /// Threads waiting on [`Shared::changed`].
+    waiters: usize,
+    /// When the service thread last wrote backlog bytes (the drop's drain
+    /// gives up [`DRAIN_IDLE`] after it).
+    progress: Instant,
+    /// Why the service thread stopped, if it stopped on an error.
+    broken: Option<String>,
 }
 
-impl Topic {
-    fn bind(ep: &Endpoint, opts: &Options, topic: TopicConfig) -> Result<Self> {
+impl FanoutPublisher {
+    /// Listens and starts the service thread.
+    pub(crate) fn bind(ep: &Endpoint, opts: &Options, topic: TopicConfig) -> Result<Self> {
         let listener = Listener::bind_with(ep, opts)?;
         let name = subscriber_name(listener.local_endpoint());
-        let epoll = sys::io::epoll_create().map_err(|e| Error::os("epoll_create", &name, e))?;
+        let at = name.as_str();
+        let os = |op: &'static str| move |e| Error::os(op, at, e);
+        let epoll = sys::io::epoll_create().map_err(os("epoll_create"))?;
+        let bell = sys::io::eventfd().map_err(os("eventfd"))?;
+        sys::io::epoll_add(epoll.as_fd(), bell.as_fd(), BELL).map_err(os("epoll_ctl"))?;
         let acceptor = Acceptor::new(listener, epoll.as_fd())?;
-        let max_message = opts.max_message.min(u32::MAX as usize - 8);
-        Ok(Topic {
+        let state = State {
             acceptor,
-            epoll,
             tcp: matches!(ep.kind(), EndpointKind::Tcp { .. }),
             topic,
             depth: depth(topic.history),
-            max_message,
             history: VecDeque::new(),
-            pending: Vec::new(),
-            subs: Vec::new(),
-            name,
+            pending: Slots::new(),
+            subs: Slots::new(),
+            name: name.clone(),
             warnings: Vec::new(),
             unkept: 0,
-            last_service: Instant::now(),
             accepted: 0,
-            polled: Vec::new(),
-        })
+            waiters: 0,
+            progress: Instant::now(),
+            broken: None,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            epoll,
+            bell,
+            stop: AtomicBool::new(false),
+        });
+        let service = std::thread::Builder::new()
+            .name("ipckit-pub".into())
+            .spawn({
+                let shared = shared.clone();
+                move || serve(&shared)
+            })
+            .map_err(|e| Error::new(ErrorKind::Io, "bind", &name, format!("cannot start the service thread: {e}")))?;
+        let max_message = opts.max_message.min(u32::MAX as usize - 8);
+        Ok(FanoutPublisher { shared, service: Some(service), max_message, name })
     }
 
+    /// `Ok(false)`: not published within `wait`.
+    pub(crate) fn publish(&mut self, msg: &[u8], wait: Wait) -> Result<bool> {
+        check_len(&[IoSlice::new(msg)], self.max_message, Limit::Maximum, "publish", &self.name)?;
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        if st.topic.overflow == Overflow::Block {
+            let mut looked = false;
+            while st.any_full() {
+                if let Some(why) = &st.broken {
+                    return Err(Error::new(ErrorKind::Io, "publish", &self.name, why.clone()));
+                }
+                if !looked {
+                    // One look of its own: the sockets may have room by now.
+                    looked = true;
+                    st.flush_full(sh.epoll.as_fd());
+                    continue;
+                }
+                if wait.remaining() == Some(Duration::ZERO) {
+                    return Ok(false);
+                }
+                st = sh.wait(st, wait);
+            }
+        }
+        if st.subs.len == 0 && st.topic.history == 0 {
+            return Ok(true);
+        }
+        let msg: Arc<[u8]> = Arc::from(msg);
+        if st.topic.history > 0 {
+            if st.history.len() as u64 >= st.topic.history {
+                st.history.pop_front();
+            }
+            st.history.push_back(msg.clone());
+        }
+        st.deliver(&msg, sh.epoll.as_fd());
+        Ok(true)
+    }
+
+    pub(crate) fn subscribers(&mut self) -> usize {
+        self.shared.lock().subs.len
+    }
+
+    /// `Ok(false)`: not that many within `wait`.
+    pub(crate) fn wait_for_subscribers(&mut self, n: usize, wait: Wait) -> Result<bool> {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        loop {
+            if st.subs.len >= n {
+                return Ok(true);
+            }
+            if let Some(why) = &st.broken {
+                return Err(Error::new(ErrorKind::Io, "wait for subscribers", &self.name, why.clone()));
+            }
+            if wait.remaining() == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            st = sh.wait(st, wait);
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.shared.lock().warnings)
+    }
+}
+
+impl Drop for FanoutPublisher {
+    /// Lets the service thread write the backlogs while subscribers take
+    /// bytes (giving up after [`DRAIN_IDLE`] without progress), stops it,
+    /// then closes every connection (the last reference to the state).
+    fn drop(&mut self) {
+        let sh = &*self.shared;
+        {
+            let mut st = sh.lock();
+            st.progress = Instant::now();
+            while st.broken.is_none() && st.subs.iter().any(|s| !s.queue.is_empty()) {
+                let deadline = st.progress + DRAIN_IDLE;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                st = sh.wait(st, Wait::Until(deadline));
+            }
+        }
+        sh.stop.store(true, Ordering::Release);
+        let _ = sys::io::eventfd_signal(sh.bell.as_fd());
+        if let Some(service) = self.service.take() {
+            let _ = service.join();
+        }
+    }
+}
+
+/// The service thread: waits on the epoll set, and serves what is ready,
+/// under the state's lock, until the publisher is dropped.
+fn serve(sh: &Shared) {
+    let mut ready = Vec::with_capacity(EVENTS);
+    let mut wait = Wait::Forever;
+    while !sh.stop.load(Ordering::Acquire) {
+        if let Err(e) = sys::io::epoll_wait_ready(sh.epoll.as_fd(), &mut ready, EVENTS, wait) {
+            let mut st = sh.lock();
+            let why = format!("the publisher's service thread stopped: epoll_wait: {}", crate::error::errno_name(e));
+            st.warn(why.clone());
+            st.broken = Some(why);
+            sh.changed.notify_all();
+            return;
+        }
+        if sh.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let mut st = sh.lock();
+        let changed = st.serve(&ready, sh.epoll.as_fd());
+        if changed && st.waiters > 0 {
+            sh.changed.notify_all();
+        }
+        // A pending connection's deadline bounds the next wait.
+        wait = st.pending.iter().map(|p| p.since + HANDSHAKE).min().map_or(Wait::Forever, Wait::Until);
+    }
+}
+
+impl State {
     fn warn(&mut self, text: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(format!("{}: {text}", self.name));
@@ -425,171 +684,191 @@ impl Topic {
         }
     }
 
-    fn publish(&mut self, msg: &[u8], wait: Wait) -> Result<bool> {
-        check_len(&[IoSlice::new(msg)], self.max_message, Limit::Maximum, "publish", &self.name)?;
-        if self.last_service.elapsed() >= SERVICE_EVERY {
-            self.step(Wait::Never)?;
-        }
-        if self.topic.overflow == Overflow::Block {
-            loop {
-                let depth = self.depth;
-                if !self.subs.iter().any(|s| s.full(depth)) {
-                    break;
-                }
-                if wait.remaining() == Some(Duration::ZERO) {
-                    // One more look: the sockets may have room by now.
-                    self.step(Wait::Never)?;
-                    if self.subs.iter().any(|s| s.full(depth)) {
-                        return Ok(false);
-                    }
-                    break;
-                }
-                self.step(wait)?;
-            }
-        }
-        if self.subs.is_empty() && self.topic.history == 0 {
-            return Ok(true);
-        }
-        let msg: Arc<[u8]> = Arc::from(msg);
-        if self.topic.history > 0 {
-            if self.history.len() as u64 >= self.topic.history {
-                self.history.pop_front();
-            }
-            self.history.push_back(msg.clone());
-        }
+    fn any_full(&self) -> bool {
+        let depth = self.depth;
+        self.subs.iter().any(|s| s.full(depth))
+    }
+
+    /// Appends `msg` to every backlog and writes it where the socket has
+    /// room (a backlog the service thread watches is left to it): one
+    /// `sendmsg` per subscriber, none for one already behind.
+    fn deliver(&mut self, msg: &Arc<[u8]>, epoll: BorrowedFd<'_>) {
         let (overflow, depth) = (self.topic.overflow, self.depth);
-        for s in &mut self.subs {
-            s.push(&msg, overflow, depth);
-        }
-        self.flush_all();
-        Ok(true)
-    }
-
-    /// Writes every backlog as far as the sockets take; forgets the
-    /// subscribers whose connection failed. Returns the bytes written.
-    fn flush_all(&mut self) -> usize {
-        let mut total = 0;
-        let mut i = 0;
-        while i < self.subs.len() {
-            match self.subs[i].flush() {
-                Ok(n) => {
-                    total += n;
-                    i += 1;
+        let mut gone = Vec::new();
+        for (i, s) in self.subs.iter_mut() {
+            s.push(msg, overflow, depth);
+            if !s.watched {
+                if let Err(why) = s.flush_and_watch(epoll) {
+                    gone.push((i, why));
                 }
-                Err(_) => self.forget(i, Gone::Left),
             }
         }
-        total
+        for (i, why) in gone {
+            self.forget(i, why, epoll);
+        }
     }
 
-    fn forget(&mut self, i: usize, why: Gone) {
-        let sub = self.subs.swap_remove(i);
-        drop(sub);
-        self.acceptor.closed(self.epoll.as_fd());
+    /// Writes the full backlogs as far as the sockets take.
+    fn flush_full(&mut self, epoll: BorrowedFd<'_>) {
+        let depth = self.depth;
+        let mut gone = Vec::new();
+        for (i, s) in self.subs.iter_mut() {
+            if s.full(depth) {
+                if let Err(why) = s.flush_and_watch(epoll) {
+                    gone.push((i, why));
+                }
+            }
+        }
+        for (i, why) in gone {
+            self.forget(i, why, epoll);
+        }
+    }
+
+    fn forget(&mut self, slot: usize, why: Gone, epoll: BorrowedFd<'_>) {
+        // Closing the socket takes it out of the epoll set.
+        drop(self.subs.take(slot));
+        self.acceptor.closed(epoll);
         if let Gone::Fault(text) = why {
             self.warn(text);
         }
     }
 
-    /// One round of serving: waits at most `wait` for anything (a
-    /// connection, a subscribe frame, room in a socket with a backlog, a
-    /// hang-up), then handles what is ready and writes backlogs.
-    fn step(&mut self, wait: Wait) -> Result<()> {
-        self.last_service = Instant::now();
-        // A pending connection's deadline bounds the wait.
-        let wait = match self.pending.iter().map(|p| p.since + HANDSHAKE).min() {
-            Some(t) if wait.remaining().is_none_or(|left| Instant::now() + left > t) => Wait::Until(t),
-            _ => wait,
-        };
-        let mut set: Vec<(BorrowedFd<'_>, bool)> = Vec::with_capacity(1 + self.pending.len() + self.subs.len());
-        set.push((self.epoll.as_fd(), false));
-        set.extend(self.pending.iter().map(|p| (p.fd.as_fd(), false)));
-        set.extend(self.subs.iter().map(|s| (s.fd.as_fd(), !s.queue.is_empty())));
-        let mut polled = std::mem::take(&mut self.polled);
-        let r = sys::io::poll_many(&set, &mut polled, wait);
-        drop(set);
-        let r = r.map_err(|e| Error::os("poll", &self.name, e));
-        let result = r.and_then(|_| self.handle(&polled));
-        self.polled = polled;
-        result
-    }
-
-    fn handle(&mut self, polled: &[Polled]) -> Result<()> {
-        let np = self.pending.len();
-        let (listener, pending, subs) = (polled[0], &polled[1..1 + np], &polled[1 + np..]);
-        // Subscribers first, from the back (forgetting one swaps the last
-        // into its place, which was already looked at).
-        for i in (0..subs.len()).rev() {
-            let p = subs[i];
-            if p.readable || p.hangup {
-                if let Some(gone) = self.subs[i].check_input() {
-                    self.forget(i, gone);
-                    continue;
-                }
+    /// One round of the service thread over what epoll reported: hang-ups
+    /// and room of subscribers, subscribe frames, expired handshakes, new
+    /// connections. Returns whether a waiter should look again.
+    fn serve(&mut self, ready: &[EpollReady], epoll: BorrowedFd<'_>) -> bool {
+        let mut changed = false;
+        let mut accept = false;
+        for ev in ready {
+            match ev.data {
+                LISTENER => accept = true,
+                // The drop: the loop sees `stop`.
+                BELL => {}
+                t if t & PENDING != 0 => changed |= self.pending_ready(t, epoll),
+                t => changed |= self.sub_ready(t, ev, epoll),
             }
         }
-        self.flush_all();
-        // Pending connections: read, expire, promote.
-        let now = Instant::now();
-        for i in (0..pending.len()).rev() {
-            let p = pending[i];
-            let step = if p.readable || p.hangup {
-                self.read_pending(i)
-            } else if now >= self.pending[i].since + HANDSHAKE {
-                let who = &self.pending[i].who;
-                Handshake::Drop(Some(format!(
-                    "{who} sent no subscribe frame within {} s: dropped",
-                    HANDSHAKE.as_secs()
-                )))
-            } else {
-                Handshake::Waiting
-            };
-            match step {
-                Handshake::Waiting => {}
-                Handshake::Drop(why) => {
-                    self.pending.swap_remove(i);
-                    self.acceptor.closed(self.epoll.as_fd());
-                    if let Some(why) = why {
-                        self.warn(why);
-                    }
-                }
-                Handshake::Subscribe(k) => {
-                    let p = self.pending.swap_remove(i);
-                    self.admit(p, k);
-                }
-            }
-        }
-        if listener.readable || listener.hangup {
-            let (epoll, live) = (self.epoll.as_fd(), self.pending.len() + self.subs.len());
-            let (pending, accepted, tcp) = (&mut self.pending, &mut self.accepted, self.tcp);
-            self.acceptor.accept_all(epoll, live, |fd| {
-                if tcp {
-                    // Without TCP_NODELAY small messages wait for Nagle.
-                    let _ = tcp::accepted(&fd);
-                }
-                *accepted += 1;
-                let who = match sys::net::peer_credentials(fd.as_fd()) {
-                    Ok(c) => format!("subscriber {} (pid {})", accepted, Credentials::from(c).pid),
-                    Err(_) => format!("subscriber {accepted}"),
-                };
-                pending.push(Pending { fd, buf: [0; 4 + SUBSCRIBE_LEN], got: 0, since: Instant::now(), who });
-                Ok(())
-            })?;
-            for w in self.acceptor.take_warnings() {
-                self.warn(w);
-            }
+        self.expire_pending(epoll);
+        if accept {
+            self.accept(epoll);
         }
         if self.unkept > 0 && self.warnings.len() < MAX_WARNINGS {
             let n = std::mem::take(&mut self.unkept);
             self.warn(format!("{n} more warnings were not kept"));
         }
-        Ok(())
+        changed
+    }
+
+    /// A subscriber's socket is readable (it left, or sent what it must
+    /// not), hung up, or has room for its backlog.
+    fn sub_ready(&mut self, token: u64, ev: &EpollReady, epoll: BorrowedFd<'_>) -> bool {
+        let slot = slot_of(token);
+        let Some(s) = self.subs.get_mut(slot).filter(|s| s.token == token) else { return false };
+        if ev.readable || ev.hangup {
+            if let Some(gone) = s.check_input() {
+                self.forget(slot, gone, epoll);
+                return true;
+            }
+        }
+        if !(ev.writable || ev.hangup) {
+            return false;
+        }
+        let result = s.flush().map_err(|_| Gone::Left).and_then(|n| {
+            if s.queue.is_empty() && s.watched {
+                s.watch(epoll, false)?;
+            }
+            Ok(n)
+        });
+        match result {
+            Ok(0) => false,
+            Ok(_) => {
+                self.progress = Instant::now();
+                true
+            }
+            Err(why) => {
+                self.forget(slot, why, epoll);
+                true
+            }
+        }
+    }
+
+    /// A pending connection is readable: its subscribe frame, or its end.
+    fn pending_ready(&mut self, token: u64, epoll: BorrowedFd<'_>) -> bool {
+        let slot = slot_of(token);
+        if self.pending.get_mut(slot).is_none_or(|p| p.token != token) {
+            return false;
+        }
+        match self.read_pending(slot) {
+            Handshake::Waiting => false,
+            Handshake::Drop(why) => {
+                drop(self.pending.take(slot));
+                self.acceptor.closed(epoll);
+                if let Some(why) = why {
+                    self.warn(why);
+                }
+                false
+            }
+            Handshake::Subscribe(k) => {
+                let p = self.pending.take(slot).expect("looked at");
+                self.admit(p, k, epoll)
+            }
+        }
+    }
+
+    /// Drops the connections that sent no subscribe frame in time.
+    fn expire_pending(&mut self, epoll: BorrowedFd<'_>) {
+        let now = Instant::now();
+        let expired: Vec<usize> =
+            self.pending.iter_mut().filter(|(_, p)| now >= p.since + HANDSHAKE).map(|(i, _)| i).collect();
+        for slot in expired {
+            let p = self.pending.take(slot).expect("listed");
+            let why = format!("{} sent no subscribe frame within {} s: dropped", p.who, HANDSHAKE.as_secs());
+            drop(p);
+            self.acceptor.closed(epoll);
+            self.warn(why);
+        }
+    }
+
+    /// Accepts the waiting connections, each pending until it subscribes.
+    fn accept(&mut self, epoll: BorrowedFd<'_>) {
+        let live = self.pending.len + self.subs.len;
+        let (pending, accepted, tcp) = (&mut self.pending, &mut self.accepted, self.tcp);
+        let mut failed = Vec::new();
+        let r = self.acceptor.accept_all(epoll, live, |fd| {
+            if tcp {
+                // Without TCP_NODELAY small messages wait for Nagle.
+                let _ = tcp::accepted(&fd);
+            }
+            *accepted += 1;
+            let who = match sys::net::peer_credentials(fd.as_fd()) {
+                Ok(c) => format!("subscriber {} (pid {})", accepted, Credentials::from(c).pid),
+                Err(_) => format!("subscriber {accepted}"),
+            };
+            let token = PENDING | token(*accepted, pending.vacant());
+            match sys::io::epoll_add_rw(epoll, fd.as_fd(), token, false) {
+                Ok(()) => {
+                    pending.put(Pending { fd, token, buf: [0; 4 + SUBSCRIBE_LEN], got: 0, since: Instant::now(), who });
+                }
+                Err(e) => failed.push(format!("{who}: epoll_ctl: {}: dropped", crate::error::errno_name(e))),
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            self.warn(e.to_string());
+        }
+        for w in failed {
+            self.warn(w);
+        }
+        for w in self.acceptor.take_warnings() {
+            self.warn(w);
+        }
     }
 
     /// Reads what a pending connection sent, exactly up to the end of its
     /// subscribe frame, and checks it.
     fn read_pending(&mut self, i: usize) -> Handshake {
-        let p = &mut self.pending[i];
+        let history = self.topic.history;
+        let Some(p) = self.pending.get_mut(i) else { return Handshake::Waiting };
         let r = sys::net::recv(p.fd.as_fd(), &mut [IoSliceMut::new(&mut p.buf[p.got..])], true, false);
         match r {
             Ok(r) if r.bytes == 0 => {
@@ -626,10 +905,10 @@ impl Topic {
                 sys::net::send(p.fd.as_fd(), &[IoSlice::new(&answer_frame(REFUSED_VERSION, reason(&text)))], &[], true);
             return Handshake::Drop(Some(format!("{}: refused: {text}", p.who)));
         }
-        if asked > self.topic.history {
+        if asked > history {
             let text = format!(
                 "history {asked} asked for, but the topic keeps at most {} messages (?history= on the publisher's endpoint)",
-                self.topic.history
+                history
             );
             let _ =
                 sys::net::send(p.fd.as_fd(), &[IoSlice::new(&answer_frame(REFUSED_HISTORY, reason(&text)))], &[], true);
@@ -639,67 +918,49 @@ impl Topic {
     }
 
     /// Answers a subscription and makes it a subscriber, its backlog
-    /// starting with the last `asked` kept messages.
-    fn admit(&mut self, p: Pending, asked: u64) {
+    /// starting with the last `asked` kept messages. Returns whether it
+    /// became one.
+    fn admit(&mut self, p: Pending, asked: u64, epoll: BorrowedFd<'_>) -> bool {
         let kept = (asked as usize).min(self.history.len());
         let answer = answer_frame(ACCEPTED, &(kept as u64).to_le_bytes());
         // A new connection's socket buffer always has room for 24 bytes.
         match sys::net::send(p.fd.as_fd(), &[IoSlice::new(&answer)], &[], true) {
             Ok(n) if n == answer.len() => {}
             _ => {
-                self.acceptor.closed(self.epoll.as_fd());
-                return;
+                drop(p);
+                self.acceptor.closed(epoll);
+                return false;
             }
         }
-        let mut sub = Sub { fd: p.fd, queue: VecDeque::new(), sent: 0, bytes: 0, who: p.who };
+        let serial = (p.token >> 32) & 0x3fff_ffff;
+        let token = token(serial, self.subs.vacant());
+        let mut sub = Sub { fd: p.fd, token, queue: VecDeque::new(), sent: 0, bytes: 0, watched: false, who: p.who };
         for m in self.history.iter().skip(self.history.len() - kept) {
             sub.bytes += m.len();
             sub.queue.push_back(Entry::new(0, m.clone()));
         }
-        self.subs.push(sub);
-        let last = self.subs.len() - 1;
-        if self.subs[last].flush().is_err() {
-            self.forget(last, Gone::Left);
-        }
-    }
-
-    fn subscribers(&mut self) -> usize {
-        let _ = self.step(Wait::Never);
-        self.subs.len()
-    }
-
-    fn wait_for_subscribers(&mut self, n: usize, wait: Wait) -> Result<bool> {
-        loop {
-            self.step(Wait::Never)?;
-            if self.subs.len() >= n {
-                return Ok(true);
+        let written = sub.flush();
+        // Its data word becomes a subscriber's; watched for room if history
+        // is left to write.
+        let watched = written.is_ok() && !sub.queue.is_empty();
+        let moved = sys::io::epoll_modify_rw(epoll, sub.fd.as_fd(), token, watched);
+        match (written, moved) {
+            (Err(_), _) => {
+                drop(sub);
+                self.acceptor.closed(epoll);
+                false
             }
-            if wait.remaining() == Some(Duration::ZERO) {
-                return Ok(false);
+            (Ok(_), Err(e)) => {
+                let why = format!("{}: epoll_ctl: {}: dropped", sub.who, crate::error::errno_name(e));
+                drop(sub);
+                self.acceptor.closed(epoll);
+                self.warn(why);
+                false
             }
-            self.step(wait)?;
-            if self.subs.len() >= n {
-                return Ok(true);
-            }
-        }
-    }
-}
-
-impl Drop for Topic {
-    /// Writes the backlogs while subscribers take bytes (giving up after
-    /// [`DRAIN_IDLE`] without progress), then closes every connection.
-    fn drop(&mut self) {
-        let mut progress = Instant::now();
-        while self.subs.iter().any(|s| !s.queue.is_empty()) {
-            if self.flush_all() > 0 {
-                progress = Instant::now();
-            }
-            let deadline = progress + DRAIN_IDLE;
-            if Instant::now() >= deadline || self.subs.iter().all(|s| s.queue.is_empty()) {
-                break;
-            }
-            if self.step(Wait::Until(deadline)).is_err() {
-                break;
+            (Ok(_), Ok(())) => {
+                sub.watched = watched;
+                self.subs.put(sub);
+                true
             }
         }
     }
@@ -809,8 +1070,8 @@ impl FanoutSubscriber {
                 More::NotYet => {
                     return Err(err(
                         ErrorKind::TimedOut,
-                        "the publisher did not answer within the timeout (a publisher answers while it publishes or \
-                         waits)"
+                        "the publisher did not answer within the timeout (its service thread answers at once: the \
+                         publisher is stopped or overloaded)"
                             .into(),
                     ));
                 }
@@ -1003,7 +1264,8 @@ mod tests {
     #[test]
     fn drop_oldest_counts_exactly() {
         let a = crate::sys::net::socket(crate::sys::net::Family::UNIX, crate::sys::net::Type::STREAM).unwrap();
-        let mut s = Sub { fd: a, queue: VecDeque::new(), sent: 0, bytes: 0, who: String::new() };
+        let mut s =
+            Sub { fd: a, token: 0, queue: VecDeque::new(), sent: 0, bytes: 0, watched: false, who: String::new() };
         let depth = 4;
         for i in 0..10u8 {
             s.push(&Arc::from(&[i][..]), Overflow::DropOldest, depth);

@@ -62,48 +62,6 @@ fn poll_events(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<Opti
     }
 }
 
-/// What [`poll_many`] reported for one descriptor (writability is not
-/// reported: a caller waiting for room writes again after any event).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Polled {
-    /// Readable (`POLLIN`).
-    pub(crate) readable: bool,
-    /// Hung up or in error (`POLLHUP`, `POLLERR`, `POLLNVAL`): the next
-    /// call on it says which.
-    pub(crate) hangup: bool,
-}
-
-/// `poll` on several descriptors, each for readability and, where its flag
-/// is set, writability, until one is ready or the wait runs out. Fills
-/// `out` with one [`Polled`] per descriptor, in order; returns `false` when
-/// the wait ran out. Retries `EINTR` with what is left of the wait.
-pub(crate) fn poll_many(fds: &[(BorrowedFd<'_>, bool)], out: &mut Vec<Polled>, wait: Wait) -> Result<bool, Errno> {
-    let mut set: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|&(fd, write)| {
-            PollFd::from_borrowed_fd(fd, if write { PollFlags::IN | PollFlags::OUT } else { PollFlags::IN })
-        })
-        .collect();
-    let ready = loop {
-        let timeout = wait.remaining().map(timespec);
-        match rustix::event::poll(&mut set, timeout.as_ref()) {
-            Ok(0) if wait.remaining() != Some(Duration::ZERO) => {}
-            Ok(n) => break n > 0,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    };
-    out.clear();
-    out.extend(set.iter().map(|p| {
-        let r = p.revents();
-        Polled {
-            readable: r.contains(PollFlags::IN),
-            hangup: r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
-        }
-    }));
-    Ok(ready)
-}
-
 fn timespec(d: Duration) -> Timespec {
     Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as _ }
 }
@@ -188,6 +146,74 @@ pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, ready: &mut Vec<u64>, max: usize
     };
     ready.clear();
     ready.extend(got.iter().map(|e| e.data.u64()));
+    Ok(ready.len())
+}
+
+/// One descriptor that [`epoll_wait_ready`] reported, with what it is
+/// ready for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EpollReady {
+    /// The data word it was added with.
+    pub(crate) data: u64,
+    /// Readable (`EPOLLIN`).
+    pub(crate) readable: bool,
+    /// Writable (`EPOLLOUT`), when that was asked for.
+    pub(crate) writable: bool,
+    /// Hung up or in error (`EPOLLHUP`, `EPOLLERR`): the next call on it
+    /// says which.
+    pub(crate) hangup: bool,
+}
+
+fn rw_flags(write: bool) -> rustix::event::epoll::EventFlags {
+    use rustix::event::epoll::EventFlags;
+    if write { EventFlags::IN | EventFlags::OUT } else { EventFlags::IN }
+}
+
+/// Adds `fd` to an epoll instance (level-triggered) for readability and,
+/// when `write`, writability, with `data` to tell it by.
+pub(crate) fn epoll_add_rw(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64, write: bool) -> Result<(), Errno> {
+    use rustix::event::epoll;
+    epoll::add(epoll, fd, epoll::EventData::new_u64(data), rw_flags(write))
+}
+
+/// Sets what `fd`, already in an epoll instance, is watched for:
+/// readability and, when `write`, writability; and its data word.
+pub(crate) fn epoll_modify_rw(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, data: u64, write: bool) -> Result<(), Errno> {
+    use rustix::event::epoll;
+    epoll::modify(epoll, fd, epoll::EventData::new_u64(data), rw_flags(write))
+}
+
+/// [`epoll_wait`], reporting for each ready descriptor what it is ready
+/// for. Retries `EINTR` with what is left of the wait; 0 when the wait ran
+/// out.
+pub(crate) fn epoll_wait_ready(
+    epoll: BorrowedFd<'_>,
+    ready: &mut Vec<EpollReady>,
+    max: usize,
+    wait: Wait,
+) -> Result<usize, Errno> {
+    use rustix::event::epoll;
+    let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 64];
+    let max = max.clamp(1, events.len());
+    let got = loop {
+        let timeout = wait.remaining().map(timespec);
+        match epoll::wait(epoll, &mut events[..max], timeout.as_ref()) {
+            Ok((got, _)) if got.is_empty() && wait.remaining() != Some(Duration::ZERO) => {}
+            Ok((got, _)) => break got,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    ready.clear();
+    ready.extend(got.iter().map(|e| {
+        let flags = e.flags;
+        EpollReady {
+            data: e.data.u64(),
+            readable: flags.contains(epoll::EventFlags::IN),
+            writable: flags.contains(epoll::EventFlags::OUT),
+            hangup: flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR),
+        }
+    }));
     Ok(ready.len())
 }
 
