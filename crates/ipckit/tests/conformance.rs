@@ -1,7 +1,9 @@
 //! One conformance suite, written once, run on every transport: the same
 //! checks through `Sender`/`Receiver`, plus a two-process run of 10,000
 //! messages of random sizes with checksums (none lost, none duplicated,
-//! order kept).
+//! order kept); request-response on its six transports; publish-subscribe
+//! on `shm:`, `unix:` and `tcp:` under both overflow policies; and, with
+//! the feature `tokio`, the async ends on the same transports.
 //!
 //! Later transports join by adding a line to `transports()`.
 
@@ -511,7 +513,7 @@ fn rpc_body(size: usize, thread: u64, call: u64) -> Vec<u8> {
 fn request_response_between_processes() {
     let scratch = Scratch::new("rpc");
     for (i, t) in rpc_transports(&scratch).into_iter().enumerate() {
-        rpc_round_trips(&scratch, i, &t.endpoint, t.max, t.in_flight_max);
+        rpc_round_trips(&scratch, i, &t.endpoint, t.max, t.in_flight_max, BLOCKING_SERVER);
     }
 }
 
@@ -523,19 +525,23 @@ fn request_response_between_processes() {
 fn request_response_sysv_large_calls_in_flight() {
     let scratch = Scratch::new("rpcsysvfull");
     let body = QUEUE_MAX - ipckit::rpc::envelope::ADDRESSED_HEADER;
-    rpc_round_trips(&scratch, 0, &scratch.sysv_mq(2, ""), body, body);
+    rpc_round_trips(&scratch, 0, &scratch.sysv_mq(2, ""), body, body, BLOCKING_SERVER);
 }
 
-/// Starts the conformance server in a child on `text` and checks, from
-/// here: one call of each size (0, 1, 64 B and up to `max`), a handler's
-/// error, calls in flight from [`RPC_THREADS`] threads (sizes up to
-/// `in_flight_max`), and that the server answered each request once.
-fn rpc_round_trips(scratch: &Scratch, i: usize, text: &str, max: usize, in_flight_max: usize) {
+/// A conformance server in a child: its entry point and its role.
+type ServerChild = (&'static str, &'static str);
+/// `rpc::Server` (`child_rpc_server`).
+const BLOCKING_SERVER: ServerChild = ("child_rpc_server", "rpc-server");
+
+/// Starts the conformance server `child` in a child on `text` and checks,
+/// from here: one call of each size (0, 1, 64 B and up to `max`), a
+/// handler's error, calls in flight from [`RPC_THREADS`] threads (sizes up
+/// to `in_flight_max`), and that the server answered each request once.
+fn rpc_round_trips(scratch: &Scratch, i: usize, text: &str, max: usize, in_flight_max: usize, child: ServerChild) {
     use ipckit::rpc::Client;
     const ROUNDS: u64 = 10;
     let file = scratch.path(&format!("name-{i}"));
-    let mut server =
-        Guarded::spawn(rerun("child_rpc_server", "rpc-server").env("IPCKIT_EP", text).env("IPCKIT_NAME_FILE", &file));
+    let mut server = Guarded::spawn(rerun(child.0, child.1).env("IPCKIT_EP", text).env("IPCKIT_NAME_FILE", &file));
     let name = served_name(&file, &mut server, text);
     let client = Client::connect_timeout(&name.parse().unwrap(), &Options::new(), HANG_GUARD)
         .unwrap_or_else(|e| panic!("{text}: connect {name}: {e}"));
@@ -734,5 +740,334 @@ fn typed_request_response_between_processes() {
         drop(client);
         let status = server.wait();
         assert!(status.success(), "{text}: the server failed: {status} (its stderr is above)");
+    }
+}
+
+// Publish-subscribe: `Publisher` here, a `Subscriber` in a child process,
+// on `shm:`, `unix:` and `tcp:`, under `block` and `drop-oldest`.
+
+/// The pub-sub transports, without the publisher's options.
+fn pubsub_topics(scratch: &Scratch) -> Vec<String> {
+    vec![
+        format!("shm:{}?size=4KiB", scratch.name("topic")),
+        format!("unix:@{}", scratch.name("topic")),
+        format!("unix:{}", scratch.path("topic.sock").display()),
+        "tcp:127.0.0.1:0".to_string(),
+    ]
+}
+
+/// `base` with `query` added (`?` or `&`).
+fn with_query(base: &str, query: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{query}")
+}
+
+/// Pub-sub message `seq`: the number, a checksum, then 0 to 2 KiB derived
+/// from the number.
+fn topic_message(seq: u64) -> Vec<u8> {
+    let mut m = vec![0u8; 16 + (seq.wrapping_mul(2654435761) % 2049) as usize];
+    Rng(seq).fill(&mut m[16..]);
+    let sum = checksum(&m[16..]);
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    m[8..16].copy_from_slice(&sum.to_le_bytes());
+    m
+}
+
+/// The number of a message made by [`topic_message`], checked.
+fn topic_seq(m: &[u8]) -> u64 {
+    assert!(m.len() >= 16, "a message of {} bytes", m.len());
+    let seq = u64::from_le_bytes(m[..8].try_into().unwrap());
+    assert_eq!(u64::from_le_bytes(m[8..16].try_into().unwrap()), checksum(&m[16..]), "message {seq} corrupted");
+    seq
+}
+
+/// Kept messages: the topic keeps [`HISTORY`], the subscriber asks for
+/// [`ASKED`] of them.
+const HISTORY: u64 = 10;
+const ASKED: u64 = 4;
+
+/// The child side of `publish_subscribe_between_processes`: subscribes to
+/// `IPCKIT_EP` with `?history=ASKED`, expects message `IPCKIT_START`
+/// first, receives until `Disconnected`, checks that every message is the
+/// next one after those its `Meta::lost` says were lost, and prints
+/// "received lost" last on stderr. `IPCKIT_SLOW`: pauses now and then.
+#[test]
+#[ignore = "child process entry point"]
+fn child_pubsub_subscriber() {
+    use ipckit::pubsub::Subscriber;
+    let Some(role) = child_role() else { return };
+    assert_eq!(role, "subscriber");
+    let text = ipckit_testkit::child::env("IPCKIT_EP");
+    let mut next: u64 = ipckit_testkit::child::env("IPCKIT_START").parse().unwrap();
+    let slow = std::env::var("IPCKIT_SLOW").is_ok();
+    let ep: Endpoint = with_query(&text, &format!("history={ASKED}")).parse().unwrap();
+    let mut sub = Subscriber::connect_timeout(&ep, &Options::new(), HANG_GUARD)
+        .unwrap_or_else(|e| panic!("{text}: subscribe: {e}"));
+    let (mut received, mut lost) = (0u64, 0u64);
+    loop {
+        let m = match sub.recv_timeout(HANG_GUARD) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::Disconnected => break,
+            Err(e) => panic!("{text}: recv after {received} received, {lost} lost: {e}"),
+        };
+        next += m.meta.lost;
+        assert_eq!(topic_seq(&m.data), next, "{text}: out of order, or lost and not counted");
+        next += 1;
+        lost += m.meta.lost;
+        received += 1;
+        if slow && received % 256 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    eprintln!("{received} {lost}");
+}
+
+/// On every pub-sub transport, under `block` and `drop-oldest`: a topic
+/// keeping [`HISTORY`] messages, some published before the subscriber
+/// (a child) comes; it asks for [`ASKED`] of them and gets them first,
+/// then the messages published after, in order. Under `block` it gets
+/// every one; under `drop-oldest` (the subscriber slowed) every message
+/// is received or counted lost: received + lost = published since its
+/// start.
+#[test]
+fn publish_subscribe_between_processes() {
+    use ipckit::pubsub::Publisher;
+    const BEFORE: u64 = 25;
+    const AFTER: u64 = 5000;
+    let scratch = Scratch::new("pubsub");
+    for overflow in ["block", "drop-oldest"] {
+        for base in pubsub_topics(&scratch) {
+            let text = with_query(&base, &format!("overflow={overflow}&history={HISTORY}"));
+            let mut p = Publisher::bind(&text.parse().unwrap()).unwrap_or_else(|e| panic!("bind {text}: {e}"));
+            for seq in 0..BEFORE {
+                p.publish_timeout(&topic_message(seq), HANG_GUARD).unwrap();
+            }
+            let mut cmd = rerun("child_pubsub_subscriber", "subscriber");
+            cmd.env("IPCKIT_EP", p.name())
+                .env("IPCKIT_START", (BEFORE - ASKED).to_string())
+                .stderr(std::process::Stdio::piped());
+            if overflow == "drop-oldest" {
+                cmd.env("IPCKIT_SLOW", "1");
+            }
+            let child = Guarded::spawn(&mut cmd);
+            p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap_or_else(|e| panic!("{text}: {e}"));
+            for seq in BEFORE..BEFORE + AFTER {
+                p.publish_timeout(&topic_message(seq), HANG_GUARD)
+                    .unwrap_or_else(|e| panic!("{text}: publish {seq}: {e}"));
+            }
+            // The end of the topic: the subscriber reads what reached it,
+            // then `Disconnected`.
+            drop(p);
+            let out = child.output();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}: the subscriber failed: {err}");
+            let last = err.lines().last().unwrap_or_default();
+            let (received, lost) = last
+                .split_once(' ')
+                .and_then(|(r, l)| Some((r.parse::<u64>().ok()?, l.parse::<u64>().ok()?)))
+                .unwrap_or_else(|| panic!("{text}: the subscriber's last line: {last:?}"));
+            eprintln!("{text}: received {received}, lost {lost}");
+            assert_eq!(received + lost, ASKED + AFTER, "{text}: received + lost = published since its start");
+            if overflow == "block" {
+                assert_eq!(lost, 0, "{text}: lost under block");
+            }
+            if let Some(path) = base.strip_prefix("unix:").filter(|p| !p.starts_with('@')) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// The async ends (`ipckit::tokio`) on the same transports: sizes and
+/// order through `AsyncSender`/`AsyncReceiver` on every transport of
+/// `transports()`, and `AsyncServer`/`AsyncClient` on the six rpc
+/// transports, the server in a child process.
+#[cfg(feature = "tokio")]
+mod async_rows {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use ipckit::tokio::{AsyncClient, AsyncReceiver, AsyncSender, AsyncServer};
+
+    use super::*;
+
+    /// `AsyncServer` (`async_rows::child_async_rpc_server`).
+    const ASYNC_SERVER: ServerChild = ("async_rows::child_async_rpc_server", "async-rpc-server");
+
+    /// Two workers: a stream sender finishes a frame it has started by
+    /// blocking its thread, so its reader must be able to run elsewhere.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    }
+
+    fn sized(size: usize) -> Vec<u8> {
+        let mut msg = vec![0u8; size];
+        Rng(size as u64 ^ 0xa5f0).fill(&mut msg);
+        msg
+    }
+
+    #[test]
+    fn async_sizes_and_order_on_every_transport() {
+        let scratch = Scratch::new("async-sizes");
+        let rt = runtime();
+        for t in transports(&scratch) {
+            let (rx, tx) = pair(&t);
+            let (mut rx, mut tx) = (AsyncReceiver::new(rx), AsyncSender::new(tx));
+            let sizes: Vec<usize> = [0, 1, 3, 4, 5, 100, 4095, 4096, 4097, 8191, 8192, 65535, BIG]
+                .into_iter()
+                .filter(|&n| n <= t.max)
+                .collect();
+            let (label, min_buffer) = (t.label.clone(), t.min_buffer);
+            rt.block_on(async {
+                let work = async {
+                    // The receiver waits first: the first message wakes it.
+                    let receiving = {
+                        let (sizes, label) = (sizes.clone(), label.clone());
+                        tokio::spawn(async move {
+                            for &size in &sizes {
+                                let got = rx.recv().await.unwrap_or_else(|e| panic!("{label}: recv {size}: {e}"));
+                                assert_eq!(got.data.len(), size, "{label}");
+                                assert!(got.data == sized(size), "{label}: {size}-byte message corrupted");
+                            }
+                            let mut buf = vec![0u8; min_buffer.max(64)];
+                            for i in 0u32..50 {
+                                let (n, _) = rx.recv_into(&mut buf).await.unwrap_or_else(|e| panic!("{label}: {e}"));
+                                assert_eq!(&buf[..n], [&i.to_le_bytes()[..], b"-tail"].concat(), "{label}: order");
+                            }
+                            rx
+                        })
+                    };
+                    for &size in &sizes {
+                        tx.send(&sized(size)).await.unwrap_or_else(|e| panic!("{label}: send {size}: {e}"));
+                    }
+                    for i in 0u32..50 {
+                        let head = i.to_le_bytes();
+                        let parts = [IoSlice::new(&head), IoSlice::new(b"-"), IoSlice::new(b"tail")];
+                        tx.send_vectored(&parts).await.unwrap_or_else(|e| panic!("{label}: send {i}: {e}"));
+                    }
+                    let mut rx = receiving.await.unwrap_or_else(|e| panic!("{label}: the receiver: {e}"));
+                    let e = rx.get_mut().try_recv().expect_err("nothing more was sent");
+                    assert_eq!(e.kind(), ErrorKind::Empty, "{label}: {e}");
+                };
+                tokio::time::timeout(HANG_GUARD, work).await.unwrap_or_else(|_| panic!("{label}: hung"));
+            });
+            drop(tx);
+            remove(&t);
+        }
+    }
+
+    /// The child side of the async rpc rows: as `child_rpc_server`, with
+    /// `AsyncServer::serve` on a runtime of two workers.
+    #[test]
+    #[ignore = "child process entry point"]
+    fn child_async_rpc_server() {
+        let Some(role) = child_role() else { return };
+        assert_eq!(role, "async-rpc-server");
+        let text = ipckit_testkit::child::env("IPCKIT_EP");
+        runtime().block_on(async {
+            let server =
+                Arc::new(AsyncServer::bind(&text.parse().unwrap()).unwrap_or_else(|e| panic!("bind {text}: {e}")));
+            let file = ipckit_testkit::child::env("IPCKIT_NAME_FILE");
+            std::fs::write(format!("{file}.tmp"), server.name()).unwrap();
+            std::fs::rename(format!("{file}.tmp"), &file).unwrap();
+            let served = Arc::new(AtomicU64::new(0));
+            let stopper = server.clone();
+            server
+                .serve(move |r| {
+                    let (server, served) = (stopper.clone(), served.clone());
+                    async move {
+                        let body = r.into_body();
+                        if body == QUIT {
+                            server.stop();
+                            return Ok(served.load(Ordering::SeqCst).to_string().into_bytes());
+                        }
+                        served.fetch_add(1, Ordering::SeqCst);
+                        // Some answers come later than others: the server
+                        // answers in the order its handlers finish.
+                        if body.len() % 3 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                        match body.strip_prefix(b"fail:") {
+                            Some(why) => Err(String::from_utf8_lossy(why).into_owned()),
+                            None => Ok(rpc_answer(&body)),
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{text}: serve: {e}"));
+        });
+    }
+
+    /// `AsyncClient` here, `AsyncServer` in a child: one call of each size,
+    /// a handler's error, calls in flight from [`RPC_THREADS`] tasks, each
+    /// request answered once.
+    fn async_round_trips(scratch: &Scratch, i: usize, t: &RpcTransport) {
+        const ROUNDS: u64 = 10;
+        let text = &t.endpoint;
+        let file = scratch.path(&format!("aname-{i}"));
+        let mut server =
+            Guarded::spawn(rerun(ASYNC_SERVER.0, ASYNC_SERVER.1).env("IPCKIT_EP", text).env("IPCKIT_NAME_FILE", &file));
+        let name: Endpoint = served_name(&file, &mut server, text).parse().unwrap();
+        let rt = runtime();
+        rt.block_on(async {
+            let work = async {
+                let client = Arc::new(AsyncClient::connect(&name).unwrap_or_else(|e| panic!("{text}: connect: {e}")));
+                let mut sizes = vec![0, 1, 64, BIG.min(t.max)];
+                sizes.dedup();
+                for &size in &sizes {
+                    let body = rpc_body(size, 99, 0);
+                    let reply = client.call(&body).await.unwrap_or_else(|e| panic!("{text}: {size} B: {e}"));
+                    assert!(reply == rpc_answer(&body), "{text}: the reply to {size} B is wrong ({} B)", reply.len());
+                }
+                let e = client.call(b"fail:out of cheese").await.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Remote, "{text}: {e}");
+                assert!(e.to_string().contains("out of cheese"), "{text}: {e}");
+                let mut flight = vec![0, 1, 64, BIG.min(t.in_flight_max)];
+                flight.dedup();
+                let mut tasks = tokio::task::JoinSet::new();
+                for task in 0..RPC_THREADS {
+                    let (client, flight, text) = (client.clone(), flight.clone(), text.clone());
+                    tasks.spawn(async move {
+                        for call in 0..ROUNDS * flight.len() as u64 {
+                            let size = flight[(call as usize + task as usize) % flight.len()];
+                            let body = rpc_body(size, task, call);
+                            let reply = client
+                                .call(&body)
+                                .await
+                                .unwrap_or_else(|e| panic!("{text}: task {task}, call {call} ({size} B): {e}"));
+                            assert!(reply == rpc_answer(&body), "{text}: task {task}, call {call}: wrong reply");
+                        }
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.expect("a calling task failed");
+                }
+                assert_eq!(client.stray_replies(), 0, "{text}");
+                let made = sizes.len() as u64 + 1 + RPC_THREADS * ROUNDS * flight.len() as u64;
+                let count = client.call(QUIT).await.unwrap_or_else(|e| panic!("{text}: quit: {e}"));
+                assert_eq!(String::from_utf8_lossy(&count), made.to_string(), "{text}: requests served");
+            };
+            tokio::time::timeout(HANG_GUARD, work).await.unwrap_or_else(|_| panic!("{text}: hung"));
+        });
+        let status = server.wait();
+        assert!(status.success(), "{text}: the async server failed: {status} (its stderr is above)");
+    }
+
+    #[test]
+    fn async_request_response_between_processes() {
+        let scratch = Scratch::new("asyncrpc");
+        for (i, t) in rpc_transports(&scratch).iter().enumerate() {
+            async_round_trips(&scratch, i, t);
+        }
+    }
+
+    /// The blocking `rpc::Client` against `AsyncServer`: the same checks
+    /// as `request_response_between_processes`.
+    #[test]
+    fn blocking_client_async_server_between_processes() {
+        let scratch = Scratch::new("asyncsrv");
+        for (i, t) in rpc_transports(&scratch).into_iter().enumerate() {
+            rpc_round_trips(&scratch, i, &t.endpoint, t.max, t.in_flight_max, ASYNC_SERVER);
+        }
     }
 }

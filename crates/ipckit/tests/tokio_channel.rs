@@ -1,7 +1,7 @@
 //! `ipckit::tokio`: async send and receive on every transport, and one
-//! runtime receiving on 1,000 channels from another process while pending
-//! receives are dropped at random points (none lost, none duplicated,
-//! order kept per channel).
+//! runtime (current-thread, and multi-thread with 2 workers) receiving on
+//! 1,000 channels from another process while pending receives are dropped
+//! at random points (none lost, none duplicated, order kept per channel).
 #![cfg(feature = "tokio")]
 
 use std::future::Future;
@@ -178,12 +178,32 @@ fn raise_nofile() -> u64 {
 
 #[test]
 fn one_runtime_receives_on_1000_channels_with_receives_dropped() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    thousand_channels("tokio-1000", rt);
+}
+
+/// The same on a multi-thread runtime (2 workers): the receiving tasks
+/// move between threads, and wake-ups come to whichever thread polls the
+/// reactor.
+#[test]
+fn multi_thread_runtime_receives_on_1000_channels_with_receives_dropped() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    thousand_channels("tokio-1000mt", rt);
+}
+
+/// One runtime receives on the 1,000 channels from a child process's
+/// senders, dropping receives at random points: none lost, none
+/// duplicated, order kept per channel.
+fn thousand_channels(test: &str, rt: tokio::runtime::Runtime) {
+    // One at a time: each needs about 16,000 descriptors of this process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let nofile = raise_nofile();
     if nofile < 16384 {
         eprintln!("skipped: the descriptor limit is {nofile}, the test needs about 16,000");
         return;
     }
-    let scratch = Scratch::new("tokio-1000");
+    let scratch = Scratch::new(test);
     let mut receivers = Vec::new();
     let mut names = Vec::new();
     for text in thousand(&scratch) {
@@ -195,7 +215,6 @@ fn one_runtime_receives_on_1000_channels_with_receives_dropped() {
     let list = scratch.path("endpoints");
     std::fs::write(&list, names.join("\n")).unwrap();
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (dropped_at_once, dropped_later) = rt.block_on(async {
         // Every channel is empty now (the senders have not started): a
         // receive polled once and dropped leaves each one waiting.

@@ -22,6 +22,9 @@
 //!    [`Sender`](crate::Sender) and [`Receiver`](crate::Receiver).
 //! 3. `rpc`: [`AsyncClient`] and [`AsyncServer`], over the links of
 //!    [`rpc`](crate::rpc) (the same envelope, the same transports).
+//! 4. `pubsub`: [`AsyncSubscriber`], over a
+//!    [`pubsub::Subscriber`](crate::pubsub::Subscriber) (`shm:`, `unix:`,
+//!    `tcp:`).
 //!
 //! # How each transport waits
 //!
@@ -31,6 +34,8 @@
 //! | `unix:`, `unix-seqpacket:`, `tcp:` receivers | the receiver's epoll set of the listener and every connection |
 //! | `shm:` receivers | the receiver's epoll set, which holds its doorbell (an eventfd): an attempt that finds nothing leaves `PARKED` set on every ring, and a sender that publishes onto a parked ring rings the doorbell; new senders and departures ring it too. No thread per channel, no spinning |
 //! | `shm:` senders | the control connection, readable when the receiver made room after a `Full` attempt (which announced the wait on the ring) |
+//! | `shm:` subscribers | the subscriber's epoll set of its doorbell and its control connection: a `try_recv` that finds nothing leaves `PARKED` set on its cursor page's `published` word, and the publisher's swap that finds it rings the doorbell; the publisher's end shows on the control connection |
+//! | `unix:`, `tcp:` subscribers | the connection; whole messages already read from it are returned before any wait |
 //! | `sysv-mq:` | nothing to wait on: a timer, 1 ms doubling up to 4 ms, then another attempt |
 //!
 //! ## The `shm:` wake-up
@@ -54,8 +59,9 @@
 //! Every attempt is synchronous and whole, and the futures wait only
 //! between attempts, so dropping one loses nothing:
 //! [`AsyncReceiver::recv`] (and `recv_into`, `recv_sample`) and
-//! [`AsyncServer::recv`] are cancel safe: a message (a request) is either
-//! returned or stays there for the next call. [`AsyncSender::send`] is
+//! [`AsyncServer::recv`] and [`AsyncSubscriber::recv`] are cancel safe: a
+//! message (a request) is either returned or stays there for the next
+//! call. [`AsyncSender::send`] is
 //! cancel safe: a dropped send sent nothing. [`AsyncClient::call`]
 //! abandons only its own call when dropped: the other calls in flight get
 //! their replies.
@@ -72,10 +78,12 @@
 //! thousand threads.
 
 mod channel;
+mod pubsub;
 mod reactor;
 mod rpc;
 
 pub use channel::{AsyncReceiver, AsyncSender};
+pub use pubsub::AsyncSubscriber;
 pub use reactor::BACKOFF_MAX;
 pub use rpc::{AsyncClient, AsyncServer, MAX_IN_FLIGHT};
 
@@ -86,6 +94,7 @@ const _: () = {
     const fn send<T: Send>() {}
     send::<AsyncSender>();
     send::<AsyncReceiver>();
+    send::<AsyncSubscriber>();
     send_sync::<AsyncClient>();
     send_sync::<AsyncServer>();
 };
