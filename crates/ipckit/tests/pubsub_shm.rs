@@ -482,3 +482,120 @@ fn round_trip_ratio() {
         topics.as_secs_f64() / channels.as_secs_f64()
     );
 }
+
+/// The handshake's version (`pubsub::shm::control`).
+const PROTOCOL: u8 = 2;
+
+/// A subscriber doing the handshake by hand: the welcome's `start` and
+/// the descriptors that came with it; the connection stays open.
+fn raw_join(text: &str, history: u64) -> (ipckit::socket::Connection, u64, Vec<std::os::fd::OwnedFd>) {
+    let name = text.strip_prefix("shm:").unwrap().split('?').next().unwrap();
+    let control = ep(&format!("unix-seqpacket:@ipckit/topic/{name}"));
+    let mut conn = ipckit::socket::Connection::connect_timeout(&control, &Options::new(), HANG_GUARD).unwrap();
+    let mut hello = b"IPCKIT-TOPIC".to_vec();
+    hello.push(PROTOCOL);
+    hello.push(b'H');
+    hello.extend_from_slice(&history.to_le_bytes());
+    conn.send(&hello).unwrap();
+    let welcome = conn.recv_timeout(HANG_GUARD).unwrap();
+    assert_eq!(&welcome.data[..14], b"IPCKIT-TOPIC\x00W".map(|b| if b == 0 { PROTOCOL } else { b }).as_slice());
+    let start = u64::from_le_bytes(welcome.data[14..22].try_into().unwrap());
+    (conn, start, welcome.meta.fds)
+}
+
+/// Whether `fd` is an eventfd.
+fn is_eventfd(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|l| l.to_string_lossy().contains("eventfd"))
+}
+
+/// Runs `f` on a thread; panics if it takes longer than `limit` (the thread
+/// is left hanging: the test has failed).
+fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("{what} hangs"))
+}
+
+/// A hostile subscriber with every descriptor of its welcome: it clears
+/// `O_NONBLOCK` on each eventfd (a flag of the open file description,
+/// shared with the publisher) and fills its counter, so that a blocking
+/// write would wait for ever; it announces that it sleeps (`PARKED` on
+/// `published`), so that the publisher wakes it at every message, and it
+/// never reads its connection. The publisher goes on publishing, honest
+/// subscribers go on receiving and waking the publisher, and new
+/// subscribers still join.
+#[test]
+fn hostile_subscriber_cannot_block_a_wake_up() {
+    use std::os::fd::AsFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let s = Scratch::new("ps-hostile-bell");
+    let text = topic(&s, "t", "?size=128");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let (mut conn, _, fds) = raw_join(&text, 0);
+    for fd in fds.iter().filter(|fd| is_eventfd(fd)) {
+        rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::empty()).unwrap();
+        rustix::io::write(fd, &(u64::MAX - 1).to_ne_bytes()).unwrap();
+    }
+    // Its cursor page: PARKED on `published` (offset 64), and a cursor
+    // (offset 128) that keeps up and wakes the publisher as the protocol
+    // says, so that it never holds the publisher back itself (that it may
+    // do, for as long as the block policy lets it).
+    let page = fds.iter().find(|fd| rustix::fs::fstat(fd).is_ok_and(|st| st.st_size == 4096)).expect("a cursor page");
+    // SAFETY: a fresh shared mapping of the page, used through atomics only.
+    let map = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            4096,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            page.as_fd(),
+            0,
+        )
+    }
+    .unwrap();
+    // SAFETY: 8-aligned words inside the mapping, which is never unmapped.
+    let (published, cursor) =
+        unsafe { (AtomicU64::from_ptr(map.cast::<u64>().add(8)), AtomicU64::from_ptr(map.cast::<u64>().add(16))) };
+    let keep_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let k = keep_up.clone();
+    let cheater = std::thread::spawn(move || {
+        while k.load(Ordering::Relaxed) {
+            published.fetch_or(1 << 63, Ordering::AcqRel);
+            if cursor.swap(published.load(Ordering::Acquire) & !(1 << 63), Ordering::AcqRel) & (1 << 63) != 0 {
+                let _ = conn.try_send(b"w");
+            }
+            std::hint::spin_loop();
+        }
+        conn
+    });
+    let mut honest = sub(&text);
+    // 64 slots: an honest subscriber that waits makes the publisher park
+    // on it, and its reads wake the publisher.
+    let reader = std::thread::spawn(move || {
+        for i in 0..2000 {
+            let m = honest.recv_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("message {i}: {e}"));
+            assert_eq!(check(&m.data), i);
+        }
+        honest
+    });
+    let mut p = within(HANG_GUARD, "publishing beside the hostile subscriber", move || {
+        for i in 0..2000 {
+            p.publish_timeout(&message(i), HANG_GUARD)
+                .unwrap_or_else(|e| panic!("message {i}: {e} {:?}", p.take_warnings()));
+        }
+        p
+    });
+    let _honest = within(HANG_GUARD, "an honest subscriber beside the hostile one", move || reader.join().unwrap());
+    let late = within(HANG_GUARD, "joining beside the hostile subscriber", {
+        let text = text.clone();
+        move || sub(&text)
+    });
+    p.wait_for_subscribers(3, Some(HANG_GUARD)).unwrap();
+    keep_up.store(false, Ordering::Relaxed);
+    drop(cheater.join().unwrap());
+    drop(late);
+}
