@@ -599,3 +599,195 @@ fn hostile_subscriber_cannot_block_a_wake_up() {
     drop(cheater.join().unwrap());
     drop(late);
 }
+
+/// A memfd of `size` bytes holding `bytes` at offset 0, sealed with
+/// `seals`.
+fn memfd(size: u64, bytes: &[u8], seals: rustix::fs::SealFlags) -> std::os::fd::OwnedFd {
+    use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+    let fd = memfd_create("fake-topic", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    ftruncate(&fd, size).unwrap();
+    rustix::io::pwrite(&fd, bytes, 0).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    fd
+}
+
+/// An ipckit object header (`shm::Header`): magic, version, state,
+/// kind, size.
+fn object_header(kind: u32, version: u32, size: u64) -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..8].copy_from_slice(b"IPCKIT\0\x01");
+    h[8..12].copy_from_slice(&version.to_le_bytes());
+    h[12..16].copy_from_slice(&2u32.to_le_bytes());
+    h[24..28].copy_from_slice(&kind.to_le_bytes());
+    h[32..40].copy_from_slice(&size.to_le_bytes());
+    h
+}
+
+/// What a fake publisher hands over in one case.
+struct Fake {
+    what: &'static str,
+    /// The welcome's bytes after `W` (None: the packet is garbage).
+    start: Option<u64>,
+    fds: Vec<std::os::fd::OwnedFd>,
+    /// The error kinds the subscriber may end with.
+    expect: &'static [ErrorKind],
+}
+
+/// A topic memfd as a C program would lay it out (`pubsub::shm::layout`),
+/// with the fields a case changes: 64 slots of 64 bytes unless told.
+#[derive(Clone, Copy)]
+struct Topic {
+    kind: u32,
+    version: u32,
+    slots: u64,
+    slot_size: u64,
+    head: u64,
+    /// Slot 0's `seq` and `len`.
+    seq0: u64,
+    len0: u64,
+    /// The memfd's size (0: what the geometry says).
+    size: u64,
+}
+
+const TOPIC: Topic = Topic { kind: 8, version: 1, slots: 64, slot_size: 64, head: 0, seq0: 0, len0: 0, size: 0 };
+
+fn topic_fd(t: Topic) -> std::os::fd::OwnedFd {
+    use rustix::fs::SealFlags;
+    let size = if t.size != 0 { t.size } else { 256 + t.slots.saturating_mul(t.slot_size).min(1 << 30) };
+    let mut bytes = object_header(t.kind, t.version, size);
+    bytes.resize(256 + 16, 0);
+    bytes[64..72].copy_from_slice(&t.head.to_le_bytes());
+    bytes[128..136].copy_from_slice(&t.slots.to_le_bytes());
+    bytes[136..144].copy_from_slice(&t.slot_size.to_le_bytes());
+    bytes[256..264].copy_from_slice(&t.seq0.to_le_bytes());
+    bytes[264..272].copy_from_slice(&t.len0.to_le_bytes());
+    memfd(size, &bytes, SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL)
+}
+
+fn cursor_fd(size: u64) -> std::os::fd::OwnedFd {
+    use rustix::fs::SealFlags;
+    memfd(size, &object_header(9, 1, 4096), SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+}
+
+fn fakes() -> Vec<Fake> {
+    use ErrorKind::{Corrupt, PermissionDenied};
+    let case = |what, start, fds, expect| Fake { what, start: Some(start), fds, expect };
+    let with = |what, t: Topic, start, expect| case(what, start, vec![topic_fd(t), cursor_fd(4096)], expect);
+    let unsealed = {
+        let fd = rustix::fs::memfd_create("fake", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 256 + 64 * 64).unwrap();
+        fd
+    };
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    vec![
+        with("an honest empty topic (the control case)", TOPIC, 0, &[]),
+        with("wrong kind", Topic { kind: 7, ..TOPIC }, 0, &[Corrupt]),
+        with("wrong version", Topic { version: 9, ..TOPIC }, 0, &[Corrupt]),
+        with("65 slots", Topic { slots: 65, ..TOPIC }, 0, &[Corrupt]),
+        with("a slot of 2^40 bytes", Topic { slot_size: 1 << 40, ..TOPIC }, 0, &[Corrupt]),
+        with("a slot of 100 bytes", Topic { slot_size: 100, ..TOPIC }, 0, &[Corrupt]),
+        with("a memfd of 2^40 bytes", Topic { size: 1 << 40, ..TOPIC }, 0, &[Corrupt]),
+        with("a memfd just over the largest topic", Topic { size: 256 + (1 << 30) + 1, ..TOPIC }, 0, &[Corrupt]),
+        with("a memfd smaller than its slots", Topic { size: 256 + 64 * 32, ..TOPIC }, 0, &[Corrupt]),
+        with("head at 2^62", Topic { head: 1 << 62, ..TOPIC }, 0, &[Corrupt]),
+        with("start past head", Topic { head: 3, ..TOPIC }, 4, &[Corrupt]),
+        with("head far ahead, slots never written", Topic { head: 1 << 40, ..TOPIC }, 0, &[Corrupt]),
+        with("seq of another message", Topic { head: 1, seq0: 7, ..TOPIC }, 0, &[Corrupt]),
+        with("seq of a message not published", Topic { head: 1, seq0: 2 * 64 + 2 + 2 * 64, ..TOPIC }, 0, &[Corrupt]),
+        with("len past the slot", Topic { head: 1, seq0: 2, len0: 49, ..TOPIC }, 0, &[Corrupt]),
+        with("len of 2^63", Topic { head: 1, seq0: 2, len0: 1 << 63, ..TOPIC }, 0, &[Corrupt]),
+        case("a cursor page of 0 bytes", 0, vec![topic_fd(TOPIC), cursor_fd(0)], &[Corrupt]),
+        case("the topic as its cursor page", 0, vec![topic_fd(TOPIC), topic_fd(TOPIC)], &[Corrupt]),
+        case("an unsealed memfd", 0, vec![unsealed, cursor_fd(4096)], &[PermissionDenied, Corrupt]),
+        case("a pipe for the topic", 0, vec![pipe_r, cursor_fd(4096)], &[PermissionDenied, Corrupt]),
+        case("one descriptor", 0, vec![topic_fd(TOPIC)], &[Corrupt]),
+        case("no descriptor", 0, vec![], &[Corrupt]),
+        Fake { what: "a garbage welcome", start: None, fds: vec![], expect: &[Corrupt] },
+    ]
+}
+
+/// Child: subscribes `IPCKIT_COUNT` times to a fake publisher; each time
+/// receives (within 200 ms) until an error, and prints the error kind
+/// (`none`: no error) on stderr, a line per case.
+#[test]
+#[ignore = "child process entry point"]
+fn child_fake_publisher_subscriber() {
+    let Some(_) = child_role() else { return };
+    let text = env("IPCKIT_EP");
+    let count: usize = env("IPCKIT_COUNT").parse().unwrap();
+    for i in 0..count {
+        let kind = match Subscriber::connect_timeout(&ep(&text), &Options::new(), HANG_GUARD) {
+            Err(e) => format!("{:?} {e}", e.kind()),
+            Ok(mut s) => loop {
+                match s.recv_timeout(Duration::from_millis(200)) {
+                    Ok(m) => assert!(m.data.len() <= 48, "case {i}: a message larger than a slot"),
+                    Err(e) if e.kind() == ErrorKind::TimedOut => break "none".to_string(),
+                    Err(e) => break format!("{:?} {e}", e.kind()),
+                }
+            },
+        };
+        eprintln!("case {i}: {kind}");
+    }
+}
+
+/// A fake publisher (this test, bound to the topic's control socket)
+/// hands a subscriber process nonsense: every case ends in `Corrupt` (or
+/// `PermissionDenied` for descriptors that are not sealed memfds), never
+/// a panic, a crash, a hang or an allocation sized by the fake.
+#[test]
+fn fake_publisher_gets_corrupt() {
+    let s = Scratch::new("ps-fake");
+    let name = s.name("t");
+    let listener = ipckit::socket::Listener::bind(&ep(&format!("unix-seqpacket:@ipckit/topic/{name}")))
+        .expect("the control socket");
+    let cases = fakes();
+    let mut child = Guarded::spawn(
+        rerun("child_fake_publisher_subscriber", "subscriber")
+            .env("IPCKIT_EP", format!("shm:{name}"))
+            .env("IPCKIT_COUNT", cases.len().to_string())
+            .stderr(std::process::Stdio::piped()),
+    );
+    use std::os::fd::AsFd;
+    for case in &cases {
+        let mut conn = listener.accept_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", case.what));
+        let hello = conn.recv_timeout(HANG_GUARD).unwrap();
+        assert_eq!(&hello.data[..14], b"IPCKIT-TOPIC\x00H".map(|b| if b == 0 { PROTOCOL } else { b }).as_slice());
+        let mut welcome = b"IPCKIT-TOPIC".to_vec();
+        match case.start {
+            Some(start) => {
+                welcome.extend_from_slice(&[PROTOCOL, b'W']);
+                welcome.extend_from_slice(&start.to_le_bytes());
+            }
+            None => welcome.extend_from_slice(b"\x02Wxyz"),
+        }
+        let fds: Vec<_> = case.fds.iter().map(|fd| fd.as_fd()).collect();
+        conn.send_with(&welcome, &ipckit::SendMeta::new().fds(&fds)).unwrap();
+        // Open until the subscriber is done with this case: its errors are
+        // its own findings, not the end of the connection.
+        loop {
+            match conn.recv_timeout(HANG_GUARD) {
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Disconnected => break,
+                Err(e) => panic!("{}: {e}", case.what),
+            }
+        }
+    }
+    let out = child.output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the subscriber failed: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("case ")).collect();
+    assert_eq!(lines.len(), cases.len(), "{err}");
+    for (case, line) in cases.iter().zip(lines) {
+        let got = line.split_once(": ").unwrap().1;
+        let ok = if case.expect.is_empty() {
+            got == "none"
+        } else {
+            case.expect.iter().any(|k| got.starts_with(&format!("{k:?} ")))
+        };
+        assert!(ok, "{}: expected {:?}, got {got}", case.what, case.expect);
+        // A mapping is sized by the peer: bounded before it is made.
+        if case.what.starts_with("a memfd of 2^40") || case.what.starts_with("a memfd just over") {
+            assert!(got.contains("refused before mapping"), "{}: {got}", case.what);
+        }
+    }
+}
