@@ -791,3 +791,65 @@ fn fake_publisher_gets_corrupt() {
         }
     }
 }
+
+/// Child: joins by hand and tries every way to write the topic memory:
+/// a writable shared mapping of the descriptor, `mprotect` of a read-only
+/// one, `write`, `ftruncate`, a second descriptor opened read-write
+/// through /proc. Each must fail; prints "sealed" last.
+#[test]
+#[ignore = "child process entry point"]
+fn child_topic_writer() {
+    use rustix::mm::{MapFlags, MprotectFlags, ProtFlags, mmap, mprotect};
+    use std::os::fd::AsRawFd;
+    let Some(_) = child_role() else { return };
+    let (_conn, _, fds) = raw_join(&env("IPCKIT_EP"), 0);
+    let topic = &fds[0];
+    let len = rustix::fs::fstat(topic).unwrap().st_size as usize;
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
+    // SAFETY: fresh mappings at addresses the kernel chooses, never used
+    // but to be refused.
+    let writable = unsafe { mmap(std::ptr::null_mut(), len, rw, MapFlags::SHARED, topic, 0) };
+    assert_eq!(writable.unwrap_err(), rustix::io::Errno::PERM, "a writable shared mapping");
+    // SAFETY: as above; read-only.
+    let ro = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, topic, 0) }.unwrap();
+    // SAFETY: a mapping this process owns; changing it must be refused.
+    let up = unsafe { mprotect(ro, len, MprotectFlags::READ | MprotectFlags::WRITE) };
+    assert_eq!(up.unwrap_err(), rustix::io::Errno::ACCESS, "mprotect of the read-only mapping");
+    assert_eq!(rustix::io::pwrite(topic, b"scribble", 64).unwrap_err(), rustix::io::Errno::PERM, "pwrite");
+    assert_eq!(rustix::fs::ftruncate(topic, 0).unwrap_err(), rustix::io::Errno::PERM, "ftruncate");
+    let again = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{}", topic.as_raw_fd()))
+        .unwrap();
+    // SAFETY: as above.
+    let writable = unsafe { mmap(std::ptr::null_mut(), len, rw, MapFlags::SHARED, &again, 0) };
+    assert_eq!(writable.unwrap_err(), rustix::io::Errno::PERM, "a writable mapping of a reopened descriptor");
+    assert_eq!(rustix::io::pwrite(&again, b"scribble", 64).unwrap_err(), rustix::io::Errno::PERM, "pwrite, reopened");
+    // Nor can it loosen the seals.
+    let seals = rustix::fs::fcntl_add_seals(topic, rustix::fs::SealFlags::WRITE);
+    assert_eq!(seals.unwrap_err(), rustix::io::Errno::PERM, "F_ADD_SEALS");
+    eprintln!("sealed");
+}
+
+/// A subscriber process cannot write the topic memory by any path: the
+/// memfd's seals (`F_SEAL_FUTURE_WRITE`, `F_SEAL_SEAL`) refuse it, and
+/// the other subscribers read the messages intact.
+#[test]
+fn subscribers_cannot_write_the_topic() {
+    let s = Scratch::new("ps-sealed");
+    let text = topic(&s, "t", "");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let mut honest = sub(&text);
+    p.publish(&message(0)).unwrap();
+    let child = Guarded::spawn(
+        rerun("child_topic_writer", "writer").env("IPCKIT_EP", &text).stderr(std::process::Stdio::piped()),
+    );
+    let out = child.output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.lines().any(|l| l == "sealed"), "the writer: {err}");
+    p.publish(&message(1)).unwrap();
+    for i in 0..2 {
+        assert_eq!(check(&honest.recv_timeout(HANG_GUARD).unwrap().data), i);
+    }
+}
