@@ -741,7 +741,7 @@ fn fake_publisher_gets_corrupt() {
     let listener = ipckit::socket::Listener::bind(&ep(&format!("unix-seqpacket:@ipckit/topic/{name}")))
         .expect("the control socket");
     let cases = fakes();
-    let mut child = Guarded::spawn(
+    let child = Guarded::spawn(
         rerun("child_fake_publisher_subscriber", "subscriber")
             .env("IPCKIT_EP", format!("shm:{name}"))
             .env("IPCKIT_COUNT", cases.len().to_string())

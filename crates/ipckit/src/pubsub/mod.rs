@@ -46,7 +46,7 @@ fn config(ep: &Endpoint) -> Result<TopicConfig> {
 
 #[derive(Debug)]
 enum PubFlavor {
-    Shm(shm::ShmPublisher),
+    Shm(Box<shm::ShmPublisher>),
     Fanout(fanout::FanoutPublisher),
 }
 
@@ -88,7 +88,7 @@ impl Publisher {
     pub fn bind_with(ep: &Endpoint, opts: &Options) -> Result<Publisher> {
         let topic = config(ep)?;
         let flavor = match ep.kind() {
-            EndpointKind::Shm(_) => PubFlavor::Shm(shm::ShmPublisher::bind(ep, opts, topic)?),
+            EndpointKind::Shm(_) => PubFlavor::Shm(Box::new(shm::ShmPublisher::bind(ep, opts, topic)?)),
             EndpointKind::Unix(UnixType::Stream, _) | EndpointKind::Tcp { .. } => {
                 PubFlavor::Fanout(fanout::FanoutPublisher::bind(ep, opts, topic)?)
             }
