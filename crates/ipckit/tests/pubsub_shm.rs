@@ -482,3 +482,374 @@ fn round_trip_ratio() {
         topics.as_secs_f64() / channels.as_secs_f64()
     );
 }
+
+/// The handshake's version (`pubsub::shm::control`).
+const PROTOCOL: u8 = 2;
+
+/// A subscriber doing the handshake by hand: the welcome's `start` and
+/// the descriptors that came with it; the connection stays open.
+fn raw_join(text: &str, history: u64) -> (ipckit::socket::Connection, u64, Vec<std::os::fd::OwnedFd>) {
+    let name = text.strip_prefix("shm:").unwrap().split('?').next().unwrap();
+    let control = ep(&format!("unix-seqpacket:@ipckit/topic/{name}"));
+    let mut conn = ipckit::socket::Connection::connect_timeout(&control, &Options::new(), HANG_GUARD).unwrap();
+    let mut hello = b"IPCKIT-TOPIC".to_vec();
+    hello.push(PROTOCOL);
+    hello.push(b'H');
+    hello.extend_from_slice(&history.to_le_bytes());
+    conn.send(&hello).unwrap();
+    let welcome = conn.recv_timeout(HANG_GUARD).unwrap();
+    assert_eq!(&welcome.data[..14], b"IPCKIT-TOPIC\x00W".map(|b| if b == 0 { PROTOCOL } else { b }).as_slice());
+    let start = u64::from_le_bytes(welcome.data[14..22].try_into().unwrap());
+    (conn, start, welcome.meta.fds)
+}
+
+/// Whether `fd` is an eventfd.
+fn is_eventfd(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|l| l.to_string_lossy().contains("eventfd"))
+}
+
+/// Runs `f` on a thread; panics if it takes longer than `limit` (the thread
+/// is left hanging: the test has failed).
+fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("{what} hangs"))
+}
+
+/// A hostile subscriber with every descriptor of its welcome: it clears
+/// `O_NONBLOCK` on each eventfd (a flag of the open file description,
+/// shared with the publisher) and fills its counter, so that a blocking
+/// write would wait for ever; it announces that it sleeps (`PARKED` on
+/// `published`), so that the publisher wakes it at every message, and it
+/// never reads its connection. The publisher goes on publishing, honest
+/// subscribers go on receiving and waking the publisher, and new
+/// subscribers still join.
+#[test]
+fn hostile_subscriber_cannot_block_a_wake_up() {
+    use std::os::fd::AsFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let s = Scratch::new("ps-hostile-bell");
+    let text = topic(&s, "t", "?size=128");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let (mut conn, _, fds) = raw_join(&text, 0);
+    for fd in fds.iter().filter(|fd| is_eventfd(fd)) {
+        rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::empty()).unwrap();
+        rustix::io::write(fd, &(u64::MAX - 1).to_ne_bytes()).unwrap();
+    }
+    // Its cursor page: PARKED on `published` (offset 64), and a cursor
+    // (offset 128) that keeps up and wakes the publisher as the protocol
+    // says, so that it never holds the publisher back itself (that it may
+    // do, for as long as the block policy lets it).
+    let page = fds.iter().find(|fd| rustix::fs::fstat(fd).is_ok_and(|st| st.st_size == 4096)).expect("a cursor page");
+    // SAFETY: a fresh shared mapping of the page, used through atomics only.
+    let map = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            4096,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            page.as_fd(),
+            0,
+        )
+    }
+    .unwrap();
+    // SAFETY: 8-aligned words inside the mapping, which is never unmapped.
+    let (published, cursor) =
+        unsafe { (AtomicU64::from_ptr(map.cast::<u64>().add(8)), AtomicU64::from_ptr(map.cast::<u64>().add(16))) };
+    let keep_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let k = keep_up.clone();
+    let cheater = std::thread::spawn(move || {
+        while k.load(Ordering::Relaxed) {
+            published.fetch_or(1 << 63, Ordering::AcqRel);
+            if cursor.swap(published.load(Ordering::Acquire) & !(1 << 63), Ordering::AcqRel) & (1 << 63) != 0 {
+                let _ = conn.try_send(b"w");
+            }
+            std::hint::spin_loop();
+        }
+        conn
+    });
+    let mut honest = sub(&text);
+    // 64 slots: an honest subscriber that waits makes the publisher park
+    // on it, and its reads wake the publisher.
+    let reader = std::thread::spawn(move || {
+        for i in 0..2000 {
+            let m = honest.recv_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("message {i}: {e}"));
+            assert_eq!(check(&m.data), i);
+        }
+        honest
+    });
+    let mut p = within(HANG_GUARD, "publishing beside the hostile subscriber", move || {
+        for i in 0..2000 {
+            p.publish_timeout(&message(i), HANG_GUARD)
+                .unwrap_or_else(|e| panic!("message {i}: {e} {:?}", p.take_warnings()));
+        }
+        p
+    });
+    let _honest = within(HANG_GUARD, "an honest subscriber beside the hostile one", move || reader.join().unwrap());
+    let late = within(HANG_GUARD, "joining beside the hostile subscriber", {
+        let text = text.clone();
+        move || sub(&text)
+    });
+    p.wait_for_subscribers(3, Some(HANG_GUARD)).unwrap();
+    keep_up.store(false, Ordering::Relaxed);
+    drop(cheater.join().unwrap());
+    drop(late);
+}
+
+/// A memfd of `size` bytes holding `bytes` at offset 0, sealed with
+/// `seals`.
+fn memfd(size: u64, bytes: &[u8], seals: rustix::fs::SealFlags) -> std::os::fd::OwnedFd {
+    use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+    let fd = memfd_create("fake-topic", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    ftruncate(&fd, size).unwrap();
+    rustix::io::pwrite(&fd, bytes, 0).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    fd
+}
+
+/// An ipckit object header (`shm::Header`): magic, version, state,
+/// kind, size.
+fn object_header(kind: u32, version: u32, size: u64) -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..8].copy_from_slice(b"IPCKIT\0\x01");
+    h[8..12].copy_from_slice(&version.to_le_bytes());
+    h[12..16].copy_from_slice(&2u32.to_le_bytes());
+    h[24..28].copy_from_slice(&kind.to_le_bytes());
+    h[32..40].copy_from_slice(&size.to_le_bytes());
+    h
+}
+
+/// What a fake publisher hands over in one case.
+struct Fake {
+    what: &'static str,
+    /// The welcome's bytes after `W` (None: the packet is garbage).
+    start: Option<u64>,
+    fds: Vec<std::os::fd::OwnedFd>,
+    /// The error kinds the subscriber may end with.
+    expect: &'static [ErrorKind],
+}
+
+/// A topic memfd as a C program would lay it out (`pubsub::shm::layout`),
+/// with the fields a case changes: 64 slots of 64 bytes unless told.
+#[derive(Clone, Copy)]
+struct Topic {
+    kind: u32,
+    version: u32,
+    slots: u64,
+    slot_size: u64,
+    head: u64,
+    /// Slot 0's `seq` and `len`.
+    seq0: u64,
+    len0: u64,
+    /// The memfd's size (0: what the geometry says).
+    size: u64,
+}
+
+const TOPIC: Topic = Topic { kind: 8, version: 1, slots: 64, slot_size: 64, head: 0, seq0: 0, len0: 0, size: 0 };
+
+fn topic_fd(t: Topic) -> std::os::fd::OwnedFd {
+    use rustix::fs::SealFlags;
+    let size = if t.size != 0 { t.size } else { 256 + t.slots.saturating_mul(t.slot_size).min(1 << 30) };
+    let mut bytes = object_header(t.kind, t.version, size);
+    bytes.resize(256 + 16, 0);
+    bytes[64..72].copy_from_slice(&t.head.to_le_bytes());
+    bytes[128..136].copy_from_slice(&t.slots.to_le_bytes());
+    bytes[136..144].copy_from_slice(&t.slot_size.to_le_bytes());
+    bytes[256..264].copy_from_slice(&t.seq0.to_le_bytes());
+    bytes[264..272].copy_from_slice(&t.len0.to_le_bytes());
+    memfd(size, &bytes, SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL)
+}
+
+fn cursor_fd(size: u64) -> std::os::fd::OwnedFd {
+    use rustix::fs::SealFlags;
+    memfd(size, &object_header(9, 1, 4096), SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+}
+
+fn fakes() -> Vec<Fake> {
+    use ErrorKind::{Corrupt, PermissionDenied};
+    let case = |what, start, fds, expect| Fake { what, start: Some(start), fds, expect };
+    let with = |what, t: Topic, start, expect| case(what, start, vec![topic_fd(t), cursor_fd(4096)], expect);
+    let unsealed = {
+        let fd = rustix::fs::memfd_create("fake", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 256 + 64 * 64).unwrap();
+        fd
+    };
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    vec![
+        with("an honest empty topic (the control case)", TOPIC, 0, &[]),
+        with("wrong kind", Topic { kind: 7, ..TOPIC }, 0, &[Corrupt]),
+        with("wrong version", Topic { version: 9, ..TOPIC }, 0, &[Corrupt]),
+        with("65 slots", Topic { slots: 65, ..TOPIC }, 0, &[Corrupt]),
+        with("a slot of 2^40 bytes", Topic { slot_size: 1 << 40, ..TOPIC }, 0, &[Corrupt]),
+        with("a slot of 100 bytes", Topic { slot_size: 100, ..TOPIC }, 0, &[Corrupt]),
+        with("a memfd of 2^40 bytes", Topic { size: 1 << 40, ..TOPIC }, 0, &[Corrupt]),
+        with("a memfd just over the largest topic", Topic { size: 256 + (1 << 30) + 1, ..TOPIC }, 0, &[Corrupt]),
+        with("a memfd smaller than its slots", Topic { size: 256 + 64 * 32, ..TOPIC }, 0, &[Corrupt]),
+        with("head at 2^62", Topic { head: 1 << 62, ..TOPIC }, 0, &[Corrupt]),
+        with("start past head", Topic { head: 3, ..TOPIC }, 4, &[Corrupt]),
+        with("head far ahead, slots never written", Topic { head: 1 << 40, ..TOPIC }, 0, &[Corrupt]),
+        with("seq of another message", Topic { head: 1, seq0: 7, ..TOPIC }, 0, &[Corrupt]),
+        with("seq of a message not published", Topic { head: 1, seq0: 2 * 64 + 2 + 2 * 64, ..TOPIC }, 0, &[Corrupt]),
+        with("len past the slot", Topic { head: 1, seq0: 2, len0: 49, ..TOPIC }, 0, &[Corrupt]),
+        with("len of 2^63", Topic { head: 1, seq0: 2, len0: 1 << 63, ..TOPIC }, 0, &[Corrupt]),
+        case("a cursor page of 0 bytes", 0, vec![topic_fd(TOPIC), cursor_fd(0)], &[Corrupt]),
+        case("the topic as its cursor page", 0, vec![topic_fd(TOPIC), topic_fd(TOPIC)], &[Corrupt]),
+        case("an unsealed memfd", 0, vec![unsealed, cursor_fd(4096)], &[PermissionDenied, Corrupt]),
+        case("a pipe for the topic", 0, vec![pipe_r, cursor_fd(4096)], &[PermissionDenied, Corrupt]),
+        case("one descriptor", 0, vec![topic_fd(TOPIC)], &[Corrupt]),
+        case("no descriptor", 0, vec![], &[Corrupt]),
+        Fake { what: "a garbage welcome", start: None, fds: vec![], expect: &[Corrupt] },
+    ]
+}
+
+/// Child: subscribes `IPCKIT_COUNT` times to a fake publisher; each time
+/// receives (within 200 ms) until an error, and prints the error kind
+/// (`none`: no error) on stderr, a line per case.
+#[test]
+#[ignore = "child process entry point"]
+fn child_fake_publisher_subscriber() {
+    let Some(_) = child_role() else { return };
+    let text = env("IPCKIT_EP");
+    let count: usize = env("IPCKIT_COUNT").parse().unwrap();
+    for i in 0..count {
+        let kind = match Subscriber::connect_timeout(&ep(&text), &Options::new(), HANG_GUARD) {
+            Err(e) => format!("{:?} {e}", e.kind()),
+            Ok(mut s) => loop {
+                match s.recv_timeout(Duration::from_millis(200)) {
+                    Ok(m) => assert!(m.data.len() <= 48, "case {i}: a message larger than a slot"),
+                    Err(e) if e.kind() == ErrorKind::TimedOut => break "none".to_string(),
+                    Err(e) => break format!("{:?} {e}", e.kind()),
+                }
+            },
+        };
+        eprintln!("case {i}: {kind}");
+    }
+}
+
+/// A fake publisher (this test, bound to the topic's control socket)
+/// hands a subscriber process nonsense: every case ends in `Corrupt` (or
+/// `PermissionDenied` for descriptors that are not sealed memfds), never
+/// a panic, a crash, a hang or an allocation sized by the fake.
+#[test]
+fn fake_publisher_gets_corrupt() {
+    let s = Scratch::new("ps-fake");
+    let name = s.name("t");
+    let listener = ipckit::socket::Listener::bind(&ep(&format!("unix-seqpacket:@ipckit/topic/{name}")))
+        .expect("the control socket");
+    let cases = fakes();
+    let child = Guarded::spawn(
+        rerun("child_fake_publisher_subscriber", "subscriber")
+            .env("IPCKIT_EP", format!("shm:{name}"))
+            .env("IPCKIT_COUNT", cases.len().to_string())
+            .stderr(std::process::Stdio::piped()),
+    );
+    use std::os::fd::AsFd;
+    for case in &cases {
+        let mut conn = listener.accept_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("{}: {e}", case.what));
+        let hello = conn.recv_timeout(HANG_GUARD).unwrap();
+        assert_eq!(&hello.data[..14], b"IPCKIT-TOPIC\x00H".map(|b| if b == 0 { PROTOCOL } else { b }).as_slice());
+        let mut welcome = b"IPCKIT-TOPIC".to_vec();
+        match case.start {
+            Some(start) => {
+                welcome.extend_from_slice(&[PROTOCOL, b'W']);
+                welcome.extend_from_slice(&start.to_le_bytes());
+            }
+            None => welcome.extend_from_slice(b"\x02Wxyz"),
+        }
+        let fds: Vec<_> = case.fds.iter().map(|fd| fd.as_fd()).collect();
+        conn.send_with(&welcome, &ipckit::SendMeta::new().fds(&fds)).unwrap();
+        // Open until the subscriber is done with this case: its errors are
+        // its own findings, not the end of the connection.
+        loop {
+            match conn.recv_timeout(HANG_GUARD) {
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Disconnected => break,
+                Err(e) => panic!("{}: {e}", case.what),
+            }
+        }
+    }
+    let out = child.output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the subscriber failed: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("case ")).collect();
+    assert_eq!(lines.len(), cases.len(), "{err}");
+    for (case, line) in cases.iter().zip(lines) {
+        let got = line.split_once(": ").unwrap().1;
+        let ok = if case.expect.is_empty() {
+            got == "none"
+        } else {
+            case.expect.iter().any(|k| got.starts_with(&format!("{k:?} ")))
+        };
+        assert!(ok, "{}: expected {:?}, got {got}", case.what, case.expect);
+        // A mapping is sized by the peer: bounded before it is made.
+        if case.what.starts_with("a memfd of 2^40") || case.what.starts_with("a memfd just over") {
+            assert!(got.contains("refused before mapping"), "{}: {got}", case.what);
+        }
+    }
+}
+
+/// Child: joins by hand and tries every way to write the topic memory:
+/// a writable shared mapping of the descriptor, `mprotect` of a read-only
+/// one, `write`, `ftruncate`, a second descriptor opened read-write
+/// through /proc. Each must fail; prints "sealed" last.
+#[test]
+#[ignore = "child process entry point"]
+fn child_topic_writer() {
+    use rustix::mm::{MapFlags, MprotectFlags, ProtFlags, mmap, mprotect};
+    use std::os::fd::AsRawFd;
+    let Some(_) = child_role() else { return };
+    let (_conn, _, fds) = raw_join(&env("IPCKIT_EP"), 0);
+    let topic = &fds[0];
+    let len = rustix::fs::fstat(topic).unwrap().st_size as usize;
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
+    // SAFETY: fresh mappings at addresses the kernel chooses, never used
+    // but to be refused.
+    let writable = unsafe { mmap(std::ptr::null_mut(), len, rw, MapFlags::SHARED, topic, 0) };
+    assert_eq!(writable.unwrap_err(), rustix::io::Errno::PERM, "a writable shared mapping");
+    // SAFETY: as above; read-only.
+    let ro = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, topic, 0) }.unwrap();
+    // SAFETY: a mapping this process owns; changing it must be refused.
+    let up = unsafe { mprotect(ro, len, MprotectFlags::READ | MprotectFlags::WRITE) };
+    assert_eq!(up.unwrap_err(), rustix::io::Errno::ACCESS, "mprotect of the read-only mapping");
+    assert_eq!(rustix::io::pwrite(topic, b"scribble", 64).unwrap_err(), rustix::io::Errno::PERM, "pwrite");
+    assert_eq!(rustix::fs::ftruncate(topic, 0).unwrap_err(), rustix::io::Errno::PERM, "ftruncate");
+    let again = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{}", topic.as_raw_fd()))
+        .unwrap();
+    // SAFETY: as above.
+    let writable = unsafe { mmap(std::ptr::null_mut(), len, rw, MapFlags::SHARED, &again, 0) };
+    assert_eq!(writable.unwrap_err(), rustix::io::Errno::PERM, "a writable mapping of a reopened descriptor");
+    assert_eq!(rustix::io::pwrite(&again, b"scribble", 64).unwrap_err(), rustix::io::Errno::PERM, "pwrite, reopened");
+    // Nor can it loosen the seals.
+    let seals = rustix::fs::fcntl_add_seals(topic, rustix::fs::SealFlags::WRITE);
+    assert_eq!(seals.unwrap_err(), rustix::io::Errno::PERM, "F_ADD_SEALS");
+    eprintln!("sealed");
+}
+
+/// A subscriber process cannot write the topic memory by any path: the
+/// memfd's seals (`F_SEAL_FUTURE_WRITE`, `F_SEAL_SEAL`) refuse it, and
+/// the other subscribers read the messages intact.
+#[test]
+fn subscribers_cannot_write_the_topic() {
+    let s = Scratch::new("ps-sealed");
+    let text = topic(&s, "t", "");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let mut honest = sub(&text);
+    p.publish(&message(0)).unwrap();
+    let child = Guarded::spawn(
+        rerun("child_topic_writer", "writer").env("IPCKIT_EP", &text).stderr(std::process::Stdio::piped()),
+    );
+    let out = child.output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.lines().any(|l| l == "sealed"), "the writer: {err}");
+    p.publish(&message(1)).unwrap();
+    for i in 0..2 {
+        assert_eq!(check(&honest.recv_timeout(HANG_GUARD).unwrap().data), i);
+    }
+}

@@ -8,12 +8,21 @@
 //!
 //! | packet | direction | bytes |
 //! | --- | --- | --- |
-//! | hello | subscriber → publisher | `IPCKIT-TOPIC`, version `1`, `H`, `u64` the history asked for (`K`: up to that many of the last messages) |
-//! | welcome | publisher → subscriber | `IPCKIT-TOPIC`, version `1`, `W`, `u64` `start`: the first message this subscriber reads; with SCM_RIGHTS: the topic memfd (sealed, read-only for the subscriber), its cursor page (a memfd, read-write), its doorbell (an eventfd the publisher writes to wake it), the publisher's doorbell (an eventfd it writes to wake the publisher) |
-//! | refusal | publisher → subscriber | `IPCKIT-TOPIC`, version `1`, `R`, `u8` the reason (1 permission, 2 history, 3 protocol), then a UTF-8 explanation |
+//! | hello | subscriber → publisher | `IPCKIT-TOPIC`, version `2`, `H`, `u64` the history asked for (`K`: up to that many of the last messages) |
+//! | welcome | publisher → subscriber | `IPCKIT-TOPIC`, version `2`, `W`, `u64` `start`: the first message this subscriber reads; with SCM_RIGHTS: the topic memfd (sealed, read-only for the subscriber) and its cursor page (a memfd, read-write) |
+//! | wake | either, after the welcome | `w` (any packet counts as one): the other side announced that it sleeps |
+//! | refusal | publisher → subscriber | `IPCKIT-TOPIC`, version `2`, `R`, `u8` the reason (1 permission, 2 history, 3 protocol), then a UTF-8 explanation |
 //!
-//! Integers are little-endian. After the welcome nothing more is sent:
-//! the connection is there for its end. The publisher's service thread
+//! Integers are little-endian. After the welcome only wake packets are
+//! sent ([`wake`]), with `MSG_DONTWAIT`: a full socket buffer means wakes
+//! are pending already. The wake-ups go over the connection, not through
+//! eventfds shared with the peer: `O_NONBLOCK` is a flag of the open file
+//! description, which a peer holding the eventfd can clear, and a peer
+//! that then fills the counter makes every later write to it block (a
+//! read of an empty one likewise). A socket's two ends are two file
+//! descriptions, and `MSG_DONTWAIT` is a flag of the call: the peer can
+//! make a wake fail, never wait. Each side's eventfds stay its own.
+//! The connection is also there for its end. The publisher's service thread
 //! watches every subscriber's connection, and its end (the subscriber
 //! dropped, or its process killed at any instruction) makes the publisher
 //! forget it at once; the subscriber polls its connection while it sleeps,
@@ -25,12 +34,20 @@
 
 /// The prefix of every handshake packet.
 pub(crate) const MAGIC: &[u8; 12] = b"IPCKIT-TOPIC";
-/// The protocol version.
-pub(crate) const VERSION: u8 = 1;
+/// The protocol version (2: the wake-ups go over the connection; 1
+/// handed eventfds to the peer).
+pub(crate) const VERSION: u8 = 2;
 /// The abstract socket name's prefix.
 pub(crate) const PREFIX: &str = "ipckit/topic/";
 /// The longest packet either side reads during the handshake.
 pub(crate) const PACKET_MAX: usize = 512;
+
+/// Sends a wake packet on a control connection, never waiting (a full
+/// buffer: wakes are pending; a connection ended: the service thread sees
+/// it).
+pub(crate) fn wake(control: std::os::fd::BorrowedFd<'_>) {
+    let _ = crate::sys::net::send(control, &[std::io::IoSlice::new(b"w")], &[], true);
+}
 
 /// Why a publisher refused a subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +136,7 @@ mod tests {
         let long = Packet::Refused { reason: None, why: "é".repeat(400) };
         assert!(long.encode().len() <= PACKET_MAX);
         assert!(Packet::parse(&long.encode()).is_some());
-        for junk in [&b""[..], b"IPCKIT-TOPIC", b"IPCKIT-TOPIC\x02H\0\0\0\0\0\0\0\0", b"IPCKIT-TOPIC\x01H\x01", b"xx"] {
+        for junk in [&b""[..], b"IPCKIT-TOPIC", b"IPCKIT-TOPIC\x01H\0\0\0\0\0\0\0\0", b"IPCKIT-TOPIC\x02H\x01", b"xx"] {
             assert_eq!(Packet::parse(junk), None, "{junk:?}");
         }
         // A channel's hello is not a topic's.

@@ -96,6 +96,14 @@ impl MappedTopic {
         if len < DATA + layout::MIN_SLOTS * layout::MIN_SLOT {
             return Err(corrupt(format!("topic memory of {len} bytes is too small")));
         }
+        // The mapping is sized by the peer: bounded before it is made.
+        if len > DATA + layout::MAX_DATA {
+            return Err(corrupt(format!(
+                "topic memory of {len} bytes is larger than a topic's slots may take ({} bytes); refused before \
+                 mapping",
+                layout::MAX_DATA
+            )));
+        }
         let region = Region::from_received_fd(fd, len, Trust::SealedOnly)?;
         let header: TopicHeader = region.read(0)?;
         let spec = layout::topic_spec(0, 0);

@@ -1,5 +1,5 @@
 //! A `shm:` topic's publisher: the topic memory it alone writes, the list
-//! of subscribers (their cursor pages and doorbells) behind a lock that
+//! of subscribers (their cursor pages and connections) behind a lock that
 //! the publishing thread takes once per message, and a service thread
 //! that accepts subscribers and watches their connections end.
 
@@ -42,9 +42,9 @@ const PENDING_MAX: usize = 256;
 struct Sub {
     id: u64,
     page: CursorPage,
-    /// Its doorbell: written when it sleeps and a message comes.
-    doorbell: OwnedFd,
-    /// Its control connection (a duplicate): shut down to drop it.
+    /// Its control connection (a duplicate): a wake packet on it wakes
+    /// the subscriber when it sleeps and a message comes; shut down to
+    /// drop it.
     control: OwnedFd,
     watch: Watch,
     pid: i32,
@@ -96,8 +96,9 @@ pub(crate) struct ShmPublisher {
     overflow: Overflow,
     cfg: Config,
     shared: Arc<Shared>,
-    /// Rung by subscribers that saw this side parked, and by the service
-    /// thread when subscribers come or go.
+    /// Rung by the service thread only (an eventfd never handed to a
+    /// subscriber): when subscribers come or go, and when one sends a wake
+    /// packet because it saw this side parked.
     doorbell: OwnedFd,
     service_bell: OwnedFd,
     service: Option<std::thread::JoinHandle<()>>,
@@ -188,8 +189,7 @@ impl ShmPublisher {
                 self.writer.write(&*self.topic, msg);
                 for sub in &subs.list {
                     if protocol::announce(&sub.page, h + 1) {
-                        // A subscriber gone shows as its connection's end.
-                        let _ = sys::io::eventfd_signal(sub.doorbell.as_fd());
+                        control::wake(sub.control.as_fd());
                     }
                 }
                 return Ok(true);
@@ -339,7 +339,8 @@ struct Service {
     topic: Arc<MappedTopic>,
     epoll: OwnedFd,
     bell: OwnedFd,
-    /// The publisher's doorbell: rung when subscribers come or go.
+    /// The publisher's doorbell: rung when subscribers come or go, and
+    /// when one sends a wake packet.
     doorbell: OwnedFd,
     acceptor: Acceptor,
     pending: Vec<Option<Pending>>,
@@ -421,17 +422,31 @@ impl Service {
         }
     }
 
-    /// A subscriber's connection is readable: its end (it never sends
-    /// anything after its hello; anything it does send is ignored).
+    /// A subscriber's connection is readable: wake packets (it saw the
+    /// publisher parked; anything else it sends counts as one), or its
+    /// end.
     fn watch(&mut self, id: u64) {
         let Some(control) = self.conns.get_mut(&id) else { return };
         let mut scratch = [0u8; control::PACKET_MAX];
+        let mut ended = false;
+        let mut woken = false;
+        // At most 64 a turn (the epoll set is level-triggered: the rest
+        // come next turn), so that one subscriber cannot keep this thread.
         for _ in 0..64 {
             match control.recv_into(&mut scratch, Wait::Never) {
-                Ok(Got::Msg(_)) => {}
-                Ok(Got::NotYet) => return,
-                Ok(Got::Eof) | Err(_) => break,
+                Ok(Got::Msg(_)) => woken = true,
+                Ok(Got::NotYet) => break,
+                Ok(Got::Eof) | Err(_) => {
+                    ended = true;
+                    break;
+                }
             }
+        }
+        if !ended {
+            if woken {
+                let _ = sys::io::eventfd_signal(self.doorbell.as_fd());
+            }
+            return;
         }
         if let Some(control) = self.conns.remove(&id) {
             let _ = sys::io::epoll_remove(self.epoll.as_fd(), control.fd());
@@ -515,7 +530,6 @@ impl Service {
             move |e| Error::os(op, &*name, e)
         };
         let page = CursorPage::create(&self.cfg.topic, 0, 0)?;
-        let doorbell = sys::io::eventfd().map_err(os("eventfd"))?;
         let dup = control
             .fd()
             .try_clone_to_owned()
@@ -529,11 +543,11 @@ impl Service {
         page.cursor().store(start, Ordering::Release);
         let id = subs.next_id;
         let packet = Packet::Welcome { start }.encode();
-        let fds = [self.topic.fd(), page.fd(), doorbell.as_fd(), self.doorbell.as_fd()];
+        let fds = [self.topic.fd(), page.fd()];
         control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never)?;
         sys::io::epoll_add(self.epoll.as_fd(), control.fd(), SUBSCRIBER | id).map_err(os("epoll_ctl"))?;
         subs.next_id += 1;
-        subs.list.push(Sub { id, page, doorbell, control: dup, watch: Watch::new(start), pid });
+        subs.list.push(Sub { id, page, control: dup, watch: Watch::new(start), pid });
         subs.fresh = true;
         Ok(id)
     }

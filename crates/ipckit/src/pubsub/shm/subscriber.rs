@@ -1,6 +1,7 @@
 //! A `shm:` topic's subscriber: the topic memory mapped read-only, its
-//! cursor page, its doorbell and its control connection, both in one
-//! epoll set (what `poll_fd` hands out).
+//! cursor page, its control connection (the publisher's wake packets come
+//! on it) and a doorbell of its own, both in one epoll set (what `poll_fd`
+//! hands out).
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -33,9 +34,9 @@ pub(crate) struct ShmSubscriber {
     cfg: Config,
     control: Io,
     epoll: OwnedFd,
+    /// Its own eventfd (never handed to the publisher): keeps `poll_fd`
+    /// readable when a `try_recv` gave up racing with the publisher.
     doorbell: OwnedFd,
-    /// The publisher's doorbell: rung when it waits for this subscriber.
-    publisher: OwnedFd,
     topic: MappedTopic,
     page: CursorPage,
     reader: Reader,
@@ -112,10 +113,8 @@ impl ShmSubscriber {
         };
         let corrupt = |why: &str| Error::new(ErrorKind::Corrupt, "subscribe", ep, why.to_string());
         let mut fds = answer.meta.fds.into_iter();
-        let (Some(topic), Some(page), Some(doorbell), Some(publisher), None) =
-            (fds.next(), fds.next(), fds.next(), fds.next(), fds.next())
-        else {
-            return Err(corrupt("the welcome did not carry the topic, a cursor page and two doorbells"));
+        let (Some(topic), Some(page), None) = (fds.next(), fds.next(), fds.next()) else {
+            return Err(corrupt("the welcome did not carry the topic and a cursor page"));
         };
         let topic = MappedTopic::open(topic, &name)?;
         let page = CursorPage::open(page, &name)?;
@@ -125,6 +124,7 @@ impl ShmSubscriber {
         }
         let os = |op: &'static str| move |e| Error::os(op, ep, e);
         let epoll = sys::io::epoll_create().map_err(os("epoll_create"))?;
+        let doorbell = sys::io::eventfd().map_err(os("eventfd"))?;
         sys::io::epoll_add(epoll.as_fd(), doorbell.as_fd(), DOORBELL).map_err(os("epoll_ctl"))?;
         sys::io::epoll_add(epoll.as_fd(), control.fd(), CONTROL).map_err(os("epoll_ctl"))?;
         Ok(ShmSubscriber {
@@ -133,7 +133,6 @@ impl ShmSubscriber {
             control,
             epoll,
             doorbell,
-            publisher,
             topic,
             page,
             reader: Reader::new(start, start),
@@ -148,12 +147,13 @@ impl ShmSubscriber {
         Error::new(ErrorKind::Corrupt, "recv", &*self.name, format!("the publisher broke the topic's protocol: {why}"))
     }
 
-    /// Looks at the control connection: its end is the publisher's.
+    /// Looks at the control connection: takes the wake packets that
+    /// came; its end is the publisher's.
     fn check_control(&mut self) {
         let mut scratch = [0u8; control::PACKET_MAX];
         for _ in 0..64 {
             match self.control.recv_into(&mut scratch, Wait::Never) {
-                // Nothing is sent after the welcome: ignored.
+                // Wake packets (anything else counts as one).
                 Ok(Got::Msg(_)) => {}
                 Ok(Got::NotYet) => return,
                 Ok(Got::Eof) | Err(_) => {
@@ -179,7 +179,7 @@ impl ShmSubscriber {
             match self.reader.read(&self.topic, &mut buf) {
                 Ok(Some(lost)) => {
                     if self.reader.progress(&self.page) {
-                        let _ = sys::io::eventfd_signal(self.publisher.as_fd());
+                        control::wake(self.control.fd());
                     }
                     return Ok(Got::Msg(Message { data: buf, meta: Meta { lost, ..Meta::default() } }));
                 }
@@ -204,6 +204,10 @@ impl ShmSubscriber {
                     continue;
                 }
                 let _ = sys::io::eventfd_drain(self.doorbell.as_fd());
+                self.check_control();
+                if self.gone {
+                    continue;
+                }
                 // Say it will wait, so that `poll_fd` turns readable.
                 if self.reader.park(&self.page, &self.topic) {
                     self.armed = true;
