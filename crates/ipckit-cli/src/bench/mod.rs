@@ -76,6 +76,7 @@
 
 mod api;
 mod args;
+mod async_io;
 mod catalogue;
 mod copymap;
 mod floor;
@@ -86,6 +87,7 @@ mod meeting;
 mod placement;
 mod plan;
 mod process;
+mod pubsub;
 mod queue;
 mod raw;
 mod raw_ffi;
@@ -174,6 +176,12 @@ pub fn peer(args: PeerArgs) -> Result<()> {
         }
         (None, Some(Experiment::RpcServer)) => {
             rpc::peer(args.mode, args.iterations, &args.meeting).context("bench-peer")
+        }
+        (None, Some(Experiment::PubsubSubscriber)) => {
+            pubsub::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
+        }
+        (None, Some(Experiment::AsyncEcho)) => {
+            async_io::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
         }
         (None, Some(Experiment::CopyMap)) => {
             copymap::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
