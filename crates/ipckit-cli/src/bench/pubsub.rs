@@ -196,23 +196,36 @@ pub(super) fn peer(mode: Mode, size: usize, iterations: usize, meeting: &Meeting
     let row = PubsubRow::of(mode).with_context(|| format!("mode {} does not apply to pubsub", mode.name()))?;
     let mut sub = Subscriber::connect_timeout(&topic, &Options::new(), SETUP_TIMEOUT)
         .with_context(|| format!("subscribe to {topic}"))?;
-    let mut send_back: Box<dyn FnMut(&[u8]) -> ipckit::Result<()>> = match row {
+    let mut send_back = match row {
         PubsubRow::TwoTopics => {
             let mut publisher = Publisher::bind_with(&back, &Options::new())?;
             publisher.wait_for_subscribers(1, Some(SETUP_TIMEOUT))?;
-            Box::new(move |msg| publisher.publish(msg))
+            Back::Topic(publisher)
         }
-        _ => {
-            let mut tx = Sender::connect_timeout(&back, &options(), SETUP_TIMEOUT)?;
-            Box::new(move |msg| tx.send(msg))
-        }
+        _ => Back::Channel(Sender::connect_timeout(&back, &options(), SETUP_TIMEOUT)?),
     };
     for i in 1..=iterations {
         let msg = sub.recv().with_context(|| format!("receive message {i}"))?;
         ensure!(msg.data.len() == size, "message {i}: expected {size} bytes, got {}", msg.data.len());
-        send_back(&msg.data).with_context(|| format!("send message {i} back"))?;
+        send_back.send(&msg.data).with_context(|| format!("send message {i} back"))?;
     }
     Ok(())
+}
+
+/// Where a subscriber sends each message back.
+#[derive(Debug)]
+enum Back {
+    Channel(Sender),
+    Topic(Publisher),
+}
+
+impl Back {
+    fn send(&mut self, msg: &[u8]) -> ipckit::Result<()> {
+        match self {
+            Back::Channel(tx) => tx.send(msg),
+            Back::Topic(publisher) => publisher.publish(msg),
+        }
+    }
 }
 
 #[cfg(test)]
