@@ -1,6 +1,7 @@
 //! What a trial can run: the message mechanisms and how each joins two
 //! processes, the other experiments, and the modes (ipckit or raw, copy or
-//! map, request-response, publish-subscribe, async, iceoryx2), with the dispatch of a message trial to `api` or `raw`.
+//! map, request-response, publish-subscribe, async, iceoryx2), with the
+//! dispatch of a message trial to `api` or `raw`.
 
 use std::process::Command;
 
