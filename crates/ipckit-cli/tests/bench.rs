@@ -1,7 +1,9 @@
 //! `ipckit bench --quick --json`, end to end: it exits 0 with a result for
 //! every mechanism at every size, every row of the copy-vs-map table at
-//! every size (and its crossover and threshold), every synchronization row
-//! and every shared-memory row, says which layout the document has
+//! every size (and its crossover and threshold), every synchronization row,
+//! every shared-memory row, every request-response, publish-subscribe and
+//! async row (each beside its plain round trip, with a finite positive
+//! ratio), says which layout the document has
 //! (`schema`), and leaves nothing behind. `--save-threshold` writes the
 //! threshold it prints where `?inline=auto` finds it. Nothing about time
 //! is asserted but that latencies and rates are positive.
@@ -44,6 +46,19 @@ const RPC: [(&str, &str); 6] = [
 ];
 /// The request-response APIs: (row prefix, target ratio).
 const RPC_APIS: [(&str, f64); 2] = [("rpc", 1.1), ("rpc-typed", 1.2)];
+/// The publish-subscribe rows: (mechanism, subscribers, how each message
+/// comes back), all beside `shm-spin`.
+const PUBSUB: [(&str, u64, &str); 3] =
+    [("pubsub-shm-1sub", 1, "shm-channel"), ("pubsub-shm-4sub", 4, "shm-channel"), ("pubsub-shm-2topics", 1, "topic")];
+/// The async rows: (mechanism, transport, plain row), each with the
+/// target ratio [`ASYNC_TARGET`].
+const ASYNC: [(&str, &str, &str); 4] = [
+    ("async-shm", "shm", "shm-park"),
+    ("async-shm-spin", "shm", "shm-spin"),
+    ("async-unix-stream", "unix-stream", "unix-stream"),
+    ("async-tcp", "tcp", "tcp"),
+];
+const ASYNC_TARGET: f64 = 1.5;
 /// The layout of the JSON document.
 const SCHEMA: u64 = 2;
 
@@ -279,6 +294,48 @@ fn check_rpc(doc: &Value) {
     assert_eq!(rows.len(), RPC.len() * RPC_APIS.len(), "one row per API and transport: {doc:#}");
 }
 
+/// A row measured beside a plain round trip (`key`: its own summary): both
+/// summaries, a finite positive ratio, 64 bytes, the plain row named.
+#[track_caller]
+fn check_beside(row: &Value, key: &str, plain: &str, what: &str) {
+    check_measured(row, [key, "plain"], "ratio_p50", what);
+    let ratio = row["ratio_p50"].as_f64().unwrap_or(f64::NAN);
+    assert!(ratio.is_finite() && ratio > 0.0, "{what}: ratio_p50 {ratio} in {row}");
+    assert_eq!(row["plain_row"], plain, "{what}: {row}");
+    assert_eq!(row["size"].as_u64(), Some(64), "{what}: {row}");
+    assert!(row["round_trips"].as_u64() > Some(0), "{what}: round_trips in {row}");
+}
+
+/// The publish-subscribe rows: every one, beside `shm-spin`, no target.
+fn check_pubsub(doc: &Value) {
+    let rows = doc["pubsub"].as_array().unwrap_or_else(|| panic!("no pubsub rows in {doc:#}"));
+    for (name, subscribers, back) in PUBSUB {
+        let row = rows.iter().find(|r| r["mechanism"] == name).unwrap_or_else(|| panic!("{name}: no row in {doc:#}"));
+        check_beside(row, "pubsub", "shm-spin", name);
+        assert_eq!(row["subscribers"].as_u64(), Some(subscribers), "{name}: {row}");
+        assert_eq!(row["back"], back, "{name}: {row}");
+        assert_eq!(row["transport"], "shm", "{name}: {row}");
+        assert_eq!(row["endpoint_options"], "wait=block", "{name}: {row}");
+        assert!(row["target_ratio"].is_null(), "{name}: {row}");
+    }
+    assert_eq!(rows.len(), PUBSUB.len(), "one record per pubsub row: {doc:#}");
+}
+
+/// The async rows: every one, beside its blocking round trip, with the
+/// target; the spin row says its window.
+fn check_async(doc: &Value) {
+    let rows = doc["async"].as_array().unwrap_or_else(|| panic!("no async rows in {doc:#}"));
+    for (name, transport, plain) in ASYNC {
+        let row = rows.iter().find(|r| r["mechanism"] == name).unwrap_or_else(|| panic!("{name}: no row in {doc:#}"));
+        check_beside(row, "async", plain, name);
+        assert_eq!(row["transport"], transport, "{name}: {row}");
+        assert_eq!(row["target_ratio"].as_f64(), Some(ASYNC_TARGET), "{name}: {row}");
+        assert_eq!(row["spin_ns"].as_u64().is_some(), name == "async-shm-spin", "{name}: spin_ns in {row}");
+        assert_eq!(row["endpoint_options"].is_string(), transport == "shm", "{name}: endpoint_options in {row}");
+    }
+    assert_eq!(rows.len(), ASYNC.len(), "one record per async row: {doc:#}");
+}
+
 /// The entries of `listing` that mention `needle`.
 fn mentions(listing: Vec<String>, needle: &str) -> Vec<String> {
     listing.into_iter().filter(|l| l.contains(needle)).collect()
@@ -302,6 +359,8 @@ fn quick_json_has_every_row() {
     check_sync(&doc);
     check_shm(&doc, true);
     check_rpc(&doc);
+    check_pubsub(&doc);
+    check_async(&doc);
 
     // Nothing left behind: the scratch directory, queues, shared memory.
     let scratch = std::env::temp_dir().join(format!("ipckit-bench-{}", out.pid));
@@ -323,6 +382,9 @@ fn quick_json_has_every_row() {
     let sockets = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
     let left = mentions(sockets.lines().map(str::to_owned).collect(), &format!("@ipckit/shm/ipckit-bench-{pid}-"));
     assert!(left.is_empty(), "shm: channels left behind: {left:?}");
+    // Nor shm: topics (theirs are @ipckit/topic/NAME).
+    let left = mentions(sockets.lines().map(str::to_owned).collect(), &format!("@ipckit/topic/ipckit-bench-{pid}-"));
+    assert!(left.is_empty(), "shm: topics left behind: {left:?}");
     // Nor the presence socket of a request queue's server.
     let left = mentions(sockets.lines().map(str::to_owned).collect(), &format!("@ipckit/rpc/mq/ipckit-bench-{pid}-"));
     assert!(left.is_empty(), "rpc servers left behind: {left:?}");
@@ -339,6 +401,8 @@ fn filter_selects_tables() {
     assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
 
     assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert_eq!(doc["pubsub"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert_eq!(doc["async"].as_array().map(Vec::len), Some(0), "{doc:#}");
 
     // The shared-memory rows alone, and all of them (copy-shm of the
     // copy-vs-map table too: its name has "shm" in it).
@@ -372,6 +436,8 @@ fn filter_selects_tables() {
     assert_eq!(doc["synchronization"].as_array().map(Vec::len), Some(0), "{doc:#}");
     assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
     check_rpc(&doc);
+    assert_eq!(doc["pubsub"].as_array().map(Vec::len), Some(0), "{doc:#}");
+    assert_eq!(doc["async"].as_array().map(Vec::len), Some(0), "{doc:#}");
     // And one of them, in the terminal table with its ratio.
     let out = run(IPCKIT.command().args(["bench", "--quick", "--trials", "1", "--filter", "rpc-sysv"]), None);
     out.expect_code(0, "ipckit bench --filter rpc-sysv");
@@ -380,6 +446,46 @@ fn filter_selects_tables() {
     assert!(!text.contains("rpc-mq") && !text.contains("rpc-tcp"), "other rpc rows: {text}");
     let ratio: Vec<f64> = line.split('┆').filter_map(|c| c.trim().parse().ok()).collect();
     assert!(ratio.len() == 1 && ratio[0] > 0.0, "one ratio in {line}");
+
+    // The publish-subscribe rows and the async rows alone: "pubsub" and
+    // "async" are in no other row's name.
+    let out = run(
+        IPCKIT
+            .command()
+            .args(["bench", "--quick", "--json", "--trials", "1", "--filter", "pubsub", "--filter", "async"]),
+        None,
+    );
+    out.expect_code(0, "ipckit bench --filter pubsub --filter async");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
+    for key in ["results", "synchronization", "shm", "rpc"] {
+        assert_eq!(doc[key].as_array().map(Vec::len), Some(0), "{key}: {doc:#}");
+    }
+    assert!(doc["copy_vs_map"].is_null(), "{doc:#}");
+    check_pubsub(&doc);
+    check_async(&doc);
+    // One of each, in the terminal tables with their ratios.
+    let out = run(
+        IPCKIT.command().args([
+            "bench",
+            "--quick",
+            "--trials",
+            "1",
+            "--filter",
+            "pubsub-shm-4",
+            "--filter",
+            "async-tcp",
+        ]),
+        None,
+    );
+    out.expect_code(0, "ipckit bench --filter pubsub-shm-4 --filter async-tcp");
+    let text = out.text();
+    for row in ["pubsub-shm-4sub", "async-tcp"] {
+        let line = text.lines().find(|l| l.contains(row)).unwrap_or_else(|| panic!("no {row} in {text}"));
+        let numbers: Vec<f64> = line.split(['┆', '│']).filter_map(|c| c.trim().parse().ok()).collect();
+        assert!(numbers.len() == 1 && numbers[0] > 0.0, "one ratio in {line}");
+    }
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains('┆')).collect();
+    assert!(!rows.iter().any(|l| l.contains("pubsub-shm-1sub") || l.contains("async-shm")), "other rows: {text}");
 
     let out = run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
     out.expect_code(2, "ipckit bench --filter no-such-row");

@@ -22,7 +22,10 @@ pub struct BenchArgs {
     /// event-pingpong, shm-busy (with compare-iceoryx2, iceoryx2 too),
     /// shm-spin, shm-park, shm-stream; rpc-unix-stream, rpc-unix-seqpacket,
     /// rpc-tcp, rpc-shm, rpc-mq, rpc-sysv-mq and rpc-typed-unix-stream, ...
-    /// (rpc: all of them, rpc-typed: the typed ones).
+    /// (rpc: all of them, rpc-typed: the typed ones); pubsub-shm-1sub,
+    /// pubsub-shm-4sub, pubsub-shm-2topics (pubsub: all three);
+    /// async-shm, async-shm-spin, async-unix-stream, async-tcp (async: all
+    /// four).
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Trials of each mode per row [default: 21 (15 for copy vs map),

@@ -1,6 +1,7 @@
 //! What a trial can run: the message mechanisms and how each joins two
 //! processes, the other experiments, and the modes (ipckit or raw, copy or
-//! map, request-response, iceoryx2), with the dispatch of a message trial to `api` or `raw`.
+//! map, request-response, publish-subscribe, async, iceoryx2), with the
+//! dispatch of a message trial to `api` or `raw`.
 
 use std::process::Command;
 
@@ -95,6 +96,12 @@ pub(super) enum Experiment {
     ShmStream,
     /// Request-response (`rpc`): serves the parent's calls.
     RpcServer,
+    /// Publish-subscribe (`pubsub`): subscribes to the parent's topic and
+    /// sends every message back.
+    PubsubSubscriber,
+    /// Async (`async_io`): echoes every message through
+    /// `ipckit::tokio`.
+    AsyncEcho,
 }
 
 impl Experiment {
@@ -108,6 +115,8 @@ impl Experiment {
             Experiment::ShmPark => "shm-park",
             Experiment::ShmStream => "shm-stream",
             Experiment::RpcServer => "rpc-server",
+            Experiment::PubsubSubscriber => "pubsub-subscriber",
+            Experiment::AsyncEcho => "async-echo",
         }
     }
 }
@@ -146,6 +155,24 @@ pub(super) enum Mode {
     /// Request-response: typed calls through `ipckit::typed` (serde,
     /// postcard).
     RpcTyped,
+    /// Publish-subscribe: publish to one subscriber, which sends each
+    /// message back on a `shm:` channel.
+    #[value(name = "pubsub-1sub")]
+    Pubsub1,
+    /// Publish-subscribe: publish to four subscribers, each sending each
+    /// message back on the same `shm:` channel.
+    #[value(name = "pubsub-4sub")]
+    Pubsub4,
+    /// Publish-subscribe: publish to one subscriber, which publishes each
+    /// message back on a second topic.
+    #[value(name = "pubsub-2topics")]
+    PubsubTopics,
+    /// Async: `ipckit::tokio` in both processes, each receive awaited in
+    /// the reactor.
+    Async,
+    /// Async: the same, each receive spinning for the spin window before
+    /// it awaits.
+    AsyncSpin,
     /// Shared memory: iceoryx2 0.10 (`--features compare-iceoryx2`).
     #[cfg(feature = "compare-iceoryx2")]
     Iceoryx2,
@@ -168,6 +195,11 @@ impl Mode {
             Mode::Hybrid => "hybrid",
             Mode::Rpc => "rpc",
             Mode::RpcTyped => "rpc-typed",
+            Mode::Pubsub1 => "pubsub-1sub",
+            Mode::Pubsub4 => "pubsub-4sub",
+            Mode::PubsubTopics => "pubsub-2topics",
+            Mode::Async => "async",
+            Mode::AsyncSpin => "async-spin",
             #[cfg(feature = "compare-iceoryx2")]
             Mode::Iceoryx2 => "iceoryx2",
         }

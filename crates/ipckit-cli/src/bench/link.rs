@@ -133,21 +133,44 @@ fn round_trip(link: &mut dyn Link, buf: &mut [u8], size: usize) -> Result<()> {
     Ok(())
 }
 
+/// The times of a trial's timed rounds: a histogram of nanoseconds, 1 ns
+/// to 60 s, 3 significant digits (longer rounds saturate).
+#[derive(Debug)]
+pub(super) struct Timings {
+    hist: Histogram<u64>,
+}
+
+impl Timings {
+    pub(super) fn new() -> Result<Timings> {
+        Ok(Timings { hist: Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).context("histogram")? })
+    }
+
+    /// Records the time since `start`.
+    #[inline]
+    pub(super) fn record(&mut self, start: Instant) {
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    /// The p50 and p99 of what was recorded.
+    pub(super) fn sample(&self) -> Sample {
+        Sample { p50: self.hist.value_at_quantile(0.50) as f64, p99: self.hist.value_at_quantile(0.99) as f64 }
+    }
+}
+
 /// Runs `rounds.warmup` untimed rounds, then `rounds.timed` timed ones,
 /// numbered from 0 on; the p50 and p99 of the timed ones.
 pub(super) fn time_rounds(rounds: Rounds, mut round: impl FnMut(usize) -> Result<()>) -> Result<Sample> {
     for i in 0..rounds.warmup {
         round(i).context("warm-up round")?;
     }
-    // 1 ns to 60 s, 3 significant digits; longer rounds saturate.
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).context("histogram")?;
+    let mut timings = Timings::new()?;
     for i in rounds.warmup..rounds.total() {
         let start = Instant::now();
         round(i)?;
-        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        hist.saturating_record(ns.max(1));
+        timings.record(start);
     }
-    Ok(Sample { p50: hist.value_at_quantile(0.50) as f64, p99: hist.value_at_quantile(0.99) as f64 })
+    Ok(timings.sample())
 }
 
 /// The parent's side of a trial: `rounds.warmup` untimed round trips of

@@ -1,7 +1,7 @@
 //! `ipckit bench`: what ipckit costs over the system calls it makes, and
 //! what copying costs against mapping.
 //!
-//! Five tables (and a sixth with `compare-iceoryx2`):
+//! Seven tables (and an eighth with `compare-iceoryx2`):
 //!
 //! - **Messages**: the round-trip latency of every message mechanism
 //!   (pipes, FIFOs, sockets, POSIX and System V queues), through ipckit and
@@ -39,6 +39,15 @@
 //!   trip of the same transport (the message table's, `shm-spin`'s for
 //!   `shm:`) in the same interleaved trials, and the ratio of the two
 //!   (`rpc`).
+//! - **Publish-subscribe**: 64 bytes through `ipckit::pubsub` on a `shm:`
+//!   topic, to 1 and to 4 subscriber processes that send each message
+//!   back on a `shm:` channel, and a round trip over two topics, timed by
+//!   the publisher, beside `shm-spin`'s round trip in the same rotating
+//!   trials (`pubsub`).
+//! - **Async**: a 64-byte round trip through `ipckit::tokio` in both
+//!   processes on `shm:` (parking, and spinning first), `unix:` and
+//!   `tcp:`, each beside the blocking round trip that waits the same way
+//!   in the same interleaved trials (`async_io`).
 //!
 //! Modules:
 //!
@@ -73,9 +82,12 @@
 //! 18. `report`: the tables and the JSON document.
 //! 19. `rpc`: the request-response rows: calls beside the plain round trip
 //!     of the same transport.
+//! 20. `pubsub`: the publish-subscribe rows and their subscriber peers.
+//! 21. `async_io`: the async rows and their echo peer.
 
 mod api;
 mod args;
+mod async_io;
 mod catalogue;
 mod copymap;
 mod floor;
@@ -86,6 +98,7 @@ mod meeting;
 mod placement;
 mod plan;
 mod process;
+mod pubsub;
 mod queue;
 mod raw;
 mod raw_ffi;
@@ -174,6 +187,12 @@ pub fn peer(args: PeerArgs) -> Result<()> {
         }
         (None, Some(Experiment::RpcServer)) => {
             rpc::peer(args.mode, args.iterations, &args.meeting).context("bench-peer")
+        }
+        (None, Some(Experiment::PubsubSubscriber)) => {
+            pubsub::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
+        }
+        (None, Some(Experiment::AsyncEcho)) => {
+            async_io::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")
         }
         (None, Some(Experiment::CopyMap)) => {
             copymap::peer(args.mode, args.size, args.iterations, &args.meeting).context("bench-peer")

@@ -10,9 +10,11 @@ use ipckit::ErrorKind;
 use ipckit::threshold::Threshold;
 
 use super::args::BenchArgs;
+use super::async_io::AsyncRow;
 use super::catalogue::Mechanism;
 use super::copymap::{Variant, Way};
 use super::link::Rounds;
+use super::pubsub::{PubsubGroup, PubsubRow};
 use super::rpc::RpcGroup;
 use super::shm::{ShmJob, ShmRow};
 use super::sync::SyncOp;
@@ -26,7 +28,7 @@ pub(super) const SIZES: [usize; 2] = [64, 64 * 1024];
 /// maximum and the size of every receive buffer.
 pub(super) const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The time a default run aims to spend measuring each table (62 s in
+/// The time a default run aims to spend measuring each table (73 s in
 /// all, so that a run with set-up and the last trials of each job stays
 /// near a minute): on an idle machine it needs about half; on a loaded
 /// one, jobs stop after their share.
@@ -35,6 +37,8 @@ const BUDGET_COPY_MAP: Duration = Duration::from_secs(15);
 const BUDGET_SYNC: Duration = Duration::from_secs(5);
 const BUDGET_SHM: Duration = Duration::from_secs(8);
 const BUDGET_RPC: Duration = Duration::from_secs(8);
+const BUDGET_PUBSUB: Duration = Duration::from_secs(5);
+const BUDGET_ASYNC: Duration = Duration::from_secs(6);
 
 /// The fewest trials of each mode a job runs, whatever the budget.
 pub(super) const MIN_TRIALS: usize = 5;
@@ -51,6 +55,8 @@ pub(super) enum Table {
     Sync,
     Shm,
     Rpc,
+    Pubsub,
+    Async,
 }
 
 /// What a run measures.
@@ -69,6 +75,10 @@ pub(super) struct Plan {
     pub(super) shm: Vec<ShmJob>,
     /// The request-response rows, by transport.
     pub(super) rpc: Vec<RpcGroup>,
+    /// The publish-subscribe rows, if any.
+    pub(super) pubsub: Option<PubsubGroup>,
+    /// The async rows.
+    pub(super) async_rows: Vec<AsyncRow>,
     /// Trials of each mode per row (copy vs map: `copy_map_trials`).
     pub(super) trials: usize,
     pub(super) copy_map_trials: usize,
@@ -93,7 +103,16 @@ impl Plan {
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
         let shm = ShmJob::all(wanted);
         let rpc = RpcGroup::all(wanted);
-        if mechanisms.is_empty() && copy_map.is_empty() && sync.is_empty() && shm.is_empty() && rpc.is_empty() {
+        let pubsub = PubsubGroup::new(wanted);
+        let async_rows = AsyncRow::all(wanted);
+        if mechanisms.is_empty()
+            && copy_map.is_empty()
+            && sync.is_empty()
+            && shm.is_empty()
+            && rpc.is_empty()
+            && pubsub.is_none()
+            && async_rows.is_empty()
+        {
             let rpc_names = RpcGroup::names();
             // A usage error (exit code 2), like a malformed endpoint.
             let mut names: Vec<&str> = Mechanism::ALL
@@ -104,6 +123,8 @@ impl Plan {
                 .chain(SyncOp::ALL.iter().map(|op| op.name()))
                 .chain(ShmRow::ALL.iter().map(|row| row.name()))
                 .chain(rpc_names.iter().map(String::as_str))
+                .chain(PubsubRow::ALL.iter().map(|row| row.name()))
+                .chain(AsyncRow::ALL.iter().map(|row| row.name()))
                 .collect();
             // map-pool once, not once per variant.
             names.dedup();
@@ -131,6 +152,8 @@ impl Plan {
             sync,
             shm,
             rpc,
+            pubsub,
+            async_rows,
             trials,
             copy_map_trials,
             budgeted,
@@ -150,6 +173,8 @@ impl Plan {
             Table::Sync => self.sync.len(),
             Table::Shm => self.shm.len(),
             Table::Rpc => self.rpc.len(),
+            Table::Pubsub => usize::from(self.pubsub.is_some()),
+            Table::Async => self.async_rows.len(),
         };
         self.budget(table).map(|budget| budget / jobs.max(1) as u32)
     }
@@ -163,6 +188,8 @@ impl Plan {
             Table::Sync => BUDGET_SYNC,
             Table::Shm => BUDGET_SHM,
             Table::Rpc => BUDGET_RPC,
+            Table::Pubsub => BUDGET_PUBSUB,
+            Table::Async => BUDGET_ASYNC,
         };
         self.budgeted.then_some(budget)
     }
@@ -184,8 +211,10 @@ impl Plan {
         let pairs = self.jobs.len() * self.trials + self.sync.len() * self.trials;
         let shm: usize = self.shm.iter().map(|job| job.modes().len() * self.trials).sum();
         let rpc: usize = self.rpc.iter().map(|group| group.modes().len() * self.trials).sum();
+        let pubsub = self.pubsub.as_ref().map_or(0, |group| group.modes().len() * self.trials);
+        let async_rows = self.async_rows.len() * 2 * self.trials;
         let copy_map: usize = copymap::SIZES.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
-        (pairs * 2 + shm + rpc + copy_map * self.copy_map_trials) as u64
+        (pairs * 2 + shm + rpc + pubsub + async_rows + copy_map * self.copy_map_trials) as u64
     }
 }
 

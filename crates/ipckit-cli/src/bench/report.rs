@@ -17,6 +17,7 @@ use super::plan::{Job, MAX_MESSAGE, Plan, SIZES};
 use super::rpc::{self, Transport};
 use super::shm::{STREAM_BATCH, ShmJob, ShmRow};
 use super::sync::{BATCH, SyncOp};
+use super::{async_io, pubsub};
 
 /// The version of the JSON document's layout: raised when a name or a
 /// meaning changes, not when something is added.
@@ -776,6 +777,85 @@ impl RpcResult {
     }
 }
 
+/// Rows measured beside one plain round trip, in the same trials
+/// (publish-subscribe, async).
+#[derive(Debug)]
+pub(super) struct Beside {
+    /// The row the plain round trip is.
+    pub(super) plain_row: &'static str,
+    /// The key of the rows' own summaries in the JSON document (`pubsub`,
+    /// `async`).
+    key: &'static str,
+    rounds: Rounds,
+    plain: Summary,
+    rows: Vec<BesideRow>,
+}
+
+/// One row of a [`Beside`].
+#[derive(Debug)]
+pub(super) struct BesideRow {
+    pub(super) name: &'static str,
+    /// The most `ratio_p50` should be, if there is a target.
+    pub(super) target: Option<f64>,
+    /// The row's own fields in the JSON document (after `mechanism`).
+    pub(super) fields: Value,
+    pub(super) samples: Vec<Sample>,
+}
+
+impl Beside {
+    pub(super) fn new(
+        plain_row: &'static str,
+        key: &'static str,
+        rounds: Rounds,
+        plain: Vec<Sample>,
+        rows: Vec<BesideRow>,
+    ) -> Beside {
+        Beside { plain_row, key, rounds, plain: Summary::of(plain), rows }
+    }
+
+    fn summaries(&self) -> impl Iterator<Item = (&BesideRow, Summary)> {
+        self.rows.iter().map(|row| (row, Summary::of(row.samples.clone())))
+    }
+
+    fn cells(&self, targets: bool) -> Vec<Vec<String>> {
+        self.summaries()
+            .map(|(row, own)| {
+                let mut cells = vec![row.name.to_owned(), self.plain_row.to_owned()];
+                cells.extend([self.plain.p50, own.p50, own.p99].map(duration));
+                cells.push(ratio_cell(ratio(&own, &self.plain)));
+                if targets {
+                    cells.push(row.target.map_or_else(|| "-".to_owned(), |t| format!("≤ {t:.1}")));
+                }
+                cells
+            })
+            .collect()
+    }
+
+    fn trials(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+        self.rows.iter().map(|row| row.samples.len())
+    }
+
+    fn json(&self) -> Vec<Value> {
+        self.summaries()
+            .map(|(row, own)| {
+                let mut record = json!({ "mechanism": row.name });
+                if let (Some(record), Some(fields)) = (record.as_object_mut(), row.fields.as_object()) {
+                    record.extend(fields.clone());
+                }
+                record["plain_row"] = self.plain_row.into();
+                record["warmup"] = self.rounds.warmup.into();
+                record["round_trips"] = self.rounds.timed.into();
+                record["trials"] = own.trials.len().into();
+                record[self.key] = own.json(Ns::Whole);
+                record["plain"] = self.plain.json(Ns::Whole);
+                record["ratio_p50"] = ratio(&own, &self.plain).into();
+                record["target_ratio"] = row.target.into();
+                record
+            })
+            .collect()
+    }
+}
+
 /// The whole run.
 #[derive(Debug)]
 pub(super) struct Report<'a> {
@@ -788,6 +868,8 @@ pub(super) struct Report<'a> {
     pub(super) sync: Vec<SyncRow>,
     pub(super) shm: Vec<ShmResult>,
     pub(super) rpc: Vec<RpcResult>,
+    pub(super) pubsub: Option<Beside>,
+    pub(super) async_rows: Vec<Beside>,
 }
 
 /// A table with `header`, its columns from the `first_number`th on aligned
@@ -831,6 +913,12 @@ impl Report<'_> {
         parts.extend(self.shm_text());
         if !self.rpc.is_empty() {
             parts.push(self.rpc_text());
+        }
+        if let Some(pubsub) = &self.pubsub {
+            parts.push(self.pubsub_text(pubsub));
+        }
+        if !self.async_rows.is_empty() {
+            parts.push(self.async_text());
         }
         let mut tail = placement(self.placement);
         if let Some(l) = self.load.filter(|&l| l >= BUSY) {
@@ -915,6 +1003,46 @@ impl Report<'_> {
             r.warmup,
             rpc::SIZE,
             rpc::SIZE,
+        )
+    }
+
+    fn pubsub_text(&self, pubsub: &Beside) -> String {
+        let header = ["row", "plain", "plain p50", "pubsub p50", "pubsub p99", "pubsub / plain"];
+        let table = table(&header, pubsub.cells(false).into_iter(), 2);
+        let r = self.plan.rounds(pubsub::SIZE);
+        format!(
+            "Publish-subscribe on shm: ({} B), beside the shm: channel round trip that waits the same way\n{table}\n\
+             pubsub / plain = pubsub p50 / plain p50, each the median of {} rotating trials (fresh processes; {} \
+             round trips after {} warm-up).\n\
+             Timed by the publisher: 1sub = publish to 1 subscriber process, which sends it back on a shm: channel; \
+             4sub = publish to 4 subscriber processes (all on the peer's CPU), each sending it back on the same \
+             channel, until the 4th echo; 2topics = publish to 1 subscriber, which publishes it back on a second \
+             topic. plain = shm-spin's: two shm: channels. Every topic and channel ?wait=block (spin 50 µs, then \
+             park).",
+            pubsub::SIZE,
+            count_range(pubsub.trials()),
+            r.timed,
+            r.warmup,
+        )
+    }
+
+    fn async_text(&self) -> String {
+        let header = ["row", "plain", "plain p50", "async p50", "async p99", "async / plain", "target"];
+        let table = table(&header, self.async_rows.iter().flat_map(|b| b.cells(true)), 2);
+        let trials = count_range(self.async_rows.iter().flat_map(Beside::trials));
+        let r = self.plan.rounds(async_io::SIZE);
+        format!(
+            "Async: a round trip ({} B) through ipckit::tokio in both processes (a current_thread runtime each), \
+             beside the blocking round trip that waits the same way\n{table}\n\
+             async / plain = async p50 / plain p50, each the median of {trials} interleaved trials (fresh processes; \
+             {} round trips after {} warm-up).\n\
+             async-shm: ?spin=0, each receive awaits in the reactor, beside shm-park. async-shm-spin: each receive \
+             spins for the spin window (50 µs; in the bench: the blocking recv_into_timeout, AsyncReceiver has no \
+             spin) before it awaits, beside shm-spin. async-unix-stream, async-tcp: a socket each way (AsyncReceiver \
+             and AsyncSender), beside the message table's round trip over one Connection.",
+            async_io::SIZE,
+            r.timed,
+            r.warmup,
         )
     }
 
@@ -1023,6 +1151,8 @@ impl Report<'_> {
             "synchronization": self.sync.iter().map(SyncRow::json).collect::<Vec<Value>>(),
             "shm": shm,
             "rpc": self.rpc.iter().flat_map(RpcResult::json).collect::<Vec<Value>>(),
+            "pubsub": self.pubsub.iter().flat_map(Beside::json).collect::<Vec<Value>>(),
+            "async": self.async_rows.iter().flat_map(Beside::json).collect::<Vec<Value>>(),
         })
     }
 }

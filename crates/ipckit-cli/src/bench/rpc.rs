@@ -26,18 +26,17 @@ use std::fmt;
 use anyhow::{Context, Result, bail, ensure};
 use ipckit::mq::{PosixQueue, SysvQueue};
 use ipckit::rpc::{Client, Server};
-use ipckit::{Endpoint, ErrorKind, Options, Receiver, Sender, typed};
+use ipckit::{Endpoint, ErrorKind, Options, typed};
 use serde::{Deserialize, Serialize};
 
-use super::api::Duplex;
 use super::catalogue::{Experiment, Mechanism, Mode, Role};
-use super::link::{Buffer, Rounds, Sample, time_round_trips, time_rounds};
+use super::link::{Rounds, Sample, time_rounds};
 use super::meeting::{Meeting, SETUP_TIMEOUT, Spot};
 use super::plan::{Job, MAX_MESSAGE};
-use super::process::{self, Peer};
+use super::process::Peer;
 use super::queue;
 use super::runner::Bench;
-use super::shm::await_sender;
+use super::shm::{ShmRow, plain_trial};
 
 /// Bytes in every request and every reply.
 pub(super) const SIZE: usize = 64;
@@ -198,7 +197,7 @@ pub(super) fn trial(bench: &Bench, transport: Transport, mode: Mode, n: usize) -
             let job = Job { mechanism, size: SIZE, kernel_max: false, limit: None };
             bench.echo_trial(job, Mode::Ipckit, tag)
         }
-        (Mode::Ipckit, None) => shm_plain(bench, &tag, rounds),
+        (Mode::Ipckit, None) => plain_trial(bench, ShmRow::Spin, SIZE, &tag, rounds),
         (Mode::Rpc | Mode::RpcTyped, _) => {
             let queue_msgsize =
                 transport.mechanism().and_then(|m| bench.plan.limits.of(m)).map_or(0, queue::queue_msgsize);
@@ -308,27 +307,6 @@ fn unless_taken<T>(r: ipckit::Result<T>) -> Result<Option<T>> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The plain round trip of `shm:`: the `shm-spin` row's, over two channels
-/// in blocking mode (the default), the peer `shm-spin`'s echo.
-fn shm_plain(bench: &Bench, tag: &str, rounds: Rounds) -> Result<Sample> {
-    let name = |which: &str| -> Result<Endpoint> {
-        Ok(format!("shm:ipckit-bench-{}-{tag}-{which}?wait=block", std::process::id()).parse()?)
-    };
-    let (up, down) = (name("up")?, name("down")?);
-    let opts = options();
-    let mut cmd = bench.peer_command(Role::Experiment(Experiment::ShmSpin), Mode::Ipckit, SIZE, rounds.total());
-    let mut rx = Receiver::bind_with(&up, &opts)?;
-    cmd.args(Meeting::mailboxes(&up, &down).args());
-    let peer = Peer::spawn(&mut cmd, Some(process::wake_inbox(up)))?;
-    let outcome = (|| {
-        await_sender(&mut rx)?;
-        let tx = Sender::connect_timeout(&down, &opts, SETUP_TIMEOUT)?;
-        let mut buf = Buffer::payload(MAX_MESSAGE);
-        time_round_trips(&mut Duplex { rx, tx }, &mut buf, SIZE, rounds)
-    })();
-    peer.finish(outcome)
 }
 
 /// The peer of a call trial: serves `iterations` requests at the endpoint

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 
+use super::async_io::{self, AsyncRow};
 use super::catalogue::{Mode, Role, Shape};
 use super::copymap::{self, Way};
 use super::link::{self, Sample};
@@ -16,8 +18,11 @@ use super::meeting::Spot;
 use super::placement::Placement;
 use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
 use super::process::{self, Alarm, Peer, Scratch};
+use super::pubsub::{self, PubsubGroup};
 use super::queue;
-use super::report::{self, CopyMapSize, CopyMapTable, Outcome, Report, Row, RpcResult, ShmResult, SyncRow};
+use super::report::{
+    self, Beside, BesideRow, CopyMapSize, CopyMapTable, Outcome, Report, Row, RpcResult, ShmResult, SyncRow,
+};
 use super::rpc::{self, RpcGroup};
 use super::shm::{self, ShmJob};
 use super::sync::{self, SyncOp};
@@ -222,7 +227,20 @@ impl Bench {
         let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
         let shm = self.plan.shm.iter().map(|&job| self.shm_row(job)).collect::<Result<Vec<ShmResult>>>()?;
         let rpc = self.plan.rpc.iter().map(|group| self.rpc_rows(group)).collect::<Result<Vec<RpcResult>>>()?;
-        Ok(Report { plan: &self.plan, placement: self.placement, load, rows, copy_map, sync, shm, rpc })
+        let pubsub = self.plan.pubsub.as_ref().map(|group| self.pubsub_rows(group)).transpose()?;
+        let async_rows = self.plan.async_rows.iter().map(|&row| self.async_row(row)).collect::<Result<Vec<_>>>()?;
+        Ok(Report {
+            plan: &self.plan,
+            placement: self.placement,
+            load,
+            rows,
+            copy_map,
+            sync,
+            shm,
+            rpc,
+            pubsub,
+            async_rows,
+        })
     }
 
     /// The request-response rows of one transport: the plain round trip
@@ -240,6 +258,59 @@ impl Bench {
         let plain = samples.next().expect("the plain round trip's samples");
         let calls = group.calls.iter().copied().zip(samples).collect();
         Ok(RpcResult::new(group.transport, self.plan.rounds(rpc::SIZE), plain, calls))
+    }
+
+    /// The publish-subscribe rows: the plain round trip and every row,
+    /// their trials rotating.
+    fn pubsub_rows(&self, group: &PubsubGroup) -> Result<Beside> {
+        let share = self.plan.share(Table::Pubsub);
+        let label = "pubsub";
+        let modes = group.modes();
+        let mut samples = self
+            .interleave_all(label, &modes, Order::Rotating, self.plan.trials, share, |mode, n| {
+                pubsub::trial(self, mode, n)
+            })?
+            .done(label)?
+            .into_iter();
+        let plain = samples.next().expect("the plain round trip's samples");
+        let rows = group
+            .rows
+            .iter()
+            .zip(samples)
+            .map(|(&row, samples)| BesideRow {
+                name: row.name(),
+                target: None,
+                fields: json!({
+                    "transport": "shm",
+                    "subscribers": row.subscribers(),
+                    "back": row.back(),
+                    "size": pubsub::SIZE,
+                    "endpoint_options": pubsub::PLAIN.query(),
+                }),
+                samples,
+            })
+            .collect();
+        Ok(Beside::new(pubsub::PLAIN.name(), "pubsub", self.plan.rounds(pubsub::SIZE), plain, rows))
+    }
+
+    /// An async row: the async round trip beside the blocking one,
+    /// interleaved.
+    fn async_row(&self, row: AsyncRow) -> Result<Beside> {
+        let share = self.plan.share(Table::Async);
+        let label = row.name();
+        let [plain, own] = self
+            .interleave(label, [Mode::Ipckit, row.mode()], self.plan.trials, share, |mode, n| {
+                async_io::trial(self, row, mode, n)
+            })?
+            .done(label)?;
+        let fields = json!({
+            "transport": row.transport(),
+            "size": async_io::SIZE,
+            "endpoint_options": row.query(),
+            "spin_ns": row.spin().map(|d| d.as_nanos() as u64),
+        });
+        let rows = vec![BesideRow { name: row.name(), target: Some(async_io::TARGET), fields, samples: own }];
+        Ok(Beside::new(row.plain_row(), "async", self.plan.rounds(async_io::SIZE), plain, rows))
     }
 
     /// A row of the shared-memory table: its modes interleaved.

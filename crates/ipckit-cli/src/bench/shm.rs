@@ -49,7 +49,7 @@ impl ShmRow {
     }
 
     /// The peer's experiment.
-    fn experiment(self) -> Experiment {
+    pub(super) fn experiment(self) -> Experiment {
         match self {
             ShmRow::Busy => Experiment::ShmBusy,
             ShmRow::Spin => Experiment::ShmSpin,
@@ -241,10 +241,37 @@ fn ping_pong(link: &mut dyn Link, size: usize, rounds: Rounds) -> Result<Sample>
     time_round_trips(link, &mut buf, size, rounds)
 }
 
+/// The ipckit round trip of `row` (`shm-spin` or `shm-park`) at `size`
+/// bytes, as the plain round trip of another table: two channels named
+/// after `tag` (unique in the run) with the row's endpoint options, the
+/// row's echo peer, `rounds` round trips.
+pub(super) fn plain_trial(bench: &Bench, row: ShmRow, size: usize, tag: &str, rounds: Rounds) -> Result<Sample> {
+    let name = |which: &str| -> Result<Endpoint> {
+        Ok(format!("shm:ipckit-bench-{}-{tag}-{which}?{}", std::process::id(), row.query()).parse()?)
+    };
+    let (up, down) = (name("up")?, name("down")?);
+    let mut cmd = bench.peer_command(Role::Experiment(row.experiment()), Mode::Ipckit, size, rounds.total());
+    let mut rx = Receiver::bind_with(&up, &options())?;
+    cmd.args(Meeting::mailboxes(&up, &down).args());
+    let peer = Peer::spawn(&mut cmd, Some(process::wake_inbox(up)))?;
+    // The link is closed when this returns, before the peer is awaited.
+    let outcome = (|| {
+        await_sender(&mut rx)?;
+        let tx = Sender::connect_timeout(&down, &options(), SETUP_TIMEOUT)?;
+        ping_pong(&mut Duplex { rx, tx }, size, rounds)
+    })();
+    peer.finish(outcome)
+}
+
 /// Receives on `rx` until the peer has joined as its sender (a `shm:`
 /// receiver welcomes a sender only while it receives); a message before
 /// that is an error. At most [`SETUP_TIMEOUT`].
 pub(super) fn await_sender(rx: &mut Receiver) -> Result<()> {
+    await_senders(rx, 1)
+}
+
+/// [`await_sender`] for `n` senders.
+pub(super) fn await_senders(rx: &mut Receiver, n: usize) -> Result<()> {
     let deadline = Instant::now() + SETUP_TIMEOUT;
     let mut buf = [0u8; 8];
     loop {
@@ -253,11 +280,12 @@ pub(super) fn await_sender(rx: &mut Receiver) -> Result<()> {
             Ok((len, _)) => bail!("a {len}-byte message before the first round trip (did the peer fail?)"),
             Err(e) => return Err(e.into()),
         }
-        if rx.connections() > 0 {
+        if rx.connections() >= n {
             return Ok(());
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        ensure!(!left.is_zero(), "the peer did not join {} within {SETUP_TIMEOUT:?}", rx.name());
+        let joined = rx.connections();
+        ensure!(!left.is_zero(), "{joined} of {n} peers joined {} within {SETUP_TIMEOUT:?}", rx.name());
         // Readable when a sender connects or says hello.
         let fd = rx.poll_fd().context("a shm: receiver has a descriptor to poll")?;
         process::poll_readable(fd, Some(left.min(Duration::from_millis(100))));
