@@ -202,7 +202,7 @@ pub(super) fn peer(mode: Mode, size: usize, iterations: usize, meeting: &Meeting
             publisher.wait_for_subscribers(1, Some(SETUP_TIMEOUT))?;
             Back::Topic(publisher)
         }
-        _ => Back::Channel(Sender::connect_timeout(&back, &options(), SETUP_TIMEOUT)?),
+        _ => Back::Channel(Box::new(Sender::connect_timeout(&back, &options(), SETUP_TIMEOUT)?)),
     };
     for i in 1..=iterations {
         let msg = sub.recv().with_context(|| format!("receive message {i}"))?;
@@ -215,7 +215,7 @@ pub(super) fn peer(mode: Mode, size: usize, iterations: usize, meeting: &Meeting
 /// Where a subscriber sends each message back.
 #[derive(Debug)]
 enum Back {
-    Channel(Sender),
+    Channel(Box<Sender>),
     Topic(Publisher),
 }
 
