@@ -9,9 +9,18 @@
 //! is asserted but that latencies and rates are positive.
 
 use ipckit_testkit::cli::Ipckit;
-use ipckit_testkit::program::run;
+use ipckit_testkit::program::run_within;
 use ipckit_testkit::scratch::Scratch;
 use serde_json::Value;
+
+/// How long a benchmark run of these tests may take: a debug build's
+/// `--quick` run of every row takes tens of seconds on a loaded 2-CPU
+/// machine; this bounds a hang, it says nothing about speed.
+const BENCH_GUARD: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn bench_run(cmd: &mut std::process::Command, input: Option<&[u8]>) -> ipckit_testkit::program::Out {
+    run_within(cmd, input, BENCH_GUARD)
+}
 
 /// The binary under test.
 const IPCKIT: Ipckit = Ipckit::new(env!("CARGO_BIN_EXE_ipckit"));
@@ -350,7 +359,7 @@ fn list_dir(dir: &str) -> Vec<String> {
 
 #[test]
 fn quick_json_has_every_row() {
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--json"]), None);
+    let out = bench_run(IPCKIT.command().args(["bench", "--quick", "--json"]), None);
     out.expect_code(0, "ipckit bench --quick --json");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     assert_eq!(doc["schema"].as_u64(), Some(SCHEMA), "schema in {doc:#}");
@@ -392,7 +401,8 @@ fn quick_json_has_every_row() {
 
 #[test]
 fn filter_selects_tables() {
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "sysv-mq"]), None);
+    let out =
+        bench_run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "sysv-mq"]), None);
     out.expect_code(0, "ipckit bench --filter sysv-mq");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     let rows = doc["results"].as_array().expect("results");
@@ -406,7 +416,8 @@ fn filter_selects_tables() {
 
     // The shared-memory rows alone, and all of them (copy-shm of the
     // copy-vs-map table too: its name has "shm" in it).
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "shm"]), None);
+    let out =
+        bench_run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "shm"]), None);
     out.expect_code(0, "ipckit bench --filter shm");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     assert_eq!(doc["schema"].as_u64(), Some(SCHEMA), "schema in {doc:#}");
@@ -417,18 +428,20 @@ fn filter_selects_tables() {
 
     // One row of the copy-vs-map table: no crossover, so no threshold,
     // and nothing to save.
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "map-pool"]), None);
+    let out =
+        bench_run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "map-pool"]), None);
     out.expect_code(0, "ipckit bench --filter map-pool");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc:#}");
     assert_eq!(doc["shm"].as_array().map(Vec::len), Some(0), "{doc:#}");
     let pool: Vec<(&str, Option<&str>)> = COPY_MAP_ROWS.into_iter().filter(|(m, _)| *m == "map-pool").collect();
     check_copy_map(&doc, &pool);
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--filter", "map-pool", "--save-threshold"]), None);
+    let out = bench_run(IPCKIT.command().args(["bench", "--quick", "--filter", "map-pool", "--save-threshold"]), None);
     out.expect_code(2, "ipckit bench --filter map-pool --save-threshold");
 
     // The request-response rows alone: "rpc" is in no other row's name.
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "rpc"]), None);
+    let out =
+        bench_run(IPCKIT.command().args(["bench", "--quick", "--json", "--trials", "1", "--filter", "rpc"]), None);
     out.expect_code(0, "ipckit bench --filter rpc");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("standard output is one JSON document");
     assert_eq!(doc["results"].as_array().map(Vec::len), Some(0), "{doc:#}");
@@ -439,7 +452,7 @@ fn filter_selects_tables() {
     assert_eq!(doc["pubsub"].as_array().map(Vec::len), Some(0), "{doc:#}");
     assert_eq!(doc["async"].as_array().map(Vec::len), Some(0), "{doc:#}");
     // And one of them, in the terminal table with its ratio.
-    let out = run(IPCKIT.command().args(["bench", "--quick", "--trials", "1", "--filter", "rpc-sysv"]), None);
+    let out = bench_run(IPCKIT.command().args(["bench", "--quick", "--trials", "1", "--filter", "rpc-sysv"]), None);
     out.expect_code(0, "ipckit bench --filter rpc-sysv");
     let text = out.text();
     let line = text.lines().find(|l| l.contains("rpc-sysv-mq")).unwrap_or_else(|| panic!("no rpc-sysv-mq in {text}"));
@@ -449,7 +462,7 @@ fn filter_selects_tables() {
 
     // The publish-subscribe rows and the async rows alone: "pubsub" and
     // "async" are in no other row's name.
-    let out = run(
+    let out = bench_run(
         IPCKIT
             .command()
             .args(["bench", "--quick", "--json", "--trials", "1", "--filter", "pubsub", "--filter", "async"]),
@@ -464,7 +477,7 @@ fn filter_selects_tables() {
     check_pubsub(&doc);
     check_async(&doc);
     // One of each, in the terminal tables with their ratios.
-    let out = run(
+    let out = bench_run(
         IPCKIT.command().args([
             "bench",
             "--quick",
@@ -487,7 +500,7 @@ fn filter_selects_tables() {
     let rows: Vec<&str> = text.lines().filter(|l| l.contains('┆')).collect();
     assert!(!rows.iter().any(|l| l.contains("pubsub-shm-1sub") || l.contains("async-shm")), "other rows: {text}");
 
-    let out = run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
+    let out = bench_run(IPCKIT.command().args(["bench", "--filter", "no-such-row"]), None);
     out.expect_code(2, "ipckit bench --filter no-such-row");
 }
 
@@ -501,7 +514,7 @@ fn save_threshold_writes_what_it_prints() {
     let bench = |args: &[&str]| {
         let mut cmd = IPCKIT.command();
         cmd.env("XDG_CONFIG_HOME", &config).env_remove("IPCKIT_INLINE_MAX");
-        run(cmd.args(["bench", "--quick", "--trials", "1"]).args(args), None)
+        bench_run(cmd.args(["bench", "--quick", "--trials", "1"]).args(args), None)
     };
     let out = bench(&["--filter", "copy-shm", "--filter", "map-pool", "--save-threshold"]);
     out.expect_code(0, "ipckit bench --save-threshold");

@@ -98,18 +98,25 @@ impl Guarded {
     }
 
     /// Waits and collects stdout/stderr (they must be piped).
-    pub fn output(mut self) -> Output {
+    pub fn output(self) -> Output {
+        self.output_within(HANG_GUARD)
+    }
+
+    /// As [`output`](Self::output), with `guard` instead of the hang
+    /// guard: for a child whose work is long by design (a benchmark run),
+    /// not for one that waits for something.
+    pub fn output_within(mut self, guard: Duration) -> Output {
         let child = self.0.take().expect("child already waited for");
         let pid = child.id();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(child.wait_with_output());
         });
-        match rx.recv_timeout(HANG_GUARD) {
+        match rx.recv_timeout(guard) {
             Ok(out) => out.expect("wait for child"),
             Err(_) => {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("child {pid} hung for {HANG_GUARD:?}");
+                panic!("child {pid} hung for {guard:?}");
             }
         }
     }

@@ -65,6 +65,12 @@ pub fn assert_stderr(out: &Out, needle: &str, what: &str) {
 /// Runs `cmd` to completion with `input` on its standard input (none:
 /// standard input closed).
 pub fn run(cmd: &mut Command, input: Option<&[u8]>) -> Out {
+    run_within(cmd, input, HANG_GUARD)
+}
+
+/// As [`run`], with `guard` instead of the hang guard (see
+/// [`Guarded::output_within`]).
+pub fn run_within(cmd: &mut Command, input: Option<&[u8]>, guard_for: std::time::Duration) -> Out {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut guard = Guarded::spawn(cmd);
@@ -78,7 +84,7 @@ pub fn run(cmd: &mut Command, input: Option<&[u8]>) -> Out {
             let _ = stdin.write_all(&input);
         });
     }
-    let out = guard.output();
+    let out = guard.output_within(guard_for);
     Out { pid, status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
