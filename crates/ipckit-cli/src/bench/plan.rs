@@ -105,33 +105,12 @@ impl Plan {
         let rpc = RpcGroup::all(wanted);
         let pubsub = PubsubGroup::new(wanted);
         let async_rows = AsyncRow::all(wanted);
-        if mechanisms.is_empty()
-            && copy_map.is_empty()
-            && sync.is_empty()
-            && shm.is_empty()
-            && rpc.is_empty()
-            && pubsub.is_none()
-            && async_rows.is_empty()
-        {
-            let rpc_names = RpcGroup::names();
-            // A usage error (exit code 2), like a malformed endpoint.
-            let mut names: Vec<&str> = Mechanism::ALL
-                .iter()
-                .map(|m| m.name())
-                .chain([COPY_MAP_NAME])
-                .chain(Way::ALL.iter().map(|w| w.name()))
-                .chain(SyncOp::ALL.iter().map(|op| op.name()))
-                .chain(ShmRow::ALL.iter().map(|row| row.name()))
-                .chain(rpc_names.iter().map(String::as_str))
-                .chain(PubsubRow::ALL.iter().map(|row| row.name()))
-                .chain(AsyncRow::ALL.iter().map(|row| row.name()))
-                .collect();
-            // map-pool once, not once per variant.
-            names.dedup();
+        // A usage error (exit code 2), like a malformed endpoint: a
+        // --filter that matches no row, even beside others that do.
+        let names = known_names();
+        if let Some(bad) = args.filter.iter().find(|f| !names.iter().any(|name| name.contains(f.as_str()))) {
             let why = format!("matches no row (there are: {})", names.join(", "));
-            return Err(
-                ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {:?}", args.filter), why).into()
-            );
+            return Err(ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {bad:?}"), why).into());
         }
         if args.save_threshold && !crossover_rows(&copy_map) {
             let why = "measures the crossover of copy-shm and map-pool fill-and-read: a --filter must keep both rows \
@@ -216,6 +195,26 @@ impl Plan {
         let copy_map: usize = copymap::SIZES.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
         (pairs * 2 + shm + rpc + pubsub + async_rows + copy_map * self.copy_map_trials) as u64
     }
+}
+
+/// Every name a `--filter` can match part of: each row's, and the
+/// copy-vs-map table's.
+pub(super) fn known_names() -> Vec<String> {
+    let mut names: Vec<String> = Mechanism::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain([COPY_MAP_NAME])
+        .chain(Way::ALL.iter().map(|w| w.name()))
+        .chain(SyncOp::ALL.iter().map(|op| op.name()))
+        .chain(ShmRow::ALL.iter().map(|row| row.name()))
+        .map(str::to_owned)
+        .chain(RpcGroup::names())
+        .chain(PubsubRow::ALL.iter().map(|row| row.name().to_owned()))
+        .chain(AsyncRow::ALL.iter().map(|row| row.name().to_owned()))
+        .collect();
+    // map-pool once, not once per variant.
+    names.dedup();
+    names
 }
 
 /// Whether `ways` has the two rows the crossover compares.
