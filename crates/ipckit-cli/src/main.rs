@@ -247,6 +247,7 @@ const NUMBER_OPTIONS: &[&str] = &[
     "index",
     "ready_fd",
     "trials",
+    "iters",
     "size",
     "offset",
     "len",

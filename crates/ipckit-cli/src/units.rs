@@ -104,6 +104,14 @@ pub fn jobs(text: &str) -> Result<usize, String> {
     whole(text, 1, MAX_JOBS as i128)
 }
 
+/// The most `--iters` of `bench`: round trips per trial.
+pub const MAX_BENCH_ITERS: usize = 100_000_000;
+
+/// `--iters` of `bench`: 1 to [`MAX_BENCH_ITERS`].
+pub fn bench_iters(text: &str) -> Result<usize, String> {
+    whole(text, 1, MAX_BENCH_ITERS as i128)
+}
+
 /// `--ready-fd`: a descriptor number, not a standard stream.
 pub fn ready_fd(text: &str) -> Result<i32, String> {
     let fd: i32 = whole(text, 0, i32::MAX.into())?;

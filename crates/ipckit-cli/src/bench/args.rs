@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// where. Needs the copy-shm and map-pool rows.
     #[arg(long)]
     pub save_threshold: bool,
+    /// Round trips timed per trial, for every row (after a tenth as many
+    /// of warm-up) [default: each row's own, e.g. 1000 for a 64 B message;
+    /// fewer with --quick]. Not the batches of shm-stream and
+    /// mutex-uncontended.
+    #[arg(long, value_name = "N", value_parser = crate::units::bench_iters)]
+    pub iters: Option<usize>,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of

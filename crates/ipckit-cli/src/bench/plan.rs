@@ -87,6 +87,8 @@ pub(super) struct Plan {
     /// `--trials` or `--quick`.
     budgeted: bool,
     pub(super) quick: bool,
+    /// `--iters`: timed round trips per trial, instead of each row's own.
+    pub(super) iters: Option<usize>,
     /// The kernel's limits on queue messages.
     pub(super) limits: queue::Limits,
 }
@@ -137,6 +139,7 @@ impl Plan {
             copy_map_trials,
             budgeted,
             quick: args.quick,
+            iters: args.iters,
             limits,
         })
     }
@@ -177,11 +180,20 @@ impl Plan {
     /// stable median, few enough that the default run stays under a minute
     /// on two cores (large messages take several times longer).
     pub(super) fn rounds(&self, size: usize) -> Rounds {
-        match (self.quick, size <= 4096) {
+        self.iters_or(match (self.quick, size <= 4096) {
             (false, true) => Rounds { warmup: 100, timed: 1000 },
             (false, false) => Rounds { warmup: 40, timed: 400 },
             (true, true) => Rounds { warmup: 50, timed: 300 },
             (true, false) => Rounds { warmup: 20, timed: 100 },
+        })
+    }
+
+    /// `rounds`, or with `--iters N`: N timed round trips after a tenth of
+    /// N (at least 1) of warm-up.
+    pub(super) fn iters_or(&self, rounds: Rounds) -> Rounds {
+        match self.iters {
+            Some(n) => Rounds { warmup: n.div_ceil(10), timed: n },
+            None => rounds,
         }
     }
 
