@@ -248,6 +248,7 @@ const NUMBER_OPTIONS: &[&str] = &[
     "ready_fd",
     "trials",
     "iters",
+    "sizes",
     "size",
     "offset",
     "len",

@@ -112,6 +112,19 @@ pub fn bench_iters(text: &str) -> Result<usize, String> {
     whole(text, 1, MAX_BENCH_ITERS as i128)
 }
 
+/// The largest message size of `bench --sizes`: the copy-vs-map table's
+/// largest.
+pub const MAX_BENCH_SIZE: usize = 16 << 20;
+
+/// An entry of `--sizes` of `bench`: a size of 1 B to 16 MiB.
+pub fn bench_size(text: &str) -> Result<usize, String> {
+    let n = parse_size(text)?;
+    match n {
+        1..=MAX_BENCH_SIZE => Ok(n),
+        _ => Err(format!("{} is not in 1 B..=16 MiB", text.trim())),
+    }
+}
+
 /// `--ready-fd`: a descriptor number, not a standard stream.
 pub fn ready_fd(text: &str) -> Result<i32, String> {
     let fd: i32 = whole(text, 0, i32::MAX.into())?;

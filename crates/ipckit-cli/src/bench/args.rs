@@ -45,6 +45,12 @@ pub struct BenchArgs {
     /// mutex-uncontended.
     #[arg(long, value_name = "N", value_parser = crate::units::bench_iters)]
     pub iters: Option<usize>,
+    /// Message sizes, comma-separated (e.g. 64,4KiB,1MiB; 1 B to 16 MiB),
+    /// instead of each table's own: the message rows and shm-busy take
+    /// those up to 64 KiB, copy-vs-map all of them [default: 64 B and 64
+    /// KiB; shm-busy 64 B, 4 KiB, 64 KiB; copy-vs-map 64 B to 16 MiB].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::units::bench_size)]
+    pub sizes: Option<Vec<usize>>,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of

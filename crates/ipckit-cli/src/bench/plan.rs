@@ -66,6 +66,9 @@ pub(super) struct Plan {
     pub(super) jobs: Vec<Job>,
     /// The copy-vs-map table's rows (none: no table).
     pub(super) copy_map: Vec<Way>,
+    /// The copy-vs-map table's sizes, ascending (`--sizes`, or
+    /// [`copymap::SIZES`]).
+    pub(super) copy_map_sizes: Vec<usize>,
     /// The `auto` threshold in force for the `hybrid` row, and where it
     /// comes from.
     pub(super) hybrid_threshold: Threshold,
@@ -103,7 +106,18 @@ impl Plan {
         let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(|m| wanted(m.name())).collect();
         let copy_map: Vec<Way> = Way::ALL.into_iter().filter(|w| wanted(COPY_MAP_NAME) || wanted(w.name())).collect();
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
-        let shm = ShmJob::all(wanted);
+        // --sizes: sorted, once each; the message and shm-busy rows take
+        // those up to their largest message, copy-vs-map all of them.
+        let sizes: Option<Vec<usize>> = args.sizes.as_ref().map(|s| {
+            let mut s = s.clone();
+            s.sort_unstable();
+            s.dedup();
+            s
+        });
+        let small: Option<Vec<usize>> =
+            sizes.as_ref().map(|s| s.iter().copied().filter(|&n| n <= MAX_MESSAGE).collect());
+        let copy_map_sizes = sizes.clone().unwrap_or_else(|| copymap::SIZES.to_vec());
+        let shm = ShmJob::all(wanted, small.as_deref());
         let rpc = RpcGroup::all(wanted);
         let pubsub = PubsubGroup::new(wanted);
         let async_rows = AsyncRow::all(wanted);
@@ -125,10 +139,31 @@ impl Plan {
             (None, false) => (21, COPY_MAP_TRIALS, true),
         };
         let limits = queue::Limits::read();
-        let jobs = mechanisms.iter().flat_map(|&m| Job::all(m, &limits)).collect();
+        let jobs: Vec<Job> = mechanisms.iter().flat_map(|&m| Job::all(m, &limits, small.as_deref())).collect();
+        if let Some(sizes) = &sizes
+            && jobs.is_empty()
+            && shm.is_empty()
+            && copy_map.is_empty()
+            && sync.is_empty()
+            && rpc.is_empty()
+            && pubsub.is_none()
+            && async_rows.is_empty()
+        {
+            let list: Vec<String> = sizes.iter().map(|&s| report::size(s)).collect();
+            let why = format!(
+                "no row selected takes these sizes (the message and shm-busy rows take up to {}, copy-vs-map up \
+                 to {})",
+                report::size(MAX_MESSAGE),
+                report::size(copymap::MAX)
+            );
+            return Err(
+                ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--sizes {}", list.join(",")), why).into()
+            );
+        }
         Ok(Plan {
             jobs,
             copy_map,
+            copy_map_sizes,
             hybrid_threshold: ipckit::threshold::auto(),
             sync,
             shm,
@@ -151,7 +186,7 @@ impl Plan {
     pub(super) fn share(&self, table: Table) -> Option<Duration> {
         let jobs = match table {
             Table::Messages => self.jobs.iter().filter(|j| j.limit.is_none()).count(),
-            Table::CopyMap => copymap::SIZES.len(),
+            Table::CopyMap => self.copy_map_sizes.len(),
             Table::Sync => self.sync.len(),
             Table::Shm => self.shm.len(),
             Table::Rpc => self.rpc.len(),
@@ -204,7 +239,8 @@ impl Plan {
         let rpc: usize = self.rpc.iter().map(|group| group.modes().len() * self.trials).sum();
         let pubsub = self.pubsub.as_ref().map_or(0, |group| group.modes().len() * self.trials);
         let async_rows = self.async_rows.len() * 2 * self.trials;
-        let copy_map: usize = copymap::SIZES.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
+        let copy_map: usize =
+            self.copy_map_sizes.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
         (pairs * 2 + shm + rpc + pubsub + async_rows + copy_map * self.copy_map_trials) as u64
     }
 }
@@ -247,10 +283,17 @@ pub(super) struct Job {
 
 impl Job {
     /// The rows of `mech`: 64 B and 64 KiB; for a queue, the kernel's
-    /// largest message between them, and 64 KiB only if it fits.
-    fn all(mech: Mechanism, limits: &queue::Limits) -> Vec<Job> {
+    /// largest message between them, and 64 KiB only if it fits. With
+    /// `sizes` (`--sizes`), at those sizes only, a queue's over its limit
+    /// "n/a".
+    fn all(mech: Mechanism, limits: &queue::Limits, sizes: Option<&[usize]>) -> Vec<Job> {
         let job = |size| Job { mechanism: mech, size, kernel_max: false, limit: None };
-        let Some(limit) = limits.of(mech) else {
+        let limit = limits.of(mech);
+        if let Some(sizes) = sizes {
+            let over = |size: usize| limit.and_then(|l| (size > l.max).then_some(l.max));
+            return sizes.iter().map(|&size| Job { limit: over(size), ..job(size) }).collect();
+        }
+        let Some(limit) = limit else {
             return SIZES.map(job).to_vec();
         };
         let mut jobs = vec![job(SIZES[0])];

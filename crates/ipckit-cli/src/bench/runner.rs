@@ -201,7 +201,7 @@ impl Bench {
         let start = Instant::now();
         let inline_max = self.plan.hybrid_threshold.inline_max;
         let mut sizes = Vec::new();
-        for (left, &size) in copymap::SIZES.iter().enumerate().rev() {
+        for (left, &size) in self.plan.copy_map_sizes.iter().enumerate().rev() {
             let share = budget.map(|b| b.saturating_sub(start.elapsed()) / (left + 1) as u32);
             let payload = link::Buffer::payload(size);
             let label = format!("{COPY_MAP_NAME} {}", report::size(size));

@@ -109,12 +109,19 @@ pub(super) struct ShmJob {
 }
 
 impl ShmJob {
-    /// Every job of the rows `wanted` (by name).
-    pub(super) fn all(wanted: impl Fn(&str) -> bool) -> Vec<ShmJob> {
+    /// Every job of the rows `wanted` (by name); `shm-busy` at `busy`
+    /// (`--sizes`) instead of its own sizes, if given.
+    pub(super) fn all(wanted: impl Fn(&str) -> bool, busy: Option<&[usize]>) -> Vec<ShmJob> {
         ShmRow::ALL
             .into_iter()
             .filter(|row| wanted(row.name()))
-            .flat_map(|row| row.sizes().iter().map(move |&size| ShmJob { row, size }))
+            .flat_map(|row| {
+                let sizes = match (row, busy) {
+                    (ShmRow::Busy, Some(sizes)) => sizes,
+                    _ => row.sizes(),
+                };
+                sizes.iter().map(move |&size| ShmJob { row, size })
+            })
             .collect()
     }
 
