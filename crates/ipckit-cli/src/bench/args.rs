@@ -1,6 +1,8 @@
 //! The command-line arguments of `ipckit bench` and of its peer,
 //! `ipckit bench-peer`.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 use super::catalogue::{Experiment, Mechanism, Mode};
@@ -51,6 +53,13 @@ pub struct BenchArgs {
     /// KiB; shm-busy 64 B, 4 KiB, 64 KiB; copy-vs-map 64 B to 16 MiB].
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::units::bench_size)]
     pub sizes: Option<Vec<usize>>,
+    /// After the run, each row's p50 (and messages/s where there are)
+    /// beside those of an earlier --json document, as new / old: above
+    /// 1.10 slower, below 0.90 faster; with --json, as "comparison". The
+    /// file must be of this version's schema (else exit 2, before
+    /// anything runs).
+    #[arg(long, value_name = "OLD.json")]
+    pub compare: Option<PathBuf>,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of
