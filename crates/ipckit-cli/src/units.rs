@@ -170,6 +170,10 @@ mod tests {
         assert_eq!(sem_count("0").unwrap_err(), "0 is not in 1..=65535");
         assert_eq!(jobs("0").unwrap_err(), "0 is not in 1..=1024");
         assert_eq!(jobs("1024"), Ok(1024));
+        assert_eq!(bench_iters("0").unwrap_err(), "0 is not in 1..=100000000");
+        assert_eq!(bench_size("16MiB"), Ok(16 << 20));
+        assert!(bench_size("16MiB1").unwrap_err().contains("unknown unit"));
+        assert_eq!(bench_size("0").unwrap_err(), "0 is not in 1 B..=16 MiB");
     }
 
     #[test]
@@ -228,6 +232,12 @@ mod tests {
             }
             if let Ok(fd) = ready_fd(&text) {
                 prop_assert!(fd >= 3);
+            }
+            if let Ok(n) = bench_iters(&text) {
+                prop_assert!((1..=MAX_BENCH_ITERS).contains(&n));
+            }
+            if let Ok(n) = bench_size(&text) {
+                prop_assert!((1..=MAX_BENCH_SIZE).contains(&n));
             }
         }
     }
