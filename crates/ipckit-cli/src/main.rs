@@ -247,6 +247,8 @@ const NUMBER_OPTIONS: &[&str] = &[
     "index",
     "ready_fd",
     "trials",
+    "iters",
+    "sizes",
     "size",
     "offset",
     "len",

@@ -104,6 +104,27 @@ pub fn jobs(text: &str) -> Result<usize, String> {
     whole(text, 1, MAX_JOBS as i128)
 }
 
+/// The most `--iters` of `bench`: round trips per trial.
+pub const MAX_BENCH_ITERS: usize = 100_000_000;
+
+/// `--iters` of `bench`: 1 to [`MAX_BENCH_ITERS`].
+pub fn bench_iters(text: &str) -> Result<usize, String> {
+    whole(text, 1, MAX_BENCH_ITERS as i128)
+}
+
+/// The largest message size of `bench --sizes`: the copy-vs-map table's
+/// largest.
+pub const MAX_BENCH_SIZE: usize = 16 << 20;
+
+/// An entry of `--sizes` of `bench`: a size of 1 B to 16 MiB.
+pub fn bench_size(text: &str) -> Result<usize, String> {
+    let n = parse_size(text)?;
+    match n {
+        1..=MAX_BENCH_SIZE => Ok(n),
+        _ => Err(format!("{} is not in 1 B..=16 MiB", text.trim())),
+    }
+}
+
 /// `--ready-fd`: a descriptor number, not a standard stream.
 pub fn ready_fd(text: &str) -> Result<i32, String> {
     let fd: i32 = whole(text, 0, i32::MAX.into())?;
@@ -149,6 +170,10 @@ mod tests {
         assert_eq!(sem_count("0").unwrap_err(), "0 is not in 1..=65535");
         assert_eq!(jobs("0").unwrap_err(), "0 is not in 1..=1024");
         assert_eq!(jobs("1024"), Ok(1024));
+        assert_eq!(bench_iters("0").unwrap_err(), "0 is not in 1..=100000000");
+        assert_eq!(bench_size("16MiB"), Ok(16 << 20));
+        assert!(bench_size("16MiB1").unwrap_err().contains("unknown unit"));
+        assert_eq!(bench_size("0").unwrap_err(), "0 is not in 1 B..=16 MiB");
     }
 
     #[test]
@@ -207,6 +232,12 @@ mod tests {
             }
             if let Ok(fd) = ready_fd(&text) {
                 prop_assert!(fd >= 3);
+            }
+            if let Ok(n) = bench_iters(&text) {
+                prop_assert!((1..=MAX_BENCH_ITERS).contains(&n));
+            }
+            if let Ok(n) = bench_size(&text) {
+                prop_assert!((1..=MAX_BENCH_SIZE).contains(&n));
             }
         }
     }

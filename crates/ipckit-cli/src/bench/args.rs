@@ -1,6 +1,8 @@
 //! The command-line arguments of `ipckit bench` and of its peer,
 //! `ipckit bench-peer`.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 use super::catalogue::{Experiment, Mechanism, Mode};
@@ -39,6 +41,25 @@ pub struct BenchArgs {
     /// where. Needs the copy-shm and map-pool rows.
     #[arg(long)]
     pub save_threshold: bool,
+    /// Round trips timed per trial, for every row (after a tenth as many
+    /// of warm-up) [default: each row's own, e.g. 1000 for a 64 B message;
+    /// fewer with --quick]. Not the batches of shm-stream and
+    /// mutex-uncontended.
+    #[arg(long, value_name = "N", value_parser = crate::units::bench_iters)]
+    pub iters: Option<usize>,
+    /// Message sizes, comma-separated (e.g. 64,4KiB,1MiB; 1 B to 16 MiB),
+    /// instead of each table's own: the message rows and shm-busy take
+    /// those up to 64 KiB, copy-vs-map all of them [default: 64 B and 64
+    /// KiB; shm-busy 64 B, 4 KiB, 64 KiB; copy-vs-map 64 B to 16 MiB].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::units::bench_size)]
+    pub sizes: Option<Vec<usize>>,
+    /// After the run, each row's p50 (and messages/s where there are)
+    /// beside those of an earlier --json document, as new / old: above
+    /// 1.10 slower, below 0.90 faster; with --json, as "comparison". The
+    /// file must be of this version's schema (else exit 2, before
+    /// anything runs).
+    #[arg(long, value_name = "OLD.json")]
+    pub compare: Option<PathBuf>,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of

@@ -43,6 +43,7 @@ use ipckit::{Endpoint, Options, Receiver, Sender, Unsent};
 use super::catalogue::{Experiment, Mode, Role};
 use super::link::{Buffer, Rounds, Sample, time_rounds};
 use super::meeting::{Meeting, SETUP_TIMEOUT};
+use super::plan::Plan;
 use super::process::{self, Peer};
 use super::runner::Bench;
 use super::shm::await_sender;
@@ -251,7 +252,7 @@ fn options() -> Options {
 /// Exchanges per trial: a few dozen milliseconds of work at every size, so
 /// that the whole table fits its share of the time budget. An untouched
 /// loan costs the same at every size: as many as the smallest.
-pub(super) fn rounds(way: Way, size: usize, quick: bool) -> Rounds {
+pub(super) fn rounds(way: Way, size: usize, plan: &Plan) -> Rounds {
     let size = if way == Way::MapPool(Variant::Untouched) { SIZES[0] } else { size };
     let (warmup, timed) = match size {
         s if s <= 4 << 10 => (30, 300),
@@ -261,10 +262,10 @@ pub(super) fn rounds(way: Way, size: usize, quick: bool) -> Rounds {
         s if s <= 4 << 20 => (3, 12),
         _ => (2, 6),
     };
-    match quick {
+    plan.iters_or(match plan.quick {
         false => Rounds { warmup, timed },
         true => Rounds { warmup: warmup.div_ceil(4), timed: timed.div_ceil(4) },
-    }
+    })
 }
 
 /// The 8-byte acknowledgement of `len` bytes.
@@ -284,7 +285,7 @@ fn check_ack(got: usize, ack_buf: &[u8; ACK], size: usize) -> Result<()> {
 /// `auto` threshold in force (for `hybrid`'s ring).
 pub(super) fn trial(bench: &Bench, way: Way, payload: &[u8], inline_max: usize, n: usize) -> Result<Sample> {
     let size = payload.len();
-    let rounds = rounds(way, size, bench.plan.quick);
+    let rounds = rounds(way, size, &bench.plan);
     let cmd = bench.peer_command(Role::Experiment(Experiment::CopyMap), way.mode(), size, rounds.total());
     match way {
         Way::CopyKernel | Way::MapEach => kernel_trial(bench, cmd, way, payload, rounds, n),

@@ -84,11 +84,14 @@
 //!     of the same transport.
 //! 20. `pubsub`: the publish-subscribe rows and their subscriber peers.
 //! 21. `async_io`: the async rows and their echo peer.
+//! 22. `compare`: `--compare OLD.json`, this run's rows beside an earlier
+//!     document's.
 
 mod api;
 mod args;
 mod async_io;
 mod catalogue;
+mod compare;
 mod copymap;
 mod floor;
 #[cfg(feature = "compare-iceoryx2")]
@@ -121,6 +124,7 @@ use shm::ShmRow;
 
 /// `ipckit bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    let old = args.compare.as_deref().map(compare::Old::load).transpose()?;
     let load = load_average();
     let plan = Plan::new(&args)?;
     let placement = Placement::choose()?;
@@ -133,10 +137,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.save_threshold {
         save_threshold(&mut report)?;
     }
+    let comparison = old.as_ref().map(|old| compare::compare(old, &report.json()));
     if args.json {
-        println!("{}", report.json());
+        let mut doc = report.json();
+        doc["comparison"] = comparison.as_ref().map(compare::Comparison::json).into();
+        println!("{doc}");
     } else {
-        println!("{}", report.text());
+        let mut text = report.text();
+        if let Some(comparison) = &comparison {
+            text.push_str("\n\n");
+            text.push_str(&comparison.text());
+        }
+        println!("{text}");
     }
     Ok(())
 }

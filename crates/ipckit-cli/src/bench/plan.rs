@@ -66,6 +66,9 @@ pub(super) struct Plan {
     pub(super) jobs: Vec<Job>,
     /// The copy-vs-map table's rows (none: no table).
     pub(super) copy_map: Vec<Way>,
+    /// The copy-vs-map table's sizes, ascending (`--sizes`, or
+    /// [`copymap::SIZES`]).
+    pub(super) copy_map_sizes: Vec<usize>,
     /// The `auto` threshold in force for the `hybrid` row, and where it
     /// comes from.
     pub(super) hybrid_threshold: Threshold,
@@ -87,6 +90,8 @@ pub(super) struct Plan {
     /// `--trials` or `--quick`.
     budgeted: bool,
     pub(super) quick: bool,
+    /// `--iters`: timed round trips per trial, instead of each row's own.
+    pub(super) iters: Option<usize>,
     /// The kernel's limits on queue messages.
     pub(super) limits: queue::Limits,
 }
@@ -101,37 +106,27 @@ impl Plan {
         let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(|m| wanted(m.name())).collect();
         let copy_map: Vec<Way> = Way::ALL.into_iter().filter(|w| wanted(COPY_MAP_NAME) || wanted(w.name())).collect();
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
-        let shm = ShmJob::all(wanted);
+        // --sizes: sorted, once each; the message and shm-busy rows take
+        // those up to their largest message, copy-vs-map all of them.
+        let sizes: Option<Vec<usize>> = args.sizes.as_ref().map(|s| {
+            let mut s = s.clone();
+            s.sort_unstable();
+            s.dedup();
+            s
+        });
+        let small: Option<Vec<usize>> =
+            sizes.as_ref().map(|s| s.iter().copied().filter(|&n| n <= MAX_MESSAGE).collect());
+        let copy_map_sizes = sizes.clone().unwrap_or_else(|| copymap::SIZES.to_vec());
+        let shm = ShmJob::all(wanted, small.as_deref());
         let rpc = RpcGroup::all(wanted);
         let pubsub = PubsubGroup::new(wanted);
         let async_rows = AsyncRow::all(wanted);
-        if mechanisms.is_empty()
-            && copy_map.is_empty()
-            && sync.is_empty()
-            && shm.is_empty()
-            && rpc.is_empty()
-            && pubsub.is_none()
-            && async_rows.is_empty()
-        {
-            let rpc_names = RpcGroup::names();
-            // A usage error (exit code 2), like a malformed endpoint.
-            let mut names: Vec<&str> = Mechanism::ALL
-                .iter()
-                .map(|m| m.name())
-                .chain([COPY_MAP_NAME])
-                .chain(Way::ALL.iter().map(|w| w.name()))
-                .chain(SyncOp::ALL.iter().map(|op| op.name()))
-                .chain(ShmRow::ALL.iter().map(|row| row.name()))
-                .chain(rpc_names.iter().map(String::as_str))
-                .chain(PubsubRow::ALL.iter().map(|row| row.name()))
-                .chain(AsyncRow::ALL.iter().map(|row| row.name()))
-                .collect();
-            // map-pool once, not once per variant.
-            names.dedup();
+        // A usage error (exit code 2), like a malformed endpoint: a
+        // --filter that matches no row, even beside others that do.
+        let names = known_names();
+        if let Some(bad) = args.filter.iter().find(|f| !names.iter().any(|name| name.contains(f.as_str()))) {
             let why = format!("matches no row (there are: {})", names.join(", "));
-            return Err(
-                ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {:?}", args.filter), why).into()
-            );
+            return Err(ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--filter {bad:?}"), why).into());
         }
         if args.save_threshold && !crossover_rows(&copy_map) {
             let why = "measures the crossover of copy-shm and map-pool fill-and-read: a --filter must keep both rows \
@@ -144,10 +139,31 @@ impl Plan {
             (None, false) => (21, COPY_MAP_TRIALS, true),
         };
         let limits = queue::Limits::read();
-        let jobs = mechanisms.iter().flat_map(|&m| Job::all(m, &limits)).collect();
+        let jobs: Vec<Job> = mechanisms.iter().flat_map(|&m| Job::all(m, &limits, small.as_deref())).collect();
+        if let Some(sizes) = &sizes
+            && jobs.is_empty()
+            && shm.is_empty()
+            && copy_map.is_empty()
+            && sync.is_empty()
+            && rpc.is_empty()
+            && pubsub.is_none()
+            && async_rows.is_empty()
+        {
+            let list: Vec<String> = sizes.iter().map(|&s| report::size(s)).collect();
+            let why = format!(
+                "no row selected takes these sizes (the message and shm-busy rows take up to {}, copy-vs-map up \
+                 to {})",
+                report::size(MAX_MESSAGE),
+                report::size(copymap::MAX)
+            );
+            return Err(
+                ipckit::Error::new(ErrorKind::Invalid, "bench", format!("--sizes {}", list.join(",")), why).into()
+            );
+        }
         Ok(Plan {
             jobs,
             copy_map,
+            copy_map_sizes,
             hybrid_threshold: ipckit::threshold::auto(),
             sync,
             shm,
@@ -158,6 +174,7 @@ impl Plan {
             copy_map_trials,
             budgeted,
             quick: args.quick,
+            iters: args.iters,
             limits,
         })
     }
@@ -169,7 +186,7 @@ impl Plan {
     pub(super) fn share(&self, table: Table) -> Option<Duration> {
         let jobs = match table {
             Table::Messages => self.jobs.iter().filter(|j| j.limit.is_none()).count(),
-            Table::CopyMap => copymap::SIZES.len(),
+            Table::CopyMap => self.copy_map_sizes.len(),
             Table::Sync => self.sync.len(),
             Table::Shm => self.shm.len(),
             Table::Rpc => self.rpc.len(),
@@ -198,11 +215,20 @@ impl Plan {
     /// stable median, few enough that the default run stays under a minute
     /// on two cores (large messages take several times longer).
     pub(super) fn rounds(&self, size: usize) -> Rounds {
-        match (self.quick, size <= 4096) {
+        self.iters_or(match (self.quick, size <= 4096) {
             (false, true) => Rounds { warmup: 100, timed: 1000 },
             (false, false) => Rounds { warmup: 40, timed: 400 },
             (true, true) => Rounds { warmup: 50, timed: 300 },
             (true, false) => Rounds { warmup: 20, timed: 100 },
+        })
+    }
+
+    /// `rounds`, or with `--iters N`: N timed round trips after a tenth of
+    /// N (at least 1) of warm-up.
+    pub(super) fn iters_or(&self, rounds: Rounds) -> Rounds {
+        match self.iters {
+            Some(n) => Rounds { warmup: n.div_ceil(10), timed: n },
+            None => rounds,
         }
     }
 
@@ -213,9 +239,30 @@ impl Plan {
         let rpc: usize = self.rpc.iter().map(|group| group.modes().len() * self.trials).sum();
         let pubsub = self.pubsub.as_ref().map_or(0, |group| group.modes().len() * self.trials);
         let async_rows = self.async_rows.len() * 2 * self.trials;
-        let copy_map: usize = copymap::SIZES.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
+        let copy_map: usize =
+            self.copy_map_sizes.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
         (pairs * 2 + shm + rpc + pubsub + async_rows + copy_map * self.copy_map_trials) as u64
     }
+}
+
+/// Every name a `--filter` can match part of: each row's, and the
+/// copy-vs-map table's.
+pub(super) fn known_names() -> Vec<String> {
+    let mut names: Vec<String> = Mechanism::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain([COPY_MAP_NAME])
+        .chain(Way::ALL.iter().map(|w| w.name()))
+        .chain(SyncOp::ALL.iter().map(|op| op.name()))
+        .chain(ShmRow::ALL.iter().map(|row| row.name()))
+        .map(str::to_owned)
+        .chain(RpcGroup::names())
+        .chain(PubsubRow::ALL.iter().map(|row| row.name().to_owned()))
+        .chain(AsyncRow::ALL.iter().map(|row| row.name().to_owned()))
+        .collect();
+    // map-pool once, not once per variant.
+    names.dedup();
+    names
 }
 
 /// Whether `ways` has the two rows the crossover compares.
@@ -236,10 +283,17 @@ pub(super) struct Job {
 
 impl Job {
     /// The rows of `mech`: 64 B and 64 KiB; for a queue, the kernel's
-    /// largest message between them, and 64 KiB only if it fits.
-    fn all(mech: Mechanism, limits: &queue::Limits) -> Vec<Job> {
+    /// largest message between them, and 64 KiB only if it fits. With
+    /// `sizes` (`--sizes`), at those sizes only, a queue's over its limit
+    /// "n/a".
+    fn all(mech: Mechanism, limits: &queue::Limits, sizes: Option<&[usize]>) -> Vec<Job> {
         let job = |size| Job { mechanism: mech, size, kernel_max: false, limit: None };
-        let Some(limit) = limits.of(mech) else {
+        let limit = limits.of(mech);
+        if let Some(sizes) = sizes {
+            let over = |size: usize| limit.and_then(|l| (size > l.max).then_some(l.max));
+            return sizes.iter().map(|&size| Job { limit: over(size), ..job(size) }).collect();
+        }
+        let Some(limit) = limit else {
             return SIZES.map(job).to_vec();
         };
         let mut jobs = vec![job(SIZES[0])];

@@ -21,7 +21,7 @@ use super::{async_io, pubsub};
 
 /// The version of the JSON document's layout: raised when a name or a
 /// meaning changes, not when something is added.
-const SCHEMA: u32 = 2;
+pub(super) const SCHEMA: u32 = 2;
 
 /// One mode's trials of a row.
 #[derive(Debug)]
@@ -874,7 +874,7 @@ pub(super) struct Report<'a> {
 
 /// A table with `header`, its columns from the `first_number`th on aligned
 /// right.
-fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>, first_number: usize) -> Table {
+pub(super) fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>, first_number: usize) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(header);
@@ -1179,7 +1179,7 @@ pub(super) fn size(bytes: usize) -> String {
 
 /// A duration in nanoseconds for people: `23.4 ns`, `850 ns`, `12.3 µs`,
 /// `1.25 ms`.
-fn duration(ns: f64) -> String {
+pub(super) fn duration(ns: f64) -> String {
     match ns {
         n if n < 100.0 => format!("{n:.1} ns"),
         n if n < 1e3 => format!("{n:.0} ns"),

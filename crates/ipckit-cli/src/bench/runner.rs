@@ -201,7 +201,7 @@ impl Bench {
         let start = Instant::now();
         let inline_max = self.plan.hybrid_threshold.inline_max;
         let mut sizes = Vec::new();
-        for (left, &size) in copymap::SIZES.iter().enumerate().rev() {
+        for (left, &size) in self.plan.copy_map_sizes.iter().enumerate().rev() {
             let share = budget.map(|b| b.saturating_sub(start.elapsed()) / (left + 1) as u32);
             let payload = link::Buffer::payload(size);
             let label = format!("{COPY_MAP_NAME} {}", report::size(size));
@@ -213,7 +213,7 @@ impl Bench {
                     copymap::trial(self, way, &payload, inline_max, n)
                 })?
                 .done(&label)?;
-            let rounds = |way| copymap::rounds(way, size, self.plan.quick);
+            let rounds = |way| copymap::rounds(way, size, &self.plan);
             sizes.push(CopyMapSize::new(size, &self.plan.copy_map, ways.into_iter().zip(samples), rounds));
         }
         sizes.reverse();
@@ -317,7 +317,7 @@ impl Bench {
     fn shm_row(&self, job: ShmJob) -> Result<ShmResult> {
         let share = self.plan.share(Table::Shm);
         let label = job.to_string();
-        let rounds = job.rounds(self.plan.quick);
+        let rounds = job.rounds(&self.plan);
         let trial = |mode, n| shm::trial(self, job, mode, n);
         #[cfg(feature = "compare-iceoryx2")]
         if let [a, b, c] = *job.modes() {
@@ -337,7 +337,7 @@ impl Bench {
         let Trials::Done([ipckit, raw]) = trials else {
             bail!("{}: over a kernel limit", op.name());
         };
-        Ok(SyncRow::new(op, op.rounds(self.plan.quick), ipckit, raw))
+        Ok(SyncRow::new(op, op.rounds(&self.plan), ipckit, raw))
     }
 }
 

@@ -25,7 +25,7 @@ use super::catalogue::{Experiment, Mode, Role};
 use super::floor::{self, End, PingPong, Stream, Waiting};
 use super::link::{self, Buffer, Link, Rounds, Sample, time_round_trips};
 use super::meeting::{Meeting, SETUP_TIMEOUT};
-use super::plan::MAX_MESSAGE;
+use super::plan::{MAX_MESSAGE, Plan};
 use super::process::{self, Alarm, Peer};
 use super::report;
 use super::runner::Bench;
@@ -109,18 +109,26 @@ pub(super) struct ShmJob {
 }
 
 impl ShmJob {
-    /// Every job of the rows `wanted` (by name).
-    pub(super) fn all(wanted: impl Fn(&str) -> bool) -> Vec<ShmJob> {
+    /// Every job of the rows `wanted` (by name); `shm-busy` at `busy`
+    /// (`--sizes`) instead of its own sizes, if given.
+    pub(super) fn all(wanted: impl Fn(&str) -> bool, busy: Option<&[usize]>) -> Vec<ShmJob> {
         ShmRow::ALL
             .into_iter()
             .filter(|row| wanted(row.name()))
-            .flat_map(|row| row.sizes().iter().map(move |&size| ShmJob { row, size }))
+            .flat_map(|row| {
+                let sizes = match (row, busy) {
+                    (ShmRow::Busy, Some(sizes)) => sizes,
+                    _ => row.sizes(),
+                };
+                sizes.iter().map(move |&size| ShmJob { row, size })
+            })
             .collect()
     }
 
     /// How much a trial does: round trips; for the stream, messages of
     /// warm-up (`warmup`) and batches of [`STREAM_BATCH`] (`timed`).
-    pub(super) fn rounds(self, quick: bool) -> Rounds {
+    /// `--iters` sets the round trips, not the stream's batches.
+    pub(super) fn rounds(self, plan: &Plan) -> Rounds {
         let (warmup, timed) = match (self.row, self.size) {
             (ShmRow::Stream, _) => (20_000, 40),
             // Each round trip is two wake-ups of tens of microseconds.
@@ -128,15 +136,19 @@ impl ShmJob {
             (_, size) if size <= 4 << 10 => (1000, 10_000),
             _ => (200, 2000),
         };
-        match quick {
+        let rounds = match plan.quick {
             false => Rounds { warmup, timed },
             true => Rounds { warmup: warmup.div_ceil(4), timed: timed.div_ceil(4) },
+        };
+        match self.row {
+            ShmRow::Stream => rounds,
+            _ => plan.iters_or(rounds),
         }
     }
 
     /// What the peer takes part in: round trips, or messages streamed.
-    fn iterations(self, quick: bool) -> usize {
-        let rounds = self.rounds(quick);
+    fn iterations(self, plan: &Plan) -> usize {
+        let rounds = self.rounds(plan);
         match self.row {
             ShmRow::Stream => rounds.warmup + rounds.timed * STREAM_BATCH,
             _ => rounds.total(),
@@ -175,9 +187,9 @@ fn endpoint(job: ShmJob, n: usize, which: &str) -> Result<Endpoint> {
 
 /// One trial of `job` in `mode`: a fresh peer on the other CPU.
 pub(super) fn trial(bench: &Bench, job: ShmJob, mode: Mode, n: usize) -> Result<Sample> {
-    let rounds = job.rounds(bench.plan.quick);
+    let rounds = job.rounds(&bench.plan);
     let mut cmd =
-        bench.peer_command(Role::Experiment(job.row.experiment()), mode, job.size, job.iterations(bench.plan.quick));
+        bench.peer_command(Role::Experiment(job.row.experiment()), mode, job.size, job.iterations(&bench.plan));
     match (job.row, mode) {
         (ShmRow::Stream, Mode::Ipckit) => {
             let ep = endpoint(job, n, "stream")?;

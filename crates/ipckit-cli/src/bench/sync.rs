@@ -27,6 +27,7 @@ use rustix::thread::futex;
 use super::catalogue::{Experiment, Mode, Role};
 use super::link::{Rounds, Sample, time_rounds};
 use super::meeting::Meeting;
+use super::plan::Plan;
 use super::process::{Alarm, Peer};
 use super::raw_ffi::{PthreadMutex, SharedPage};
 use super::runner::Bench;
@@ -78,15 +79,20 @@ impl SyncOp {
 
     /// How much each trial does: batches of [`BATCH`] (uncontended) or
     /// rounds.
-    pub(super) fn rounds(self, quick: bool) -> Rounds {
+    /// `--iters` sets the round trips, not the uncontended batches.
+    pub(super) fn rounds(self, plan: &Plan) -> Rounds {
         let (warmup, timed) = match self {
             SyncOp::Uncontended => (2, 40),
             SyncOp::Handoff => (200, 2000),
             SyncOp::PingPong => (1000, 10_000),
         };
-        match quick {
+        let rounds = match plan.quick {
             false => Rounds { warmup, timed },
             true => Rounds { warmup: warmup.div_ceil(4), timed: timed.div_ceil(4) },
+        };
+        match self {
+            SyncOp::Uncontended => rounds,
+            _ => plan.iters_or(rounds),
         }
     }
 }
@@ -196,7 +202,7 @@ impl Dead {
 
 /// One trial of `op` in `mode`.
 pub(super) fn trial(bench: &Bench, op: SyncOp, mode: Mode, n: usize) -> Result<Sample> {
-    let rounds = op.rounds(bench.plan.quick);
+    let rounds = op.rounds(&bench.plan);
     let tag = format!("-{}", mode.name());
     match (op, mode) {
         (SyncOp::Uncontended, Mode::Ipckit) => {
