@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// where. Needs the copy-shm and map-pool rows.
     #[arg(long)]
     pub save_threshold: bool,
+    /// Also write DIR/index.html: the plots (inline SVG) and tables of the
+    /// --json document, and how and where it was measured; a page that
+    /// opens offline. DIR is created if missing, and checked before
+    /// anything is measured.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of

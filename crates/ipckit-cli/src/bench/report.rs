@@ -1179,7 +1179,7 @@ pub(super) fn size(bytes: usize) -> String {
 
 /// A duration in nanoseconds for people: `23.4 ns`, `850 ns`, `12.3 µs`,
 /// `1.25 ms`.
-fn duration(ns: f64) -> String {
+pub(super) fn duration(ns: f64) -> String {
     match ns {
         n if n < 100.0 => format!("{n:.1} ns"),
         n if n < 1e3 => format!("{n:.0} ns"),
