@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
 use super::report::{duration, size};
@@ -54,9 +55,21 @@ fn render(doc: &Value) -> Result<String> {
     html.push_str(&honesty(doc));
     html.push_str("<h2>Plots</h2>\n");
     for (title, svg) in [
-        ("Round-trip latency vs message size", latency_plot(doc)?),
-        ("Throughput vs message size", throughput_plot(doc)?),
-        ("Copy or map", copy_map_plot(doc)?),
+        (
+            "(1) Round-trip latency: the p50 of every message mechanism (through ipckit) and of the shared-memory \
+             round-trip rows, per message size. A line with one point is a row measured at one size.",
+            latency_plot(doc)?,
+        ),
+        (
+            "(2) Throughput: one-way streaming in messages per second (ipckit beside the fixed-slot ring) if the \
+             run has streaming rows, else each copy-vs-map row's bytes per second (size / round trip p50).",
+            throughput_plot(doc)?,
+        ),
+        (
+            "(3) Copy or map: each row's round trip p50 (N bytes one way, 8 back) per size; the red line is the \
+             crossover, the size from which map-pool fill-and-read beats copy-shm at every larger size.",
+            copy_map_plot(doc)?,
+        ),
     ] {
         let _ = writeln!(html, "<figure>\n{svg}\n<figcaption>{}</figcaption>\n</figure>", esc(title));
     }
@@ -604,7 +617,7 @@ fn throughput_plot(doc: &Value) -> Result<String> {
     if !stream.is_empty() {
         for r in stream {
             let s = r["size"].as_f64().unwrap_or(0.0);
-            for (key, who) in [("ipckit_msgs_per_s", "ipckit"), ("raw_msgs_per_s", "floor (fixed-slot ring)")] {
+            for (key, who) in [("ipckit_msgs_per_s", "ipckit"), ("raw_msgs_per_s", "floor")] {
                 if let Some(rate) = r[key].as_f64() {
                     push(&mut series, &format!("{} {who}", text(r, "mechanism")), s, rate);
                 }
@@ -642,9 +655,8 @@ fn copy_map_plot(doc: &Value) -> Result<String> {
             push(&mut series, &row_name(r), s, p50);
         }
     }
-    let mark_x = doc["copy_vs_map"]["crossover_size"].as_u64().map(|c| {
-        (c as f64, format!("crossover {}: map-pool fill-and-read beats copy-shm from here", size(c as usize)))
-    });
+    let mark_x =
+        doc["copy_vs_map"]["crossover_size"].as_u64().map(|c| (c as f64, format!("crossover: {}", size(c as usize))));
     plot(Plot {
         title: "Copy or map: round trip p50 vs message size (log-log)",
         y_desc: "round trip p50",
@@ -682,6 +694,8 @@ const COLOURS: [RGBColor; 10] = [
 
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 600;
+/// The width of the legend, right of the plot.
+const LEGEND: u32 = 210;
 const FONT: &str = "sans-serif";
 
 /// A log-log plot as an SVG element for inline use (without the XML
@@ -711,7 +725,9 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, p: &Plot) -> Result<(), Box<d
     }
     // Room around the points: a factor each way on a log scale.
     let (x0, x1, y0, y1) = (x0 / 1.6, x1 * 1.6, y0 / 2.0, y1 * 2.0);
-    let mut chart = ChartBuilder::on(root)
+    // The legend beside the plot, not over its lines.
+    let (area, legend) = root.split_horizontally(WIDTH - LEGEND);
+    let mut chart = ChartBuilder::on(&area)
         .caption(p.title, (FONT, 22))
         .margin(20)
         .x_label_area_size(55)
@@ -731,7 +747,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, p: &Plot) -> Result<(), Box<d
         .light_line_style(RGBColor(0xee, 0xee, 0xee))
         .draw()?;
     if p.series.is_empty() {
-        root.draw(&Text::new(p.empty, ((WIDTH / 2 - 250) as i32, (HEIGHT / 2) as i32), (FONT, 18)))?;
+        area.draw(&Text::new(p.empty, (120, (HEIGHT / 2) as i32), (FONT, 18)))?;
         return Ok(());
     }
     for (i, s) in p.series.iter().enumerate() {
@@ -739,10 +755,12 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, p: &Plot) -> Result<(), Box<d
         let style = ShapeStyle::from(&colour).stroke_width(2);
         let mut pts = s.points.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(pts.clone(), style))?
-            .label(s.name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        chart.draw_series(LineSeries::new(pts.clone(), style))?;
+        // Its legend entry: a line with the series' marker, and its name.
+        let y = 50 + 24 * i as i32;
+        legend.draw(&PathElement::new(vec![(8, y), (40, y)], style))?;
+        legend_marker(&legend, (24, y), i / COLOURS.len(), colour)?;
+        legend.draw(&Text::new(s.name.as_str(), (48, y - 8), (FONT, 15)))?;
         let shape = i / COLOURS.len();
         // The markers: circles, then triangles, then squares (more series
         // than colours).
@@ -755,21 +773,29 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, p: &Plot) -> Result<(), Box<d
         };
     }
     if let Some((x, label)) = &p.mark_x {
-        let red = ShapeStyle::from(&RGBColor(0xc0, 0, 0)).stroke_width(2);
-        chart.draw_series(LineSeries::new([(*x, y0), (*x, y1)], red))?;
-        chart.draw_series(std::iter::once(Text::new(
-            label.clone(),
-            (*x * 1.08, y1 / 1.3),
-            (FONT, 15).into_font().color(&RGBColor(0xc0, 0, 0)),
-        )))?;
+        let red = RGBColor(0xc0, 0, 0);
+        chart.draw_series(LineSeries::new([(*x, y0), (*x, y1)], red.stroke_width(2)))?;
+        // The label on the side of the line with more room.
+        let right_half = *x > (x0 * x1).sqrt();
+        let (at, h) = if right_half { (*x / 1.1, HPos::Right) } else { (*x * 1.1, HPos::Left) };
+        let style = TextStyle::from((FONT, 15).into_font()).color(&red).pos(Pos::new(h, VPos::Top));
+        chart.draw_series(std::iter::once(Text::new(label.clone(), (at, y1 / 1.2), style)))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    Ok(())
+}
+
+/// A legend entry's marker at `c` (pixels), as [`draw`] draws the series.
+fn legend_marker(
+    legend: &DrawingArea<SVGBackend<'_>, Shift>,
+    c: (i32, i32),
+    shape: usize,
+    colour: RGBColor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match shape % 3 {
+        0 => legend.draw(&Circle::new(c, 4, colour.filled()))?,
+        1 => legend.draw(&TriangleMarker::new(c, 6, colour.filled()))?,
+        _ => legend.draw(&Rectangle::new([(c.0 - 4, c.1 - 4), (c.0 + 4, c.1 + 4)], colour.filled()))?,
+    }
     Ok(())
 }
 
