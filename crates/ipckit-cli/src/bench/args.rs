@@ -60,6 +60,12 @@ pub struct BenchArgs {
     /// anything runs).
     #[arg(long, value_name = "OLD.json")]
     pub compare: Option<PathBuf>,
+    /// Also write DIR/index.html: the plots (inline SVG) and tables of the
+    /// --json document, and how and where it was measured; a page that
+    /// opens offline. DIR is created if missing, and checked before
+    /// anything is measured.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Internal: the peer of one trial. It opens its side, does its part of

@@ -86,6 +86,8 @@
 //! 21. `async_io`: the async rows and their echo peer.
 //! 22. `compare`: `--compare OLD.json`, this run's rows beside an earlier
 //!     document's.
+//! 23. `html`: `--report DIR`, the JSON document as a page: plots as
+//!     inline SVG, the tables, and how the numbers were made.
 
 mod api;
 mod args;
@@ -94,6 +96,7 @@ mod catalogue;
 mod compare;
 mod copymap;
 mod floor;
+mod html;
 #[cfg(feature = "compare-iceoryx2")]
 mod iceoryx;
 mod link;
@@ -127,6 +130,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let old = args.compare.as_deref().map(compare::Old::load).transpose()?;
     let load = load_average();
     let plan = Plan::new(&args)?;
+    // A report that could not be written fails now, not after the run.
+    let report_dir = args.report.as_deref().map(html::prepare).transpose()?;
     let placement = Placement::choose()?;
     let exe = std::env::current_exe().context("find this executable, to run the peer")?;
     let bar = progress_bar(plan.trial_count());
@@ -138,9 +143,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         save_threshold(&mut report)?;
     }
     let comparison = old.as_ref().map(|old| compare::compare(old, &report.json()));
+    let mut doc = report.json();
+    doc["machine"] = machine_json();
+    doc["comparison"] = comparison.as_ref().map(compare::Comparison::json).into();
+    if let Some(dir) = &report_dir {
+        let page = html::write(dir, &doc)?;
+        eprintln!("ipckit: report written to {}", page.display());
+    }
     if args.json {
-        let mut doc = report.json();
-        doc["comparison"] = comparison.as_ref().map(compare::Comparison::json).into();
         println!("{doc}");
     } else {
         let mut text = report.text();
@@ -163,9 +173,9 @@ fn save_threshold(report: &mut report::Report<'_>) -> Result<()> {
     Ok(())
 }
 
-/// This machine, for people: `host, 2 CPUs, model, Linux release` (the
-/// host name and release are uname's, from /proc/sys/kernel).
-fn machine() -> String {
+/// This machine: host name, CPUs, CPU model, Linux release (the host name
+/// and release are uname's, from /proc/sys/kernel).
+fn machine_facts() -> (String, usize, String, String) {
     let read =
         |path: &str| std::fs::read_to_string(path).map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned());
     let host = read("/proc/sys/kernel/hostname");
@@ -177,7 +187,20 @@ fn machine() -> String {
         .unwrap_or("unknown CPU")
         .to_owned();
     let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    (host, cpus, model, release)
+}
+
+/// This machine, for people: `host, 2 CPUs, model, Linux release`.
+fn machine() -> String {
+    let (host, cpus, model, release) = machine_facts();
     format!("{host}, {cpus} CPUs, {model}, Linux {release}")
+}
+
+/// This machine in the JSON document (`"machine"`): the CPU model, the
+/// CPUs online (/proc/cpuinfo's processors), the kernel release.
+fn machine_json() -> serde_json::Value {
+    let (_, cpus, model, release) = machine_facts();
+    serde_json::json!({ "cpu_model": model, "cpus": cpus, "kernel": format!("Linux {release}") })
 }
 
 /// `ipckit bench-peer`: the other end of one trial.

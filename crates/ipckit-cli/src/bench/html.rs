@@ -1,0 +1,825 @@
+//! `ipckit bench --report DIR`: `DIR/index.html`, made from the JSON
+//! document `--json` prints (and nothing else, so that the two never
+//! disagree): three plots as inline SVG (plotters' SVG backend), the
+//! tables, and how and where the numbers were measured. The page has no
+//! link, script, font or style sheet of its own outside it: it opens
+//! offline. The SVG text names a font family (`sans-serif`), which the
+//! browser draws with a font of its own.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde_json::Value;
+
+use super::report::{duration, size};
+
+/// The page in the report directory.
+const PAGE: &str = "index.html";
+
+/// Checks that `dir` can hold the report before anything is measured:
+/// creates it if missing and creates (and removes) a file in it.
+pub(super) fn prepare(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("--report {}: create the directory", dir.display()))?;
+    let probe = dir.join(format!(".ipckit-report-{}.tmp", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("--report {}: cannot write in it", dir.display()))?;
+    std::fs::remove_file(&probe).with_context(|| format!("--report: remove {}", probe.display()))?;
+    Ok(dir.to_owned())
+}
+
+/// Writes the page of `doc` (the `--json` document) to `dir/index.html`,
+/// whole or not at all (a temporary file renamed), and returns its path.
+pub(super) fn write(dir: &Path, doc: &Value) -> Result<PathBuf> {
+    let page = dir.join(PAGE);
+    let tmp = dir.join(format!(".{PAGE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, render(doc)?).with_context(|| format!("--report: write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &page).with_context(|| format!("--report: write {}", page.display()))?;
+    Ok(page)
+}
+
+/// The whole page.
+fn render(doc: &Value) -> Result<String> {
+    let mut html = String::new();
+    html.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>ipckit bench report</title>\n",
+    );
+    html.push_str(STYLE);
+    html.push_str("</head>\n<body>\n<h1>ipckit bench report</h1>\n");
+    html.push_str(&honesty(doc));
+    html.push_str("<h2>Plots</h2>\n");
+    for (title, svg) in [
+        (
+            "(1) Round-trip latency: the p50 of every message mechanism (through ipckit) and of the shared-memory \
+             round-trip rows, per message size. A line with one point is a row measured at one size.",
+            latency_plot(doc)?,
+        ),
+        (
+            "(2) Throughput: one-way streaming in messages per second (ipckit beside the fixed-slot ring) if the \
+             run has streaming rows, else each copy-vs-map row's bytes per second (size / round trip p50).",
+            throughput_plot(doc)?,
+        ),
+        (
+            "(3) Copy or map: each row's round trip p50 (N bytes one way, 8 back) per size; the red line is the \
+             crossover, the size from which map-pool fill-and-read beats copy-shm at every larger size.",
+            copy_map_plot(doc)?,
+        ),
+    ] {
+        let _ = writeln!(html, "<figure>\n{svg}\n<figcaption>{}</figcaption>\n</figure>", esc(title));
+    }
+    html.push_str("<h2>Tables</h2>\n");
+    html.push_str(&tables(doc));
+    let json = serde_json::to_string_pretty(doc).context("--report: the JSON document")?;
+    let _ = writeln!(
+        html,
+        "<details>\n<summary>The JSON document this page was made from (<code>--json</code>)</summary>\n<pre>{}</pre>\n\
+         </details>",
+        esc(&json)
+    );
+    html.push_str("</body>\n</html>\n");
+    Ok(html)
+}
+
+const STYLE: &str = "<style>\n\
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }\n\
+h1, h2, h3 { font-weight: 600; }\n\
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }\n\
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; }\n\
+th { background: #eee; }\n\
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }\n\
+td.na { color: #a33; }\n\
+figure { margin: 1em 0 2em; }\n\
+figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }\n\
+figcaption { font-size: 0.9em; color: #555; }\n\
+.honesty { background: #f6f6f0; border: 1px solid #ccc; padding: 0.5em 1em; }\n\
+.warn { color: #a33; }\n\
+pre { font-size: 0.8em; overflow-x: auto; }\n\
+</style>\n";
+
+/// HTML-escaped text.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The array at `key`, or none.
+fn array<'a>(doc: &'a Value, key: &str) -> &'a [Value] {
+    doc[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A number at a JSON pointer (`/ipckit/p50_ns`).
+fn num(v: &Value, pointer: &str) -> Option<f64> {
+    v.pointer(pointer).and_then(Value::as_f64)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// A row's name: its mechanism, and its variant if it has one.
+fn row_name(v: &Value) -> String {
+    match v["variant"].as_str() {
+        Some(variant) => format!("{} {variant}", text(v, "mechanism")),
+        None => text(v, "mechanism").to_owned(),
+    }
+}
+
+fn ns_cell(v: &Value, pointer: &str) -> String {
+    num(v, pointer).map_or_else(|| "-".to_owned(), duration)
+}
+
+fn ratio_cell(v: &Value, key: &str) -> String {
+    v[key].as_f64().map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+}
+
+fn size_cell(v: &Value) -> String {
+    v["size"].as_u64().map_or_else(|| "-".to_owned(), |s| size(s as usize))
+}
+
+/// `12.3 M`, `850 k`: a rate for people.
+fn rate(per_s: Option<f64>) -> String {
+    match per_s {
+        Some(r) if r >= 1e6 => format!("{:.1} M", r / 1e6),
+        Some(r) => format!("{:.0} k", r / 1e3),
+        None => "-".to_owned(),
+    }
+}
+
+/// `1.2 GB/s`: bytes per second for people.
+fn bytes_rate(per_s: f64) -> String {
+    match per_s {
+        r if r >= 1e9 => format!("{:.1} GB/s", r / 1e9),
+        r if r >= 1e6 => format!("{:.0} MB/s", r / 1e6),
+        r if r >= 1e3 => format!("{:.0} kB/s", r / 1e3),
+        r => format!("{r:.0} B/s"),
+    }
+}
+
+// ---------------------------------------------------------------------
+// The honesty block.
+
+/// Where, how and under what load the numbers were measured, and what was
+/// not measured and why.
+fn honesty(doc: &Value) -> String {
+    let mut h = String::from("<section class=\"honesty\">\n<h2>How these numbers were made</h2>\n<ul>\n");
+    let m = &doc["machine"];
+    let cpus = m["cpus"].as_u64().map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+    let _ = writeln!(
+        h,
+        "<li><b>Machine</b>: {}, {cpus} CPUs, {}.</li>",
+        esc(m["cpu_model"].as_str().unwrap_or("unknown CPU")),
+        esc(m["kernel"].as_str().unwrap_or("unknown kernel"))
+    );
+    let p = &doc["placement"];
+    let pinning = match p["pinned"].as_bool() {
+        Some(true) => format!(
+            "pinned: this process on CPU {}, the peer on CPU {}",
+            p["parent_cpu"].as_u64().unwrap_or(0),
+            p["peer_cpu"].as_u64().unwrap_or(0)
+        ),
+        _ => "unpinned: only one CPU is allowed, so both processes share it".to_owned(),
+    };
+    let _ = writeln!(h, "<li><b>Pinning</b>: {pinning}.</li>");
+    let load = match doc["load_average_at_start"].as_f64() {
+        Some(l) if l >= 1.0 => format!(
+            "<span class=\"warn\">{l:.2}: other work was running, the numbers are noisier than on an idle \
+             machine</span>"
+        ),
+        Some(l) => format!("{l:.2}"),
+        None => "unknown (/proc/loadavg unreadable)".to_owned(),
+    };
+    let _ = writeln!(h, "<li><b>Load average</b> at the start: {load}.</li>");
+    let quick = if doc["quick"].as_bool() == Some(true) { " (--quick: fewer trials and round trips)" } else { "" };
+    let _ = writeln!(
+        h,
+        "<li><b>Method</b>: every two-process row is a series of trials, each a fresh pair of processes (this one \
+         and a peer that answers), the modes of a row interleaved trial by trial; a trial times every round trip \
+         after a warm-up and yields its p50 and p99; a value here is the median over the trials of each. At most \
+         {} trials per mode{quick}; each row's own count of trials, warm-up and round trips is in the JSON \
+         document below. Latencies are round trips (send, then receive the answer) unless a table says \
+         otherwise.</li>",
+        doc["max_trials"].as_u64().unwrap_or(0)
+    );
+    let _ = writeln!(h, "<li><b>Not measured</b>:<ul>\n{}</ul></li>", not_measured(doc));
+    h.push_str("</ul>\n</section>\n");
+    h
+}
+
+/// The rows given as n/a, with their reasons, and the tables this run
+/// left out.
+fn not_measured(doc: &Value) -> String {
+    let mut items = Vec::new();
+    for r in array(doc, "results").iter().filter(|r| r["status"] != "ok") {
+        items.push(format!("{} {}: {} ({})", text(r, "mechanism"), size_cell(r), text(r, "status"), text(r, "detail")));
+    }
+    for r in array(&doc["copy_vs_map"], "results").iter().filter(|r| r["status"] != "ok") {
+        items.push(format!(
+            "copy or map, {} {}: {} ({})",
+            row_name(r),
+            size_cell(r),
+            text(r, "status"),
+            text(r, "detail")
+        ));
+    }
+    for w in array(&doc["copy_vs_map"]["hybrid_threshold"], "warnings") {
+        items.push(format!("warning: ?inline=auto: {}", w.as_str().unwrap_or("")));
+    }
+    let tables = [
+        ("results", "the message table"),
+        ("synchronization", "the synchronization table"),
+        ("shm", "the shared-memory tables"),
+        ("rpc", "the request-response table"),
+        ("pubsub", "the publish-subscribe table"),
+        ("async", "the async table"),
+    ];
+    let mut left_out: Vec<&str> = tables.iter().filter(|(k, _)| array(doc, k).is_empty()).map(|(_, n)| *n).collect();
+    if doc["copy_vs_map"].is_null() {
+        left_out.insert(1, "the copy-vs-map table");
+    }
+    if !left_out.is_empty() {
+        items.push(format!("{}: not in this run (left out by --filter)", left_out.join(", ")));
+    }
+    let iceoryx2 = array(doc, "shm").iter().any(|r| r["mechanism"] == "iceoryx2-busy")
+        || array(&doc["copy_vs_map"], "results").iter().any(|r| r["mechanism"] == "iceoryx2");
+    if !iceoryx2 {
+        items.push("iceoryx2: not built in (the compare-iceoryx2 feature is off by default)".to_owned());
+    }
+    if items.is_empty() {
+        return "<li>nothing: every row asked for was measured</li>\n".to_owned();
+    }
+    items.iter().map(|i| format!("<li>{}</li>\n", esc(i))).collect()
+}
+
+// ---------------------------------------------------------------------
+// The tables.
+
+/// A cell: its text, and whether it is a number (aligned right).
+enum Cell {
+    Text(String),
+    Num(String),
+}
+
+fn table(caption: &str, header: &[&str], rows: &[Vec<Cell>], notes: &[String]) -> String {
+    let mut t = format!("<h3>{}</h3>\n<table>\n<thead><tr>", esc(caption));
+    for h in header {
+        let _ = write!(t, "<th>{}</th>", esc(h));
+    }
+    t.push_str("</tr></thead>\n<tbody>\n");
+    for row in rows {
+        t.push_str("<tr>");
+        for cell in row {
+            let _ = match cell {
+                Cell::Num(s) if s.starts_with("n/a") => write!(t, "<td class=\"n na\">{}</td>", esc(s)),
+                Cell::Num(s) => write!(t, "<td class=\"n\">{}</td>", esc(s)),
+                Cell::Text(s) => write!(t, "<td>{}</td>", esc(s)),
+            };
+        }
+        t.push_str("</tr>\n");
+    }
+    t.push_str("</tbody>\n</table>\n");
+    for note in notes {
+        let _ = writeln!(t, "<p>{}</p>", esc(note));
+    }
+    t
+}
+
+fn tables(doc: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&messages_table(doc));
+    out.push_str(&copy_map_table(doc));
+    out.push_str(&sync_table(doc));
+    out.push_str(&shm_tables(doc));
+    out.push_str(&beside_table(
+        array(doc, "rpc"),
+        "Request-response: a call beside the plain round trip of the same transport",
+        ["call p50", "call p99", "call / plain"],
+        "call",
+        true,
+    ));
+    out.push_str(&beside_table(
+        array(doc, "pubsub"),
+        "Publish-subscribe on shm:, beside the shm: channel round trip that waits the same way",
+        ["pubsub p50", "pubsub p99", "pubsub / plain"],
+        "pubsub",
+        false,
+    ));
+    out.push_str(&beside_table(
+        array(doc, "async"),
+        "Async: a round trip through ipckit::tokio, beside the blocking round trip that waits the same way",
+        ["async p50", "async p99", "async / plain"],
+        "async",
+        true,
+    ));
+    out
+}
+
+fn messages_table(doc: &Value) -> String {
+    let results = array(doc, "results");
+    if results.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<Cell>> = results
+        .iter()
+        .map(|r| {
+            let size = match r["kernel_max"].as_bool() {
+                Some(true) => format!("{} (max)", size_cell(r)),
+                _ => size_cell(r),
+            };
+            let mut cells = vec![Cell::Text(text(r, "mechanism").to_owned()), Cell::Text(size)];
+            if r["status"] == "ok" {
+                for p in ["/ipckit/p50_ns", "/ipckit/p99_ns", "/raw/p50_ns", "/raw/p99_ns"] {
+                    cells.push(Cell::Num(ns_cell(r, p)));
+                }
+                cells.push(Cell::Num(ratio_cell(r, "ratio_p50")));
+            } else {
+                cells.extend((0..4).map(|_| Cell::Num("n/a".to_owned())));
+                cells.push(Cell::Num(match r["limit"].as_u64() {
+                    Some(l) => format!("n/a (limit {l})"),
+                    None => "n/a (limit)".to_owned(),
+                }));
+            }
+            cells
+        })
+        .collect();
+    table(
+        "Messages: round trip (send N bytes, receive the echo), ipckit vs raw",
+        &["mechanism", "size", "ipckit p50", "ipckit p99", "raw p50", "raw p99", "ratio (p50)"],
+        &rows,
+        &["ratio = ipckit p50 / raw p50. raw = the same system calls with the same bytes on plain descriptors."
+            .to_owned()],
+    )
+}
+
+/// The copy-vs-map rows (name order as in the document) and sizes.
+fn copy_map_series(doc: &Value) -> (Vec<String>, Vec<u64>) {
+    let mut names: Vec<String> = Vec::new();
+    let mut sizes: Vec<u64> = Vec::new();
+    for r in array(&doc["copy_vs_map"], "results") {
+        let name = row_name(r);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        if let Some(s) = r["size"].as_u64().filter(|s| !sizes.contains(s)) {
+            sizes.push(s);
+        }
+    }
+    (names, sizes)
+}
+
+fn copy_map_table(doc: &Value) -> String {
+    let table_doc = &doc["copy_vs_map"];
+    if table_doc.is_null() {
+        return String::new();
+    }
+    let (names, sizes) = copy_map_series(doc);
+    let results = array(table_doc, "results");
+    let hybrid = names.iter().any(|n| n == "hybrid");
+    let mut header: Vec<&str> = vec!["size"];
+    header.extend(names.iter().map(String::as_str));
+    if hybrid {
+        header.push("hybrid / best");
+    }
+    header.push("fastest");
+    let rows: Vec<Vec<Cell>> = sizes
+        .iter()
+        .map(|&s| {
+            let mut cells = vec![Cell::Text(size(s as usize))];
+            for name in &names {
+                let cell = results.iter().find(|r| r["size"].as_u64() == Some(s) && row_name(r) == *name);
+                cells.push(Cell::Num(match cell {
+                    Some(r) if r["status"] == "ok" => ns_cell(r, "/round_trip/p50_ns"),
+                    Some(r) => text(r, "status").to_owned(),
+                    None => "-".to_owned(),
+                }));
+            }
+            let at = array(table_doc, "sizes").iter().find(|z| z["size"].as_u64() == Some(s));
+            if hybrid {
+                cells.push(Cell::Num(at.map_or_else(|| "-".to_owned(), |z| ratio_cell(z, "hybrid_over_best"))));
+            }
+            let fastest = at.map(|z| &z["fastest"]).filter(|f| !f.is_null()).map_or_else(|| "-".to_owned(), row_name);
+            cells.push(Cell::Text(fastest));
+            cells
+        })
+        .collect();
+    let mut notes = vec![
+        "Round trip p50: N bytes to another process, an 8-byte acknowledgement back. fastest = of the rows that \
+         deliver every byte to the reader (not map-pool untouched, not writer-fills). hybrid / best = hybrid p50 / \
+         the faster of copy-shm and map-pool fill-and-read."
+            .to_owned(),
+    ];
+    let threshold = &table_doc["hybrid_threshold"];
+    if let Some(inline_max) = threshold["inline_max"].as_u64() {
+        let source = match (text(threshold, "source"), threshold["path"].as_str()) {
+            (_, Some(path)) => format!("from {path}"),
+            ("environment", None) => format!("from {}", ipckit::threshold::ENV),
+            (source, None) => format!("the {source}"),
+        };
+        notes.push(format!("hybrid ran with ?inline=auto: copied up to {inline_max} bytes, pooled above ({source})."));
+    }
+    notes.push(match table_doc["crossover_size"].as_u64() {
+        Some(c) => format!(
+            "Crossover: {} (map-pool fill-and-read beats copy-shm from this size on, at every larger size measured).",
+            size(c as usize)
+        ),
+        None => "Crossover: none measured (copy-shm beat map-pool fill-and-read at the largest size, or one of the \
+                 two rows was left out)."
+            .to_owned(),
+    });
+    if let Some(t) = table_doc["threshold"]["inline_max"].as_u64() {
+        notes.push(match table_doc["threshold"]["saved_to"].as_str() {
+            Some(path) => format!("threshold: {t} bytes, saved to {path}"),
+            None => format!("threshold: {t} bytes (would save with --save-threshold)"),
+        });
+    }
+    table("Copy or map: round trip p50", &header, &rows, &notes)
+}
+
+fn sync_table(doc: &Value) -> String {
+    let sync = array(doc, "synchronization");
+    if sync.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<Cell>> = sync
+        .iter()
+        .map(|r| {
+            let mut cells = vec![Cell::Text(text(r, "operation").to_owned()), Cell::Text(text(r, "per").to_owned())];
+            for p in ["/ipckit/p50_ns", "/ipckit/p99_ns", "/raw/p50_ns", "/raw/p99_ns"] {
+                cells.push(Cell::Num(ns_cell(r, p)));
+            }
+            cells.push(Cell::Num(ratio_cell(r, "ratio_p50")));
+            cells
+        })
+        .collect();
+    table(
+        "Synchronization: ipckit vs raw",
+        &["operation", "per", "ipckit p50", "ipckit p99", "raw p50", "raw p99", "ratio (p50)"],
+        &rows,
+        &["ratio = ipckit p50 / raw p50 (raw: pthread mutexes and futex loops).".to_owned()],
+    )
+}
+
+fn is_stream(r: &Value) -> bool {
+    r["per"] == "message"
+}
+
+fn shm_tables(doc: &Value) -> String {
+    let shm = array(doc, "shm");
+    let mut out = String::new();
+    let ping_pong: Vec<Vec<Cell>> = shm
+        .iter()
+        .filter(|r| !is_stream(r))
+        .map(|r| {
+            let own = if r["iceoryx2"].is_object() { "iceoryx2" } else { "ipckit" };
+            let mut cells = vec![Cell::Text(text(r, "mechanism").to_owned()), Cell::Text(size_cell(r))];
+            for p in [format!("/{own}/p50_ns"), format!("/{own}/p99_ns"), "/raw/p50_ns".into(), "/raw/p99_ns".into()] {
+                cells.push(Cell::Num(ns_cell(r, &p)));
+            }
+            cells.push(Cell::Num(ratio_cell(r, "ratio_p50")));
+            cells.push(Cell::Text(text(r, "floor").to_owned()));
+            cells
+        })
+        .collect();
+    if !ping_pong.is_empty() {
+        out.push_str(&table(
+            "Shared memory: round trip over two shm: channels, ipckit vs the floor",
+            &["row", "size", "p50", "p99", "floor p50", "floor p99", "ratio (p50)", "floor"],
+            &ping_pong,
+            &["ratio = p50 / floor p50 (iceoryx2-busy: iceoryx2's; the other rows: ipckit's). floor = the least two \
+               processes can do in shared memory the same way."
+                .to_owned()],
+        ));
+    }
+    let stream: Vec<Vec<Cell>> = shm
+        .iter()
+        .filter(|r| is_stream(r))
+        .map(|r| {
+            vec![
+                Cell::Text(text(r, "mechanism").to_owned()),
+                Cell::Text(size_cell(r)),
+                Cell::Num(rate(r["ipckit_msgs_per_s"].as_f64())),
+                Cell::Num(ns_cell(r, "/ipckit/p50_ns")),
+                Cell::Num(rate(r["raw_msgs_per_s"].as_f64())),
+                Cell::Num(ns_cell(r, "/raw/p50_ns")),
+                Cell::Num(ratio_cell(r, "ratio_msgs_per_s")),
+            ]
+        })
+        .collect();
+    if !stream.is_empty() {
+        out.push_str(&table(
+            "Shared memory: streaming one way (SPSC)",
+            &["row", "size", "ipckit msg/s", "ipckit per msg", "floor msg/s", "floor per msg", "ratio (msg/s)"],
+            &stream,
+            &["ratio = ipckit messages/s / floor messages/s; floor = a ring of fixed slots in a memfd.".to_owned()],
+        ));
+    }
+    out
+}
+
+/// Rows measured beside a plain round trip (request-response,
+/// publish-subscribe, async): `own` is the key of the rows' own summary.
+fn beside_table(rows: &[Value], caption: &str, own_header: [&str; 3], own: &str, targets: bool) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut header = vec!["row", "plain", "plain p50"];
+    header.extend(own_header);
+    if targets {
+        header.push("target");
+    }
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                Cell::Text(text(r, "mechanism").to_owned()),
+                Cell::Text(text(r, "plain_row").to_owned()),
+                Cell::Num(ns_cell(r, "/plain/p50_ns")),
+                Cell::Num(ns_cell(r, &format!("/{own}/p50_ns"))),
+                Cell::Num(ns_cell(r, &format!("/{own}/p99_ns"))),
+                Cell::Num(ratio_cell(r, "ratio_p50")),
+            ];
+            if targets {
+                cells.push(Cell::Num(
+                    r["target_ratio"].as_f64().map_or_else(|| "-".to_owned(), |t| format!("≤ {t:.1}")),
+                ));
+            }
+            cells
+        })
+        .collect();
+    table(caption, &header, &cells, &[format!("{} = {own} p50 / plain p50, in the same trials.", own_header[2])])
+}
+
+// ---------------------------------------------------------------------
+// The plots.
+
+/// One line of a plot: its name and its points (x, y), x ascending.
+struct Series {
+    name: String,
+    points: Vec<(f64, f64)>,
+}
+
+/// Adds `(x, y)` to the series `name`, made if new.
+fn push(series: &mut Vec<Series>, name: &str, x: f64, y: f64) {
+    if !(x > 0.0 && y > 0.0) {
+        return;
+    }
+    match series.iter_mut().find(|s| s.name == name) {
+        Some(s) => s.points.push((x, y)),
+        None => series.push(Series { name: name.to_owned(), points: vec![(x, y)] }),
+    }
+}
+
+/// Plot (1): the p50 round trip of every message mechanism (the message
+/// table, ipckit) and of the shared-memory round-trip rows, per size.
+fn latency_plot(doc: &Value) -> Result<String> {
+    let mut series = Vec::new();
+    for r in array(doc, "results").iter().filter(|r| r["status"] == "ok") {
+        if let (Some(s), Some(p50)) = (r["size"].as_f64(), num(r, "/ipckit/p50_ns")) {
+            push(&mut series, text(r, "mechanism"), s, p50);
+        }
+    }
+    for r in array(doc, "shm").iter().filter(|r| !is_stream(r)) {
+        let own = if r["iceoryx2"].is_object() { "/iceoryx2/p50_ns" } else { "/ipckit/p50_ns" };
+        if let (Some(s), Some(p50)) = (r["size"].as_f64(), num(r, own)) {
+            push(&mut series, text(r, "mechanism"), s, p50);
+        }
+    }
+    plot(Plot {
+        title: "Round trip p50 vs message size (ipckit, log-log)",
+        y_desc: "round trip p50",
+        y_label: duration,
+        series,
+        mark_x: None,
+        empty: "no message or shared-memory round-trip rows in this run (--filter)",
+    })
+}
+
+/// Plot (2): streaming messages per second per size if the run has
+/// streaming rows; else the bytes per second of each copy-vs-map row
+/// (size / round trip p50).
+fn throughput_plot(doc: &Value) -> Result<String> {
+    let mut series = Vec::new();
+    let stream: Vec<&Value> = array(doc, "shm").iter().filter(|r| is_stream(r)).collect();
+    if !stream.is_empty() {
+        for r in stream {
+            let s = r["size"].as_f64().unwrap_or(0.0);
+            for (key, who) in [("ipckit_msgs_per_s", "ipckit"), ("raw_msgs_per_s", "floor")] {
+                if let Some(rate) = r[key].as_f64() {
+                    push(&mut series, &format!("{} {who}", text(r, "mechanism")), s, rate);
+                }
+            }
+        }
+        return plot(Plot {
+            title: "Streaming one way: messages per second vs message size (log-log)",
+            y_desc: "messages per second",
+            y_label: |r| format!("{}/s", rate(Some(r)).replace(' ', "")),
+            series,
+            mark_x: None,
+            empty: "",
+        });
+    }
+    for r in array(&doc["copy_vs_map"], "results").iter().filter(|r| r["status"] == "ok") {
+        if let (Some(s), Some(p50)) = (r["size"].as_f64(), num(r, "/round_trip/p50_ns")) {
+            push(&mut series, &row_name(r), s, s / (p50 * 1e-9));
+        }
+    }
+    plot(Plot {
+        title: "Copy or map: bytes per second (size / round trip p50) vs message size (log-log)",
+        y_desc: "throughput",
+        y_label: bytes_rate,
+        series,
+        mark_x: None,
+        empty: "no streaming or copy-vs-map rows in this run (--filter)",
+    })
+}
+
+/// Plot (3): the copy-vs-map rows' p50 per size, the crossover marked.
+fn copy_map_plot(doc: &Value) -> Result<String> {
+    let mut series = Vec::new();
+    for r in array(&doc["copy_vs_map"], "results").iter().filter(|r| r["status"] == "ok") {
+        if let (Some(s), Some(p50)) = (r["size"].as_f64(), num(r, "/round_trip/p50_ns")) {
+            push(&mut series, &row_name(r), s, p50);
+        }
+    }
+    let mark_x =
+        doc["copy_vs_map"]["crossover_size"].as_u64().map(|c| (c as f64, format!("crossover: {}", size(c as usize))));
+    plot(Plot {
+        title: "Copy or map: round trip p50 vs message size (log-log)",
+        y_desc: "round trip p50",
+        y_label: duration,
+        series,
+        mark_x,
+        empty: "the copy-vs-map table is not in this run (--filter)",
+    })
+}
+
+struct Plot {
+    title: &'static str,
+    y_desc: &'static str,
+    y_label: fn(f64) -> String,
+    series: Vec<Series>,
+    /// A vertical line at this x, and its label.
+    mark_x: Option<(f64, String)>,
+    /// What an empty plot says.
+    empty: &'static str,
+}
+
+/// Line colours (a colour-blind-friendly set), then markers vary.
+const COLOURS: [RGBColor; 10] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+const WIDTH: u32 = 1000;
+const HEIGHT: u32 = 600;
+/// The width of the legend, right of the plot.
+const LEGEND: u32 = 210;
+const FONT: &str = "sans-serif";
+
+/// A log-log plot as an SVG element for inline use (without the XML
+/// namespace attribute, which HTML does not need and which would be the
+/// page's only URL).
+fn plot(p: Plot) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, &p).map_err(|e| anyhow!("--report: draw {:?}: {e}", p.title))?;
+        root.present().map_err(|e| anyhow!("--report: draw {:?}: {e}", p.title))?;
+    }
+    let svg = svg.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "");
+    let svg = svg.trim_start_matches(|c| c != '<').to_owned();
+    Ok(svg)
+}
+
+fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, p: &Plot) -> Result<(), Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    let points = p.series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if p.series.is_empty() {
+        (x0, x1, y0, y1) = (64.0, 16.0 * 1024.0 * 1024.0, 100.0, 1e6);
+    }
+    // Room around the points: a factor each way on a log scale.
+    let (x0, x1, y0, y1) = (x0 / 1.6, x1 * 1.6, y0 / 2.0, y1 * 2.0);
+    // The legend beside the plot, not over its lines.
+    let (area, legend) = root.split_horizontally(WIDTH - LEGEND);
+    let mut chart = ChartBuilder::on(&area)
+        .caption(p.title, (FONT, 22))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(90)
+        .build_cartesian_2d(
+            (x0..x1).log_scale().with_key_points(size_ticks(x0, x1)),
+            (y0..y1).log_scale().with_key_points(decade_ticks(y0, y1)),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("message size (log scale)")
+        .y_desc(format!("{} (log scale)", p.y_desc))
+        .x_label_formatter(&|x| size(x.round() as usize))
+        .y_label_formatter(&|y| (p.y_label)(*y))
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .light_line_style(RGBColor(0xee, 0xee, 0xee))
+        .draw()?;
+    if p.series.is_empty() {
+        area.draw(&Text::new(p.empty, (120, (HEIGHT / 2) as i32), (FONT, 18)))?;
+        return Ok(());
+    }
+    for (i, s) in p.series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let style = ShapeStyle::from(&colour).stroke_width(2);
+        let mut pts = s.points.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart.draw_series(LineSeries::new(pts.clone(), style))?;
+        // Its legend entry: a line with the series' marker, and its name.
+        let y = 50 + 24 * i as i32;
+        legend.draw(&PathElement::new(vec![(8, y), (40, y)], style))?;
+        legend_marker(&legend, (24, y), i / COLOURS.len(), colour)?;
+        legend.draw(&Text::new(s.name.as_str(), (48, y - 8), (FONT, 15)))?;
+        let shape = i / COLOURS.len();
+        // The markers: circles, then triangles, then squares (more series
+        // than colours).
+        match shape % 3 {
+            0 => chart.draw_series(pts.iter().map(|&c| Circle::new(c, 4, colour.filled())))?,
+            1 => chart.draw_series(pts.iter().map(|&c| TriangleMarker::new(c, 6, colour.filled())))?,
+            _ => chart.draw_series(
+                pts.iter().map(|&c| EmptyElement::at(c) + Rectangle::new([(-4, -4), (4, 4)], colour.filled())),
+            )?,
+        };
+    }
+    if let Some((x, label)) = &p.mark_x {
+        let red = RGBColor(0xc0, 0, 0);
+        chart.draw_series(LineSeries::new([(*x, y0), (*x, y1)], red.stroke_width(2)))?;
+        // The label on the side of the line with more room.
+        let right_half = *x > (x0 * x1).sqrt();
+        let (at, h) = if right_half { (*x / 1.1, HPos::Right) } else { (*x * 1.1, HPos::Left) };
+        let style = TextStyle::from((FONT, 15).into_font()).color(&red).pos(Pos::new(h, VPos::Top));
+        chart.draw_series(std::iter::once(Text::new(label.clone(), (at, y1 / 1.2), style)))?;
+    }
+    Ok(())
+}
+
+/// A legend entry's marker at `c` (pixels), as [`draw`] draws the series.
+fn legend_marker(
+    legend: &DrawingArea<SVGBackend<'_>, Shift>,
+    c: (i32, i32),
+    shape: usize,
+    colour: RGBColor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match shape % 3 {
+        0 => legend.draw(&Circle::new(c, 4, colour.filled()))?,
+        1 => legend.draw(&TriangleMarker::new(c, 6, colour.filled()))?,
+        _ => legend.draw(&Rectangle::new([(c.0 - 4, c.1 - 4), (c.0 + 4, c.1 + 4)], colour.filled()))?,
+    }
+    Ok(())
+}
+
+/// The y axis's ticks: 1, 2 and 5 times the powers of ten within
+/// `y0..y1`, only the powers of ten when they span more than three decades.
+fn decade_ticks(y0: f64, y1: f64) -> Vec<f64> {
+    let (low, high) = (y0.log10().floor() as i32, y1.log10().ceil() as i32);
+    let steps: &[f64] = if high - low > 3 { &[1.0] } else { &[1.0, 2.0, 5.0] };
+    let ticks: Vec<f64> = (low..=high)
+        .flat_map(|e| steps.iter().map(move |m| m * 10f64.powi(e)))
+        .filter(|&t| t >= y0 && t <= y1)
+        .collect();
+    if ticks.is_empty() { vec![(y0 * y1).sqrt()] } else { ticks }
+}
+
+/// The x axis's ticks: the powers of 4 from 64 B within `x0..x1` (64 B,
+/// 256 B, 1 KiB, ...), every other one when there are many.
+fn size_ticks(x0: f64, x1: f64) -> Vec<f64> {
+    let mut ticks: Vec<f64> = (0..40).map(|i| 4f64.powi(i)).filter(|&t| t >= x0 && t <= x1).collect();
+    if ticks.len() > 10 {
+        ticks = ticks.into_iter().step_by(2).collect();
+    }
+    if ticks.is_empty() {
+        ticks.push(((x0 * x1).sqrt()).round());
+    }
+    ticks
+}
