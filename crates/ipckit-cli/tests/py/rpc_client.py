@@ -99,15 +99,15 @@ def run(sock):
     expect(call(sock, 2, b"fail:no such thing"), (2, STATUS_FAILED, b"no such thing"), "handler error")
     expect(call(sock, 2**64 - 1, b"max"), (2**64 - 1, STATUS_OK, b"MAX"), "largest id")
 
-    # Three in flight: "wait" cannot finish before "mark" has run, so its
-    # reply comes after mark's although it was sent first.
+    # Three in flight: "wait" cannot finish until "mark" has run, so its
+    # reply ("waited") shows the calls were served together. (Which of the
+    # two replies comes first is not fixed: mark's command may still be
+    # exiting when wait's sees the mark.)
     sent = {100: b"wait", 101: b"mark", 102: b"three in flight"}
     sock.sendall(b"".join(request(i, body) for i, body in sent.items()))
     replies = [parse_reply(recv_frame(sock)) for _ in sent]
     order = [r[0] for r in replies]
     expect(sorted(order), sorted(sent), "every id answered once")
-    if order.index(101) > order.index(100):
-        fail(f"replies in the order {order}: 'wait' answered before 'mark' ran")
     by_id = {r[0]: (r[1], r[2]) for r in replies}
     expect(by_id[100], (STATUS_OK, b"waited\n"), "reply 100 matched by id")
     expect(by_id[101], (STATUS_OK, b"marked\n"), "reply 101 matched by id")
