@@ -173,7 +173,6 @@ fn child_paced() {
 /// every message arrives, and the hostile one spoiled only its own
 /// wake-ups.
 #[test]
-#[ignore = "fails: every sender shares the receiver's doorbell (fixed next)"]
 fn a_sender_that_spoils_its_doorbell_spoils_only_its_own_wake_ups() {
     let s = Scratch::new("shm-doorbell");
     let name = s.name("doorbell");
