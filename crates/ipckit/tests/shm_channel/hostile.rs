@@ -149,3 +149,93 @@ fn a_scribbling_sender_cannot_hurt_the_receiver_or_the_honest_ones() {
     assert!(honest.wait().success());
     assert!(corrupt > 0, "the scribbling was noticed ({corrupt} Corrupt)");
 }
+
+/// Child: sends `n` numbered messages (`IPCKIT_N`), a pause before each,
+/// so that the receiver (`?spin=0`) has parked and each one must wake it.
+#[test]
+#[ignore = "child process entry point"]
+fn child_paced() {
+    let Some(_) = child_role() else { return };
+    let text = env("IPCKIT_EP");
+    let n: u32 = env("IPCKIT_N").parse().unwrap();
+    let mut tx = ipckit::Sender::connect_timeout(&ep(&text), &ipckit::Options::new(), HANG_GUARD).unwrap();
+    for i in 0..n {
+        std::thread::sleep(Duration::from_millis(3));
+        tx.send_timeout(&i.to_le_bytes(), HANG_GUARD).unwrap();
+    }
+}
+
+/// A sender that spoils the doorbell of its welcome: it clears
+/// `O_NONBLOCK` on it (a flag of the open file description, shared with
+/// whoever holds the same one) and fills its counter to the maximum, so
+/// that any further write to it would wait for ever. Honest senders
+/// (already joined, and joining after) still wake the parked receiver,
+/// every message arrives, and the hostile one spoiled only its own
+/// wake-ups.
+#[test]
+fn a_sender_that_spoils_its_doorbell_spoils_only_its_own_wake_ups() {
+    let s = Scratch::new("shm-doorbell");
+    let name = s.name("doorbell");
+    let text = channel(&s, "doorbell", "?spin=0");
+    let mut rx = Receiver::bind(&ep(&text)).unwrap();
+    const N: u32 = 40;
+    let paced = |what: &str| {
+        Guarded::spawn(rerun("hostile::child_paced", what).env("IPCKIT_EP", &text).env("IPCKIT_N", N.to_string()))
+    };
+    // An honest sender that joined before the hostile one.
+    let first = paced("first");
+    let first_pid = first.0.as_ref().unwrap().id() as i32;
+    let mut got = std::collections::HashMap::<i32, u32>::new();
+    let receive = |rx: &mut Receiver, got: &mut std::collections::HashMap<i32, u32>| {
+        let m = rx.recv_timeout(HANG_GUARD).unwrap_or_else(|e| panic!("an honest message did not come: {e}"));
+        let pid = m.meta.creds.expect("credentials").pid;
+        let next = got.entry(pid).or_default();
+        assert_eq!(m.data, next.to_le_bytes(), "message #{next} of pid {pid}");
+        *next += 1;
+    };
+    receive(&mut rx, &mut got);
+    // The hostile sender joins by hand and spoils the doorbell it got.
+    let control: ipckit::Endpoint = format!("unix-seqpacket:@ipckit/shm/{name}").parse().unwrap();
+    let mut conn = Connection::connect(&control).unwrap();
+    let mut hello = b"IPCKIT-SHM\x02".to_vec();
+    hello.extend_from_slice(&[0u8; 16]);
+    conn.send(&hello).unwrap();
+    let welcome = conn.recv_timeout(HANG_GUARD).unwrap();
+    assert_eq!(welcome.data[..12], *b"IPCKIT-SHM\x02W", "a welcome");
+    let fds = welcome.meta.fds;
+    assert_eq!(fds.len(), 3, "a ring, a liveness page, a doorbell");
+    let doorbell = &fds[2];
+    // Filled while still non-blocking (a count already there would make
+    // the blocking write wait), then made blocking.
+    let full = (0..1000).any(|_| {
+        let _ = rustix::io::read(doorbell, &mut [0u8; 8]);
+        rustix::io::write(doorbell, &(u64::MAX - 1).to_ne_bytes()).is_ok()
+    });
+    assert!(full, "the doorbell could not be filled");
+    rustix::fs::fcntl_setfl(doorbell, rustix::fs::OFlags::empty()).unwrap();
+    // Should this test fail, a write blocked on that doorbell (the
+    // receiver's service thread's, before the fix) would hang the
+    // receiver's drop: its count is taken first (dropped before `rx`).
+    let _unspoil = Unspoil(doorbell.try_clone().unwrap());
+    // An honest sender that joins after.
+    let second = paced("second");
+    let second_pid = second.0.as_ref().unwrap().id() as i32;
+    while got.values().sum::<u32>() < 2 * N {
+        receive(&mut rx, &mut got);
+    }
+    assert_eq!(got.get(&first_pid), Some(&N));
+    assert_eq!(got.get(&second_pid), Some(&N));
+    assert!(first.wait().success(), "the first honest sender failed");
+    assert!(second.wait().success(), "the second honest sender failed");
+    drop((conn, fds));
+}
+
+/// Takes an eventfd's count when dropped (a blocked writer goes on).
+struct Unspoil(std::os::fd::OwnedFd);
+
+impl Drop for Unspoil {
+    fn drop(&mut self) {
+        let _ = rustix::fs::fcntl_setfl(&self.0, rustix::fs::OFlags::NONBLOCK);
+        let _ = rustix::io::read(&self.0, &mut [0u8; 8]);
+    }
+}

@@ -6,6 +6,7 @@
 //! 2. `bad_input`: the table of bad input, a row each.
 //! 3. `hostile`: a process that scribbles over its whole ring while the
 //!    receiver serves an honest sender.
+//!    And one that spoils the doorbell (eventfd) of its welcome.
 //! 4. `death`: senders and receivers SIGKILLed at random points.
 //! 5. `stress`: a million messages of log-uniform sizes, 1 → 1 and 4 → 1.
 //! 7. `pool`: loans, samples in place, copy or map by size, the pool's

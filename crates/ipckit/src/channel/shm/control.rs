@@ -8,13 +8,13 @@
 //! | packet | direction | bytes |
 //! | --- | --- | --- |
 //! | hello | sender → receiver | `IPCKIT-SHM`, version `2`, `u64` the `?size=` the sender asked for (0: none), `u64` its pool's size (0: no pool); with SCM_RIGHTS when there is a pool: the pool's memfd, sealed against shrinking, growing and writes by others (see `pool`) |
-//! | welcome | receiver → sender | `IPCKIT-SHM`, version `2`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd, the receiver's liveness page (a sealed memfd, read-only), the receiver's doorbell (an eventfd) |
+//! | welcome | receiver → sender | `IPCKIT-SHM`, version `2`, `W`, `u64` the ring's capacity; with SCM_RIGHTS: the ring's sealed memfd, the receiver's liveness page (a sealed memfd, read-only), this sender's doorbell (an eventfd the receiver made for this sender alone) |
 //! | refusal | receiver → sender | `IPCKIT-SHM`, version `2`, `R`, `u8` the reason (1 permission, 2 senders, 3 protocol), then a UTF-8 explanation |
 //! | wake | receiver → sender, after the welcome | one byte, any value |
 //!
 //! Integers are little-endian. A side about to sleep sets its `PARKED`
 //! bit in the ring (see `ring`); the other side then wakes it: a sender
-//! writes to the receiver's doorbell (an eventfd in the receiver's epoll
+//! writes to its doorbell (an eventfd of its own in the receiver's epoll
 //! set, edge-triggered, never read: one write and one `epoll_wait` per
 //! wake-up); the receiver sends a wake packet over the sender's control
 //! connection, which the sender polls. The control connection is how the
@@ -23,6 +23,18 @@
 //! polling and no pid to reuse. A sender learns of its receiver's end from
 //! the liveness page (see `layout`), and, while it sleeps, from the end of
 //! its connection.
+//!
+//! Each sender has a doorbell of its own, created at its welcome and
+//! closed (and taken out of the epoll set) when it is dropped: the
+//! counter and `O_NONBLOCK` belong to the open file description, so one
+//! eventfd handed to every sender let any of them clear `O_NONBLOCK` and
+//! fill the counter, after which every other sender's wake-up blocked
+//! for ever and the receiver slept on. Now a sender can spoil only its
+//! own wake-ups. The packets are as they were (the version too): a sender
+//! writes the doorbell it is given either way. It costs the receiver one
+//! descriptor per sender; a wake packet on the control connection instead
+//! (as `pubsub::shm` does) would cost a `sendmsg` and, on this side, a
+//! `recvmsg` per wake-up where the eventfd costs one `write`.
 //!
 //! Both sides check the other's credentials (`SO_PEERCRED`): by default
 //! only the receiver's own user may connect, and a sender talks only to a

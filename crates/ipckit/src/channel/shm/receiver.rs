@@ -32,10 +32,17 @@ use crate::sys;
 use crate::transport::Io;
 use crate::wait::{Got, Wait};
 
-/// Epoll data of the doorbell (the receiving side's epoll): an eventfd,
-/// edge-triggered, rung by senders that found this receiver parked and by
-/// the service thread when new senders wait to be adopted.
+/// Epoll data of the receiving side's own doorbell (its epoll): an
+/// eventfd, edge-triggered, rung by the service thread when new senders
+/// wait to be adopted, and by this side itself. No sender holds it.
 const DOORBELL: u64 = u64::MAX - 1;
+
+/// Epoll data of a sender's doorbell (the receiving side's epoll): this
+/// bit and its slot. An eventfd of its own, edge-triggered, never read,
+/// rung by that sender alone when it found this receiver parked: a sender
+/// that spoils it (clears `O_NONBLOCK`, fills its counter; both belong to
+/// the open file description) spoils only its own wake-ups.
+const SENDER_BELL: u64 = 1 << 33;
 
 /// Epoll data of a connection that has not said hello yet (the service
 /// thread's epoll): this bit and its slot.
@@ -54,6 +61,8 @@ const BUSY_EVENTS: Duration = Duration::from_millis(1);
 #[derive(Debug)]
 struct Peer {
     control: Io,
+    /// Its doorbell (see [`SENDER_BELL`]).
+    doorbell: OwnedFd,
     ring: Consumer<MappedRing>,
     /// Its payload pool, shared with the samples lent out.
     pool: Option<Arc<PeerPool>>,
@@ -255,8 +264,11 @@ impl ShmReceiver {
                 }
             };
             self.peers[slot] = Some(peer);
-            let fd = self.peers[slot].as_ref().map(|p| p.control.fd()).expect("just placed");
-            if let Err(e) = sys::io::epoll_add(self.epoll.as_fd(), fd, slot as u64) {
+            let peer = self.peers[slot].as_ref().expect("just placed");
+            let added = sys::io::epoll_add(self.epoll.as_fd(), peer.control.fd(), slot as u64).and_then(|()| {
+                sys::io::epoll_add_edge(self.epoll.as_fd(), peer.doorbell.as_fd(), SENDER_BELL | slot as u64)
+            });
+            if let Err(e) = added {
                 // Not served without its departures seen: let it go.
                 self.drop_peer(slot);
                 failed.get_or_insert(Error::os("epoll_ctl", &*self.name, e));
@@ -484,6 +496,8 @@ impl ShmReceiver {
         for i in 0..n {
             match self.events[i] {
                 DOORBELL => self.adopt()?,
+                // A sender published onto a parked ring: the caller looks.
+                bell if bell & SENDER_BELL != 0 => {}
                 slot => self.drain(slot as usize),
             }
         }
@@ -510,6 +524,11 @@ impl ShmReceiver {
     fn drop_peer(&mut self, slot: usize) {
         if let Some(peer) = self.peers.get_mut(slot).and_then(Option::take) {
             peer.ring.memory().close();
+            // Removed by hand: the sender holds its doorbell too (and
+            // samples the connection), so closing them here would not take
+            // them out of the epoll set.
+            let _ = sys::io::epoll_remove(self.epoll.as_fd(), peer.doorbell.as_fd());
+            let _ = sys::io::epoll_remove(self.epoll.as_fd(), peer.control.fd());
             // Its samples still hold a descriptor of the connection (to
             // wake it): the sender sees the end now all the same.
             let _ = sys::net::shutdown_both(peer.control.fd());
@@ -531,6 +550,8 @@ struct Service {
     page: LivePage,
     epoll: OwnedFd,
     bell: OwnedFd,
+    /// The receiving side's own doorbell: rung when senders wait to be
+    /// adopted. Never handed to a sender.
     doorbell: OwnedFd,
     acceptor: Acceptor,
     pending: Vec<Option<Pending>>,
@@ -717,14 +738,17 @@ impl Service {
             }
             None => None,
         };
+        // Its own doorbell: one sender cannot spoil another's (see
+        // `SENDER_BELL`).
+        let doorbell = sys::io::eventfd().map_err(|e| Error::os("eventfd", &*self.name, e))?;
         let packet = Packet::Welcome { capacity: ring.capacity() as u64 }.encode();
         // Handed over before the welcome goes out, so that a sender that has
         // its welcome is one the receiving side adopts at its next look.
         let mut incoming = self.shared.incoming.lock().unwrap_or_else(|p| p.into_inner());
-        incoming.push(Peer { control, ring: Consumer::new(ring), pool, creds, leaving: false, armed: false });
+        incoming.push(Peer { control, doorbell, ring: Consumer::new(ring), pool, creds, leaving: false, armed: false });
         self.shared.has_incoming.store(true, Ordering::Release);
         let peer = incoming.last_mut().expect("just pushed");
-        let fds = [peer.ring.memory().fd(), self.page.fd(), self.doorbell.as_fd()];
+        let fds = [peer.ring.memory().fd(), self.page.fd(), peer.doorbell.as_fd()];
         if let Err(e) = peer.control.send(&[IoSlice::new(&packet)], &SendMeta::new().fds(&fds), Wait::Never) {
             incoming.pop();
             return Err(e);

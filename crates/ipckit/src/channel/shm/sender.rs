@@ -37,7 +37,8 @@ pub(crate) struct ShmSender {
     inline_max: usize,
     /// The receiver's liveness page: checked on every send.
     live: LivePage,
-    /// The receiver's doorbell (an eventfd): rung when it parked.
+    /// This sender's doorbell (an eventfd the receiver made for it alone,
+    /// in its epoll set): rung when it parked.
     doorbell: std::os::fd::OwnedFd,
     capacity: usize,
     /// The configured maximum ([`Options::max_message`](crate::Options)).
