@@ -206,6 +206,10 @@ pub(crate) struct Reader {
     lost: u64,
 }
 
+/// The most times in a row the same message may be found torn (an honest
+/// publisher tears it once at most) before the reader calls it `Corrupt`.
+const TORN_LIMIT: u32 = 3;
+
 /// Why [`Reader::read`] failed: the publisher broke the protocol.
 pub(crate) type Corrupt = String;
 
@@ -242,6 +246,12 @@ impl Reader {
     /// none yet (a loss found meanwhile is told with the next message).
     pub(crate) fn read<M: TopicMemory>(&mut self, mem: &M, buf: &mut Vec<u8>) -> Result<Option<u64>, Corrupt> {
         let slots = mem.slots() as u64;
+        // Copies of the same message torn in a row. An honest publisher
+        // tears a message at most once: the slot's sequence only grows, so
+        // the next look finds it taken and counts the loss. A publisher
+        // that puts the sequence back to make the reader retry for ever is
+        // told apart by this.
+        let mut torn: (u64, u32) = (u64::MAX, 0);
         loop {
             if self.next == self.head && self.refresh(mem)? == self.next {
                 return Ok(None);
@@ -277,6 +287,13 @@ impl Reader {
                 // Overwritten while it was copied: look again, with an
                 // acquire load (a relaxed one does not carry the `head`
                 // that goes with it).
+                torn = if torn.0 == self.next { (self.next, torn.1 + 1) } else { (self.next, 1) };
+                if torn.1 > TORN_LIMIT {
+                    return Err(format!(
+                        "message {} was torn {} times in a row: its slot's sequence went back to it each time",
+                        self.next, torn.1
+                    ));
+                }
                 continue;
             }
             if seq < want {

@@ -140,3 +140,61 @@ proptest! {
         prop_assert_eq!(seen, w.head());
     }
 }
+
+/// A publisher that puts a slot's sequence back after every copy, so that
+/// each copy looks torn and the next look finds the message there again:
+/// the reader gives up with an error after a few tears of the same
+/// message, instead of retrying for ever.
+#[test]
+fn a_sequence_that_keeps_coming_back_is_corrupt_not_a_spin() {
+    /// Loads of slot 0's sequence alternate between `intact` (the message
+    /// is there) and `torn` (it changed during the copy).
+    struct Flipping {
+        inner: Plain,
+        intact: AtomicU64,
+        torn: AtomicU64,
+        loads: std::cell::Cell<u64>,
+    }
+    impl TopicMemory for Flipping {
+        type Word = AtomicU64;
+        fn head(&self) -> &AtomicU64 {
+            self.inner.head()
+        }
+        fn slots(&self) -> usize {
+            self.inner.slots()
+        }
+        fn max_message(&self) -> usize {
+            self.inner.max_message()
+        }
+        fn seq(&self, _slot: usize) -> &AtomicU64 {
+            let n = self.loads.get();
+            self.loads.set(n + 1);
+            if n % 2 == 0 { &self.intact } else { &self.torn }
+        }
+        fn len(&self, slot: usize) -> &AtomicU64 {
+            self.inner.len(slot)
+        }
+        fn write(&self, slot: usize, data: &[u8]) {
+            self.inner.write(slot, data)
+        }
+        fn read(&self, slot: usize, buf: &mut [u8]) {
+            self.inner.read(slot, buf)
+        }
+        fn fence(order: Ordering) {
+            Plain::fence(order)
+        }
+    }
+    let mem = Flipping {
+        inner: Plain::new(4, 16),
+        intact: AtomicU64::new(2), // message 0, written
+        torn: AtomicU64::new(9),   // message 4 being written over it
+        loads: std::cell::Cell::new(0),
+    };
+    mem.inner.head.store(1, Ordering::Relaxed);
+    mem.inner.len[0].store(3, Ordering::Relaxed);
+    let mut reader = Reader::new(0, 1);
+    let mut buf = Vec::new();
+    let e = reader.read(&mem, &mut buf).unwrap_err();
+    assert!(e.contains("torn"), "{e}");
+    assert!(mem.loads.get() < 100, "{} loads before giving up", mem.loads.get());
+}
