@@ -131,8 +131,20 @@ pub(crate) fn epoll_remove(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<
 /// in error) and returns how many; 0 when the wait ran out. Retries
 /// `EINTR` with what is left of the wait.
 pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, ready: &mut Vec<u64>, max: usize, wait: Wait) -> Result<usize, Errno> {
+    epoll_wait_with(epoll, ready, max, wait, |e| e.data.u64())
+}
+
+/// The wait of [`epoll_wait`] and [`epoll_wait_ready`]: at most `max`
+/// events (64 at most, on the stack: no allocation per wait), each made
+/// into a `T` by `each`; `EINTR` retried with what is left of the wait.
+fn epoll_wait_with<T>(
+    epoll: BorrowedFd<'_>,
+    ready: &mut Vec<T>,
+    max: usize,
+    wait: Wait,
+    each: impl Fn(&rustix::event::epoll::Event) -> T,
+) -> Result<usize, Errno> {
     use rustix::event::epoll;
-    // On the stack: no allocation per wait.
     let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 64];
     let max = max.clamp(1, events.len());
     let got = loop {
@@ -145,7 +157,7 @@ pub(crate) fn epoll_wait(epoll: BorrowedFd<'_>, ready: &mut Vec<u64>, max: usize
         }
     };
     ready.clear();
-    ready.extend(got.iter().map(|e| e.data.u64()));
+    ready.extend(got.iter().map(each));
     Ok(ready.len())
 }
 
@@ -192,29 +204,17 @@ pub(crate) fn epoll_wait_ready(
     max: usize,
     wait: Wait,
 ) -> Result<usize, Errno> {
-    use rustix::event::epoll;
-    let mut events = [std::mem::MaybeUninit::<epoll::Event>::uninit(); 64];
-    let max = max.clamp(1, events.len());
-    let got = loop {
-        let timeout = wait.remaining().map(timespec);
-        match epoll::wait(epoll, &mut events[..max], timeout.as_ref()) {
-            Ok((got, _)) if got.is_empty() && wait.remaining() != Some(Duration::ZERO) => {}
-            Ok((got, _)) => break got,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    };
-    ready.clear();
-    ready.extend(got.iter().map(|e| {
+    use rustix::event::epoll::EventFlags;
+    epoll_wait_with(epoll, ready, max, wait, |e| {
+        // A copy: the event is packed.
         let flags = e.flags;
         EpollReady {
             data: e.data.u64(),
-            readable: flags.contains(epoll::EventFlags::IN),
-            writable: flags.contains(epoll::EventFlags::OUT),
-            hangup: flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR),
+            readable: flags.contains(EventFlags::IN),
+            writable: flags.contains(EventFlags::OUT),
+            hangup: flags.intersects(EventFlags::HUP | EventFlags::ERR),
         }
-    }));
-    Ok(ready.len())
+    })
 }
 
 /// `pread` at `offset` until `buf` is full or the file ends, retrying
