@@ -160,7 +160,6 @@ fn watch_sysv_server(presence: &Connection, wake: SysvQueue, mtype: i64) -> Resu
         .spawn(move || {
             let mut wake = wake;
             while !client_gone.load(Ordering::Relaxed) {
-                use std::os::fd::AsFd as _;
                 // Readable or hung up: the server's end.
                 if sys::io::poll(fd.as_fd(), sys::io::Ready::Read, Wait::timeout(WATCH_EVERY)).unwrap_or(true) {
                     let header = envelope::reply_header(0, envelope::STATUS_OK);

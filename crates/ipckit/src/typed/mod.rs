@@ -191,27 +191,27 @@ impl<T: Serialize> Sender<T> {
         Sender { inner, buf: Vec::new(), _type: PhantomData }
     }
 
-    fn encoded(&mut self, value: &T) -> Result<&[u8]> {
+    /// Encodes `value` into the reused buffer.
+    fn encode(&mut self, value: &T) -> Result<()> {
         self.buf.clear();
-        encode_into(value, &mut self.buf, self.inner.name())?;
-        Ok(&self.buf)
+        encode_into(value, &mut self.buf, self.inner.name())
     }
 
     /// Sends `value`, waiting for room.
     pub fn send(&mut self, value: &T) -> Result<()> {
-        self.encoded(value)?;
+        self.encode(value)?;
         self.inner.send(&self.buf)
     }
 
     /// Sends `value` if there is room now (else `Full`).
     pub fn try_send(&mut self, value: &T) -> Result<()> {
-        self.encoded(value)?;
+        self.encode(value)?;
         self.inner.try_send(&self.buf)
     }
 
     /// Sends `value`, waiting at most `timeout` for room (else `TimedOut`).
     pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
-        self.encoded(value)?;
+        self.encode(value)?;
         self.inner.send_timeout(&self.buf, timeout)
     }
 
