@@ -12,8 +12,14 @@ use super::meeting::Meeting;
 pub struct BenchArgs {
     /// A few seconds instead of up to a minute: fewer trials and round
     /// trips (for smoke tests; the ratios are rougher).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "full")]
     pub quick: bool,
+    /// Every size (the message and shm-busy rows at 64 B, 1 KiB, 4 KiB,
+    /// 16 KiB and 64 KiB, copy-vs-map at nine sizes to 16 MiB) and more
+    /// trials (31, copy-vs-map 21), within a budget of 10 minutes (it says
+    /// so before it starts).
+    #[arg(long)]
+    pub full: bool,
     /// Print the results as one JSON document on standard output.
     #[arg(long)]
     pub json: bool,
@@ -31,8 +37,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Trials of each mode per row [default: 21 (15 for copy vs map),
-    /// fewer (at least 5) where a loaded machine makes them slow; 3 with
-    /// --quick].
+    /// fewer (at least 5) where a loaded machine makes them outlast the
+    /// run's 40 s budget; 3 with --quick; 31 (21) with --full].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trials: Option<u32>,
     /// Save the threshold the copy-vs-map table measured (the largest
@@ -86,6 +92,10 @@ pub struct PeerArgs {
     /// Rounds to take part in.
     #[arg(long)]
     pub(super) iterations: usize,
+    /// A message mechanism: send `iterations` messages one way instead of
+    /// echoing.
+    #[arg(long, requires = "mechanism")]
+    pub(super) stream: bool,
     /// The CPU to run on.
     #[arg(long)]
     pub(super) cpu: Option<usize>,

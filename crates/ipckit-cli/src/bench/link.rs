@@ -37,29 +37,49 @@ impl Rounds {
 }
 
 /// The result of one trial: percentiles of its round-trip times (or, for
-/// batched operations, of its batches' time per operation).
+/// batched operations and streams, of its batches' time per operation).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Sample {
     /// Median, nanoseconds.
     pub(super) p50: f64,
+    /// 90th percentile, nanoseconds.
+    pub(super) p90: f64,
     /// 99th percentile, nanoseconds.
     pub(super) p99: f64,
+    /// 99.9th percentile, nanoseconds.
+    pub(super) p999: f64,
+    /// The slowest, nanoseconds.
+    pub(super) max: f64,
 }
 
+/// The quantiles a [`Sample`] holds, in its order.
+const QUANTILES: [f64; 4] = [0.50, 0.90, 0.99, 0.999];
+
 impl Sample {
-    /// The p50 and p99 (nearest rank) of `values`, nanoseconds; 0 for none.
+    /// The percentiles (nearest rank) of `values`, nanoseconds; 0 for none.
     pub(super) fn of_values(mut values: Vec<f64>) -> Sample {
         values.sort_unstable_by(f64::total_cmp);
         let rank = |q: f64| match values.len() {
             0 => 0.0,
             n => values[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
         };
-        Sample { p50: rank(0.50), p99: rank(0.99) }
+        let [p50, p90, p99, p999] = QUANTILES.map(rank);
+        Sample { p50, p90, p99, p999, max: values.last().copied().unwrap_or(0.0) }
     }
 
     /// Every value divided by `by` (a round trip of `by` hand-offs).
     pub(super) fn per(self, by: f64) -> Sample {
-        Sample { p50: self.p50 / by, p99: self.p99 / by }
+        Sample { p50: self.p50 / by, p90: self.p90 / by, p99: self.p99 / by, p999: self.p999 / by, max: self.max / by }
+    }
+
+    /// The percentiles in order: p50, p90, p99, p99.9, max.
+    pub(super) fn values(self) -> [f64; 5] {
+        [self.p50, self.p90, self.p99, self.p999, self.max]
+    }
+
+    /// A sample of `values` in the order of [`values`](Self::values).
+    pub(super) fn from_values([p50, p90, p99, p999, max]: [f64; 5]) -> Sample {
+        Sample { p50, p90, p99, p999, max }
     }
 }
 
@@ -152,14 +172,21 @@ impl Timings {
         self.hist.saturating_record(ns.max(1));
     }
 
-    /// The p50 and p99 of what was recorded.
+    /// Records `elapsed` per one of `count` operations.
+    pub(super) fn record_per(&mut self, elapsed: std::time::Duration, count: usize) {
+        let ns = u64::try_from(elapsed.as_nanos() / count.max(1) as u128).unwrap_or(u64::MAX);
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    /// The percentiles of what was recorded.
     pub(super) fn sample(&self) -> Sample {
-        Sample { p50: self.hist.value_at_quantile(0.50) as f64, p99: self.hist.value_at_quantile(0.99) as f64 }
+        let [p50, p90, p99, p999] = QUANTILES.map(|q| self.hist.value_at_quantile(q) as f64);
+        Sample { p50, p90, p99, p999, max: self.hist.max() as f64 }
     }
 }
 
 /// Runs `rounds.warmup` untimed rounds, then `rounds.timed` timed ones,
-/// numbered from 0 on; the p50 and p99 of the timed ones.
+/// numbered from 0 on; the percentiles of the timed ones.
 pub(super) fn time_rounds(rounds: Rounds, mut round: impl FnMut(usize) -> Result<()>) -> Result<Sample> {
     for i in 0..rounds.warmup {
         round(i).context("warm-up round")?;
@@ -189,6 +216,51 @@ pub(super) fn echo(link: &mut dyn Link, buf: &mut [u8], size: usize, count: usiz
             bail!("message {}: expected {size} bytes, got {got}", i + 1);
         }
         link.send(&buf[..got]).with_context(|| format!("echo message {}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// The parent's side of a stream trial: receives `rounds.warmup` messages
+/// of `size` bytes untimed, then `rounds.timed` more in batches of
+/// `batch`, each batch timed from the end of the one before; the
+/// percentiles of the batches' time per message.
+pub(super) fn time_stream(
+    link: &mut dyn Link,
+    buf: &mut [u8],
+    size: usize,
+    rounds: Rounds,
+    batch: usize,
+) -> Result<Sample> {
+    let mut recv = |i: usize| -> Result<()> {
+        let got = link.recv(buf).with_context(|| format!("receive message {}", i + 1))?;
+        if got != size {
+            bail!("message {}: expected {size} bytes, got {got} (did the peer fail?)", i + 1);
+        }
+        Ok(())
+    };
+    for i in 0..rounds.warmup {
+        recv(i).context("warm-up message")?;
+    }
+    let mut timings = Timings::new()?;
+    let mut i = rounds.warmup;
+    let mut start = Instant::now();
+    for _ in 0..rounds.timed / batch.max(1) {
+        for _ in 0..batch {
+            recv(i)?;
+            i += 1;
+        }
+        let now = Instant::now();
+        timings.record_per(now - start, batch);
+        start = now;
+    }
+    Ok(timings.sample())
+}
+
+/// The peer's side of a stream trial: sends `count` messages of `size`
+/// bytes.
+pub(super) fn source(link: &mut dyn Link, buf: &[u8], size: usize, count: usize) -> Result<()> {
+    for i in 0..count {
+        link.send(&buf[..size]).with_context(|| format!("send message {}", i + 1))?;
     }
     Ok(())
 }

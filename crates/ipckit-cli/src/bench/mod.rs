@@ -101,6 +101,7 @@ mod html;
 mod iceoryx;
 mod link;
 mod meeting;
+mod overview;
 mod placement;
 mod plan;
 mod process;
@@ -122,19 +123,28 @@ use catalogue::Experiment;
 use placement::Placement;
 use plan::{MAX_MESSAGE, Plan};
 use process::Scratch;
-use runner::{Bench, load_average, progress_bar};
+use runner::{Bench, Load, progress_bar};
 use shm::ShmRow;
 
 /// `ipckit bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let old = args.compare.as_deref().map(compare::Old::load).transpose()?;
-    let load = load_average();
+    let load = Load::begin();
     let plan = Plan::new(&args)?;
     // A report that could not be written fails now, not after the run.
     let report_dir = args.report.as_deref().map(html::prepare).transpose()?;
     let placement = Placement::choose()?;
     let exe = std::env::current_exe().context("find this executable, to run the peer")?;
-    let bar = progress_bar(plan.trial_count());
+    if let (true, Some(budget)) = (plan.full, plan.budget()) {
+        eprintln!(
+            "ipckit bench --full: every size, up to {} trials of each row; this takes up to about {} minutes (it \
+             stops after the round of trials that passes that budget, once {} rounds have run).",
+            plan.trials,
+            budget.as_secs().div_ceil(60),
+            plan::MIN_TRIALS
+        );
+    }
+    let bar = progress_bar();
     let bench = Bench { plan, placement, scratch: Scratch::create()?, exe, bar };
     let report = bench.measure(load);
     bench.bar.finish_and_clear();
@@ -145,6 +155,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let comparison = old.as_ref().map(|old| compare::compare(old, &report.json()));
     let mut doc = report.json();
     doc["machine"] = machine_json();
+    doc["machine"]["pinning"] = report::pinning(bench.placement).into();
     doc["comparison"] = comparison.as_ref().map(compare::Comparison::json).into();
     if let Some(dir) = &report_dir {
         let page = html::write(dir, &doc)?;
@@ -217,6 +228,10 @@ pub fn peer(args: PeerArgs) -> Result<()> {
                 bail!("--size {} is over the {MAX_MESSAGE}-byte maximum", args.size);
             }
             let mut link = args.mode.open_peer(mech, &args.meeting).context("bench-peer: set up")?;
+            if args.stream {
+                let payload = link::Buffer::payload(args.size);
+                return link::source(&mut *link, &payload, args.size, args.iterations).context("bench-peer");
+            }
             let mut buf = link::Buffer::zeroed(MAX_MESSAGE);
             link::echo(&mut *link, &mut buf, args.size, args.iterations).context("bench-peer")
         }

@@ -28,36 +28,34 @@ pub(super) const SIZES: [usize; 2] = [64, 64 * 1024];
 /// maximum and the size of every receive buffer.
 pub(super) const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The time a default run aims to spend measuring each table (73 s in
-/// all, so that a run with set-up and the last trials of each job stays
-/// near a minute): on an idle machine it needs about half; on a loaded
-/// one, jobs stop after their share.
-const BUDGET_MESSAGES: Duration = Duration::from_secs(26);
-const BUDGET_COPY_MAP: Duration = Duration::from_secs(15);
-const BUDGET_SYNC: Duration = Duration::from_secs(5);
-const BUDGET_SHM: Duration = Duration::from_secs(8);
-const BUDGET_RPC: Duration = Duration::from_secs(8);
-const BUDGET_PUBSUB: Duration = Duration::from_secs(5);
-const BUDGET_ASYNC: Duration = Duration::from_secs(6);
+/// The message sizes of the socket rows (and of `shm-busy`) with
+/// `--full`; queue rows stop at the largest message the kernel allows.
+pub(super) const SIZES_FULL: [usize; 5] = [64, 1 << 10, 4 << 10, 16 << 10, 64 << 10];
 
-/// The fewest trials of each mode a job runs, whatever the budget.
+/// The copy-vs-map table's sizes by default: five of
+/// [`copymap::SIZES`], closer together where the crossover usually is.
+pub(super) const COPY_MAP_SIZES: [usize; 5] = [64, 4 << 10, 256 << 10, 4 << 20, 16 << 20];
+
+/// The time a default run may spend measuring: it stops after the round
+/// of trials that passes it, once [`MIN_TRIALS`] rounds have run. About
+/// 4 s a round on an idle 2-CPU machine, so that the rounds fit and the
+/// run, with its set-up, stays under a minute.
+pub(super) const BUDGET: Duration = Duration::from_secs(40);
+
+/// The budget of `--full`.
+pub(super) const BUDGET_FULL: Duration = Duration::from_secs(600);
+
+/// The fewest rounds of trials a budgeted run makes, whatever the budget.
 pub(super) const MIN_TRIALS: usize = 5;
 
-/// Trials of each mode per size of the copy-vs-map table, by default:
-/// fewer than elsewhere, as its large sizes take long.
+/// Trials of each mode per row by default, and of the copy-vs-map table:
+/// fewer, as its large sizes take long.
+const TRIALS: usize = 21;
 const COPY_MAP_TRIALS: usize = 15;
 
-/// The tables, each with its own share of the time budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Table {
-    Messages,
-    CopyMap,
-    Sync,
-    Shm,
-    Rpc,
-    Pubsub,
-    Async,
-}
+/// Trials with `--full`.
+const TRIALS_FULL: usize = 31;
+const COPY_MAP_TRIALS_FULL: usize = 21;
 
 /// What a run measures.
 #[derive(Clone, Debug)]
@@ -85,15 +83,17 @@ pub(super) struct Plan {
     /// Trials of each mode per row (copy vs map: `copy_map_trials`).
     pub(super) trials: usize,
     pub(super) copy_map_trials: usize,
-    /// Whether a job stops early once it has used its share of its table's
-    /// budget (a loaded machine), after at least [`MIN_TRIALS`]. Not with
-    /// `--trials` or `--quick`.
-    budgeted: bool,
+    /// The time the run may spend measuring, if it stops early (after at
+    /// least [`MIN_TRIALS`] rounds). Not with `--trials` or `--quick`.
+    budget: Option<Duration>,
     pub(super) quick: bool,
+    pub(super) full: bool,
     /// `--iters`: timed round trips per trial, instead of each row's own.
     pub(super) iters: Option<usize>,
     /// The kernel's limits on queue messages.
     pub(super) limits: queue::Limits,
+    /// Rows left out as this machine cannot run them: which, and why.
+    pub(super) unavailable: Vec<(String, String)>,
 }
 
 /// The name of the copy-vs-map table in `--filter` (each of its rows has
@@ -103,7 +103,13 @@ pub(super) const COPY_MAP_NAME: &str = "copy-vs-map";
 impl Plan {
     pub(super) fn new(args: &BenchArgs) -> Result<Plan> {
         let wanted = |name: &str| args.filter.is_empty() || args.filter.iter().any(|f| name.contains(f.as_str()));
-        let mechanisms: Vec<Mechanism> = Mechanism::ALL.into_iter().filter(|m| wanted(m.name())).collect();
+        // A queue this machine cannot create: its rows (and the calls over
+        // it) are "n/a", the rest of the run goes on.
+        let missing: Vec<(Mechanism, String)> =
+            Mechanism::ALL.into_iter().filter_map(|m| Some((m, queue::unavailable(m)?))).collect();
+        let absent = |m: Mechanism| missing.iter().any(|(gone, _)| *gone == m);
+        let mechanisms: Vec<Mechanism> =
+            Mechanism::ALL.into_iter().filter(|&m| wanted(m.name()) && !absent(m)).collect();
         let copy_map: Vec<Way> = Way::ALL.into_iter().filter(|w| wanted(COPY_MAP_NAME) || wanted(w.name())).collect();
         let sync: Vec<SyncOp> = SyncOp::ALL.into_iter().filter(|op| wanted(op.name())).collect();
         // --sizes: sorted, once each; the message and shm-busy rows take
@@ -116,9 +122,28 @@ impl Plan {
         });
         let small: Option<Vec<usize>> =
             sizes.as_ref().map(|s| s.iter().copied().filter(|&n| n <= MAX_MESSAGE).collect());
-        let copy_map_sizes = sizes.clone().unwrap_or_else(|| copymap::SIZES.to_vec());
+        let copy_map_sizes = sizes.clone().unwrap_or_else(|| match args.full {
+            true => copymap::SIZES.to_vec(),
+            false => COPY_MAP_SIZES.to_vec(),
+        });
+        // --full: every size, where --sizes does not say.
+        let small = small.or_else(|| args.full.then(|| SIZES_FULL.to_vec()));
         let shm = ShmJob::all(wanted, small.as_deref());
-        let rpc = RpcGroup::all(wanted);
+        let mut rpc = RpcGroup::all(wanted);
+        let mut unavailable = Vec::new();
+        for (mech, why) in &missing {
+            let calls: Vec<String> = rpc
+                .iter()
+                .filter(|g| g.transport.name() == mech.name())
+                .flat_map(|g| g.calls.iter().map(|&call| super::rpc::row_name(g.transport, call)))
+                .collect();
+            rpc.retain(|g| g.transport.name() != mech.name());
+            let rows: Vec<String> =
+                wanted(mech.name()).then(|| mech.name().to_owned()).into_iter().chain(calls).collect();
+            if !rows.is_empty() {
+                unavailable.push((rows.join(", "), why.clone()));
+            }
+        }
         let pubsub = PubsubGroup::new(wanted);
         let async_rows = AsyncRow::all(wanted);
         // A usage error (exit code 2), like a malformed endpoint: a
@@ -133,10 +158,11 @@ impl Plan {
                        (copy-shm and map-pool, or copy-vs-map)";
             return Err(ipckit::Error::new(ErrorKind::Invalid, "bench", "--save-threshold", why).into());
         }
-        let (trials, copy_map_trials, budgeted) = match (args.trials, args.quick) {
-            (Some(t), _) => (t as usize, t as usize, false),
-            (None, true) => (3, 3, false),
-            (None, false) => (21, COPY_MAP_TRIALS, true),
+        let (trials, copy_map_trials, budget) = match (args.trials, args.quick, args.full) {
+            (Some(t), _, _) => (t as usize, t as usize, None),
+            (None, true, _) => (3, 3, None),
+            (None, false, false) => (TRIALS, COPY_MAP_TRIALS, Some(BUDGET)),
+            (None, false, true) => (TRIALS_FULL, COPY_MAP_TRIALS_FULL, Some(BUDGET_FULL)),
         };
         let limits = queue::Limits::read();
         let jobs: Vec<Job> = mechanisms.iter().flat_map(|&m| Job::all(m, &limits, small.as_deref())).collect();
@@ -172,43 +198,18 @@ impl Plan {
             async_rows,
             trials,
             copy_map_trials,
-            budgeted,
+            budget,
             quick: args.quick,
+            full: args.full,
             iters: args.iters,
             limits,
+            unavailable,
         })
     }
 
-    /// The time a job of `table` may take before it has had enough (after
-    /// [`MIN_TRIALS`]), if the run is budgeted: an equal part of the
-    /// table's budget (the copy-vs-map table shares its own out as it goes,
-    /// see [`budget`](Self::budget)).
-    pub(super) fn share(&self, table: Table) -> Option<Duration> {
-        let jobs = match table {
-            Table::Messages => self.jobs.iter().filter(|j| j.limit.is_none()).count(),
-            Table::CopyMap => self.copy_map_sizes.len(),
-            Table::Sync => self.sync.len(),
-            Table::Shm => self.shm.len(),
-            Table::Rpc => self.rpc.len(),
-            Table::Pubsub => usize::from(self.pubsub.is_some()),
-            Table::Async => self.async_rows.len(),
-        };
-        self.budget(table).map(|budget| budget / jobs.max(1) as u32)
-    }
-
-    /// The time the jobs of `table` may take in all, if the run is
-    /// budgeted.
-    pub(super) fn budget(&self, table: Table) -> Option<Duration> {
-        let budget = match table {
-            Table::Messages => BUDGET_MESSAGES,
-            Table::CopyMap => BUDGET_COPY_MAP,
-            Table::Sync => BUDGET_SYNC,
-            Table::Shm => BUDGET_SHM,
-            Table::Rpc => BUDGET_RPC,
-            Table::Pubsub => BUDGET_PUBSUB,
-            Table::Async => BUDGET_ASYNC,
-        };
-        self.budgeted.then_some(budget)
+    /// The time the run may spend measuring, if it stops early.
+    pub(super) fn budget(&self) -> Option<Duration> {
+        self.budget
     }
 
     /// Round trips per trial for messages of `size` bytes: enough for a
@@ -232,16 +233,21 @@ impl Plan {
         }
     }
 
-    /// Trials in the whole run.
-    pub(super) fn trial_count(&self) -> u64 {
-        let pairs = self.jobs.len() * self.trials + self.sync.len() * self.trials;
-        let shm: usize = self.shm.iter().map(|job| job.modes().len() * self.trials).sum();
-        let rpc: usize = self.rpc.iter().map(|group| group.modes().len() * self.trials).sum();
-        let pubsub = self.pubsub.as_ref().map_or(0, |group| group.modes().len() * self.trials);
-        let async_rows = self.async_rows.len() * 2 * self.trials;
-        let copy_map: usize =
-            self.copy_map_sizes.iter().map(|&size| copymap::measured_at(&self.copy_map, size).len()).sum();
-        (pairs * 2 + shm + rpc + pubsub + async_rows + copy_map * self.copy_map_trials) as u64
+    /// A stream trial of `size`-byte messages: messages of warm-up, and
+    /// messages timed (`timed`, a whole number of batches); and the
+    /// messages per timed batch. With `--iters N`: N messages timed.
+    pub(super) fn stream_rounds(&self, size: usize) -> (Rounds, usize) {
+        let (warmup, timed, batch) = match (self.quick, size <= 4096) {
+            (false, true) => (1000, 10_000, 1000),
+            (false, false) => (32, 320, 32),
+            (true, true) => (500, 2000, 500),
+            (true, false) => (16, 64, 16),
+        };
+        let (warmup, timed, batch) = match self.iters {
+            Some(n) => (n.div_ceil(10), n.div_ceil(batch.min(n)) * batch.min(n), batch.min(n)),
+            None => (warmup, timed, batch),
+        };
+        (Rounds { warmup, timed }, batch)
     }
 }
 

@@ -94,6 +94,23 @@ impl Limits {
     }
 }
 
+/// Why `mech` (a queue) cannot run on this machine, if it cannot: a
+/// queue of one small message is created and removed, and the error is
+/// the answer (no POSIX queues in the kernel, `RLIMIT_MSGQUEUE` at 0, no
+/// System V queue left under `msgmni`, ...). `None` for the others.
+pub(super) fn unavailable(mech: Mechanism) -> Option<String> {
+    let name = format!("/ipckit-bench-probe-{}", std::process::id());
+    match mech {
+        Mechanism::Mq => raw_ffi::PosixQueue::create(&name, 1, 64)
+            .err()
+            .map(|e| format!("a POSIX queue cannot be created here (mq_open: {e})")),
+        Mechanism::SysvMq => raw_ffi::SysvQueue::create(libc::IPC_PRIVATE)
+            .err()
+            .map(|e| format!("a System V queue cannot be created here (msgget: {e})")),
+        _ => None,
+    }
+}
+
 /// The message size of a trial's queues: the largest message of the row
 /// set.
 pub(super) fn queue_msgsize(limit: &Limit) -> usize {

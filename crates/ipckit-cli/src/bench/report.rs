@@ -15,27 +15,31 @@ use super::link::{Rounds, Sample, median};
 use super::placement::Placement;
 use super::plan::{Job, MAX_MESSAGE, Plan, SIZES};
 use super::rpc::{self, Transport};
+use super::runner::Load;
 use super::shm::{STREAM_BATCH, ShmJob, ShmRow};
 use super::sync::{BATCH, SyncOp};
-use super::{async_io, pubsub};
+use super::{async_io, overview, pubsub};
 
 /// The version of the JSON document's layout: raised when a name or a
 /// meaning changes, not when something is added.
 pub(super) const SCHEMA: u32 = 2;
 
 /// One mode's trials of a row.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Summary {
     /// Median of the trials' p50, nanoseconds.
     pub(super) p50: f64,
     /// Median of the trials' p99, nanoseconds.
     pub(super) p99: f64,
+    /// The median over the trials of each percentile (p50, p90, p99,
+    /// p99.9, max).
+    pub(super) all: Sample,
     pub(super) trials: Vec<Sample>,
 }
 
 /// How a JSON document writes nanoseconds.
 #[derive(Clone, Copy, Debug)]
-enum Ns {
+pub(super) enum Ns {
     /// Whole nanoseconds (round trips).
     Whole,
     /// Tenths (operations of a few nanoseconds).
@@ -43,7 +47,7 @@ enum Ns {
 }
 
 impl Ns {
-    fn value(self, ns: f64) -> Value {
+    pub(super) fn value(self, ns: f64) -> Value {
         match self {
             Ns::Whole => json!(ns.round() as u64),
             Ns::Tenths => json!((ns * 10.0).round() / 10.0),
@@ -52,17 +56,38 @@ impl Ns {
 }
 
 impl Summary {
-    fn of(trials: Vec<Sample>) -> Summary {
-        let p50 = median(trials.iter().map(|s| s.p50).collect());
-        let p99 = median(trials.iter().map(|s| s.p99).collect());
-        Summary { p50, p99, trials }
+    pub(super) fn of(trials: Vec<Sample>) -> Summary {
+        let column = |i: usize| median(trials.iter().map(|s| s.values()[i]).collect());
+        let all = Sample::from_values([0, 1, 2, 3, 4].map(column));
+        Summary { p50: all.p50, p99: all.p99, all, trials }
+    }
+
+    /// The least and greatest trial p50.
+    pub(super) fn spread(&self) -> Option<(f64, f64)> {
+        let p50s = self.trials.iter().map(|s| s.p50);
+        Some((p50s.clone().reduce(f64::min)?, p50s.reduce(f64::max)?))
     }
 
     fn json(&self, ns: Ns) -> Value {
-        let trials: Vec<Value> =
-            self.trials.iter().map(|s| json!({ "p50_ns": ns.value(s.p50), "p99_ns": ns.value(s.p99) })).collect();
-        json!({ "p50_ns": ns.value(self.p50), "p99_ns": ns.value(self.p99), "trials": trials })
+        let trials: Vec<Value> = self.trials.iter().map(|s| percentiles_json(*s, ns)).collect();
+        let mut v = percentiles_json(self.all, ns);
+        v["trials"] = trials.into();
+        v["spread"] =
+            self.spread().map(|(lo, hi)| json!({ "min_p50_ns": ns.value(lo), "max_p50_ns": ns.value(hi) })).into();
+        v
     }
+}
+
+/// A sample's percentiles: `p50_ns`, `p90_ns`, `p99_ns`, `p999_ns`,
+/// `max_ns`.
+pub(super) fn percentiles_json(s: Sample, ns: Ns) -> Value {
+    json!({
+        "p50_ns": ns.value(s.p50),
+        "p90_ns": ns.value(s.p90),
+        "p99_ns": ns.value(s.p99),
+        "p999_ns": ns.value(s.p999),
+        "max_ns": ns.value(s.max),
+    })
 }
 
 /// `a / b`, if `b` is positive.
@@ -87,6 +112,10 @@ pub(super) enum Outcome {
         limit: Option<usize>,
         why: String,
     },
+    /// A trial failed: which and why (the run went on).
+    Failed {
+        why: String,
+    },
 }
 
 impl Outcome {
@@ -101,6 +130,8 @@ pub(super) struct Row {
     pub(super) job: Job,
     pub(super) rounds: Rounds,
     pub(super) outcome: Outcome,
+    /// One-way streaming at the same size (times per message), if it ran.
+    pub(super) stream: Option<Outcome>,
 }
 
 impl Row {
@@ -108,7 +139,7 @@ impl Row {
     fn trials(&self) -> Option<usize> {
         match &self.outcome {
             Outcome::Measured { ipckit, .. } => Some(ipckit.trials.len()),
-            Outcome::Limit { .. } => None,
+            Outcome::Limit { .. } | Outcome::Failed { .. } => None,
         }
     }
 
@@ -116,7 +147,7 @@ impl Row {
     fn ratio(&self) -> Option<f64> {
         match &self.outcome {
             Outcome::Measured { ipckit, raw } => ratio(ipckit, raw),
-            Outcome::Limit { .. } => None,
+            Outcome::Limit { .. } | Outcome::Failed { .. } => None,
         }
     }
 
@@ -137,8 +168,47 @@ impl Row {
                 cells.extend(std::iter::repeat_n("n/a".to_owned(), 4));
                 cells.push(limit.map_or_else(|| "n/a (limit)".to_owned(), |l| format!("n/a (limit {l})")));
             }
+            Outcome::Failed { .. } => {
+                cells.extend(std::iter::repeat_n("-".to_owned(), 4));
+                cells.push("failed (below)".to_owned());
+            }
         }
         cells
+    }
+
+    /// The stream table's cells, if the stream ran.
+    fn stream_cells(&self) -> Option<Vec<String>> {
+        let mut cells = vec![self.job.mechanism.name().to_owned(), size(self.job.size)];
+        match self.stream.as_ref()? {
+            Outcome::Measured { ipckit, raw } => {
+                for s in [ipckit, raw] {
+                    cells.push(rate(per_second(s.p50)));
+                    cells.push(gib_rate(per_second(s.p50), self.job.size));
+                }
+                cells.push(ratio_cell((ipckit.p50 > 0.0).then(|| raw.p50 / ipckit.p50)));
+            }
+            Outcome::Limit { .. } => {
+                cells.extend(std::iter::repeat_n("n/a".to_owned(), 4));
+                cells.push("n/a (limit)".to_owned());
+            }
+            Outcome::Failed { .. } => {
+                cells.extend(std::iter::repeat_n("-".to_owned(), 4));
+                cells.push("failed (below)".to_owned());
+            }
+        }
+        Some(cells)
+    }
+
+    /// Why the round trips or the stream failed, if one did.
+    fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Outcome::Failed { why } = &self.outcome {
+            out.push(format!("{}: {why}", self.job));
+        }
+        if let Some(Outcome::Failed { why }) = &self.stream {
+            out.push(format!("{} stream: {why}", self.job));
+        }
+        out
     }
 
     fn json(&self) -> Value {
@@ -162,7 +232,24 @@ impl Row {
                 row["limit"] = (*limit).into();
                 row["detail"] = why.as_str().into();
             }
+            Outcome::Failed { why } => {
+                row["status"] = "failed".into();
+                row["detail"] = why.as_str().into();
+            }
         }
+        row["stream"] = match &self.stream {
+            Some(Outcome::Measured { ipckit, raw }) => json!({
+                "status": "ok",
+                "ipckit": ipckit.json(Ns::Tenths),
+                "raw": raw.json(Ns::Tenths),
+                "ipckit_msgs_per_s": per_second(ipckit.p50).map(f64::round),
+                "raw_msgs_per_s": per_second(raw.p50).map(f64::round),
+                "ratio_msgs_per_s": (ipckit.p50 > 0.0).then(|| raw.p50 / ipckit.p50),
+            }),
+            Some(Outcome::Limit { why, .. }) => json!({ "status": "n/a (limit)", "detail": why }),
+            Some(Outcome::Failed { why }) => json!({ "status": "failed", "detail": why }),
+            None => Value::Null,
+        };
         row
     }
 }
@@ -170,10 +257,10 @@ impl Row {
 /// One row of the copy-vs-map table at one size: measured, or "n/a" (a
 /// message the largest ring cannot hold).
 #[derive(Debug)]
-struct CopyMapCell {
-    way: Way,
+pub(super) struct CopyMapCell {
+    pub(super) way: Way,
     rounds: Rounds,
-    result: Option<Summary>,
+    pub(super) result: Option<Summary>,
 }
 
 impl CopyMapCell {
@@ -208,8 +295,8 @@ impl CopyMapCell {
 /// One size of the copy-vs-map table: every row wanted.
 #[derive(Debug)]
 pub(super) struct CopyMapSize {
-    size: usize,
-    cells: Vec<CopyMapCell>,
+    pub(super) size: usize,
+    pub(super) cells: Vec<CopyMapCell>,
 }
 
 impl CopyMapSize {
@@ -287,7 +374,7 @@ const FILL_AND_READ: Way = Way::MapPool(Variant::FillAndRead);
 
 /// Where `map-pool fill-and-read` starts to beat `copy-shm` for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Crossover {
+pub(super) enum Crossover {
     /// From this size on, at every larger size measured.
     From(usize),
     /// Not even at the largest size.
@@ -297,7 +384,7 @@ enum Crossover {
 /// The copy-vs-map table.
 #[derive(Debug)]
 pub(super) struct CopyMapTable {
-    sizes: Vec<CopyMapSize>,
+    pub(super) sizes: Vec<CopyMapSize>,
     /// The `auto` threshold `hybrid` ran with.
     hybrid: Threshold,
     /// Where `--save-threshold` saved the threshold.
@@ -310,7 +397,7 @@ impl CopyMapTable {
     }
 
     /// The crossover, if both of its rows were measured.
-    fn crossover(&self) -> Option<Crossover> {
+    pub(super) fn crossover(&self) -> Option<Crossover> {
         let wins = self.sizes.iter().map(CopyMapSize::map_wins).collect::<Option<Vec<bool>>>()?;
         let from = wins.iter().rposition(|&w| !w).map_or(0, |i| i + 1);
         Some(self.sizes.get(from).map_or(Crossover::None, |s| Crossover::From(s.size)))
@@ -531,10 +618,10 @@ impl CopyMapTable {
 /// One row of the synchronization table.
 #[derive(Debug)]
 pub(super) struct SyncRow {
-    op: SyncOp,
+    pub(super) op: SyncOp,
     rounds: Rounds,
-    ipckit: Summary,
-    raw: Summary,
+    pub(super) ipckit: Summary,
+    pub(super) raw: Summary,
 }
 
 impl SyncRow {
@@ -580,20 +667,29 @@ impl SyncRow {
 /// `compare-iceoryx2`, iceoryx2 beside the same floor.
 #[derive(Debug)]
 pub(super) struct ShmResult {
-    job: ShmJob,
+    pub(super) job: ShmJob,
     rounds: Rounds,
-    ipckit: Summary,
-    raw: Summary,
-    iceoryx2: Option<Summary>,
+    pub(super) ipckit: Summary,
+    pub(super) raw: Summary,
+    pub(super) iceoryx2: Option<Summary>,
 }
 
 /// Messages per second at `ns_per_message`.
-fn per_second(ns_per_message: f64) -> Option<f64> {
+pub(super) fn per_second(ns_per_message: f64) -> Option<f64> {
     (ns_per_message > 0.0).then(|| 1e9 / ns_per_message)
 }
 
+/// `1.23 GiB/s`, `850 MiB/s`: `per_s` messages of `size` bytes a second.
+pub(super) fn gib_rate(per_s: Option<f64>, size: usize) -> String {
+    match per_s.map(|r| r * size as f64 / (1u64 << 30) as f64) {
+        Some(g) if g >= 1.0 => format!("{g:.2} GiB/s"),
+        Some(g) => format!("{:.0} MiB/s", g * 1024.0),
+        None => "-".to_owned(),
+    }
+}
+
 /// `12.3 M`, `850 k`: a rate for people.
-fn rate(per_s: Option<f64>) -> String {
+pub(super) fn rate(per_s: Option<f64>) -> String {
     match per_s {
         Some(r) if r >= 1e6 => format!("{:.1} M", r / 1e6),
         Some(r) => format!("{:.0} k", r / 1e3),
@@ -723,10 +819,10 @@ impl ShmResult {
 /// each call row, measured in the same trials.
 #[derive(Debug)]
 pub(super) struct RpcResult {
-    transport: Transport,
+    pub(super) transport: Transport,
     rounds: Rounds,
     plain: Summary,
-    calls: Vec<(Mode, Summary)>,
+    pub(super) calls: Vec<(Mode, Summary)>,
 }
 
 impl RpcResult {
@@ -813,7 +909,7 @@ impl Beside {
         Beside { plain_row, key, rounds, plain: Summary::of(plain), rows }
     }
 
-    fn summaries(&self) -> impl Iterator<Item = (&BesideRow, Summary)> {
+    pub(super) fn summaries(&self) -> impl Iterator<Item = (&BesideRow, Summary)> {
         self.rows.iter().map(|row| (row, Summary::of(row.samples.clone())))
     }
 
@@ -861,8 +957,10 @@ impl Beside {
 pub(super) struct Report<'a> {
     pub(super) plan: &'a Plan,
     pub(super) placement: Placement,
-    /// The load average when the run began.
-    pub(super) load: Option<f64>,
+    /// The load average over the run.
+    pub(super) load: Load,
+    /// The rounds of trials that ran.
+    pub(super) rounds: usize,
     pub(super) rows: Vec<Row>,
     pub(super) copy_map: Option<CopyMapTable>,
     pub(super) sync: Vec<SyncRow>,
@@ -870,6 +968,9 @@ pub(super) struct Report<'a> {
     pub(super) rpc: Vec<RpcResult>,
     pub(super) pubsub: Option<Beside>,
     pub(super) async_rows: Vec<Beside>,
+    /// The rows of the other tables that failed, and why: they are not in
+    /// their tables.
+    pub(super) failed: Vec<(String, String)>,
 }
 
 /// A table with `header`, its columns from the `first_number`th on aligned
@@ -904,6 +1005,9 @@ impl Report<'_> {
         if !self.rows.is_empty() {
             parts.push(self.messages_text());
         }
+        if self.rows.iter().any(|r| r.stream.is_some()) {
+            parts.push(self.stream_text());
+        }
         if let Some(table) = &self.copy_map {
             parts.push(table.text(self.plan.copy_map_trials, self.shm_busy_64()));
         }
@@ -920,11 +1024,34 @@ impl Report<'_> {
         if !self.async_rows.is_empty() {
             parts.push(self.async_text());
         }
+        let failed: Vec<String> = self
+            .rows
+            .iter()
+            .flat_map(Row::failures)
+            .chain(self.failed.iter().map(|(row, why)| format!("{row}: {why}")))
+            .collect();
+        let entries = overview::catalogue(self);
+        parts.extend(overview::catalogue_text(&entries));
+        let picks = overview::picks(&entries);
+        parts.extend(overview::picks_text(&picks));
+        if !failed.is_empty() {
+            parts.push(format!("Failed (the run went on without them):\n  {}", failed.join("\n  ")));
+        }
+        if !self.plan.unavailable.is_empty() {
+            let lines: Vec<String> = self.plan.unavailable.iter().map(|(rows, why)| format!("{rows}: {why}")).collect();
+            parts.push(format!("Not measured (n/a on this machine):\n  {}", lines.join("\n  ")));
+        }
+        if let Some(reading) = overview::reading(self, &entries, &picks) {
+            parts.push(format!("In plain words: {reading}"));
+        }
         let mut tail = placement(self.placement);
-        if let Some(l) = self.load.filter(|&l| l >= BUSY) {
+        if let Some(l) = self.load.max.filter(|&l| l >= BUSY) {
             tail.push_str(&format!(
-                "\nOther work was running (load average {l:.1} at the start): the ratios are noisier than on an idle \
-                 machine."
+                "\nOther work was running (load average {} at the start, {} at most, {} at the end): the ratios are \
+                 noisier than on an idle machine.",
+                load_cell(self.load.start),
+                load_cell(Some(l)),
+                load_cell(self.load.end)
             ));
         }
         parts.push(tail);
@@ -965,6 +1092,24 @@ impl Report<'_> {
             ));
         }
         text
+    }
+
+    fn stream_text(&self) -> String {
+        let header = ["mechanism", "size", "ipckit msg/s", "ipckit GiB/s", "raw msg/s", "raw GiB/s", "ratio (msg/s)"];
+        let table = table(&header, self.rows.iter().filter_map(Row::stream_cells), 1);
+        let trials = count_range(self.rows.iter().filter_map(|r| match &r.stream {
+            Some(Outcome::Measured { ipckit, .. }) => Some(ipckit.trials.len()),
+            _ => None,
+        }));
+        let (small, small_batch) = self.plan.stream_rounds(SIZES[0]);
+        let (large, large_batch) = self.plan.stream_rounds(MAX_MESSAGE);
+        format!(
+            "Messages: streaming one way (the peer sends, this side receives), ipckit vs raw\n{table}\n\
+             ratio = ipckit messages/s / raw messages/s, from the median of {trials} interleaved trials of the p50 \
+             time per message over timed batches ({} messages in batches of {small_batch} after {} of warm-up up to \
+             4 KiB, {} in batches of {large_batch} after {} above).",
+            small.timed, small.warmup, large.timed, large.warmup
+        )
     }
 
     fn sync_text(&self) -> String {
@@ -1051,7 +1196,7 @@ impl Report<'_> {
         self.rows.iter().find(|r| r.job.mechanism == Mechanism::Pipe && r.job.size == 64).and_then(|r| {
             match &r.outcome {
                 Outcome::Measured { ipckit, .. } => Some(ipckit.p50),
-                Outcome::Limit { .. } => None,
+                Outcome::Limit { .. } | Outcome::Failed { .. } => None,
             }
         })
     }
@@ -1139,12 +1284,48 @@ impl Report<'_> {
         let copy_map = self.copy_map.as_ref().map(|t| t.json(self.plan.copy_map_trials, self.shm_busy_64()));
         let pipe = self.pipe_64();
         let shm: Vec<Value> = self.shm.iter().flat_map(|r| r.json(pipe)).collect();
+        let failed: Vec<Value> = self
+            .rows
+            .iter()
+            .flat_map(|r| {
+                let trip = match &r.outcome {
+                    Outcome::Failed { why } => Some(json!({ "row": r.job.to_string(), "why": why })),
+                    _ => None,
+                };
+                let stream = match &r.stream {
+                    Some(Outcome::Failed { why }) => Some(json!({ "row": format!("{} stream", r.job), "why": why })),
+                    _ => None,
+                };
+                trip.into_iter().chain(stream)
+            })
+            .chain(self.failed.iter().map(|(row, why)| json!({ "row": row, "why": why })))
+            .collect();
+        let entries = overview::catalogue(self);
+        let picks = overview::picks(&entries);
+        let answer = json!({
+            "per_size": overview::picks_json(&picks),
+            "crossover": self.copy_map.as_ref().and_then(|t| match t.crossover()? {
+                Crossover::From(size) => Some(size),
+                Crossover::None => None,
+            }),
+            "threshold": self.copy_map.as_ref().and_then(CopyMapTable::threshold),
+            "reading": overview::reading(self, &entries, &picks),
+        });
+        let unavailable: Vec<Value> =
+            self.plan.unavailable.iter().map(|(rows, why)| json!({ "rows": rows, "why": why })).collect();
         json!({
+            "catalogue": overview::catalogue_json(&entries),
+            "answer": answer,
+            "method": overview::method_json(self.plan, self.rounds),
+            "unavailable": unavailable,
             "schema": SCHEMA,
             "max_trials": self.plan.trials,
             "quick": self.plan.quick,
             "placement": placement,
-            "load_average_at_start": self.load,
+            "load_average_at_start": self.load.start,
+            "load_average": { "start": self.load.start, "end": self.load.end, "max": self.load.max },
+            "rounds": self.rounds,
+            "failed": failed,
             "queue_limits": limits,
             "results": self.rows.iter().map(Row::json).collect::<Vec<Value>>(),
             "copy_vs_map": copy_map,
@@ -1157,6 +1338,11 @@ impl Report<'_> {
     }
 }
 
+/// A load average for people: `1.4`, or `?`.
+fn load_cell(load: Option<f64>) -> String {
+    load.map_or_else(|| "?".to_owned(), |l| format!("{l:.1}"))
+}
+
 /// A load average from which the machine counts as busy.
 const BUSY: f64 = 1.0;
 
@@ -1165,6 +1351,14 @@ fn placement(p: Placement) -> String {
     match p {
         Placement::Pinned { parent, peer } => format!("Pinned: parent on CPU {parent}, peer on CPU {peer}."),
         Placement::Unpinned => "Unpinned: only one CPU is allowed, so both processes share it.".to_owned(),
+    }
+}
+
+/// Where the processes ran, as the JSON document's `machine.pinning`.
+pub(super) fn pinning(p: Placement) -> String {
+    match p {
+        Placement::Pinned { parent, peer } => format!("parent on CPU {parent}, peer on CPU {peer}"),
+        Placement::Unpinned => "unpinned: only one CPU is allowed, so both processes share it".to_owned(),
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -16,7 +16,7 @@ use super::copymap::{self, Way};
 use super::link::{self, Sample};
 use super::meeting::Spot;
 use super::placement::Placement;
-use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan, Table};
+use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan};
 use super::process::{self, Alarm, Peer, Scratch};
 use super::pubsub::{self, PubsubGroup};
 use super::queue;
@@ -27,22 +27,14 @@ use super::rpc::{self, RpcGroup};
 use super::shm::{self, ShmJob};
 use super::sync::{self, SyncOp};
 
-/// What the trials of one job found.
-enum Trials<T> {
-    /// The samples of each mode.
-    Done(T),
+/// What the trials of one row found.
+pub(super) enum Found {
+    /// The samples of each mode, in the order of the row's modes.
+    Done(Vec<Vec<Sample>>),
     /// A message over a kernel limit (`EMSGSIZE`); why.
     Limit(String),
-}
-
-impl<T> Trials<T> {
-    /// The samples of a job that meets no kernel limit.
-    fn done(self, label: &str) -> Result<T> {
-        match self {
-            Trials::Done(samples) => Ok(samples),
-            Trials::Limit(why) => bail!("{label}: over a kernel limit ({why})"),
-        }
-    }
+    /// A trial failed; which and why. The run goes on without the row.
+    Failed(String),
 }
 
 /// The order of the modes within each round of trials.
@@ -55,6 +47,89 @@ enum Order {
     /// a trial leaves behind (memory being freed, caches) falls on each
     /// in turn.
     Rotating,
+}
+
+/// A trial of a row: one mode, the trial's number.
+type TrialFn<'a> = Box<dyn FnMut(Mode, usize) -> Result<Sample> + 'a>;
+
+/// One row of some table being measured: its modes, its trial, and what
+/// its trials found so far.
+struct Task<'a> {
+    label: String,
+    modes: Vec<Mode>,
+    order: Order,
+    /// Trials of each mode wanted.
+    trials: usize,
+    trial: TrialFn<'a>,
+    samples: Vec<Vec<Sample>>,
+    /// Why the row ended before its trials were done.
+    end: Option<Found>,
+}
+
+impl<'a> Task<'a> {
+    fn new(label: String, modes: Vec<Mode>, order: Order, trials: usize, trial: TrialFn<'a>) -> Task<'a> {
+        let samples = vec![Vec::new(); modes.len()];
+        Task { label, modes, order, trials, trial, samples, end: None }
+    }
+
+    /// Whether round `n` has a trial of this row.
+    fn runs_in(&self, n: usize) -> bool {
+        self.end.is_none() && n < self.trials
+    }
+
+    /// Round `n`: one trial of each mode.
+    fn round(&mut self, bar: &ProgressBar, n: usize) {
+        let count = self.modes.len();
+        for k in 0..count {
+            let i = match self.order {
+                Order::Fixed => k,
+                Order::Rotating => (k + n) % count,
+            };
+            let mode = self.modes[i];
+            bar.set_message(format!("{} {}", self.label, mode.name()));
+            match (self.trial)(mode, n) {
+                Ok(sample) => self.samples[i].push(sample),
+                Err(e) if is_limit(&e) => {
+                    self.end = Some(Found::Limit(format!("{e:#}")));
+                    return;
+                }
+                Err(e) => {
+                    self.end = Some(Found::Failed(format!("{} trial {}: {e:#}", mode.name(), n + 1)));
+                    return;
+                }
+            }
+            bar.inc(1);
+        }
+    }
+
+    fn found(self) -> Found {
+        self.end.unwrap_or(Found::Done(self.samples))
+    }
+}
+
+/// The load average over a run: at the start, at the end, the highest
+/// seen at the start of each round of trials.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Load {
+    pub(super) start: Option<f64>,
+    pub(super) end: Option<f64>,
+    pub(super) max: Option<f64>,
+}
+
+impl Load {
+    pub(super) fn begin() -> Load {
+        let now = load_average();
+        Load { start: now, end: now, max: now }
+    }
+
+    fn note(&mut self) {
+        let now = load_average();
+        self.end = now.or(self.end);
+        self.max = match (self.max, now) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// Everything a trial needs from the run.
@@ -83,63 +158,27 @@ impl Bench {
         cmd
     }
 
-    /// Runs the trials of one job, `modes` alternating, until it has had
-    /// enough: `trials` of each, or (budgeted) at least [`MIN_TRIALS`] once
-    /// `share` is spent. A message over a kernel limit (`EMSGSIZE`) ends
-    /// the job as [`Trials::Limit`].
-    fn interleave<const N: usize>(
-        &self,
-        label: &str,
-        modes: [Mode; N],
-        trials: usize,
-        share: Option<Duration>,
-        trial: impl FnMut(Mode, usize) -> Result<Sample>,
-    ) -> Result<Trials<[Vec<Sample>; N]>> {
-        Ok(match self.interleave_all(label, &modes, Order::Fixed, trials, share, trial)? {
-            Trials::Done(samples) => Trials::Done(samples.try_into().expect("one list of samples per mode")),
-            Trials::Limit(why) => Trials::Limit(why),
-        })
-    }
-
-    /// [`interleave`](Self::interleave) for any number of modes, in
-    /// `order`: the samples of each, in the order of `modes`.
-    fn interleave_all(
-        &self,
-        label: &str,
-        modes: &[Mode],
-        order: Order,
-        trials: usize,
-        share: Option<Duration>,
-        mut trial: impl FnMut(Mode, usize) -> Result<Sample>,
-    ) -> Result<Trials<Vec<Vec<Sample>>>> {
+    /// Runs every row's trials round by round: each round one trial of
+    /// each mode of every row still running, so that whatever drifts on a
+    /// noisy machine falls on every row alike. A run with a budget stops
+    /// after the round that spends it, once [`MIN_TRIALS`] rounds have
+    /// run. Returns the rounds run.
+    fn run_rounds(&self, tasks: &mut [Task<'_>], load: &mut Load) -> usize {
         let start = Instant::now();
-        let count = modes.len();
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); count];
+        let budget = self.plan.budget();
         let mut n = 0;
-        let enough = |n: usize| n >= trials || share.is_some_and(|s| n >= MIN_TRIALS && start.elapsed() >= s);
-        while !enough(n) {
-            for k in 0..count {
-                let i = match order {
-                    Order::Fixed => k,
-                    Order::Rotating => (k + n) % count,
-                };
-                let mode = modes[i];
-                self.bar.set_message(format!("{label} {}", mode.name()));
-                match trial(mode, n) {
-                    Ok(sample) => samples[i].push(sample),
-                    Err(e) if is_limit(&e) => {
-                        self.bar.inc(((trials - n) * count - k) as u64);
-                        return Ok(Trials::Limit(format!("{e:#}")));
-                    }
-                    Err(e) => return Err(e.context(format!("{label}, {} trial {}", mode.name(), n + 1))),
-                }
-                self.bar.inc(1);
+        while tasks.iter().any(|t| t.runs_in(n)) {
+            load.note();
+            for task in tasks.iter_mut().filter(|t| t.runs_in(n)) {
+                task.round(&self.bar, n);
             }
             n += 1;
+            if budget.is_some_and(|b| n >= MIN_TRIALS && start.elapsed() >= b) {
+                break;
+            }
         }
-        // Trials the budget saved, so that the bar ends full.
-        self.bar.inc((trials.saturating_sub(n) * count) as u64);
-        Ok(Trials::Done(samples))
+        load.note();
+        n
     }
 
     /// One trial of the message table: spawn a peer, set up the link, time
@@ -169,70 +208,293 @@ impl Bench {
         peer.finish(outcome)
     }
 
-    /// A row of the message table.
-    fn message_row(&self, job: Job) -> Result<Row> {
-        let rounds = self.plan.rounds(job.size);
-        if let Some(limit) = job.limit {
-            self.bar.inc((self.plan.trials * 2) as u64);
-            let why = format!(
-                "{} is over the kernel's limit of {limit} bytes per message ({})",
-                report::size(job.size),
-                self.plan.limits.of(job.mechanism).map_or("", |l| l.source.as_str())
-            );
-            return Ok(Row { job, rounds, outcome: Outcome::Limit { limit: Some(limit), why } });
-        }
-        let share = self.plan.share(Table::Messages);
-        let trials = self.interleave(&job.to_string(), Mode::PAIR, self.plan.trials, share, |mode, n| {
-            self.message_trial(job, mode, n)
-        })?;
-        let outcome = match trials {
-            Trials::Done([ipckit, raw]) => Outcome::measured(ipckit, raw),
-            Trials::Limit(why) => Outcome::Limit { limit: None, why },
+    /// One trial of a stream row: spawn a peer that sends messages of
+    /// `job.size` bytes one way, time their arrival, end the peer.
+    fn stream_trial(&self, job: Job, mode: Mode, n: usize) -> Result<Sample> {
+        let tag = format!("{}-{}-{}-s{n}", job.mechanism.name(), job.size, mode.name());
+        let (rounds, batch) = self.plan.stream_rounds(job.size);
+        let mut cmd = self.peer_command(Role::Echo(job.mechanism), mode, job.size, rounds.total());
+        cmd.arg("--stream");
+        let queue_msgsize = self.plan.limits.of(job.mechanism).map_or(0, queue::queue_msgsize);
+        let spot = Spot { scratch: &self.scratch, tag, queue_msgsize };
+        let (meeting, pending) = mode.prepare(job.mechanism, &spot, &mut cmd)?;
+        cmd.args(meeting.args());
+        let alarm: Option<Alarm> = match job.mechanism.shape() {
+            Shape::Mailboxes | Shape::Queues => Some(process::wake_inbox(meeting.connect()?)),
+            _ => None,
         };
-        Ok(Row { job, rounds, outcome })
+        let peer = Peer::spawn(&mut cmd, alarm)?;
+        let mut buf = link::Buffer::zeroed(MAX_MESSAGE);
+        let outcome = pending().and_then(|mut link| link::time_stream(&mut *link, &mut buf, job.size, rounds, batch));
+        peer.finish(outcome)
     }
 
-    /// The copy-vs-map table: every size, its rows interleaved. The
-    /// largest sizes first: their trials take longest (and at least
-    /// [`MIN_TRIALS`] run whatever the budget), and the smaller sizes share
-    /// what they leave of the table's budget.
-    fn copy_map_table(&self) -> Result<CopyMapTable> {
-        let budget = self.plan.budget(Table::CopyMap);
-        let start = Instant::now();
-        let inline_max = self.plan.hybrid_threshold.inline_max;
-        let mut sizes = Vec::new();
-        for (left, &size) in self.plan.copy_map_sizes.iter().enumerate().rev() {
-            let share = budget.map(|b| b.saturating_sub(start.elapsed()) / (left + 1) as u32);
-            let payload = link::Buffer::payload(size);
-            let label = format!("{COPY_MAP_NAME} {}", report::size(size));
-            let ways = copymap::measured_at(&self.plan.copy_map, size);
-            let modes: Vec<Mode> = ways.iter().map(|w| w.mode()).collect();
-            let samples = self
-                .interleave_all(&label, &modes, Order::Rotating, self.plan.copy_map_trials, share, |mode, n| {
-                    let way = Way::of(mode).expect("a copy-vs-map mode");
-                    copymap::trial(self, way, &payload, inline_max, n)
-                })?
-                .done(&label)?;
-            let rounds = |way| copymap::rounds(way, size, &self.plan);
-            sizes.push(CopyMapSize::new(size, &self.plan.copy_map, ways.into_iter().zip(samples), rounds));
-        }
-        sizes.reverse();
-        Ok(CopyMapTable::new(sizes, self.plan.hybrid_threshold.clone()))
-    }
-
-    /// Every table of the plan, in order.
-    pub(super) fn measure(&self, load: Option<f64>) -> Result<Report<'_>> {
-        let rows = self.plan.jobs.iter().map(|&job| self.message_row(job)).collect::<Result<Vec<Row>>>()?;
-        let copy_map = if self.plan.copy_map.is_empty() { None } else { Some(self.copy_map_table()?) };
-        let sync = self.plan.sync.iter().map(|&op| self.sync_row(op)).collect::<Result<Vec<SyncRow>>>()?;
-        let shm = self.plan.shm.iter().map(|&job| self.shm_row(job)).collect::<Result<Vec<ShmResult>>>()?;
-        let rpc = self.plan.rpc.iter().map(|group| self.rpc_rows(group)).collect::<Result<Vec<RpcResult>>>()?;
-        let pubsub = self.plan.pubsub.as_ref().map(|group| self.pubsub_rows(group)).transpose()?;
-        let async_rows = self.plan.async_rows.iter().map(|&row| self.async_row(row)).collect::<Result<Vec<_>>>()?;
+    /// Every table of the plan: their rows' trials interleaved round by
+    /// round ([`run_rounds`](Self::run_rounds)), then each table made of
+    /// what its rows found. A row whose trials failed is left out of its
+    /// table and listed in the report's `failed`.
+    pub(super) fn measure<'s>(&'s self, mut load: Load) -> Result<Report<'s>> {
+        let plan = &self.plan;
+        let mut tasks: Vec<Task<'s>> = Vec::new();
+        let mut add = |label: String, modes: Vec<Mode>, order: Order, trials: usize, trial: TrialFn<'s>| {
+            tasks.push(Task::new(label, modes, order, trials, trial));
+            tasks.len() - 1
+        };
+        let pair = || Mode::PAIR.to_vec();
+        // Messages: each row's round trips, and its stream.
+        let jobs: Vec<(Job, Option<(usize, usize)>)> = plan
+            .jobs
+            .iter()
+            .map(|&job| {
+                let ids = job.limit.is_none().then(|| {
+                    let trip = add(
+                        job.to_string(),
+                        pair(),
+                        Order::Fixed,
+                        plan.trials,
+                        Box::new(move |mode, n| self.message_trial(job, mode, n)),
+                    );
+                    let stream = add(
+                        format!("{job} stream"),
+                        pair(),
+                        Order::Fixed,
+                        plan.trials,
+                        Box::new(move |mode, n| self.stream_trial(job, mode, n)),
+                    );
+                    (trip, stream)
+                });
+                (job, ids)
+            })
+            .collect();
+        // Copy or map: per size, the rows measured there, rotating.
+        let inline_max = plan.hybrid_threshold.inline_max;
+        let copy_map: Vec<(usize, Vec<Way>, usize)> = plan
+            .copy_map_sizes
+            .iter()
+            .map(|&size| {
+                let ways = copymap::measured_at(&plan.copy_map, size);
+                let modes: Vec<Mode> = ways.iter().map(|w| w.mode()).collect();
+                let payload = link::Buffer::payload(size);
+                let label = format!("{COPY_MAP_NAME} {}", report::size(size));
+                let id = add(
+                    label,
+                    modes,
+                    Order::Rotating,
+                    plan.copy_map_trials,
+                    Box::new(move |mode, n| {
+                        let way = Way::of(mode).expect("a copy-vs-map mode");
+                        copymap::trial(self, way, &payload, inline_max, n)
+                    }),
+                );
+                (size, ways, id)
+            })
+            .collect();
+        let sync: Vec<(SyncOp, usize)> = plan
+            .sync
+            .iter()
+            .map(|&op| {
+                (
+                    op,
+                    add(
+                        op.name().to_owned(),
+                        pair(),
+                        Order::Fixed,
+                        plan.trials,
+                        Box::new(move |mode, n| sync::trial(self, op, mode, n)),
+                    ),
+                )
+            })
+            .collect();
+        let shm: Vec<(ShmJob, usize)> = plan
+            .shm
+            .iter()
+            .map(|&job| {
+                (
+                    job,
+                    add(
+                        job.to_string(),
+                        job.modes().to_vec(),
+                        Order::Fixed,
+                        plan.trials,
+                        Box::new(move |mode, n| shm::trial(self, job, mode, n)),
+                    ),
+                )
+            })
+            .collect();
+        let rpc: Vec<(&RpcGroup, usize)> = plan
+            .rpc
+            .iter()
+            .map(|group| {
+                let transport = group.transport;
+                (
+                    group,
+                    add(
+                        group.to_string(),
+                        group.modes(),
+                        Order::Rotating,
+                        plan.trials,
+                        Box::new(move |mode, n| rpc::trial(self, transport, mode, n)),
+                    ),
+                )
+            })
+            .collect();
+        let pubsub: Option<(&PubsubGroup, usize)> = plan.pubsub.as_ref().map(|group| {
+            (
+                group,
+                add(
+                    "pubsub".to_owned(),
+                    group.modes(),
+                    Order::Rotating,
+                    plan.trials,
+                    Box::new(move |mode, n| pubsub::trial(self, mode, n)),
+                ),
+            )
+        });
+        let async_rows: Vec<(AsyncRow, usize)> = plan
+            .async_rows
+            .iter()
+            .map(|&row| {
+                let modes = vec![Mode::Ipckit, row.mode()];
+                (
+                    row,
+                    add(
+                        row.name().to_owned(),
+                        modes,
+                        Order::Fixed,
+                        plan.trials,
+                        Box::new(move |mode, n| async_io::trial(self, row, mode, n)),
+                    ),
+                )
+            })
+            .collect();
+        let total: usize = tasks.iter().map(|t| t.modes.len() * t.trials).sum();
+        self.bar.set_length(total as u64);
+        let rounds = self.run_rounds(&mut tasks, &mut load);
+        let labels: Vec<String> = tasks.iter().map(|t| t.label.clone()).collect();
+        let mut found: Vec<Option<Found>> = tasks.into_iter().map(|t| Some(t.found())).collect();
+        let mut failed: Vec<(String, String)> = Vec::new();
+        let rows: Vec<Row> = jobs
+            .into_iter()
+            .map(|(job, ids)| {
+                let rounds = plan.rounds(job.size);
+                let Some((trip, stream)) = ids else {
+                    let limit = job.limit.expect("a row not run is over its limit");
+                    let why = format!(
+                        "{} is over the kernel's limit of {limit} bytes per message ({})",
+                        report::size(job.size),
+                        plan.limits.of(job.mechanism).map_or("", |l| l.source.as_str())
+                    );
+                    return Row { job, rounds, outcome: Outcome::Limit { limit: Some(limit), why }, stream: None };
+                };
+                let outcome = match found[trip].take().expect("taken once") {
+                    Found::Done(mut s) => {
+                        let raw = s.pop().expect("raw samples");
+                        Outcome::measured(s.pop().expect("ipckit samples"), raw)
+                    }
+                    Found::Limit(why) => Outcome::Limit { limit: None, why },
+                    Found::Failed(why) => Outcome::Failed { why },
+                };
+                let stream = match found[stream].take().expect("taken once") {
+                    Found::Done(mut s) => {
+                        let raw = s.pop().expect("raw samples");
+                        Some(Outcome::measured(s.pop().expect("ipckit samples"), raw))
+                    }
+                    Found::Limit(why) => Some(Outcome::Limit { limit: None, why }),
+                    Found::Failed(why) => Some(Outcome::Failed { why }),
+                };
+                Row { job, rounds, outcome, stream }
+            })
+            .collect();
+        // What a row found, if it was measured; a failed row goes to
+        // `failed`, a row over a kernel limit where none was expected too.
+        let mut take = |id: usize| -> Option<Vec<Vec<Sample>>> {
+            match found[id].take().expect("each row's findings are taken once") {
+                Found::Done(samples) => Some(samples),
+                Found::Limit(why) => {
+                    failed.push((labels[id].clone(), format!("over a kernel limit: {why}")));
+                    None
+                }
+                Found::Failed(why) => {
+                    failed.push((labels[id].clone(), why));
+                    None
+                }
+            }
+        };
+        let copy_map_sizes: Vec<CopyMapSize> = copy_map
+            .into_iter()
+            .filter_map(|(size, ways, id)| {
+                let samples = take(id)?;
+                let rounds = |way| copymap::rounds(way, size, plan);
+                Some(CopyMapSize::new(size, &plan.copy_map, ways.into_iter().zip(samples), rounds))
+            })
+            .collect();
+        let copy_map =
+            (!plan.copy_map.is_empty()).then(|| CopyMapTable::new(copy_map_sizes, plan.hybrid_threshold.clone()));
+        let sync: Vec<SyncRow> = sync
+            .into_iter()
+            .filter_map(|(op, id)| {
+                let [ipckit, raw]: [Vec<Sample>; 2] = take(id)?.try_into().ok()?;
+                Some(SyncRow::new(op, op.rounds(plan), ipckit, raw))
+            })
+            .collect();
+        let shm: Vec<ShmResult> = shm
+            .into_iter()
+            .filter_map(|(job, id)| {
+                let mut samples = take(id)?.into_iter();
+                let (ipckit, raw) = (samples.next()?, samples.next()?);
+                Some(ShmResult::new(job, job.rounds(plan), ipckit, raw, samples.next()))
+            })
+            .collect();
+        let rpc: Vec<RpcResult> = rpc
+            .into_iter()
+            .filter_map(|(group, id)| {
+                let mut samples = take(id)?.into_iter();
+                let plain = samples.next()?;
+                let calls = group.calls.iter().copied().zip(samples).collect();
+                Some(RpcResult::new(group.transport, plan.rounds(rpc::SIZE), plain, calls))
+            })
+            .collect();
+        let pubsub = pubsub.and_then(|(group, id)| {
+            let mut samples = take(id)?.into_iter();
+            let plain = samples.next()?;
+            let rows = group
+                .rows
+                .iter()
+                .zip(samples)
+                .map(|(&row, samples)| BesideRow {
+                    name: row.name(),
+                    target: None,
+                    fields: json!({
+                        "transport": "shm",
+                        "subscribers": row.subscribers(),
+                        "back": row.back(),
+                        "size": pubsub::SIZE,
+                        "endpoint_options": pubsub::PLAIN.query(),
+                    }),
+                    samples,
+                })
+                .collect();
+            Some(Beside::new(pubsub::PLAIN.name(), "pubsub", plan.rounds(pubsub::SIZE), plain, rows))
+        });
+        let async_rows: Vec<Beside> = async_rows
+            .into_iter()
+            .filter_map(|(row, id)| {
+                let [plain, own]: [Vec<Sample>; 2] = take(id)?.try_into().ok()?;
+                let fields = json!({
+                    "transport": row.transport(),
+                    "size": async_io::SIZE,
+                    "endpoint_options": row.query(),
+                    "spin_ns": row.spin().map(|d| d.as_nanos() as u64),
+                });
+                let rows = vec![BesideRow { name: row.name(), target: Some(async_io::TARGET), fields, samples: own }];
+                Some(Beside::new(row.plain_row(), "async", plan.rounds(async_io::SIZE), plain, rows))
+            })
+            .collect();
         Ok(Report {
-            plan: &self.plan,
+            plan,
             placement: self.placement,
             load,
+            rounds,
             rows,
             copy_map,
             sync,
@@ -240,104 +502,8 @@ impl Bench {
             rpc,
             pubsub,
             async_rows,
+            failed,
         })
-    }
-
-    /// The request-response rows of one transport: the plain round trip
-    /// and every call row, their trials rotating.
-    fn rpc_rows(&self, group: &RpcGroup) -> Result<RpcResult> {
-        let share = self.plan.share(Table::Rpc);
-        let label = group.to_string();
-        let modes = group.modes();
-        let mut samples = self
-            .interleave_all(&label, &modes, Order::Rotating, self.plan.trials, share, |mode, n| {
-                rpc::trial(self, group.transport, mode, n)
-            })?
-            .done(&label)?
-            .into_iter();
-        let plain = samples.next().expect("the plain round trip's samples");
-        let calls = group.calls.iter().copied().zip(samples).collect();
-        Ok(RpcResult::new(group.transport, self.plan.rounds(rpc::SIZE), plain, calls))
-    }
-
-    /// The publish-subscribe rows: the plain round trip and every row,
-    /// their trials rotating.
-    fn pubsub_rows(&self, group: &PubsubGroup) -> Result<Beside> {
-        let share = self.plan.share(Table::Pubsub);
-        let label = "pubsub";
-        let modes = group.modes();
-        let mut samples = self
-            .interleave_all(label, &modes, Order::Rotating, self.plan.trials, share, |mode, n| {
-                pubsub::trial(self, mode, n)
-            })?
-            .done(label)?
-            .into_iter();
-        let plain = samples.next().expect("the plain round trip's samples");
-        let rows = group
-            .rows
-            .iter()
-            .zip(samples)
-            .map(|(&row, samples)| BesideRow {
-                name: row.name(),
-                target: None,
-                fields: json!({
-                    "transport": "shm",
-                    "subscribers": row.subscribers(),
-                    "back": row.back(),
-                    "size": pubsub::SIZE,
-                    "endpoint_options": pubsub::PLAIN.query(),
-                }),
-                samples,
-            })
-            .collect();
-        Ok(Beside::new(pubsub::PLAIN.name(), "pubsub", self.plan.rounds(pubsub::SIZE), plain, rows))
-    }
-
-    /// An async row: the async round trip beside the blocking one,
-    /// interleaved.
-    fn async_row(&self, row: AsyncRow) -> Result<Beside> {
-        let share = self.plan.share(Table::Async);
-        let label = row.name();
-        let [plain, own] = self
-            .interleave(label, [Mode::Ipckit, row.mode()], self.plan.trials, share, |mode, n| {
-                async_io::trial(self, row, mode, n)
-            })?
-            .done(label)?;
-        let fields = json!({
-            "transport": row.transport(),
-            "size": async_io::SIZE,
-            "endpoint_options": row.query(),
-            "spin_ns": row.spin().map(|d| d.as_nanos() as u64),
-        });
-        let rows = vec![BesideRow { name: row.name(), target: Some(async_io::TARGET), fields, samples: own }];
-        Ok(Beside::new(row.plain_row(), "async", self.plan.rounds(async_io::SIZE), plain, rows))
-    }
-
-    /// A row of the shared-memory table: its modes interleaved.
-    fn shm_row(&self, job: ShmJob) -> Result<ShmResult> {
-        let share = self.plan.share(Table::Shm);
-        let label = job.to_string();
-        let rounds = job.rounds(&self.plan);
-        let trial = |mode, n| shm::trial(self, job, mode, n);
-        #[cfg(feature = "compare-iceoryx2")]
-        if let [a, b, c] = *job.modes() {
-            let trials = self.interleave(&label, [a, b, c], self.plan.trials, share, trial)?;
-            let [ipckit, raw, iceoryx2] = trials.done(&label)?;
-            return Ok(ShmResult::new(job, rounds, ipckit, raw, Some(iceoryx2)));
-        }
-        let [ipckit, raw] = self.interleave(&label, Mode::PAIR, self.plan.trials, share, trial)?.done(&label)?;
-        Ok(ShmResult::new(job, rounds, ipckit, raw, None))
-    }
-
-    /// A row of the synchronization table.
-    fn sync_row(&self, op: SyncOp) -> Result<SyncRow> {
-        let share = self.plan.share(Table::Sync);
-        let trials =
-            self.interleave(op.name(), Mode::PAIR, self.plan.trials, share, |mode, n| sync::trial(self, op, mode, n))?;
-        let Trials::Done([ipckit, raw]) = trials else {
-            bail!("{}: over a kernel limit", op.name());
-        };
-        Ok(SyncRow::new(op, op.rounds(&self.plan), ipckit, raw))
     }
 }
 
@@ -351,10 +517,10 @@ fn is_limit(e: &anyhow::Error) -> bool {
 }
 
 /// A progress bar on standard error (drawn only on a terminal).
-pub(super) fn progress_bar(len: u64) -> ProgressBar {
+pub(super) fn progress_bar() -> ProgressBar {
     let style = ProgressStyle::with_template("{bar:30} {pos}/{len} trials, {elapsed} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
-    ProgressBar::new(len).with_style(style)
+    ProgressBar::new(0).with_style(style)
 }
 
 /// The 1-minute load average (`/proc/loadavg`): how much other work
