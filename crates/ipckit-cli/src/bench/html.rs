@@ -102,6 +102,8 @@ th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; }\n\
 th { background: #eee; }\n\
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }\n\
 td.na { color: #a33; }\n\
+table.catalogue { width: 100%; }\n\
+p.reading { font-size: 1.1em; line-height: 1.4; }\n\
 figure { margin: 1em 0 2em; }\n\
 figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }\n\
 figcaption { font-size: 0.9em; color: #555; }\n\
