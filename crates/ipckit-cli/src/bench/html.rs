@@ -1,7 +1,10 @@
 //! `ipckit bench --report DIR`: `DIR/index.html`, made from the JSON
 //! document `--json` prints (and nothing else, so that the two never
-//! disagree): three plots as inline SVG (plotters' SVG backend), the
-//! tables, and how and where the numbers were measured. The page has no
+//! disagree): the answer (the document's reading, the fastest way per
+//! size), three plots as inline SVG (plotters' SVG backend), the tables,
+//! the catalogue (every record of every table), and how and where the
+//! numbers were measured. A field an older document lacks (the answer,
+//! the catalogue, the method, ...) leaves its section out. The page has no
 //! link, script, font or style sheet of its own outside it: it opens
 //! offline. The SVG text names a font family (`sans-serif`), which the
 //! browser draws with a font of its own.
@@ -211,10 +214,13 @@ fn answer(doc: &Value) -> String {
     let mut notes = vec![];
     let mut line = Vec::new();
     if let Some(c) = a["crossover"].as_u64() {
-        line.push(format!("copy or map: the crossover is {} (from there on, map beats copy)", size(c as usize)));
+        line.push(format!(
+            "copy or map: the crossover is {} (map-pool fill-and-read beats copy-shm from there on)",
+            size(c as usize)
+        ));
     }
     if let Some(t) = a["threshold"].as_u64() {
-        line.push(format!("the threshold is {t} bytes (copied up to it, pooled above)"));
+        line.push(format!("the threshold is {t} bytes (?inline=auto copies up to it and pools above)"));
     }
     if !line.is_empty() {
         notes.push(format!("{}.", line.join("; ")));
@@ -437,7 +443,7 @@ fn method(doc: &Value) -> Option<String> {
     for key in keys {
         let v = &m[key.as_str()];
         let said = match (key.as_str(), v) {
-            ("budget_s", Value::Null) => "none (every row ran its full count of trials)".to_owned(),
+            ("budget_s", Value::Null) => "none".to_owned(),
             ("budget_s", Value::Number(n)) => format!("{n} s"),
             (_, Value::String(s)) => s.clone(),
             (_, Value::Null) => "-".to_owned(),
@@ -820,9 +826,9 @@ fn beside_table(rows: &[Value], caption: &str, own_header: [&str; 3], own: &str,
 struct Series {
     name: String,
     points: Vec<(f64, f64)>,
-    /// Its colour and marker, if not by its place among the series: the
-    /// variants of one mechanism share a colour, a variant other than the
-    /// first is dashed with another marker.
+    /// Its colour and whether it is dashed (with another marker), if not
+    /// by its place among the series: the variants of one mechanism share a
+    /// colour, a variant other than ipckit is dashed.
     look: Option<(usize, bool)>,
 }
 
