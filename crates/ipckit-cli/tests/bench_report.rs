@@ -90,6 +90,21 @@ fn report_writes_a_self_contained_page() {
         let detail = row["detail"].as_str().expect("an n/a row's detail");
         assert!(page.contains(detail), "the page does not give the reason {detail:?}");
     }
+    // The fields a newer bench adds (the answer, the catalogue, ...): shown
+    // when the document has them; their tables have a class, so the count
+    // of `<table>` above stays the tables every document has.
+    if let Some(reading) = doc["answer"]["reading"].as_str() {
+        assert!(page.contains("The answer"), "the page has no answer");
+        let first = reading.split(['&', '<', '>', '"']).next().unwrap_or("");
+        assert!(page.contains(first), "the page does not give the reading {reading:?}");
+    }
+    if doc["catalogue"].as_array().is_some_and(|c| !c.is_empty()) {
+        assert!(page.contains("<h2>Catalogue</h2>") && page.contains("<th>p99.9</th>"), "the page has no catalogue");
+    }
+    for failed in doc["failed"].as_array().into_iter().flatten() {
+        let row = failed["row"].as_str().expect("a failed row's name");
+        assert!(page.contains(&format!("failed: {row}")), "the page does not say {row} failed");
+    }
     // Made from the document --json printed, and nothing else.
     assert_eq!(embedded_json(&page), doc, "the page's JSON document is --json's");
     // Nothing but the page is left in DIR.

@@ -1,7 +1,10 @@
 //! `ipckit bench --report DIR`: `DIR/index.html`, made from the JSON
 //! document `--json` prints (and nothing else, so that the two never
-//! disagree): three plots as inline SVG (plotters' SVG backend), the
-//! tables, and how and where the numbers were measured. The page has no
+//! disagree): the answer (the document's reading, the fastest way per
+//! size), three plots as inline SVG (plotters' SVG backend), the tables,
+//! the catalogue (every record of every table), and how and where the
+//! numbers were measured. A field an older document lacks (the answer,
+//! the catalogue, the method, ...) leaves its section out. The page has no
 //! link, script, font or style sheet of its own outside it: it opens
 //! offline. The SVG text names a font family (`sans-serif`), which the
 //! browser draws with a font of its own.
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
@@ -52,6 +56,7 @@ fn render(doc: &Value) -> Result<String> {
     );
     html.push_str(STYLE);
     html.push_str("</head>\n<body>\n<h1>ipckit bench report</h1>\n");
+    html.push_str(&answer(doc));
     html.push_str(&honesty(doc));
     html.push_str("<h2>Plots</h2>\n");
     for (title, svg) in [
@@ -61,8 +66,13 @@ fn render(doc: &Value) -> Result<String> {
             latency_plot(doc)?,
         ),
         (
-            "(2) Throughput: one-way streaming in messages per second (ipckit beside the fixed-slot ring) if the \
-             run has streaming rows, else each copy-vs-map row's bytes per second (size / round trip p50).",
+            if catalogue_streams(doc) {
+                "(2) Throughput: one-way streaming in GiB per second of every row the run also streamed, per \
+                 message size, a line per mechanism and variant (a dashed line: a variant other than ipckit)."
+            } else {
+                "(2) Throughput: one-way streaming in messages per second (ipckit beside the fixed-slot ring) if the \
+                 run has streaming rows, else each copy-vs-map row's bytes per second (size / round trip p50)."
+            },
             throughput_plot(doc)?,
         ),
         (
@@ -75,6 +85,7 @@ fn render(doc: &Value) -> Result<String> {
     }
     html.push_str("<h2>Tables</h2>\n");
     html.push_str(&tables(doc));
+    html.push_str(&catalogue(doc));
     let json = serde_json::to_string_pretty(doc).context("--report: the JSON document")?;
     let _ = writeln!(
         html,
@@ -94,6 +105,8 @@ th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; }\n\
 th { background: #eee; }\n\
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }\n\
 td.na { color: #a33; }\n\
+table.catalogue { width: 100%; }\n\
+p.reading { font-size: 1.1em; line-height: 1.4; }\n\
 figure { margin: 1em 0 2em; }\n\
 figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }\n\
 figcaption { font-size: 0.9em; color: #555; }\n\
@@ -171,6 +184,173 @@ fn bytes_rate(per_s: f64) -> String {
 }
 
 // ---------------------------------------------------------------------
+// The answer, and the catalogue (fields an older document lacks: each
+// section is left out when its field is absent or null).
+
+/// "The answer": the document's reading of the run, and per size the
+/// fastest way and the next.
+fn answer(doc: &Value) -> String {
+    let a = &doc["answer"];
+    if !a.is_object() {
+        return String::new();
+    }
+    let mut out = String::from("<section class=\"answer\">\n<h2>The answer</h2>\n");
+    if let Some(reading) = a["reading"].as_str().filter(|r| !r.is_empty()) {
+        let _ = writeln!(out, "<p class=\"reading\">{}</p>", esc(reading));
+    }
+    let rows: Vec<Vec<Cell>> = array(a, "per_size")
+        .iter()
+        .map(|z| {
+            vec![
+                Cell::Text(size_cell(z)),
+                Cell::Text(text(z, "fastest").to_owned()),
+                Cell::Num(ns_cell(z, "/fastest_p50_ns")),
+                Cell::Text(text(z, "next").to_owned()),
+                Cell::Num(ns_cell(z, "/next_p50_ns")),
+                Cell::Num(z["lead"].as_f64().map_or_else(|| "-".to_owned(), |l| format!("{l:.2}×"))),
+            ]
+        })
+        .collect();
+    let mut notes = vec![];
+    let mut line = Vec::new();
+    if let Some(c) = a["crossover"].as_u64() {
+        line.push(format!(
+            "copy or map: the crossover is {} (map-pool fill-and-read beats copy-shm from there on)",
+            size(c as usize)
+        ));
+    }
+    if let Some(t) = a["threshold"].as_u64() {
+        line.push(format!("the threshold is {t} bytes (?inline=auto copies up to it and pools above)"));
+    }
+    if !line.is_empty() {
+        notes.push(format!("{}.", line.join("; ")));
+    }
+    if !rows.is_empty() {
+        notes.insert(0, "lead = next p50 / fastest p50.".to_owned());
+        out.push_str(&table_of(
+            "answer",
+            "The fastest way per message size, and the next",
+            &["size", "fastest", "fastest p50", "next", "next p50", "lead"],
+            &rows,
+            &notes,
+        ));
+    } else {
+        out.extend(notes.iter().map(|n| format!("<p>{}</p>\n", esc(n))));
+    }
+    out.push_str("</section>\n");
+    out
+}
+
+/// The catalogue's tables, in the order they first appear.
+fn catalogue_groups(doc: &Value) -> Vec<(&str, Vec<&Value>)> {
+    let mut groups: Vec<(&str, Vec<&Value>)> = Vec::new();
+    for r in array(doc, "catalogue").iter().filter(|r| r.is_object()) {
+        let t = text(r, "table");
+        match groups.iter_mut().find(|(g, _)| *g == t) {
+            Some((_, rows)) => rows.push(r),
+            None => groups.push((t, vec![r])),
+        }
+    }
+    groups
+}
+
+/// A catalogue record's name: its name, and its variant if it has one.
+fn record_name(r: &Value) -> String {
+    match text(r, "variant") {
+        "" => text(r, "name").to_owned(),
+        variant => format!("{} {variant}", text(r, "name")),
+    }
+}
+
+/// `3.52`, `0.041`: GiB per second for people.
+fn gib(g: f64) -> String {
+    match g {
+        g if g >= 100.0 => format!("{g:.0}"),
+        g if g >= 10.0 => format!("{g:.1}"),
+        g if g >= 1.0 => format!("{g:.2}"),
+        g => format!("{g:.3}"),
+    }
+}
+
+/// The catalogue's number columns (after name, variant and size).
+const CATALOGUE_NUMBERS: usize = 10;
+
+/// "Catalogue": every record of every table, a table per table.
+fn catalogue(doc: &Value) -> String {
+    let groups = catalogue_groups(doc);
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Catalogue</h2>\n<p>Every mechanism, variant and size of the run, from every table: the percentiles of \
+         its round trip (each the median over its trials of that trial's percentile), the spread of its trials' \
+         p50 (least – greatest) and, for a row that was also streamed one way, its messages and bytes per \
+         second.</p>\n",
+    );
+    for (group, records) in groups {
+        let rows: Vec<Vec<Cell>> = records
+            .iter()
+            .map(|r| {
+                let sz = match r["size"].as_u64() {
+                    Some(0) | None => "-".to_owned(),
+                    Some(s) => size(s as usize),
+                };
+                let mut cells = vec![
+                    Cell::Text(text(r, "name").to_owned()),
+                    Cell::Text(text(r, "variant").to_owned()),
+                    Cell::Text(sz),
+                ];
+                let detail = r["detail"].as_str().unwrap_or("no reason given");
+                match text(r, "status") {
+                    "ok" | "" => {
+                        for p in ["/p50_ns", "/p90_ns", "/p99_ns", "/p999_ns", "/max_ns"] {
+                            cells.push(Cell::Num(ns_cell(r, p)));
+                        }
+                        cells.push(Cell::Num(match (num(r, "/spread/min_p50_ns"), num(r, "/spread/max_p50_ns")) {
+                            (Some(lo), Some(hi)) => format!("{} – {}", duration(lo), duration(hi)),
+                            _ => "-".to_owned(),
+                        }));
+                        cells.push(Cell::Num(rate(num(r, "/stream/msgs_per_s"))));
+                        cells.push(Cell::Num(num(r, "/stream/gib_per_s").map_or_else(|| "-".to_owned(), gib)));
+                        cells.push(Cell::Num(
+                            r["trials"].as_array().map_or_else(|| "-".to_owned(), |t| t.len().to_string()),
+                        ));
+                    }
+                    "failed" => cells.push(Cell::Span(format!("failed: {detail}"), CATALOGUE_NUMBERS)),
+                    status => cells.push(Cell::Span(format!("{status} ({detail})"), CATALOGUE_NUMBERS)),
+                }
+                cells
+            })
+            .collect();
+        let caption = match group {
+            "" => "Catalogue".to_owned(),
+            g => format!("Catalogue: {}", g.replace('_', " ")),
+        };
+        out.push_str(&table_of(
+            "catalogue",
+            &caption,
+            &[
+                "name",
+                "variant",
+                "size",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+                "spread (trial p50)",
+                "stream msg/s",
+                "stream GiB/s",
+                "trials",
+            ],
+            &rows,
+            &[],
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------
 // The honesty block.
 
 /// Where, how and under what load the numbers were measured, and what was
@@ -186,38 +366,97 @@ fn honesty(doc: &Value) -> String {
         esc(m["kernel"].as_str().unwrap_or("unknown kernel"))
     );
     let p = &doc["placement"];
-    let pinning = match p["pinned"].as_bool() {
-        Some(true) => format!(
+    let pinning = match (m["pinning"].as_str().filter(|s| !s.is_empty()), p["pinned"].as_bool()) {
+        (Some(pinning), _) => esc(pinning),
+        (None, Some(true)) => format!(
             "pinned: this process on CPU {}, the peer on CPU {}",
             p["parent_cpu"].as_u64().unwrap_or(0),
             p["peer_cpu"].as_u64().unwrap_or(0)
         ),
-        _ => "unpinned: only one CPU is allowed, so both processes share it".to_owned(),
+        (None, _) => "unpinned: only one CPU is allowed, so both processes share it".to_owned(),
     };
     let _ = writeln!(h, "<li><b>Pinning</b>: {pinning}.</li>");
-    let load = match doc["load_average_at_start"].as_f64() {
-        Some(l) if l >= 1.0 => format!(
-            "<span class=\"warn\">{l:.2}: other work was running, the numbers are noisier than on an idle \
-             machine</span>"
-        ),
-        Some(l) => format!("{l:.2}"),
-        None => "unknown (/proc/loadavg unreadable)".to_owned(),
-    };
-    let _ = writeln!(h, "<li><b>Load average</b> at the start: {load}.</li>");
+    let _ = writeln!(h, "<li><b>Load average</b> {}.</li>", load_average(doc));
     let quick = if doc["quick"].as_bool() == Some(true) { " (--quick: fewer trials and round trips)" } else { "" };
-    let _ = writeln!(
-        h,
-        "<li><b>Method</b>: every two-process row is a series of trials, each a fresh pair of processes (this one \
-         and a peer that answers), the modes of a row interleaved trial by trial; a trial times every round trip \
-         after a warm-up and yields its p50 and p99; a value here is the median over the trials of each. At most \
-         {} trials per mode{quick}; each row's own count of trials, warm-up and round trips is in the JSON \
-         document below. Latencies are round trips (send, then receive the answer) unless a table says \
-         otherwise.</li>",
-        doc["max_trials"].as_u64().unwrap_or(0)
-    );
+    match method(doc) {
+        Some(fields) => {
+            let _ = writeln!(
+                h,
+                "<li><b>Method</b>: at most {} trials per mode{quick}; each row's own count of trials, warm-up and \
+                 round trips is in the JSON document below. Latencies are round trips (send, then receive the \
+                 answer) unless a table says otherwise.<ul>\n{fields}</ul></li>",
+                doc["max_trials"].as_u64().unwrap_or(0)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                h,
+                "<li><b>Method</b>: every two-process row is a series of trials, each a fresh pair of \
+                 processes (this one and a peer that answers), the modes of a row interleaved trial by trial; a \
+                 trial times every round trip after a warm-up and yields its p50 and p99; a value here is the \
+                 median over the trials of each. At most {} trials per mode{quick}; each row's own count of \
+                 trials, warm-up and round trips is in the JSON document below. Latencies are round trips (send, \
+                 then receive the answer) unless a table says otherwise.</li>",
+                doc["max_trials"].as_u64().unwrap_or(0)
+            );
+        }
+    }
     let _ = writeln!(h, "<li><b>Not measured</b>:<ul>\n{}</ul></li>", not_measured(doc));
     h.push_str("</ul>\n</section>\n");
     h
+}
+
+/// The load average: at the start, the end and the greatest seen if the
+/// document has them, else at the start; marked when other work ran.
+fn load_average(doc: &Value) -> String {
+    let l = &doc["load_average"];
+    let seen = [("at the start", "start"), ("at the end", "end"), ("at most", "max")]
+        .into_iter()
+        .filter_map(|(words, key)| l[key].as_f64().map(|v| (words, v)))
+        .collect::<Vec<_>>();
+    let (said, worst) = if seen.is_empty() {
+        match doc["load_average_at_start"].as_f64() {
+            Some(v) => (format!("at the start: {v:.2}"), v),
+            None => return "at the start: unknown (/proc/loadavg unreadable)".to_owned(),
+        }
+    } else {
+        let said = seen.iter().map(|(w, v)| format!("{w} {v:.2}")).collect::<Vec<_>>().join(", ");
+        (said, seen.iter().map(|&(_, v)| v).fold(f64::MIN, f64::max))
+    };
+    if worst >= 1.0 {
+        format!(
+            "<span class=\"warn\">{said}: other work was running, the numbers are noisier than on an idle \
+             machine</span>"
+        )
+    } else {
+        said
+    }
+}
+
+/// The document's `method` fields, as list items (none if it has none).
+fn method(doc: &Value) -> Option<String> {
+    let m = doc["method"].as_object().filter(|m| !m.is_empty())?;
+    const ORDER: [&str; 7] = ["histogram", "trials", "warmup", "summary", "stream", "budget_s", "rounds"];
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort_by_key(|k| (ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()), k.as_str()));
+    let mut items = String::new();
+    for key in keys {
+        let v = &m[key.as_str()];
+        let said = match (key.as_str(), v) {
+            ("budget_s", Value::Null) => "none".to_owned(),
+            ("budget_s", Value::Number(n)) => format!("{n} s"),
+            (_, Value::String(s)) => s.clone(),
+            (_, Value::Null) => "-".to_owned(),
+            (_, v) => v.to_string(),
+        };
+        let name = match key.as_str() {
+            "budget_s" => "time budget",
+            "warmup" => "warm-up",
+            k => k,
+        };
+        let _ = writeln!(items, "<li><i>{}</i>: {}</li>", esc(name), esc(&said));
+    }
+    Some(items)
 }
 
 /// The rows given as n/a, with their reasons, and the tables this run
@@ -235,6 +474,12 @@ fn not_measured(doc: &Value) -> String {
             text(r, "status"),
             text(r, "detail")
         ));
+    }
+    for u in array(doc, "unavailable") {
+        items.push(format!("not measured: {} — {}", text(u, "rows"), text(u, "why")));
+    }
+    for f in array(doc, "failed") {
+        items.push(format!("failed: {} — {}", text(f, "row"), text(f, "why")));
     }
     for w in array(&doc["copy_vs_map"]["hybrid_threshold"], "warnings") {
         items.push(format!("warning: ?inline=auto: {}", w.as_str().unwrap_or("")));
@@ -272,10 +517,20 @@ fn not_measured(doc: &Value) -> String {
 enum Cell {
     Text(String),
     Num(String),
+    /// Text across this many columns (a row that has no numbers: n/a, failed).
+    Span(String, usize),
 }
 
 fn table(caption: &str, header: &[&str], rows: &[Vec<Cell>], notes: &[String]) -> String {
-    let mut t = format!("<h3>{}</h3>\n<table>\n<thead><tr>", esc(caption));
+    table_of("", caption, header, rows, notes)
+}
+
+/// A table whose `<table>` element has the class `class` (none if empty):
+/// the tables made from the fields a document may lack (the answer, the
+/// catalogue) have one, so that a count of `<table>` counts the others.
+fn table_of(class: &str, caption: &str, header: &[&str], rows: &[Vec<Cell>], notes: &[String]) -> String {
+    let open = if class.is_empty() { "<table>".to_owned() } else { format!("<table class=\"{class}\">") };
+    let mut t = format!("<h3>{}</h3>\n{open}\n<thead><tr>", esc(caption));
     for h in header {
         let _ = write!(t, "<th>{}</th>", esc(h));
     }
@@ -287,6 +542,7 @@ fn table(caption: &str, header: &[&str], rows: &[Vec<Cell>], notes: &[String]) -
                 Cell::Num(s) if s.starts_with("n/a") => write!(t, "<td class=\"n na\">{}</td>", esc(s)),
                 Cell::Num(s) => write!(t, "<td class=\"n\">{}</td>", esc(s)),
                 Cell::Text(s) => write!(t, "<td>{}</td>", esc(s)),
+                Cell::Span(s, n) => write!(t, "<td class=\"na\" colspan=\"{n}\">{}</td>", esc(s)),
             };
         }
         t.push_str("</tr>\n");
@@ -570,6 +826,10 @@ fn beside_table(rows: &[Value], caption: &str, own_header: [&str; 3], own: &str,
 struct Series {
     name: String,
     points: Vec<(f64, f64)>,
+    /// Its colour and whether it is dashed (with another marker), if not
+    /// by its place among the series: the variants of one mechanism share a
+    /// colour, a variant other than ipckit is dashed.
+    look: Option<(usize, bool)>,
 }
 
 /// Adds `(x, y)` to the series `name`, made if new.
@@ -579,7 +839,7 @@ fn push(series: &mut Vec<Series>, name: &str, x: f64, y: f64) {
     }
     match series.iter_mut().find(|s| s.name == name) {
         Some(s) => s.points.push((x, y)),
-        None => series.push(Series { name: name.to_owned(), points: vec![(x, y)] }),
+        None => series.push(Series { name: name.to_owned(), points: vec![(x, y)], look: None }),
     }
 }
 
@@ -608,11 +868,43 @@ fn latency_plot(doc: &Value) -> Result<String> {
     })
 }
 
-/// Plot (2): streaming messages per second per size if the run has
-/// streaming rows; else the bytes per second of each copy-vs-map row
-/// (size / round trip p50).
+/// Whether the document's catalogue has a row streamed one way.
+fn catalogue_streams(doc: &Value) -> bool {
+    array(doc, "catalogue").iter().any(|r| num(r, "/stream/gib_per_s").is_some())
+}
+
+/// Plot (2): the streaming GiB per second of every catalogue record that
+/// has one, a line per name and variant, if the document has them; else
+/// streaming messages per second per size if the run has streaming rows;
+/// else the bytes per second of each copy-vs-map row (size / round trip
+/// p50).
 fn throughput_plot(doc: &Value) -> Result<String> {
     let mut series = Vec::new();
+    if catalogue_streams(doc) {
+        let mut names: Vec<&str> = Vec::new();
+        for r in array(doc, "catalogue") {
+            let (Some(s), Some(g)) = (r["size"].as_f64(), num(r, "/stream/gib_per_s")) else { continue };
+            let (name, variant) = (text(r, "name"), text(r, "variant"));
+            let colour = names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                names.push(name);
+                names.len() - 1
+            });
+            let other = !matches!(variant, "ipckit" | "");
+            let label = record_name(r);
+            push(&mut series, &label, s, g);
+            if let Some(last) = series.iter_mut().find(|x| x.name == label) {
+                last.look = Some((colour, other));
+            }
+        }
+        return plot(Plot {
+            title: "Streaming one way: GiB per second vs message size (log-log)",
+            y_desc: "GiB per second",
+            y_label: |g| format!("{} GiB/s", tick(g)),
+            series,
+            mark_x: None,
+            empty: "",
+        });
+    }
     let stream: Vec<&Value> = array(doc, "shm").iter().filter(|r| is_stream(r)).collect();
     if !stream.is_empty() {
         for r in stream {
@@ -750,18 +1042,27 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, p: &Plot) -> Result<(), Box<d
         area.draw(&Text::new(p.empty, (120, (HEIGHT / 2) as i32), (FONT, 18)))?;
         return Ok(());
     }
+    // The legend's lines: closer together when there are many.
+    let step = (24).min((HEIGHT as i32 - 70) / p.series.len().max(1) as i32);
     for (i, s) in p.series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let (colour, shape, dashed) = match s.look {
+            Some((c, other)) => (COLOURS[c % COLOURS.len()], usize::from(other) + 3 * (c / COLOURS.len()), other),
+            None => (COLOURS[i % COLOURS.len()], i / COLOURS.len(), false),
+        };
         let style = ShapeStyle::from(&colour).stroke_width(2);
         let mut pts = s.points.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart.draw_series(LineSeries::new(pts.clone(), style))?;
         // Its legend entry: a line with the series' marker, and its name.
-        let y = 50 + 24 * i as i32;
-        legend.draw(&PathElement::new(vec![(8, y), (40, y)], style))?;
-        legend_marker(&legend, (24, y), i / COLOURS.len(), colour)?;
-        legend.draw(&Text::new(s.name.as_str(), (48, y - 8), (FONT, 15)))?;
-        let shape = i / COLOURS.len();
+        let y = 50 + step * i as i32;
+        if dashed {
+            chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))?;
+            legend.draw(&DashedPathElement::new(vec![(8, y), (40, y)], 6, 4, style))?;
+        } else {
+            chart.draw_series(LineSeries::new(pts.clone(), style))?;
+            legend.draw(&PathElement::new(vec![(8, y), (40, y)], style))?;
+        }
+        legend_marker(&legend, (24, y), shape, colour)?;
+        legend.draw(&Text::new(s.name.as_str(), (48, y - 8), (FONT, if step < 20 { 13 } else { 15 })))?;
         // The markers: circles, then triangles, then squares (more series
         // than colours).
         match shape % 3 {
@@ -799,6 +1100,13 @@ fn legend_marker(
     Ok(())
 }
 
+/// A tick's value (1, 2 or 5 times a power of ten) without trailing digits:
+/// `0.05`, `2`, `500`.
+fn tick(v: f64) -> String {
+    let decimals = if v >= 1.0 { 0 } else { (-v.log10()).ceil() as usize };
+    format!("{v:.decimals$}")
+}
+
 /// The y axis's ticks: 1, 2 and 5 times the powers of ten within
 /// `y0..y1`, only the powers of ten when they span more than three decades.
 fn decade_ticks(y0: f64, y1: f64) -> Vec<f64> {
@@ -822,4 +1130,138 @@ fn size_ticks(x0: f64, x1: f64) -> Vec<f64> {
         ticks.push(((x0 * x1).sqrt()).round());
     }
     ticks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real `--json` document with the fields the bench gains (the
+    /// catalogue, the answer, ...).
+    const FIXTURE: &str = include_str!("testdata/report_fixture.json");
+
+    /// The fields an older document lacks.
+    const NEW_FIELDS: [&str; 6] = ["catalogue", "answer", "load_average", "method", "unavailable", "failed"];
+
+    fn fixture() -> Value {
+        serde_json::from_str(FIXTURE).expect("the fixture is JSON")
+    }
+
+    /// The page's HTML before the embedded JSON document (which holds every
+    /// string of the document, whatever the page shows).
+    fn shown(page: &str) -> &str {
+        &page[..page.find("<details>").expect("the JSON document's <details>")]
+    }
+
+    #[track_caller]
+    fn self_contained(page: &str) {
+        assert_eq!(page.matches("<svg").count(), 3, "three plots");
+        assert_eq!(page.matches("</svg>").count(), 3, "three plots, closed");
+        for needle in ["http:", "https:", "<script", "<link", "@import", "url(", "src="] {
+            assert!(!page.contains(needle), "the page contains {needle:?}");
+        }
+    }
+
+    #[test]
+    fn fixture_page_shows_the_new_fields() {
+        let doc = fixture();
+        let page = render(&doc).expect("render");
+        self_contained(&page);
+        let shown = shown(&page);
+        // The answer: right after the title, before the honesty block.
+        let reading = doc["answer"]["reading"].as_str().expect("a reading");
+        let at = shown.find(&format!("<p class=\"reading\">{}</p>", esc(reading))).expect("the reading, escaped");
+        assert!(at < shown.find("How these numbers were made").expect("the honesty block"));
+        assert!(shown.contains("<td>shm-busy</td><td class=\"n\">470 ns</td><td>hybrid</td><td class=\"n\">510 ns</td><td class=\"n\">1.09×</td>"));
+        assert!(shown.contains("the crossover is 4 MiB"), "the crossover");
+        assert!(shown.contains("the threshold is 4194303 bytes"), "the threshold");
+        // The catalogue.
+        assert!(shown.contains("<th>p99.9</th>"), "a p99.9 column");
+        assert!(shown.contains("<th>stream GiB/s</th>"), "a GiB/s column");
+        for group in ["messages", "shm", "copy vs map", "rpc", "pubsub", "async", "sync"] {
+            assert!(shown.contains(&format!("<h3>Catalogue: {group}</h3>")), "the catalogue's {group} table");
+        }
+        // pipe ipckit at 64 B: 12.0 µs, a stream of 1e9 / 1500 msg/s.
+        let pipe = 1e9 / 1500.0 * 64.0 / (1u64 << 30) as f64;
+        assert!(shown.contains(&format!("<td class=\"n\">{}</td>", gib(pipe))), "pipe's GiB/s cell {}", gib(pipe));
+        assert!(shown.contains("<td>pipe</td><td>ipckit</td><td>64 B</td><td class=\"n\">12.0 µs</td>"));
+        assert!(shown.contains("11.6 µs – 12.5 µs"), "pipe's spread");
+        assert!(
+            shown.contains(&esc(
+                "n/a (64 KiB is over the kernel's limit of 8192 bytes per message (msgsize_max = 8192))"
+            ))
+        );
+        // The failed row and why, in the catalogue and in the honesty block.
+        assert!(shown.contains("colspan=\"10\">failed: rpc-sysv-mq, rpc trial 3: the peer exited"));
+        assert!(shown.contains(
+            "failed: rpc-sysv-mq — rpc trial 3: the peer exited with status 1: bench-peer: msgrcv: Identifier removed"
+        ));
+        // What this kernel lacks, and why.
+        assert!(shown.contains("not measured: mq — no /dev/mqueue (POSIX message queues are not mounted)"));
+        // The honesty block's new fields.
+        assert!(shown.contains("at the start 1.36, at the end 1.90, at most 2.10"), "the load average");
+        assert!(shown.contains("<b>Pinning</b>: parent on CPU 0, peer on CPU 1."), "the pinning");
+        for (key, value) in doc["method"].as_object().expect("method") {
+            let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            assert!(shown.contains(&esc(&value)), "method's {key}: {value:?}");
+        }
+        assert!(shown.contains("<i>time budget</i>: 45 s"));
+        // The throughput plot: the catalogue's streams.
+        assert!(shown.contains("GiB per second vs message size"), "the streaming plot");
+        assert!(shown.contains("unix-seqpacket raw"), "a legend entry per name and variant");
+        // The tables every document has still count as before.
+        assert_eq!(shown.matches("<table>").count(), page.matches("<table>").count());
+        assert!(shown.matches("<table class=\"catalogue\">").count() == 7);
+    }
+
+    #[test]
+    fn old_document_renders_without_the_new_sections() {
+        let mut doc = fixture();
+        let fields = doc.as_object_mut().expect("an object");
+        for key in NEW_FIELDS {
+            fields.remove(key);
+        }
+        doc["machine"].as_object_mut().expect("machine").remove("pinning");
+        let page = render(&doc).expect("render");
+        self_contained(&page);
+        for gone in ["The answer", "Catalogue", "<th>p99.9</th>", "GiB per second", "<table class="] {
+            assert!(!page.contains(gone), "an old document's page has {gone:?}");
+        }
+        // What an old document says instead.
+        assert!(page.contains("<b>Pinning</b>: pinned: this process on CPU 0, the peer on CPU 1."));
+        assert!(page.contains("<b>Load average</b> at the start: "));
+        assert!(page.contains("messages per second vs message size"), "the shm streaming plot");
+        assert!(page.contains("a value here is the median over the trials"), "the old method");
+    }
+
+    #[test]
+    fn null_or_odd_fields_do_not_panic() {
+        for odd in [Value::Null, serde_json::json!("x"), serde_json::json!(3), serde_json::json!([null, 1, {}])] {
+            let mut doc = fixture();
+            for key in NEW_FIELDS {
+                doc[key] = odd.clone();
+            }
+            doc["machine"]["pinning"] = odd.clone();
+            let page = render(&doc).unwrap_or_else(|e| panic!("render with {odd}: {e}"));
+            self_contained(&page);
+        }
+        // Records and answers with every field null.
+        let mut doc = fixture();
+        let nulls = |v: &Value| {
+            Value::Object(v.as_object().expect("an object").keys().map(|k| (k.clone(), Value::Null)).collect())
+        };
+        let record = nulls(&doc["catalogue"][0]);
+        doc["catalogue"] = serde_json::json!([record, {"status": "failed"}, {"status": "n/a", "stream": {}}]);
+        let per_size = nulls(&doc["answer"]["per_size"][0]);
+        doc["answer"] = serde_json::json!({"per_size": [per_size], "crossover": null, "reading": null});
+        doc["load_average"] = serde_json::json!({"start": null, "end": 0.5, "max": null});
+        doc["method"] = serde_json::json!({"budget_s": null, "rounds": null, "other": [1]});
+        doc["unavailable"] = serde_json::json!([{}]);
+        doc["failed"] = serde_json::json!([{"row": null}]);
+        let page = render(&doc).expect("render");
+        self_contained(&page);
+        assert!(page.contains("failed: no reason given"));
+        assert!(page.contains("<b>Load average</b> at the end 0.50."));
+        assert!(page.contains("<i>time budget</i>: none"));
+    }
 }
