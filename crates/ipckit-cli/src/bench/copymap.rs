@@ -250,7 +250,7 @@ fn options() -> Options {
 }
 
 /// Exchanges per trial: a few dozen milliseconds of work at every size, so
-/// that the whole table fits its share of the time budget. An untouched
+/// that a round of every row's trials stays short. An untouched
 /// loan costs the same at every size: as many as the smallest.
 pub(super) fn rounds(way: Way, size: usize, plan: &Plan) -> Rounds {
     let size = if way == Way::MapPool(Variant::Untouched) { SIZES[0] } else { size };

@@ -7,7 +7,7 @@
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use hdrhistogram::Histogram;
 
 /// A two-way message link between the parent and its peer.
@@ -253,17 +253,31 @@ pub(super) fn time_stream(
         timings.record_per(now - start, batch);
         start = now;
     }
+    // Every message is in: the peer may go (it waits for this, so that
+    // its side stays open while this side sets up and drains).
+    link.send(&STREAM_ACK).context("acknowledge the stream")?;
     Ok(timings.sample())
 }
 
+/// What ends a stream trial: one byte from the parent once it has every
+/// message.
+const STREAM_ACK: [u8; 1] = [1];
+
 /// The peer's side of a stream trial: sends `count` messages of `size`
-/// bytes.
+/// bytes, then waits for the parent's acknowledgement.
 pub(super) fn source(link: &mut dyn Link, buf: &[u8], size: usize, count: usize) -> Result<()> {
     for i in 0..count {
         link.send(&buf[..size]).with_context(|| format!("send message {}", i + 1))?;
     }
+    let mut ack = vec![0u8; MAX_ACK];
+    let got = link.recv(&mut ack).context("wait for the parent's acknowledgement")?;
+    ensure!(ack[..got] == STREAM_ACK, "a wrong acknowledgement of the stream ({got} bytes)");
     Ok(())
 }
+
+/// Room for an acknowledgement (and for whatever wrong one a failed
+/// parent could send).
+const MAX_ACK: usize = 64 * 1024;
 
 /// The median of `values` (the mean of the middle two for an even count);
 /// 0 for none.

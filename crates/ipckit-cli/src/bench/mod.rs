@@ -1,7 +1,14 @@
 //! `ipckit bench`: what ipckit costs over the system calls it makes, and
 //! what copying costs against mapping.
 //!
-//! Seven tables (and an eighth with `compare-iceoryx2`):
+//! Every row of every table is measured in the same rounds: each round
+//! runs one trial of each mode of every row, so that drift on a noisy
+//! machine falls on all rows alike (`runner`). Each trial records every
+//! timed round trip in an HDR histogram (p50, p90, p99, p99.9, max). After
+//! the tables come the catalogue of every row, the answer per size and a
+//! reading in plain words (`overview`).
+//!
+//! Eight tables (and a ninth with `compare-iceoryx2`):
 //!
 //! - **Messages**: the round-trip latency of every message mechanism
 //!   (pipes, FIFOs, sockets, POSIX and System V queues), through ipckit and
@@ -16,6 +23,8 @@
 //!   of p50, ipckit / raw: what the wrapper costs. Queue rows include the
 //!   largest message the kernel's limits allow, and say "n/a (limit N)" for
 //!   a size over it.
+//! - **Streaming**: the message mechanisms one way, the peer sending as
+//!   fast as it can, in messages and bytes per second, ipckit beside raw.
 //! - **Copy or map**: a round trip of N bytes (64 B to 16 MiB) one way and
 //!   an 8-byte acknowledgement back, every way ipckit moves bytes: through
 //!   a Unix socket (`copy-kernel`), copied through a `shm:` ring
@@ -88,6 +97,8 @@
 //!     document's.
 //! 23. `html`: `--report DIR`, the JSON document as a page: plots as
 //!     inline SVG, the tables, and how the numbers were made.
+//! 24. `overview`: the catalogue of every row, the answer per size, the
+//!     reading in plain words, the method.
 
 mod api;
 mod args;
@@ -135,14 +146,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report_dir = args.report.as_deref().map(html::prepare).transpose()?;
     let placement = Placement::choose()?;
     let exe = std::env::current_exe().context("find this executable, to run the peer")?;
-    if let (true, Some(budget)) = (plan.full, plan.budget()) {
-        eprintln!(
-            "ipckit bench --full: every size, up to {} trials of each row; this takes up to about {} minutes (it \
-             stops after the round of trials that passes that budget, once {} rounds have run).",
-            plan.trials,
-            budget.as_secs().div_ceil(60),
-            plan::MIN_TRIALS
-        );
+    if plan.full {
+        eprintln!("ipckit bench --full: {}", plan.how_long());
     }
     let bar = progress_bar();
     let bench = Bench { plan, placement, scratch: Scratch::create()?, exe, bar };

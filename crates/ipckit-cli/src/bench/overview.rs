@@ -450,8 +450,8 @@ pub(super) fn reading(report: &Report<'_>, entries: &[Entry], picks: &[Pick]) ->
         match (t.crossover(), t.threshold()) {
             (Some(Crossover::From(from)), Some(threshold)) => says.push(format!(
                 "For large messages, below {} copy them through the shm: ring (copy-shm); from {} on lend them from \
-                 the sender's pool (map-pool), which beats the ring there: `?inline=auto` does this once \
-                 `ipckit bench --save-threshold` has saved the threshold {threshold}.",
+                 the sender's pool (map-pool), which beats the ring there: ?inline=auto does this once \
+                 ipckit bench --save-threshold has saved the threshold {threshold}.",
                 size(from),
                 size(from)
             )),

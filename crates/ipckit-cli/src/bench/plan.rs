@@ -1,6 +1,6 @@
-//! What a run measures, from the arguments: the rows of each table, the
-//! trials and round trips per row, and each table's share of the time
-//! budget.
+//! What a run measures, from the arguments: the rows of each table (and
+//! those this machine cannot run), the trials and round trips per row,
+//! the streams' batches, and the run's time budget.
 
 use std::fmt;
 use std::time::Duration;
@@ -205,6 +205,23 @@ impl Plan {
             limits,
             unavailable,
         })
+    }
+
+    /// How long the run will take, as far as the plan says: its budget, or
+    /// the trials it runs to.
+    pub(super) fn how_long(&self) -> String {
+        match self.budget {
+            Some(budget) => format!(
+                "every size, up to {} trials of each row; this takes up to about {} minutes (it stops after the round \
+                 of trials that passes that budget, once {MIN_TRIALS} rounds have run)",
+                self.trials,
+                budget.as_secs().div_ceil(60)
+            ),
+            None => format!(
+                "every size, {} trials of each row (with --trials there is no time budget: it runs them all)",
+                self.trials
+            ),
+        }
     }
 
     /// The time the run may spend measuring, if it stops early.

@@ -1,6 +1,8 @@
-//! The runner: spawns the peer of each trial, alternates the modes of a
-//! row until it has enough trials or its share of the budget is spent, and
-//! collects the rows of every table.
+//! The runner: every row of every table is a task; the tasks run round
+//! by round, each round one trial of each mode of every row (a fresh peer
+//! each), until each row has its trials or the run's budget is spent; then
+//! the rows are collected into their tables. A row whose trial fails is
+//! reported and left out; the run goes on.
 
 use std::path::PathBuf;
 use std::process::Command;
