@@ -312,9 +312,13 @@ fn catalogue(doc: &Value) -> String {
                         }));
                         cells.push(Cell::Num(rate(num(r, "/stream/msgs_per_s"))));
                         cells.push(Cell::Num(num(r, "/stream/gib_per_s").map_or_else(|| "-".to_owned(), gib)));
-                        cells.push(Cell::Num(
-                            r["trials"].as_array().map_or_else(|| "-".to_owned(), |t| t.len().to_string()),
-                        ));
+                        // A stream-only row (shm-stream) counts its stream's trials.
+                        let trials = [&r["trials"], &r["stream"]["trials_msgs_per_s"]]
+                            .into_iter()
+                            .filter_map(Value::as_array)
+                            .map(Vec::len)
+                            .max();
+                        cells.push(Cell::Num(trials.map_or_else(|| "-".to_owned(), |t| t.to_string())));
                     }
                     "failed" => cells.push(Cell::Span(format!("failed: {detail}"), CATALOGUE_NUMBERS)),
                     status => cells.push(Cell::Span(format!("{status} ({detail})"), CATALOGUE_NUMBERS)),

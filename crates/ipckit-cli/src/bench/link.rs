@@ -254,17 +254,21 @@ pub(super) fn time_stream(
         start = now;
     }
     // Every message is in: the peer may go (it waits for this, so that
-    // its side stays open while this side sets up and drains).
+    // its side stays open while this side sets up and drains), and says
+    // so last, so that this side removes nothing the peer still reads (a
+    // System V queue is gone at once).
     link.send(&STREAM_ACK).context("acknowledge the stream")?;
+    let got = link.recv(buf).context("the peer's goodbye")?;
+    ensure!(buf[..got] == STREAM_ACK, "a wrong goodbye from the peer ({got} bytes)");
     Ok(timings.sample())
 }
 
 /// What ends a stream trial: one byte from the parent once it has every
-/// message.
+/// message, and the same back from the peer.
 const STREAM_ACK: [u8; 1] = [1];
 
 /// The peer's side of a stream trial: sends `count` messages of `size`
-/// bytes, then waits for the parent's acknowledgement.
+/// bytes, waits for the parent's acknowledgement and answers it.
 pub(super) fn source(link: &mut dyn Link, buf: &[u8], size: usize, count: usize) -> Result<()> {
     for i in 0..count {
         link.send(&buf[..size]).with_context(|| format!("send message {}", i + 1))?;
@@ -272,7 +276,7 @@ pub(super) fn source(link: &mut dyn Link, buf: &[u8], size: usize, count: usize)
     let mut ack = vec![0u8; MAX_ACK];
     let got = link.recv(&mut ack).context("wait for the parent's acknowledgement")?;
     ensure!(ack[..got] == STREAM_ACK, "a wrong acknowledgement of the stream ({got} bytes)");
-    Ok(())
+    link.send(&STREAM_ACK).context("say goodbye")
 }
 
 /// Room for an acknowledgement (and for whatever wrong one a failed
