@@ -15,7 +15,7 @@ use serde_json::json;
 use super::async_io::{self, AsyncRow};
 use super::catalogue::{Mode, Role, Shape};
 use super::copymap::{self, Way};
-use super::link::{self, Sample};
+use super::link::{self, Link, Sample};
 use super::meeting::Spot;
 use super::placement::Placement;
 use super::plan::{COPY_MAP_NAME, Job, MAX_MESSAGE, MIN_TRIALS, Plan};
@@ -194,7 +194,38 @@ impl Bench {
     /// `tag` (unique in the run): the plain round trip of other tables too.
     pub(super) fn echo_trial(&self, job: Job, mode: Mode, tag: String) -> Result<Sample> {
         let rounds = self.plan.rounds(job.size);
-        let mut cmd = self.peer_command(Role::Echo(job.mechanism), mode, job.size, rounds.total());
+        self.link_trial(job, mode, tag, rounds.total(), false, |link, buf| {
+            link::time_round_trips(link, buf, job.size, rounds)
+        })
+    }
+
+    /// One trial of a stream row: spawn a peer that sends messages of
+    /// `job.size` bytes one way, time their arrival, end the peer.
+    fn stream_trial(&self, job: Job, mode: Mode, n: usize) -> Result<Sample> {
+        let tag = format!("{}-{}-{}-s{n}", job.mechanism.name(), job.size, mode.name());
+        let (rounds, batch) = self.plan.stream_rounds(job.size);
+        self.link_trial(job, mode, tag, rounds.total(), true, |link, buf| {
+            link::time_stream(link, buf, job.size, rounds, batch)
+        })
+    }
+
+    /// A trial over a message link: spawn the peer of `job` in `mode` for
+    /// `messages` (streaming them with `stream`, else echoing), set up the
+    /// link, run `body` over it and a buffer of the largest message that
+    /// holds the payload, end the peer.
+    fn link_trial(
+        &self,
+        job: Job,
+        mode: Mode,
+        tag: String,
+        messages: usize,
+        stream: bool,
+        body: impl FnOnce(&mut dyn Link, &mut [u8]) -> Result<Sample>,
+    ) -> Result<Sample> {
+        let mut cmd = self.peer_command(Role::Echo(job.mechanism), mode, job.size, messages);
+        if stream {
+            cmd.arg("--stream");
+        }
         let queue_msgsize = self.plan.limits.of(job.mechanism).map_or(0, queue::queue_msgsize);
         let spot = Spot { scratch: &self.scratch, tag, queue_msgsize };
         let (meeting, pending) = mode.prepare(job.mechanism, &spot, &mut cmd)?;
@@ -206,28 +237,7 @@ impl Bench {
         let peer = Peer::spawn(&mut cmd, alarm)?;
         let mut buf = link::Buffer::payload(MAX_MESSAGE);
         // The link is closed when this returns, before the peer is awaited.
-        let outcome = pending().and_then(|mut link| link::time_round_trips(&mut *link, &mut buf, job.size, rounds));
-        peer.finish(outcome)
-    }
-
-    /// One trial of a stream row: spawn a peer that sends messages of
-    /// `job.size` bytes one way, time their arrival, end the peer.
-    fn stream_trial(&self, job: Job, mode: Mode, n: usize) -> Result<Sample> {
-        let tag = format!("{}-{}-{}-s{n}", job.mechanism.name(), job.size, mode.name());
-        let (rounds, batch) = self.plan.stream_rounds(job.size);
-        let mut cmd = self.peer_command(Role::Echo(job.mechanism), mode, job.size, rounds.total());
-        cmd.arg("--stream");
-        let queue_msgsize = self.plan.limits.of(job.mechanism).map_or(0, queue::queue_msgsize);
-        let spot = Spot { scratch: &self.scratch, tag, queue_msgsize };
-        let (meeting, pending) = mode.prepare(job.mechanism, &spot, &mut cmd)?;
-        cmd.args(meeting.args());
-        let alarm: Option<Alarm> = match job.mechanism.shape() {
-            Shape::Mailboxes | Shape::Queues => Some(process::wake_inbox(meeting.connect()?)),
-            _ => None,
-        };
-        let peer = Peer::spawn(&mut cmd, alarm)?;
-        let mut buf = link::Buffer::zeroed(MAX_MESSAGE);
-        let outcome = pending().and_then(|mut link| link::time_stream(&mut *link, &mut buf, job.size, rounds, batch));
+        let outcome = pending().and_then(|mut link| body(&mut *link, &mut buf));
         peer.finish(outcome)
     }
 
