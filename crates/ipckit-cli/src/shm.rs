@@ -71,10 +71,10 @@ pub fn run(args: ShmArgs) -> anyhow::Result<()> {
             let seg = Segment::new(name(&n)?).size(size).mode(mode);
             let (region, opened) = if exclusive { (seg.create()?, Opened::Created) } else { seg.open_or_create()? };
             for w in region.warnings() {
-                eprintln!("ipckit: warning: {}: {w}", region.name());
+                crate::errln(format_args!("warning: {}: {w}", region.name()));
             }
             let what = if opened == Opened::Created { "created" } else { "opened existing" };
-            eprintln!("ipckit: {what} {} ({} bytes)", region.name(), region.len());
+            crate::errln(format_args!("{what} {} ({} bytes)", region.name(), region.len()));
         }
         ShmCommand::Write { name: n, offset } => {
             let region = Segment::new(name(&n)?).open()?;
@@ -125,16 +125,16 @@ pub fn run(args: ShmArgs) -> anyhow::Result<()> {
                     obj.insert("creator_pid".into(), cpid.into());
                     obj.insert("last_pid".into(), lpid.into());
                 }
-                println!("{}", serde_json::Value::Object(obj));
+                crate::outln(format_args!("{}", serde_json::Value::Object(obj)))?;
             } else {
-                println!("name: {shm_name}");
-                println!("size: {}", info.size);
-                println!("owner: uid {}", info.uid);
-                println!("mode: {:04o}", info.mode);
+                crate::outln(format_args!("name: {shm_name}"))?;
+                crate::outln(format_args!("size: {}", info.size))?;
+                crate::outln(format_args!("owner: uid {}", info.uid))?;
+                crate::outln(format_args!("mode: {:04o}", info.mode))?;
                 if let Some((attached, cpid, lpid)) = info.sysv {
-                    println!("attached: {attached}");
-                    println!("creator pid: {cpid}");
-                    println!("last pid: {lpid}");
+                    crate::outln(format_args!("attached: {attached}"))?;
+                    crate::outln(format_args!("creator pid: {cpid}"))?;
+                    crate::outln(format_args!("last pid: {lpid}"))?;
                 }
             }
         }

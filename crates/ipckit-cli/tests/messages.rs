@@ -42,7 +42,7 @@ fn ready_fd_refuses_standard_streams_saying_so() {
 
 /// A write to standard output that fails (`> /dev/full`): exit 1, and the
 /// message names stdout (before: recv said "No space left on device (os
-/// error 28)"; ls and sem value panicked, exit 101).
+/// error 28)"; ls, sem value, shm info and bench panicked, exit 101).
 #[test]
 fn failed_writes_to_stdout_name_stdout() {
     let s = Scratch::new("dev-full");
@@ -56,7 +56,17 @@ fn failed_writes_to_stdout_name_stdout() {
 
     let sem = SemName::new(&s, "sem");
     IPCKIT.run_ok(&["sem", "create", &sem.0, "--value", "3"], None);
-    let cases: [&[&str]; 4] = [&["ls"], &["ls", "--json"], &["sem", "value", &sem.0], &["clean", "--dry-run"]];
+    let seg = s.shm("seg");
+    IPCKIT.run_ok(&["shm", "create", &seg, "--size", "4096"], None);
+    let cases: [&[&str]; 7] = [
+        &["ls"],
+        &["ls", "--json"],
+        &["sem", "value", &sem.0],
+        &["clean", "--dry-run"],
+        &["shm", "info", &seg],
+        &["shm", "info", &seg, "--json"],
+        &["bench", "--quick", "--filter", "pipe", "--trials", "1", "--iters", "2"],
+    ];
     for args in cases {
         let out = run(&mut to_dev_full(args), None);
         if args == ["clean", "--dry-run"] && out.status.code() == Some(0) {

@@ -167,14 +167,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eprintln!("ipckit: report written to {}", page.display());
     }
     if args.json {
-        println!("{doc}");
+        crate::outln(format_args!("{doc}"))?;
     } else {
         let mut text = report.text();
         if let Some(comparison) = &comparison {
             text.push_str("\n\n");
             text.push_str(&comparison.text());
         }
-        println!("{text}");
+        crate::outln(format_args!("{text}"))?;
     }
     Ok(())
 }
