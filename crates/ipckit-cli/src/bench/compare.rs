@@ -5,8 +5,8 @@
 //! A row is known by its table, its name (mechanism or operation, and the
 //! variant of a `map-pool` row) and its size. Its value is the p50 of its
 //! own mode (ipckit's, the call's, the pubsub or async round trip's; a
-//! copy-vs-map row's round trip), and for the streaming row its messages
-//! per second too.
+//! copy-vs-map row's round trip), and for the streaming rows (shm-stream,
+//! and each message row's one-way stream) its messages per second too.
 
 use std::path::{Path, PathBuf};
 
@@ -95,7 +95,9 @@ fn entries(doc: &Value) -> Vec<Entry> {
                 name.push_str(&format!(" {}", report::size(size as usize)));
             }
             let p50 = OWN.iter().find_map(|k| row[*k]["p50_ns"].as_f64()).filter(|p| *p > 0.0);
-            let per_s = row["ipckit_msgs_per_s"].as_f64().filter(|r| *r > 0.0);
+            // shm-stream's rate, or a message row's stream.
+            let per_s =
+                row["ipckit_msgs_per_s"].as_f64().or(row["stream"]["ipckit_msgs_per_s"].as_f64()).filter(|r| *r > 0.0);
             out.push(Entry { table, name, p50, per_s });
         }
     }
