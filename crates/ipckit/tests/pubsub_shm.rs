@@ -1,7 +1,9 @@
 //! Publish-subscribe on `shm:` between real processes: every subscriber
 //! sees every message once and in order (block), or counts what it lost
 //! (drop-oldest); history for late subscribers; subscribers and
-//! publishers killed; a hostile publisher; names that do not clash.
+//! publishers killed; a hostile publisher; names that do not clash;
+//! another user's crowd of silent connections, to a topic and to a
+//! channel, locks no one out.
 
 use std::time::Duration;
 
@@ -852,4 +854,86 @@ fn subscribers_cannot_write_the_topic() {
     for i in 0..2 {
         assert_eq!(check(&honest.recv_timeout(HANG_GUARD).unwrap().data), i);
     }
+}
+
+/// Child running as uid 65534: opens 300 connections to the abstract
+/// socket `IPCKIT_SOCK` (a topic's control socket), says how many it
+/// holds, and holds them until it is killed.
+#[test]
+#[ignore = "child process entry point"]
+fn child_crowd() {
+    let Some(_) = child_role() else { return };
+    let name = env("IPCKIT_SOCK");
+    let addr = rustix::net::SocketAddrUnix::new_abstract_name(name.as_bytes()).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let fd = rustix::net::socket(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::SEQPACKET, None)
+            .expect("a socket");
+        if rustix::net::connect(&fd, &addr).is_ok() {
+            held.push(fd);
+        }
+    }
+    println!("held {}", held.len());
+    std::thread::sleep(HANG_GUARD);
+}
+
+/// Starts [`child_crowd`] as uid 65534 against the abstract socket `name`
+/// and waits until it holds its connections.
+fn crowd(name: &str) -> Guarded {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = rerun("child_crowd", "crowd");
+    cmd.uid(65534).gid(65534).env("IPCKIT_SOCK", name);
+    let mut crowd = Guarded::spawn(cmd.stdout(std::process::Stdio::piped()));
+    let out = crowd.child().stdout.take().expect("the crowd's standard output");
+    let held = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        // The harness writes "test child_crowd ... " before it.
+        .find_map(|l| l.split("held ").nth(1).and_then(|n| n.trim().parse::<usize>().ok()))
+        .expect("the crowd says how many connections it made");
+    assert!(held > 256, "the crowd made only {held} connections");
+    crowd
+}
+
+/// Another user's crowd of silent connections (any user can connect to an
+/// abstract name) does not lock the publisher's own user out: its
+/// credentials are checked at accept, so it holds at most a few of the
+/// slots that wait for a hello (before: it could hold all 256, renewing
+/// them every 10 s, and every subscriber was reset meanwhile).
+#[test]
+fn another_users_crowd_does_not_lock_subscribers_out() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to start a child as uid 65534");
+        return;
+    }
+    let s = Scratch::new("ps-crowd");
+    let text = topic(&s, "t", "");
+    let mut p = Publisher::bind(&ep(&text)).unwrap();
+    let mut crowd = crowd(&format!("ipckit/topic/{}", s.name("t")));
+    // Well within the crowd's 10 s of hello time.
+    let mut sub = Subscriber::connect_timeout(&ep(&text), &Options::new(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("a subscriber of the publisher's own user, beside the crowd: {e}"));
+    p.wait_for_subscribers(1, Some(HANG_GUARD)).unwrap();
+    p.publish(b"through the crowd").unwrap();
+    assert_eq!(sub.recv().unwrap().data, b"through the crowd");
+    sigkill(&mut crowd);
+}
+
+/// The same for a `shm:` channel's receiver and its senders.
+#[test]
+fn another_users_crowd_does_not_lock_senders_out() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to start a child as uid 65534");
+        return;
+    }
+    let s = Scratch::new("ps-crowd-ch");
+    let text = format!("shm:{}", s.name("c"));
+    let mut rx = ipckit::Receiver::bind(&ep(&text)).unwrap();
+    let mut crowd = crowd(&format!("ipckit/shm/{}", s.name("c")));
+    let mut tx = ipckit::Sender::connect_timeout(&ep(&text), &Options::new(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("a sender of the receiver's own user, beside the crowd: {e}"));
+    tx.send(b"through the crowd").unwrap();
+    assert_eq!(rx.recv_timeout(HANG_GUARD).unwrap().data, b"through the crowd");
+    sigkill(&mut crowd);
 }

@@ -38,6 +38,7 @@
 pub(crate) mod control;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod hellos;
 pub(crate) mod layout;
 pub(crate) mod memory;
 pub(crate) mod pool;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::Config;
 use super::control::{self, Packet, Refusal};
+use super::hellos::Hellos;
 use super::memory::{LivePage, MappedRing};
 use super::pool::{self, PeerPool, PoolView};
 use super::ring::{Consumer, Record, RingError, RingMemory, TAG_INLINE, TAG_POOL};
@@ -50,9 +51,6 @@ const PENDING: u64 = 1 << 32;
 
 /// Epoll data of the service thread's own bell (stop, or a sender left).
 const SERVICE_BELL: u64 = u64::MAX - 2;
-
-/// How long a connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a busy-waiting receiver looks for new senders and departures.
 const BUSY_EVENTS: Duration = Duration::from_millis(1);
@@ -134,23 +132,6 @@ impl Found<'_> {
     }
 }
 
-/// A connection that has not said hello yet.
-#[derive(Debug)]
-struct Pending {
-    control: Io,
-    since: Instant,
-    /// Its user may use the channel (else it is only held to hear its
-    /// hello, so that the refusal reaches it as a reason, not a reset).
-    admitted: bool,
-}
-
-/// The most connections held waiting for their hello.
-const PENDING_MAX: usize = 256;
-/// Of which, from users the channel does not admit.
-const REFUSING_MAX: usize = 16;
-/// How long a connection of a user not admitted is held.
-const REFUSING_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// What the service thread hands to the receiving side.
 #[derive(Debug, Default)]
 struct Shared {
@@ -223,7 +204,7 @@ impl ShmReceiver {
             bell: service_bell.try_clone().map_err(|e| Error::new(ErrorKind::Io, "bind", ep, e.to_string()))?,
             doorbell: doorbell.try_clone().map_err(|e| Error::new(ErrorKind::Io, "bind", ep, e.to_string()))?,
             acceptor,
-            pending: Vec::new(),
+            hellos: Hellos::default(),
             shared: shared.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -554,7 +535,7 @@ struct Service {
     /// adopted. Never handed to a sender.
     doorbell: OwnedFd,
     acceptor: Acceptor,
-    pending: Vec<Option<Pending>>,
+    hellos: Hellos,
     shared: Arc<Shared>,
 }
 
@@ -565,14 +546,9 @@ impl Service {
         }
         let mut events = Vec::with_capacity(EVENTS);
         while !self.shared.stop.load(Ordering::Acquire) {
-            self.expire_pending();
-            // While connections owe a hello, look again in time to drop
-            // the ones that never say it.
-            let wait = if self.pending.iter().any(Option::is_some) {
-                Wait::timeout(Duration::from_secs(1))
-            } else {
-                Wait::Forever
-            };
+            let (hellos, acceptor, epoll) = (&mut self.hellos, &mut self.acceptor, &self.epoll);
+            hellos.expire(|| acceptor.closed(epoll.as_fd()));
+            let wait = self.hellos.wait();
             let n = match sys::io::epoll_wait(self.epoll.as_fd(), &mut events, EVENTS, wait) {
                 Ok(n) => n,
                 Err(e) => {
@@ -621,46 +597,18 @@ impl Service {
         let Ok(conn) = self.acceptor.listener().wrap(fd) else { return Ok(()) };
         let control = conn.into_io();
         let admitted = control.peer_credentials().is_some_and(|c| control::admits(self.cfg.mode, self.cfg.me, c));
-        // Bounded, so that silent connections (any user can connect to an
-        // abstract name) cannot take every descriptor: past the bounds,
-        // closed at once.
-        let held = self.pending.iter().flatten().count();
-        let refusing = self.pending.iter().flatten().filter(|p| !p.admitted).count();
-        if held >= PENDING_MAX || (!admitted && refusing >= REFUSING_MAX) {
-            return Ok(());
-        }
-        let slot = match self.pending.iter().position(Option::is_none) {
-            Some(slot) => slot,
-            None => {
-                self.pending.push(None);
-                self.pending.len() - 1
-            }
-        };
-        sys::io::epoll_add(self.epoll.as_fd(), control.fd(), PENDING | slot as u64)
-            .map_err(|e| Error::os("epoll_ctl", &*self.name, e))?;
-        self.pending[slot] = Some(Pending { control, since: Instant::now(), admitted });
+        self.hellos.hold(self.epoll.as_fd(), control, admitted, PENDING);
         Ok(())
-    }
-
-    /// Drops connections that did not say hello in time.
-    fn expire_pending(&mut self) {
-        for p in &mut self.pending {
-            let limit = |p: &Pending| if p.admitted { HELLO_TIMEOUT } else { REFUSING_TIMEOUT };
-            if p.as_ref().is_some_and(|p| p.since.elapsed() > limit(p)) {
-                *p = None;
-                self.acceptor.closed(self.epoll.as_fd());
-            }
-        }
     }
 
     /// A pending connection said something: welcome it, or refuse it.
     fn hello(&mut self, slot: usize) {
-        let Some(mut pending) = self.pending.get_mut(slot).and_then(Option::take) else { return };
+        let Some(mut pending) = self.hellos.take(slot) else { return };
         let (packet, fds) = match pending.control.recv(Wait::Never) {
             Ok(Got::Msg(m)) => (Packet::hello(&m.data), m.meta.fds),
             // Not yet a whole packet: keep waiting for it.
             Ok(Got::NotYet) => {
-                self.pending[slot] = Some(pending);
+                self.hellos.put_back(slot, pending);
                 return;
             }
             Ok(Got::Eof) | Err(_) => {

@@ -8,13 +8,14 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::TopicConfig;
 use super::control::{self, Packet, Refusal};
 use super::memory::{CursorPage, MappedTopic};
 use super::protocol::{self, CursorMemory, HEAD_LIMIT, TopicMemory, Watch, Writer};
 use super::{Config, layout, spin};
+use crate::channel::shm::hellos::Hellos;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::SendMeta;
@@ -32,10 +33,6 @@ const SERVICE_BELL: u64 = u64::MAX - 2;
 const PENDING: u64 = 1 << 32;
 /// Epoll data of a subscriber's connection: this bit and its id.
 const SUBSCRIBER: u64 = 1 << 40;
-/// How long a connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most connections held waiting for their hello.
-const PENDING_MAX: usize = 256;
 
 /// A subscriber, as the publishing side knows it.
 #[derive(Debug)]
@@ -139,7 +136,7 @@ impl ShmPublisher {
             bell: service_bell.try_clone().map_err(io)?,
             doorbell: doorbell.try_clone().map_err(io)?,
             acceptor,
-            pending: Vec::new(),
+            hellos: Hellos::default(),
             conns: HashMap::new(),
             shared: shared.clone(),
         };
@@ -324,13 +321,6 @@ impl Drop for ShmPublisher {
     }
 }
 
-/// A connection that has not said hello yet.
-#[derive(Debug)]
-struct Pending {
-    control: Io,
-    since: Instant,
-}
-
 /// The publisher's service thread: accepts, checks credentials, makes
 /// cursor pages, welcomes; forgets subscribers whose connection ended.
 struct Service {
@@ -343,7 +333,7 @@ struct Service {
     /// when one sends a wake packet.
     doorbell: OwnedFd,
     acceptor: Acceptor,
-    pending: Vec<Option<Pending>>,
+    hellos: Hellos,
     /// Every subscriber's connection, by id.
     conns: HashMap<u64, Io>,
     shared: Arc<Shared>,
@@ -353,12 +343,9 @@ impl Service {
     fn run(&mut self) {
         let mut events = Vec::with_capacity(EVENTS);
         while !self.shared.stop.load(Ordering::Acquire) {
-            self.expire_pending();
-            let wait = if self.pending.iter().any(Option::is_some) {
-                Wait::timeout(Duration::from_secs(1))
-            } else {
-                Wait::Forever
-            };
+            let (hellos, acceptor, epoll) = (&mut self.hellos, &mut self.acceptor, &self.epoll);
+            hellos.expire(|| acceptor.closed(epoll.as_fd()));
+            let wait = self.hellos.wait();
             let n = match sys::io::epoll_wait(self.epoll.as_fd(), &mut events, EVENTS, wait) {
                 Ok(n) => n,
                 Err(e) => {
@@ -395,30 +382,12 @@ impl Service {
         for fd in accepted {
             let Ok(conn) = self.acceptor.listener().wrap(fd) else { continue };
             let control = conn.into_io();
-            // Bounded, so that silent connections cannot take every
-            // descriptor.
-            if self.pending.iter().flatten().count() >= PENDING_MAX {
-                continue;
-            }
-            let slot = match self.pending.iter().position(Option::is_none) {
-                Some(slot) => slot,
-                None => {
-                    self.pending.push(None);
-                    self.pending.len() - 1
-                }
-            };
-            if sys::io::epoll_add(self.epoll.as_fd(), control.fd(), PENDING | slot as u64).is_ok() {
-                self.pending[slot] = Some(Pending { control, since: Instant::now() });
-            }
-        }
-    }
-
-    fn expire_pending(&mut self) {
-        for p in &mut self.pending {
-            if p.as_ref().is_some_and(|p| p.since.elapsed() > HELLO_TIMEOUT) {
-                *p = None;
-                self.acceptor.closed(self.epoll.as_fd());
-            }
+            // Checked now too, so that users the topic does not admit
+            // cannot hold the slots of those it does.
+            let admitted = control
+                .peer_credentials()
+                .is_some_and(|c| crate::channel::shm::control::admits(self.cfg.mode, self.cfg.me, c));
+            self.hellos.hold(self.epoll.as_fd(), control, admitted, PENDING);
         }
     }
 
@@ -462,11 +431,11 @@ impl Service {
     }
 
     fn hello(&mut self, slot: usize) {
-        let Some(mut pending) = self.pending.get_mut(slot).and_then(Option::take) else { return };
+        let Some(mut pending) = self.hellos.take(slot) else { return };
         let packet = match pending.control.recv(Wait::Never) {
             Ok(Got::Msg(m)) => Packet::parse(&m.data),
             Ok(Got::NotYet) => {
-                self.pending[slot] = Some(pending);
+                self.hellos.put_back(slot, pending);
                 return;
             }
             Ok(Got::Eof) | Err(_) => {
