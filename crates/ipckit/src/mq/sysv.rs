@@ -57,8 +57,13 @@ pub struct SysvQueue {
     noerror: bool,
     msgmax: usize,
     max: usize,
-    /// `struct msgbuf` for the system calls: type, then text.
+    /// `struct msgbuf` for receiving: type, then text; as long as the
+    /// largest receive so far (its bytes past a message are stale).
     scratch: Vec<u8>,
+    /// `struct msgbuf` for sending, exactly the message (kept apart, so
+    /// that a send does not shrink the receive buffer, which would then be
+    /// zeroed again as it grows back).
+    send_buf: Vec<u8>,
     /// Conditions met while opening that the caller should hear of.
     warnings: Vec<String>,
     remove_on_drop: bool,
@@ -136,6 +141,7 @@ impl SysvQueue {
             msgmax,
             max: msgmax.min(opts.max_message),
             scratch: Vec::new(),
+            send_buf: Vec::new(),
             warnings,
             remove_on_drop: opts.unlink_on_drop,
         })
@@ -215,12 +221,12 @@ impl SysvQueue {
             ));
         }
         check_len(parts, self.max, Limit::Msgmax, "msgsnd", &self.label)?;
-        self.scratch.clear();
-        sys::mq::push_mtype(&mut self.scratch, msg_type);
+        self.send_buf.clear();
+        sys::mq::push_mtype(&mut self.send_buf, msg_type);
         for p in parts {
-            self.scratch.extend_from_slice(p);
+            self.send_buf.extend_from_slice(p);
         }
-        let (id, buf) = (self.id, &self.scratch);
+        let (id, buf) = (self.id, &self.send_buf);
         let text = buf.len() - MTYPE_SIZE;
         match sys::mq::msgsnd(id, buf, true) {
             Ok(()) => return Ok(()),
@@ -259,10 +265,15 @@ impl SysvQueue {
     /// queued: `TooLarge`, over `what` (the kernel does not say its size).
     fn recv_scratch(&mut self, cap: usize, what: std::fmt::Arguments<'_>, wait: Wait) -> Result<Option<(usize, i64)>> {
         let room = if self.noerror { cap.saturating_add(1) } else { cap }.min(self.msgmax);
-        self.scratch.clear();
-        // Bounded by msgmax, the kernel's limit, not by a peer.
-        self.scratch.resize(MTYPE_SIZE + room, 0);
-        let (id, msgtyp, noerror, buf) = (self.id, self.recv_type, self.noerror, &mut self.scratch);
+        // Bounded by msgmax, the kernel's limit, not by a peer. Grown once,
+        // not cleared and zeroed again for every message (that memset was
+        // most of what a small message cost over a raw msgrcv): the kernel
+        // writes what it returns, and only that is read.
+        if self.scratch.len() < MTYPE_SIZE + room {
+            self.scratch.resize(MTYPE_SIZE + room, 0);
+        }
+        let (id, msgtyp, noerror) = (self.id, self.recv_type, self.noerror);
+        let buf = &mut self.scratch[..MTYPE_SIZE + room];
         match with_backoff(wait, Errno::NOMSG, |nowait| sys::mq::msgrcv(id, buf, msgtyp, nowait, noerror)) {
             Ok(Some(n)) => Ok(Some((n, sys::mq::read_mtype(&self.scratch)))),
             Ok(None) => Ok(None),
