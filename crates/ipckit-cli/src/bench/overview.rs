@@ -289,12 +289,12 @@ pub(super) struct Pick {
     /// the size).
     pub(super) basis: &'static str,
     pub(super) fastest: (String, f64),
-    pub(super) next: Option<(String, f64)>,
+    pub(super) next: (String, f64),
 }
 
 impl Pick {
-    fn lead(&self) -> Option<f64> {
-        self.next.as_ref().map(|(_, next)| next / self.fastest.1)
+    fn lead(&self) -> f64 {
+        self.next.1 / self.fastest.1
     }
 }
 
@@ -335,7 +335,7 @@ pub(super) fn picks(entries: &[Entry]) -> Vec<Pick> {
             // A size with one way only answers nothing.
             let mut ranked = ranked.into_iter();
             let fastest = ranked.next()?;
-            Some(Pick { size, basis, fastest, next: Some(ranked.next()?) })
+            Some(Pick { size, basis, fastest, next: ranked.next()? })
         })
         .collect()
 }
@@ -349,8 +349,8 @@ pub(super) fn picks_json(picks: &[Pick]) -> Value {
                 "basis": p.basis,
                 "fastest": p.fastest.0,
                 "fastest_p50_ns": p.fastest.1.round(),
-                "next": p.next.as_ref().map(|n| n.0.clone()),
-                "next_p50_ns": p.next.as_ref().map(|n| n.1.round()),
+                "next": p.next.0,
+                "next_p50_ns": p.next.1.round(),
                 "lead": p.lead(),
             })
         })
@@ -368,9 +368,9 @@ pub(super) fn picks_text(picks: &[Pick]) -> Option<String> {
             size(p.size),
             p.fastest.0.clone(),
             duration(p.fastest.1),
-            p.next.as_ref().map_or_else(|| "-".to_owned(), |n| n.0.clone()),
-            p.next.as_ref().map_or_else(|| "-".to_owned(), |n| duration(n.1)),
-            p.lead().map_or_else(|| "-".to_owned(), |l| format!("{l:.2}×")),
+            p.next.0.clone(),
+            duration(p.next.1),
+            format!("{:.2}×", p.lead()),
             p.basis.to_owned(),
         ]
     });
@@ -536,8 +536,8 @@ mod tests {
         // 64 B: the echo rows only (raw does not count, copy-vs-map has an
         // echo row at this size so is left out).
         assert_eq!(picks[0].fastest.0, "shm-spin");
-        assert_eq!(picks[0].next.as_ref().map(|n| n.0.as_str()), Some("pipe"));
-        assert!((picks[0].lead().unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(picks[0].next.0, "pipe");
+        assert!((picks[0].lead() - 20.0).abs() < 1e-9);
         // 1 MiB: copy-vs-map, untouched does not deliver.
         assert_eq!(picks[1].fastest.0, "map-pool fill-and-read");
         assert_eq!(picks[1].basis, "N bytes and an 8-byte ack");

@@ -398,7 +398,7 @@ impl Bench {
                     );
                     return Row { job, rounds, outcome: Outcome::Limit { limit: Some(limit), why }, stream: None };
                 };
-                let outcome = match found[trip].take().expect("taken once") {
+                let mut outcome = |id: usize| match found[id].take().expect("each row's findings are taken once") {
                     Found::Done(mut s) => {
                         let raw = s.pop().expect("raw samples");
                         Outcome::measured(s.pop().expect("ipckit samples"), raw)
@@ -406,14 +406,7 @@ impl Bench {
                     Found::Limit(why) => Outcome::Limit { limit: None, why },
                     Found::Failed(why) => Outcome::Failed { why },
                 };
-                let stream = match found[stream].take().expect("taken once") {
-                    Found::Done(mut s) => {
-                        let raw = s.pop().expect("raw samples");
-                        Some(Outcome::measured(s.pop().expect("ipckit samples"), raw))
-                    }
-                    Found::Limit(why) => Some(Outcome::Limit { limit: None, why }),
-                    Found::Failed(why) => Some(Outcome::Failed { why }),
-                };
+                let (outcome, stream) = (outcome(trip), Some(outcome(stream)));
                 Row { job, rounds, outcome, stream }
             })
             .collect();
